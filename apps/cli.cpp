@@ -1,0 +1,55 @@
+#include "cli.h"
+
+#include <ATen/Parallel.h>
+
+#include <exception>
+#include <thread>
+
+#include "sinkhorn/error.h"
+#include "util/check.h"
+
+namespace sinkhorn::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: sinkhorn <command> [options]\n"
+    "\n"
+    "Sinkhorn divergences (entropic optimal transport) between point clouds.\n"
+    "\n"
+    "commands:\n"
+    "  divergence X Y   a Sinkhorn loss (or MMD) between two clouds in .npy or .csv files\n"
+    "  demo             the losses and their gradients on built-in clouds\n"
+    "\n"
+    "`sinkhorn <command> --help` documents each command's options.\n";
+
+}  // namespace
+
+void set_threads(long long requested) {
+  SINKHORN_CHECK(requested >= 0, "--threads must be >= 0, got " << requested);
+  const unsigned cores = std::thread::hardware_concurrency();
+  const int threads = requested > 0 ? static_cast<int>(requested) : static_cast<int>(cores > 0 ? cores : 1);
+  at::set_num_threads(threads);
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    (args.empty() ? err : out) << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string& command = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    if (command == "divergence") return divergence_command(rest, out, err);
+    if (command == "demo") return demo_command(rest, out, err);
+    err << "sinkhorn: unknown command '" << command << "'\n\n" << kUsage;
+    return 2;
+  } catch (const Error& error) {
+    err << "sinkhorn " << command << ": error: " << error.what() << "\n";
+    return 2;
+  } catch (const std::exception& error) {
+    err << "sinkhorn " << command << ": internal error: " << error.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace sinkhorn::cli

@@ -1,0 +1,20 @@
+// The `sinkhorn` command: one binary, subcommands. Each command takes its arguments (after the
+// command name) and two streams, and returns the process exit code: 0 success, 2 bad input or
+// usage (the message names the argument), 1 an unexpected failure.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace sinkhorn::cli {
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+int divergence_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int demo_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+/// Sets LibTorch's intra-op thread count (and OpenMP's): --threads, else every core.
+void set_threads(long long requested);
+
+}  // namespace sinkhorn::cli

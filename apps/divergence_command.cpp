@@ -1,0 +1,169 @@
+// sinkhorn divergence X Y [options]: one loss between two clouds read from files.
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <chrono>
+#include <iomanip>
+#include <sstream>
+
+#include "cli.h"
+#include "arguments.h"
+#include "io/array_io.h"
+#include "sinkhorn/divergence.h"
+#include "util/check.h"
+
+namespace sinkhorn::cli {
+namespace {
+
+ArgumentParser divergence_parser() {
+  ArgumentParser parser(
+      "sinkhorn divergence X Y [options]",
+      "Computes a Sinkhorn loss between the point clouds X (N x D) and Y (M x D), read from .npy\n"
+      "(float32/float64, 2-D, C order) or .csv files (one point per row), and prints its value.\n"
+      "Conventions follow GeomLoss's SamplesLoss(\"sinkhorn\", p, blur, reach, scaling).");
+  parser.positional("X", "first cloud: .npy or .csv, N rows of D coordinates")
+      .positional("Y", "second cloud: .npy or .csv, M rows of D coordinates")
+      .option("wx", "FILE", "weights of X (N values, nonnegative); default uniform 1/N")
+      .option("wy", "FILE", "weights of Y (M values, nonnegative); default uniform 1/M")
+      .option("loss", "NAME",
+              "divergence (default: debiased S_eps), primal (the paper's E_eps), ot_eps (raw OT_eps), "
+              "energy, gaussian, laplacian (MMDs)")
+      .option("p", "P", "cost exponent: 2 for |x-y|^2/2 (default), 1 for |x-y|")
+      .option("blur", "B", "finest length scale, eps = blur^p (default 0.05); the MMD kernels' width")
+      .option("reach", "R", "unbalanced transport with rho = reach^p (default: balanced)")
+      .option("scaling", "S", "eps-scaling ratio in (0,1) (default 0.5)")
+      .option("diameter", "D", "largest distance, where eps-scaling starts (default: bounding box)")
+      .option("iterations", "L", "the paper's mode: exactly L iterations at eps = blur^p, no annealing")
+      .option("tolerance", "T", "stop when the relative marginal error is under T (default 1e-4)")
+      .option("max-iterations", "N", "iterations allowed at the final eps (default 1000)")
+      .option("gradient", "MODE", "auto (default), envelope or unrolled")
+      .option("backend", "NAME", "auto (default), tensorized or reference")
+      .option("dtype", "TYPE", "float32 or float64 (default: the type stored in X; csv: float64)")
+      .option("threads", "N", "CPU threads (default: every core)")
+      .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")
+      .option("grad-y", "FILE.npy", "write the gradient of the loss with respect to Y")
+      .flag("json", "print one JSON object: value, iterations, marginal_error, seconds, ...");
+  return parser;
+}
+
+at::Tensor to_tensor(const io::Array& array, at::ScalarType dtype) {
+  return at::tensor(array.values, at::kDouble).reshape(array.shape).to(dtype);
+}
+
+at::Tensor points_tensor(const io::Array& array, const std::string& path, const char* name,
+                         at::ScalarType dtype) {
+  SINKHORN_CHECK(array.shape.size() == 2, name << " (" << path << ") must be a 2-D array (points x "
+                                               << "coordinates), got " << array.shape.size() << " dimensions");
+  return to_tensor(array, dtype);
+}
+
+at::Tensor read_weights(const std::optional<std::string>& path, const char* name, at::ScalarType dtype) {
+  if (!path) return {};
+  const io::Array array = io::read_array(*path);
+  const bool vector_like = array.shape.size() == 1 ||
+                           (array.shape.size() == 2 && (array.shape[0] == 1 || array.shape[1] == 1));
+  SINKHORN_CHECK(vector_like, name << " (" << *path << ") must hold one weight per point (a vector), got shape "
+                                   << at::IntArrayRef(array.shape));
+  return to_tensor(array, dtype).reshape({-1});
+}
+
+void write_gradient(const std::string& path, const at::Tensor& gradient) {
+  const at::Tensor values = gradient.detach().to(at::kCPU, at::kDouble).contiguous();
+  io::Array array;
+  array.shape.assign(values.sizes().begin(), values.sizes().end());
+  array.values.assign(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+  array.dtype = gradient.scalar_type() == at::kDouble ? "float64" : "float32";
+  io::write_npy(path, array);
+}
+
+SinkhornOptions options_from(const ParsedArguments& args) {
+  SinkhornOptions options;
+  if (auto loss = args.value("loss")) options.loss = parse_loss(*loss, "--loss");
+  if (auto p = args.integer("p")) options.p = static_cast<int>(*p);
+  if (auto blur = args.number("blur")) options.blur = *blur;
+  if (auto reach = args.number("reach")) options.reach = *reach;
+  if (auto scaling = args.number("scaling")) options.scaling = *scaling;
+  if (auto diameter = args.number("diameter")) options.diameter = *diameter;
+  if (auto iterations = args.integer("iterations")) options.iterations = static_cast<int>(*iterations);
+  if (auto tolerance = args.number("tolerance")) options.tolerance = *tolerance;
+  if (auto max_iterations = args.integer("max-iterations")) options.max_iterations = static_cast<int>(*max_iterations);
+  if (auto gradient = args.value("gradient")) options.gradient = parse_gradient_mode(*gradient, "--gradient");
+  if (auto backend = args.value("backend")) options.backend = parse_backend(*backend, "--backend");
+  try {
+    validate(options);
+  } catch (const Error& error) {
+    throw Error(std::string("--") + error.what());  // the option names match the flags
+  }
+  return options;
+}
+
+at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {
+  const std::optional<std::string> name = args.value("dtype");
+  if (!name) return x_array.dtype == "float32" ? at::kFloat : at::kDouble;
+  SINKHORN_CHECK(*name == "float32" || *name == "float64",
+                 "--dtype: expected float32 or float64, got '" << *name << "'");
+  return *name == "float32" ? at::kFloat : at::kDouble;
+}
+
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  std::ostringstream out;
+  out << std::setprecision(17) << value;
+  return out.str();
+}
+
+}  // namespace
+
+int divergence_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
+  const ArgumentParser parser = divergence_parser();
+  const ParsedArguments args = parser.parse(arguments);
+  if (args.flag("help")) {
+    out << parser.help();
+    return 0;
+  }
+  set_threads(args.integer("threads").value_or(0));
+  const SinkhornOptions options = options_from(args);
+  const std::string& x_path = args.positionals()[0];
+  const std::string& y_path = args.positionals()[1];
+  const io::Array x_array = io::read_array(x_path);
+  const at::ScalarType dtype = dtype_from(args, x_array);
+  at::Tensor x = points_tensor(x_array, x_path, "X", dtype);
+  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
+  const at::Tensor a = read_weights(args.value("wx"), "--wx", dtype);
+  const at::Tensor b = read_weights(args.value("wy"), "--wy", dtype);
+  const std::optional<std::string> grad_x_path = args.value("grad-x");
+  const std::optional<std::string> grad_y_path = args.value("grad-y");
+  if (grad_x_path) x.requires_grad_(true);
+  if (grad_y_path) y.requires_grad_(true);
+
+  const auto start = std::chrono::steady_clock::now();
+  const DivergenceResult result = divergence_with_details(a, x, b, y, options);
+  if (grad_x_path || grad_y_path) torch::autograd::backward({result.value});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double value = result.value.item<double>();
+  SINKHORN_CHECK(std::isfinite(value), "the loss is not finite (" << value << "); check the inputs' scale");
+
+  if (grad_x_path) write_gradient(*grad_x_path, x.grad());
+  if (grad_y_path) write_gradient(*grad_y_path, y.grad());
+  const Diagnostics& d = result.diagnostics;
+  if (!d.converged) {
+    err << "sinkhorn divergence: warning: not converged after " << d.iterations
+        << " iterations (marginal error " << d.marginal_error << " > tolerance " << d.tolerance
+        << "); raise --max-iterations or --blur\n";
+  }
+  if (args.flag("json")) {
+    out << "{\"loss\": \"" << to_string(options.loss) << "\", \"value\": " << json_number(value)
+        << ", \"iterations\": " << d.iterations << ", \"marginal_error\": " << json_number(d.marginal_error)
+        << ", \"converged\": " << (d.converged ? "true" : "false") << ", \"schedule_length\": "
+        << d.schedule_length << ", \"epsilon\": " << json_number(d.epsilon)
+        << ", \"diameter\": " << json_number(d.diameter) << ", \"backend\": \"" << d.backend
+        << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"n\": "
+        << x.size(0) << ", \"m\": " << y.size(0) << ", \"d\": " << x.size(1)
+        << ", \"seconds\": " << json_number(seconds) << "}\n";
+  } else {
+    out << std::setprecision(12) << value << "\n";
+  }
+  return 0;
+}
+
+}  // namespace sinkhorn::cli

@@ -1,0 +1,90 @@
+// Options of every loss the library computes. The conventions follow ../docs/numerics.md and
+// GeomLoss's SamplesLoss("sinkhorn", p, blur, reach, scaling, debias), so that a user can switch
+// between the two without re-tuning.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace sinkhorn {
+
+/// Which quantity `sinkhorn::loss` returns.
+enum class Loss {
+  /// Debiased Sinkhorn divergence S_eps = OT_eps(a,b) - OT_eps(a,a)/2 - OT_eps(b,b)/2 (default).
+  divergence,
+  /// The paper's loss (Genevay et al. 2018): E_eps = 2 W_eps(a,b) - W_eps(a,a) - W_eps(b,b),
+  /// with W_eps = <pi_eps, C> the transport cost of the entropic plan.
+  primal,
+  /// Raw entropic transport cost OT_eps(a,b) (biased: OT_eps(a,a) != 0).
+  ot_eps,
+  /// Energy distance, the MMD with kernel k(x,y) = -|x-y|: the eps -> infinity limit of S_eps for p = 1.
+  energy,
+  /// MMD with the Gaussian kernel k(x,y) = exp(-|x-y|^2 / (2 blur^2)).
+  gaussian,
+  /// MMD with the Laplacian kernel k(x,y) = exp(-|x-y| / blur).
+  laplacian,
+};
+
+/// How gradients reach x, y, a and b.
+enum class GradientMode {
+  /// envelope for the variational losses (divergence, ot_eps), unrolled for primal.
+  automatic,
+  /// Exact at convergence, from the potentials and one extra reduction; memory O(N + M).
+  envelope,
+  /// Autograd through every tensorized Sinkhorn iteration (the paper's Algorithm 1); memory O(L N M).
+  unrolled,
+};
+
+/// Which reduction backend runs the softmin reductions.
+enum class Backend {
+  /// Picks the fastest backend available for the inputs.
+  automatic,
+  /// Dense ATen operations on any device LibTorch supports; memory O(N M).
+  tensorized,
+  /// Plain double-precision loops on the CPU; slow, the oracle of the test suite.
+  reference,
+};
+
+/// Options shared by every loss. Defaults match GeomLoss (p = 2, blur = 0.05, scaling = 0.5) but
+/// iterate at the final blur until the marginal error is under `tolerance`.
+struct SinkhornOptions {
+  /// Exponent of the ground cost: 2 gives C(x,y) = |x-y|^2 / 2, 1 gives C(x,y) = |x-y|.
+  int p = 2;
+  /// Finest length scale: the entropic regularisation is eps = blur^p. Also the MMD kernels' width.
+  double blur = 0.05;
+  /// Unbalanced transport when set: marginals are penalised by rho KL with rho = reach^p.
+  std::optional<double> reach;
+  /// eps-scaling ratio in (0, 1): eps is multiplied by scaling^p from diameter^p down to blur^p.
+  double scaling = 0.5;
+  /// Largest distance in the problem, where eps-scaling starts; unset: the bounding box diagonal.
+  std::optional<double> diameter;
+  /// Stop when the relative L1 marginal error of every transport plan is under this value.
+  double tolerance = 1e-4;
+  /// Iterations allowed at the final eps = blur^p after annealing; the solve stops there unconverged.
+  int max_iterations = 1000;
+  /// The paper's mode when set: exactly this many Sinkhorn iterations L at eps = blur^p, no annealing.
+  std::optional<int> iterations;
+  /// Which loss to compute.
+  Loss loss = Loss::divergence;
+  /// How gradients are computed.
+  GradientMode gradient = GradientMode::automatic;
+  /// Which reduction backend to use.
+  Backend backend = Backend::automatic;
+};
+
+/// Lower-case names used by the command line and in messages ("divergence", "primal", ...).
+std::string to_string(Loss loss);
+std::string to_string(GradientMode mode);
+std::string to_string(Backend backend);
+/// Parses the names above; throws sinkhorn::Error naming `argument` on an unknown name.
+Loss parse_loss(const std::string& name, const std::string& argument = "loss");
+GradientMode parse_gradient_mode(const std::string& name, const std::string& argument = "gradient");
+Backend parse_backend(const std::string& name, const std::string& argument = "backend");
+
+/// True for the losses computed by Sinkhorn iterations (divergence, primal, ot_eps).
+bool is_sinkhorn_loss(Loss loss);
+
+/// Throws sinkhorn::Error naming the first option that is out of range.
+void validate(const SinkhornOptions& options);
+
+}  // namespace sinkhorn

@@ -1,0 +1,217 @@
+// The public entry: checks inputs, sets up the solver, and attaches gradients.
+//
+// Gradients:
+// - envelope: the solve runs without autograd inside EnvelopeFunction::forward, which computes
+//   the exact gradients at convergence (solver/loss_formulas.h) when an input needs them;
+//   backward only scales them by the incoming gradient. Memory O(N + M) beyond the reducer's.
+// - unrolled: the solve runs with autograd on the tensorized reducer; LibTorch differentiates
+//   through every iteration (Genevay et al. 2018, Algorithm 1).
+#include "sinkhorn/divergence.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "api/inputs.h"
+#include "reduce/reducer.h"
+#include "solver/epsilon_schedule.h"
+#include "solver/kernel_mmd.h"
+#include "solver/loss_formulas.h"
+#include "solver/sinkhorn_loop.h"
+#include "util/check.h"
+
+namespace sinkhorn {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Everything a solve needs besides the clouds, and what it returns besides the value.
+struct SolveContext {
+  Loss loss = Loss::divergence;
+  const reduce::Reducer* reducer = nullptr;
+  solver::LoopSettings loop;
+  bool weights_need_gradient = false;
+  bool points_need_gradient = false;
+  // Outputs.
+  solver::DualState state;
+  solver::LoopReport report;
+};
+
+solver::Cloud make_cloud(const at::Tensor& points, const at::Tensor& weights) {
+  return {points, weights, weights.log()};
+}
+
+// Runs the loop and returns the value, differentiable when autograd is on and the reducer is.
+at::Tensor solve(SolveContext& context, const solver::Cloud& a, const solver::Cloud& b) {
+  context.report = solver::sinkhorn_loop(*context.reducer, a, b, context.loop, context.state);
+  return solver::sinkhorn_loss_value(context.loss, *context.reducer, a, b, context.state,
+                                     context.loop.epsilons.back(), context.loop.rho);
+}
+
+class EnvelopeFunction : public torch::autograd::Function<EnvelopeFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& x,
+                            const at::Tensor& b, const at::Tensor& y, SolveContext* context) {
+    const solver::Cloud cloud_a = make_cloud(x, a), cloud_b = make_cloud(y, b);
+    at::Tensor value = solve(*context, cloud_a, cloud_b);
+    const solver::EnvelopeGradients gradients = solver::envelope_gradients(
+        context->loss, *context->reducer, cloud_a, cloud_b, context->state,
+        context->loop.epsilons.back(), context->loop.rho, context->weights_need_gradient,
+        context->points_need_gradient);
+    const std::pair<const char*, const at::Tensor*> saved[] = {
+        {"a", &gradients.a}, {"x", &gradients.x}, {"b", &gradients.b}, {"y", &gradients.y}};
+    for (const auto& [name, gradient] : saved) {
+      if (gradient->defined()) ctx->saved_data[name] = *gradient;
+    }
+    return value;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    SINKHORN_CHECK(!at::GradMode::is_enabled(),
+                   "double backward is not supported with envelope gradients (they are constants "
+                   "at convergence); use gradient=unrolled for higher derivatives");
+    const at::Tensor& grad_value = grad_outputs[0];  // (B)
+    const auto scaled = [&](const char* name, int64_t trailing_dims) -> at::Tensor {
+      if (ctx->saved_data.count(name) == 0) return {};
+      const at::Tensor gradient = ctx->saved_data[name].toTensor();
+      std::vector<int64_t> shape{grad_value.size(0)};
+      shape.insert(shape.end(), trailing_dims, 1);
+      return gradient * grad_value.reshape(shape);
+    };
+    return {scaled("a", 1), scaled("x", 2), scaled("b", 1), scaled("y", 2), at::Tensor()};
+  }
+};
+
+GradientMode resolve_gradient_mode(const SinkhornOptions& options) {
+  if (options.gradient != GradientMode::automatic) return options.gradient;
+  return options.loss == Loss::primal ? GradientMode::unrolled : GradientMode::envelope;
+}
+
+// The marginal error a dtype can resolve: potentials carry an absolute error of a few ulps of the
+// cost scale diameter^p, which exp((f - softmin)/eps) turns into a relative mass error of about
+// u * diameter^p / eps. Asking for less would only burn iterations (docs/numerics.md).
+double tolerance_floor(at::ScalarType dtype, double data_diameter, double eps, int p) {
+  const double unit_roundoff = dtype == at::kDouble ? std::numeric_limits<double>::epsilon()
+                                                    : std::numeric_limits<float>::epsilon();
+  return 16.0 * unit_roundoff * std::pow(data_diameter, p) / eps;
+}
+
+// Back to the caller's layout and dtype: drop the batch axis of unbatched inputs.
+at::Tensor to_caller_layout(const at::Tensor& tensor, const api::BatchedInputs& inputs) {
+  if (!tensor.defined()) return tensor;
+  const at::Tensor result = inputs.batched ? tensor : tensor.squeeze(0);
+  return result.to(inputs.dtype);
+}
+
+bool requires_grad(const at::Tensor& first, const at::Tensor& second) {
+  const auto one = [](const at::Tensor& t) { return t.defined() && t.requires_grad(); };
+  return at::GradMode::is_enabled() && (one(first) || one(second));
+}
+
+}  // namespace
+
+DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& x,
+                                         const at::Tensor& b, const at::Tensor& y,
+                                         const SinkhornOptions& options) {
+  validate(options);
+  const api::BatchedInputs inputs = api::prepare_inputs(a, x, b, y, options);
+  DivergenceResult result;
+  Diagnostics& diagnostics = result.diagnostics;
+
+  if (!is_sinkhorn_loss(options.loss)) {
+    diagnostics.backend = "tensorized";
+    result.value = to_caller_layout(
+        solver::kernel_mmd(options.loss, inputs.a, inputs.x, inputs.b, inputs.y, options.blur), inputs);
+    return result;
+  }
+
+  // Costs are translation invariant: centre both clouds on one point so that the tensorized
+  // |x|^2 + |y|^2 - 2 x.y loses no precision to a far-away origin. The shift is a constant.
+  const at::Tensor centre =
+      0.5 * (inputs.x.detach().mean(1, /*keepdim=*/true) + inputs.y.detach().mean(1, true));
+  const at::Tensor x_centred = inputs.x - centre;
+  const at::Tensor y_centred = inputs.y - centre;
+
+  const int p = options.p;
+  const double data_diameter = solver::bounding_box_diameter(x_centred, y_centred);
+  diagnostics.diameter = options.diameter.value_or(data_diameter);
+  diagnostics.epsilon = std::pow(options.blur, p);
+
+  const std::unique_ptr<reduce::Reducer> reducer =
+      reduce::make_reducer(options.backend, p, x_centred);
+  SolveContext context;
+  context.loss = options.loss;
+  context.reducer = reducer.get();
+  context.loop.p = p;
+  context.loop.epsilons =
+      options.iterations ? std::vector<double>{diagnostics.epsilon}
+                         : solver::epsilon_schedule(p, diagnostics.diameter, options.blur, options.scaling);
+  if (options.reach) context.loop.rho = std::pow(*options.reach, p);
+  context.loop.tolerance =
+      std::max(options.tolerance,
+               tolerance_floor(x_centred.scalar_type(), data_diameter, diagnostics.epsilon, p));
+  context.loop.max_iterations = options.max_iterations;
+  context.loop.fixed_iterations = options.iterations;
+  context.loop.solve_symmetric = solver::needs_symmetric_problems(options.loss);
+
+  const bool weights_need_gradient = requires_grad(a, b);
+  const bool points_need_gradient = requires_grad(x, y);
+  const GradientMode mode = resolve_gradient_mode(options);
+  at::Tensor value;
+  if (!weights_need_gradient && !points_need_gradient) {
+    at::NoGradGuard no_grad;
+    value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
+  } else if (mode == GradientMode::unrolled) {
+    SINKHORN_CHECK(reducer->differentiable(),
+                   "backend: unrolled gradients need a differentiable backend (tensorized), got '"
+                       << reducer->name() << "'");
+    value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
+  } else {
+    context.weights_need_gradient = weights_need_gradient;
+    context.points_need_gradient = points_need_gradient;
+    value = EnvelopeFunction::apply(inputs.a, x_centred, inputs.b, y_centred, &context);
+  }
+
+  result.value = to_caller_layout(value, inputs);
+  const auto potential = [&](const at::Tensor& t) { return to_caller_layout(t.defined() ? t.detach() : t, inputs); };
+  result.potentials.f_ab = potential(context.state.ab.f);
+  result.potentials.g_ab = potential(context.state.ab.g);
+  if (context.loop.solve_symmetric) {
+    result.potentials.f_aa = potential(context.state.aa.f);
+    result.potentials.g_bb = potential(context.state.bb.f);
+  }
+  diagnostics.iterations = context.report.iterations;
+  diagnostics.marginal_error = context.report.marginal_error;
+  diagnostics.converged = context.report.converged;
+  diagnostics.tolerance = context.loop.tolerance;
+  diagnostics.schedule_length = static_cast<int>(context.loop.epsilons.size());
+  diagnostics.backend = reducer->name();
+  return result;
+}
+
+at::Tensor divergence(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
+                      const at::Tensor& y, const SinkhornOptions& options) {
+  return divergence_with_details(a, x, b, y, options).value;
+}
+
+at::Tensor divergence(const at::Tensor& x, const at::Tensor& y, const SinkhornOptions& options) {
+  return divergence_with_details(at::Tensor(), x, at::Tensor(), y, options).value;
+}
+
+SamplesLoss::SamplesLoss(SinkhornOptions options) : options_(std::move(options)) { validate(options_); }
+
+at::Tensor SamplesLoss::operator()(const at::Tensor& x, const at::Tensor& y) const {
+  return divergence(x, y, options_);
+}
+
+at::Tensor SamplesLoss::operator()(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
+                                   const at::Tensor& y) const {
+  return divergence(a, x, b, y, options_);
+}
+
+}  // namespace sinkhorn

@@ -1,0 +1,26 @@
+// Checks and normalises the clouds handed to a public entry point.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "sinkhorn/options.h"
+
+namespace sinkhorn::api {
+
+/// Inputs in batched layout and one compute dtype: x (B, N, D), a (B, N), y (B, M, D), b (B, M).
+struct BatchedInputs {
+  at::Tensor a, x, b, y;
+  /// The callers' tensors were unbatched: (N, D) and (N).
+  bool batched = false;
+  /// dtype of the callers' points; results are returned in it.
+  at::ScalarType dtype = at::kFloat;
+};
+
+/// Throws sinkhorn::Error naming the argument (x, y, a, b) and the problem: undefined or empty
+/// clouds, wrong ranks, mismatched shapes, dimensions, dtypes or devices, NaN or Inf, negative or
+/// zero-sum weights, and (for balanced Sinkhorn losses) weights of unequal total mass.
+/// Undefined weights become uniform 1/N. float16 and bfloat16 are promoted to float32.
+BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
+                             const at::Tensor& y, const SinkhornOptions& options);
+
+}  // namespace sinkhorn::api

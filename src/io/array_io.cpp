@@ -1,0 +1,264 @@
+#include "io/array_io.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "util/check.h"
+
+namespace sinkhorn::io {
+namespace {
+
+constexpr char kNpyMagic[] = "\x93NUMPY";
+constexpr size_t kNpyMagicLength = 6;
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         std::equal(suffix.rbegin(), suffix.rend(), text.rbegin(),
+                    [](char a, char b) { return std::tolower(a) == std::tolower(b); });
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  SINKHORN_CHECK(file.good(), path << ": cannot open file (" << std::strerror(errno) << ")");
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  SINKHORN_CHECK(!file.bad(), path << ": read error");
+  return contents.str();
+}
+
+// The value of `key` in the .npy header, a Python dict literal such as
+// {'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }.
+std::string header_field(const std::string& header, const std::string& key, const std::string& path) {
+  const size_t key_at = header.find("'" + key + "'");
+  SINKHORN_CHECK(key_at != std::string::npos, path << ": .npy header has no '" << key << "'");
+  size_t start = header.find(':', key_at);
+  SINKHORN_CHECK(start != std::string::npos, path << ": malformed .npy header");
+  ++start;
+  while (start < header.size() && header[start] == ' ') ++start;
+  size_t end = start;
+  if (header[start] == '(') {
+    end = header.find(')', start);
+    SINKHORN_CHECK(end != std::string::npos, path << ": malformed shape in .npy header");
+    return header.substr(start, end - start + 1);
+  }
+  if (header[start] == '\'') {
+    end = header.find('\'', start + 1);
+    SINKHORN_CHECK(end != std::string::npos, path << ": malformed .npy header");
+    return header.substr(start + 1, end - start - 1);
+  }
+  end = header.find_first_of(",}", start);
+  return header.substr(start, end - start);
+}
+
+std::vector<int64_t> parse_shape(const std::string& tuple, const std::string& path) {
+  std::vector<int64_t> shape;
+  std::string inner = tuple.substr(1, tuple.size() - 2);
+  std::replace(inner.begin(), inner.end(), ',', ' ');
+  std::istringstream stream(inner);
+  std::string token;
+  while (stream >> token) {
+    char* end = nullptr;
+    const long long value = std::strtoll(token.c_str(), &end, 10);
+    SINKHORN_CHECK(*end == '\0' && value >= 0, path << ": bad dimension '" << token << "' in .npy shape");
+    shape.push_back(value);
+  }
+  return shape;
+}
+
+template <typename T>
+void decode(const char* data, size_t count, bool swap_bytes, std::vector<double>& out) {
+  out.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    char bytes[sizeof(T)];
+    std::memcpy(bytes, data + i * sizeof(T), sizeof(T));
+    if (swap_bytes) std::reverse(bytes, bytes + sizeof(T));
+    T value;
+    std::memcpy(&value, bytes, sizeof(T));
+    out[i] = static_cast<double>(value);
+  }
+}
+
+bool host_is_little_endian() {
+  const uint16_t probe = 1;
+  char first;
+  std::memcpy(&first, &probe, 1);
+  return first == 1;
+}
+
+// Splits a csv line into fields: on commas or semicolons when the line has any (fields trimmed),
+// else on white space.
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> fields;
+  const bool delimited = line.find_first_of(",;") != std::string::npos;
+  std::string current;
+  const auto flush = [&](bool keep_empty) {
+    const size_t first = current.find_first_not_of(" \t\r");
+    const size_t last = current.find_last_not_of(" \t\r");
+    std::string field = first == std::string::npos ? "" : current.substr(first, last - first + 1);
+    if (!field.empty() || keep_empty) fields.push_back(field);
+    current.clear();
+  };
+  for (const char c : line) {
+    if (delimited ? (c == ',' || c == ';') : (c == ' ' || c == '\t' || c == '\r')) {
+      flush(delimited);
+    } else {
+      current += c;
+    }
+  }
+  flush(delimited);
+  return fields;
+}
+
+bool parse_number(const std::string& field, double& value) {
+  if (field.empty()) return false;
+  char* end = nullptr;
+  value = std::strtod(field.c_str(), &end);
+  return *end == '\0';
+}
+
+}  // namespace
+
+Array read_array(const std::string& path) {
+  if (ends_with(path, ".npy")) return read_npy(path);
+  if (ends_with(path, ".csv") || ends_with(path, ".txt")) return read_csv(path);
+  SINKHORN_CHECK(false, path << ": unknown file type (expected .npy or .csv)");
+  return {};
+}
+
+Array read_npy(const std::string& path) {
+  const std::string bytes = read_file(path);
+  SINKHORN_CHECK(bytes.size() >= kNpyMagicLength + 4 &&
+                     bytes.compare(0, kNpyMagicLength, kNpyMagic, kNpyMagicLength) == 0,
+                 path << ": not a .npy file (bad magic string)");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  SINKHORN_CHECK(major >= 1 && major <= 3, path << ": unsupported .npy version " << major);
+  size_t header_length = 0, header_start = 0;
+  if (major == 1) {
+    header_length = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    header_start = 10;
+  } else {
+    SINKHORN_CHECK(bytes.size() >= 12, path << ": truncated .npy header");
+    for (int k = 3; k >= 0; --k) header_length = (header_length << 8) | static_cast<unsigned char>(bytes[8 + k]);
+    header_start = 12;
+  }
+  SINKHORN_CHECK(bytes.size() >= header_start + header_length, path << ": truncated .npy header");
+  const std::string header = bytes.substr(header_start, header_length);
+
+  const std::string descr = header_field(header, "descr", path);
+  const std::string fortran = header_field(header, "fortran_order", path);
+  SINKHORN_CHECK(fortran.find("False") != std::string::npos,
+                 path << ": Fortran-order arrays are not supported; save a C-order array "
+                         "(numpy.ascontiguousarray)");
+  Array array;
+  array.shape = parse_shape(header_field(header, "shape", path), path);
+  SINKHORN_CHECK(descr.size() == 3 && (descr[0] == '<' || descr[0] == '>' || descr[0] == '|' || descr[0] == '=') &&
+                     (descr.substr(1) == "f4" || descr.substr(1) == "f8"),
+                 path << ": unsupported dtype '" << descr << "' (expected float32 '<f4' or float64 '<f8')");
+  const bool is_double = descr.substr(1) == "f8";
+  array.dtype = is_double ? "float64" : "float32";
+  const bool big_endian = descr[0] == '>';
+  const bool swap_bytes = big_endian == host_is_little_endian();
+
+  size_t count = 1;
+  for (const int64_t dim : array.shape) count *= static_cast<size_t>(dim);
+  const size_t item_size = is_double ? 8 : 4;
+  const size_t data_start = header_start + header_length;
+  SINKHORN_CHECK(bytes.size() - data_start == count * item_size,
+                 path << ": data size " << bytes.size() - data_start << " bytes does not match shape ("
+                      << count << " values of " << item_size << " bytes): truncated or corrupt file");
+  if (is_double) {
+    decode<double>(bytes.data() + data_start, count, swap_bytes, array.values);
+  } else {
+    decode<float>(bytes.data() + data_start, count, swap_bytes, array.values);
+  }
+  return array;
+}
+
+Array read_csv(const std::string& path) {
+  const std::string text = read_file(path);
+  std::istringstream lines(text);
+  std::string line;
+  Array array;
+  int64_t rows = 0, columns = -1, line_number = 0;
+  bool first_content_line = true;
+  while (std::getline(lines, line)) {
+    ++line_number;
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const std::vector<std::string> fields = split_fields(line.substr(first));
+    std::vector<double> row;
+    bool any_number = false;
+    std::string bad_field;
+    int64_t bad_column = 0;
+    for (size_t k = 0; k < fields.size(); ++k) {
+      double value = 0.0;
+      if (parse_number(fields[k], value)) {
+        any_number = true;
+        row.push_back(value);
+      } else if (bad_field.empty() && bad_column == 0) {
+        bad_field = fields[k];
+        bad_column = static_cast<int64_t>(k) + 1;
+      }
+    }
+    if (first_content_line && !any_number) {  // a header line
+      first_content_line = false;
+      continue;
+    }
+    first_content_line = false;
+    SINKHORN_CHECK(bad_column == 0, path << ": line " << line_number << ", column " << bad_column
+                                         << ": '" << bad_field << "' is not a number");
+    if (columns < 0) columns = static_cast<int64_t>(row.size());
+    SINKHORN_CHECK(static_cast<int64_t>(row.size()) == columns,
+                   path << ": line " << line_number << " has " << row.size() << " columns, expected "
+                        << columns);
+    array.values.insert(array.values.end(), row.begin(), row.end());
+    ++rows;
+  }
+  SINKHORN_CHECK(rows > 0, path << ": no data rows");
+  array.shape = {rows, columns};
+  return array;
+}
+
+void write_npy(const std::string& path, const Array& array) {
+  SINKHORN_CHECK(array.dtype == "float32" || array.dtype == "float64",
+                 path << ": can only write float32 or float64, not " << array.dtype);
+  const bool is_double = array.dtype == "float64";
+  std::string shape = "(";
+  for (size_t k = 0; k < array.shape.size(); ++k) {
+    shape += std::to_string(array.shape[k]) + (array.shape.size() == 1 || k + 1 < array.shape.size() ? "," : "");
+    if (k + 1 < array.shape.size()) shape += " ";
+  }
+  shape += ")";
+  std::string header = std::string("{'descr': '") + (is_double ? "<f8" : "<f4") +
+                       "', 'fortran_order': False, 'shape': " + shape + ", }";
+  // Pad so that the data starts on a multiple of 64 bytes, ending the header with '\n'.
+  const size_t unpadded = kNpyMagicLength + 4 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  SINKHORN_CHECK(file.good(), path << ": cannot write file (" << std::strerror(errno) << ")");
+  file.write(kNpyMagic, kNpyMagicLength);
+  const char version[2] = {1, 0};
+  file.write(version, 2);
+  const char length[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
+  file.write(length, 2);
+  file.write(header.data(), static_cast<std::streamsize>(header.size()));
+  SINKHORN_CHECK(host_is_little_endian(), "write_npy: big-endian hosts are not supported");
+  for (const double value : array.values) {
+    if (is_double) {
+      file.write(reinterpret_cast<const char*>(&value), sizeof(double));
+    } else {
+      const float narrowed = static_cast<float>(value);
+      file.write(reinterpret_cast<const char*>(&narrowed), sizeof(float));
+    }
+  }
+  file.close();
+  SINKHORN_CHECK(!file.fail(), path << ": write failed");
+}
+
+}  // namespace sinkhorn::io

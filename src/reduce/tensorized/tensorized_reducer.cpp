@@ -1,0 +1,66 @@
+#include "reduce/tensorized/tensorized_reducer.h"
+
+#include <ATen/ATen.h>
+
+namespace sinkhorn::reduce {
+
+at::Tensor tensorized_cost_matrix(const at::Tensor& x, const at::Tensor& y, int p) {
+  const at::Tensor x_norms = (x * x).sum(-1, /*keepdim=*/true);  // (B, N, 1)
+  const at::Tensor y_norms = (y * y).sum(-1).unsqueeze(1);       // (B, 1, M)
+  const at::Tensor squared = (x_norms + y_norms - 2 * at::bmm(x, y.transpose(1, 2))).clamp_min(0);
+  if (p == 2) return 0.5 * squared;
+  // sqrt has an infinite derivative at 0 (x_i = y_j, e.g. the diagonal of C_xx): take the square
+  // root of 1 there and mask it, so the gradient is 0 instead of 0 * inf = NaN.
+  const at::Tensor positive = squared > 0;
+  const at::Tensor safe = at::where(positive, squared, at::ones_like(squared));
+  return at::where(positive, safe.sqrt(), at::zeros_like(squared));
+}
+
+namespace {
+
+class TensorizedReducer final : public Reducer {
+ public:
+  explicit TensorizedReducer(int p) : p_(p) {}
+
+  at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                     double eps) const override {
+    return -eps * at::logsumexp(exponents(x, y, h, eps), /*dim=*/2);
+  }
+
+  at::Tensor softmax_cost_gradient(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                                   double eps) const override {
+    const at::Tensor cost = tensorized_cost_matrix(x, y, p_);
+    at::Tensor weights = at::softmax(h.unsqueeze(1) - cost / eps, /*dim=*/2);
+    if (p_ == 2) return x - at::bmm(weights, y);  // sum_j w_ij (x_i - y_j)
+    // p = 1: sum_j (w_ij / |x_i - y_j|) (x_i - y_j), with the j = i-like terms (distance 0) dropped.
+    const at::Tensor positive = cost > 0;
+    weights = at::where(positive, weights / at::where(positive, cost, at::ones_like(cost)),
+                        at::zeros_like(cost));
+    return x * weights.sum(2, /*keepdim=*/true) - at::bmm(weights, y);
+  }
+
+  at::Tensor softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                          double eps) const override {
+    const at::Tensor cost = tensorized_cost_matrix(x, y, p_);
+    return (at::softmax(h.unsqueeze(1) - cost / eps, 2) * cost).sum(2);
+  }
+
+  bool differentiable() const override { return true; }
+  std::string name() const override { return "tensorized"; }
+
+ private:
+  at::Tensor exponents(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                       double eps) const {
+    return h.unsqueeze(1) - tensorized_cost_matrix(x, y, p_) / eps;
+  }
+
+  int p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reducer> make_tensorized_reducer(int p) {
+  return std::make_unique<TensorizedReducer>(p);
+}
+
+}  // namespace sinkhorn::reduce

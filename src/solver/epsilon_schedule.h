@@ -1,0 +1,20 @@
+// eps-scaling (annealing): Sinkhorn converges in O(diameter^p / eps) iterations from a cold start,
+// but a handful per scale when each eps starts from the potentials of the previous, larger one
+// (Kosowsky-Yuille; Schmitzer 2019; Feydy 2020, section 3.3).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+namespace sinkhorn::solver {
+
+/// eps_k = (diameter * scaling^k)^p for every k with diameter * scaling^k > blur, then blur^p.
+/// A blur at or above the diameter gives the single value blur^p.
+std::vector<double> epsilon_schedule(int p, double diameter, double blur, double scaling);
+
+/// Length of the diagonal of the bounding box of both clouds (all batches): the largest distance
+/// between any two points, up to a factor sqrt(D). x is (B, N, D), y is (B, M, D).
+double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y);
+
+}  // namespace sinkhorn::solver

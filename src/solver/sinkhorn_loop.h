@@ -1,0 +1,83 @@
+// The Sinkhorn loop, written once over the Reducer interface: it never knows which backend runs.
+//
+// Conventions (docs/numerics.md): potentials f on the source cloud, g on the target, updated by
+//   f_i = lambda * softmin_eps(C_xy, log b + g/eps)_i,  g_j = lambda * softmin_eps(C_yx, log a + f/eps)_j
+// with lambda = 1 / (1 + eps/rho) (1 when balanced).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <vector>
+
+#include "reduce/reducer.h"
+
+namespace sinkhorn::solver {
+
+/// A weighted point cloud in batched layout.
+struct Cloud {
+  at::Tensor points;       ///< (B, N, D)
+  at::Tensor weights;      ///< (B, N), nonnegative, positive sum per batch entry
+  at::Tensor log_weights;  ///< (B, N), log(weights); -inf where a weight is 0
+};
+
+/// Dual potentials of one transport problem: f (B, N) on the source, g (B, M) on the target.
+struct PotentialPair {
+  at::Tensor f;
+  at::Tensor g;
+};
+
+/// Potentials of OT_eps(a, b) and, when the symmetric problems are solved, of OT_eps(a, a) and
+/// OT_eps(b, b). In annealing mode the symmetric problems keep one potential: aa.g is aa.f.
+struct DualState {
+  PotentialPair ab;
+  PotentialPair aa;
+  PotentialPair bb;
+};
+
+struct LoopSettings {
+  /// Cost exponent (1 or 2); only used to report, the reducer owns the cost.
+  int p = 2;
+  /// eps values, largest first; the last is the target eps = blur^p.
+  std::vector<double> epsilons;
+  /// Marginal penalty rho = reach^p; unset for balanced transport.
+  std::optional<double> rho;
+  /// Stop at the final eps once every plan's relative L1 marginal error is at most this.
+  double tolerance = 1e-4;
+  /// Updates allowed at the final eps.
+  int max_iterations = 1000;
+  /// The paper's mode: exactly this many alternating updates from zero at epsilons.back().
+  std::optional<int> fixed_iterations;
+  /// Also solve OT_eps(a, a) and OT_eps(b, b) (needed by the debiased losses).
+  bool solve_symmetric = true;
+};
+
+struct LoopReport {
+  /// Update sweeps run, annealing included.
+  int iterations = 0;
+  /// Largest relative L1 marginal error over the plans and batch entries, for the returned state.
+  double marginal_error = 0.0;
+  /// marginal_error <= tolerance.
+  bool converged = false;
+};
+
+/// lambda = 1 / (1 + eps / rho), or 1 when rho is unset.
+double damping(double eps, const std::optional<double>& rho);
+
+/// sum_i |row mass of the plan (f, g)_i - its target|, divided by sum_i a_i, per batch entry.
+/// `softmin_of_g` is softmin_eps(C, log b + g/eps) over the target; the plan's row mass is
+/// a_i exp((f_i - softmin_i) / eps), its target a_i (balanced) or a_i exp(-f_i / rho).
+at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Tensor& softmin_of_g,
+                          double eps, const std::optional<double>& rho);
+
+/// Runs the Sinkhorn iterations of `settings` and returns the final potentials in `state`.
+/// Differentiable (unrolled) when the reducer is and autograd is on.
+///
+/// Annealing mode: OT(a, b) takes alternating updates (f then g, so g is exact for f at the end);
+/// the symmetric problems take averaged updates f <- (f + lambda softmin(f)) / 2, which converge
+/// at rate <= 1/2 (Feydy et al. 2019, section 3), and a last extrapolation f <- lambda softmin(f).
+/// One sweep per eps of the schedule, then sweeps at the final eps until `tolerance`.
+LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const Cloud& b,
+                         const LoopSettings& settings, DualState& state);
+
+}  // namespace sinkhorn::solver
