@@ -73,7 +73,8 @@ at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Te
 /// Runs the Sinkhorn iterations of `settings` and returns the final potentials in `state`.
 /// Differentiable (unrolled) when the reducer is and autograd is on.
 ///
-/// Annealing mode: OT(a, b) takes alternating updates (f then g, so g is exact for f at the end);
+/// Annealing mode: one averaged sweep per eps (GeomLoss), then at the final eps OT(a, b) takes
+/// averaged or over-relaxed alternating updates, whichever converges faster (SchemeSelector);
 /// the symmetric problems take averaged updates f <- (f + lambda softmin(f)) / 2, which converge
 /// at rate <= 1/2 (Feydy et al. 2019, section 3), and a last extrapolation f <- lambda softmin(f).
 /// One sweep per eps of the schedule, then sweeps at the final eps until `tolerance`.

@@ -5,15 +5,14 @@
 namespace sinkhorn::reduce {
 
 at::Tensor tensorized_cost_matrix(const at::Tensor& x, const at::Tensor& y, int p) {
+  if (p == 1) {
+    // |x - y| from the differences (cdist's mode 2, no matrix product): the expansion below would
+    // lose half the digits to the square root near coincident points. Its backward is 0 at x = y.
+    return at::cdist(x, y, 2.0, /*compute_mode=*/2);
+  }
   const at::Tensor x_norms = (x * x).sum(-1, /*keepdim=*/true);  // (B, N, 1)
   const at::Tensor y_norms = (y * y).sum(-1).unsqueeze(1);       // (B, 1, M)
-  const at::Tensor squared = (x_norms + y_norms - 2 * at::bmm(x, y.transpose(1, 2))).clamp_min(0);
-  if (p == 2) return 0.5 * squared;
-  // sqrt has an infinite derivative at 0 (x_i = y_j, e.g. the diagonal of C_xx): take the square
-  // root of 1 there and mask it, so the gradient is 0 instead of 0 * inf = NaN.
-  const at::Tensor positive = squared > 0;
-  const at::Tensor safe = at::where(positive, squared, at::ones_like(squared));
-  return at::where(positive, safe.sqrt(), at::zeros_like(squared));
+  return 0.5 * (x_norms + y_norms - 2 * at::bmm(x, y.transpose(1, 2))).clamp_min(0);
 }
 
 namespace {
