@@ -147,7 +147,6 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   SolveContext context;
   context.loss = options.loss;
   context.reducer = reducer.get();
-  context.loop.p = p;
   context.loop.epsilons =
       options.iterations ? std::vector<double>{diagnostics.epsilon}
                          : solver::epsilon_schedule(p, diagnostics.diameter, options.blur, options.scaling);

@@ -10,7 +10,7 @@ namespace sinkhorn::api {
 /// Inputs in batched layout and one compute dtype: x (B, N, D), a (B, N), y (B, M, D), b (B, M).
 struct BatchedInputs {
   at::Tensor a, x, b, y;
-  /// The callers' tensors were unbatched: (N, D) and (N).
+  /// The caller's tensors were batched, (B, N, D); else (N, D), given a batch axis of 1 here.
   bool batched = false;
   /// dtype of the callers' points; results are returned in it.
   at::ScalarType dtype = at::kFloat;

@@ -36,8 +36,6 @@ struct DualState {
 };
 
 struct LoopSettings {
-  /// Cost exponent (1 or 2); only used to report, the reducer owns the cost.
-  int p = 2;
   /// eps values, largest first; the last is the target eps = blur^p.
   std::vector<double> epsilons;
   /// Marginal penalty rho = reach^p; unset for balanced transport.
@@ -55,7 +53,8 @@ struct LoopSettings {
 struct LoopReport {
   /// Update sweeps run, annealing included.
   int iterations = 0;
-  /// Largest relative L1 marginal error over the plans and batch entries, for the returned state.
+  /// Largest relative L1 marginal error over the plans and batch entries at the last check (the
+  /// final extrapolations g <- lambda T(f), f_aa <- lambda softmin(f_aa) come after it).
   double marginal_error = 0.0;
   /// marginal_error <= tolerance.
   bool converged = false;
