@@ -37,7 +37,7 @@ ArgumentParser divergence_parser() {
       .option("tolerance", "T", "stop when the relative marginal error is under T (default 1e-4)")
       .option("max-iterations", "N", "iterations allowed at the final eps (default 1000)")
       .option("gradient", "MODE", "auto (default), envelope or unrolled")
-      .option("backend", "NAME", "auto (default), tensorized or reference")
+      .option("backend", "NAME", "auto (default), tensorized, online (linear memory, CPU) or reference")
       .option("dtype", "TYPE", "float32 or float64 (default: the type stored in X; csv: float64)")
       .option("threads", "N", "CPU threads (default: every core)")
       .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")

@@ -37,10 +37,12 @@ enum class GradientMode {
 
 /// Which reduction backend runs the softmin reductions.
 enum class Backend {
-  /// Picks the fastest backend available for the inputs.
+  /// Picks by size and device: tensorized for small problems (and autograd), online for large CPU ones.
   automatic,
   /// Dense ATen operations on any device LibTorch supports; memory O(N M).
   tensorized,
+  /// Streaming SIMD + OpenMP kernels on the CPU; memory O(N + M D). Envelope gradients only.
+  online,
   /// Plain double-precision loops on the CPU; slow, the oracle of the test suite.
   reference,
 };

@@ -142,11 +142,8 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   diagnostics.diameter = options.diameter.value_or(data_diameter);
   diagnostics.epsilon = std::pow(options.blur, p);
 
-  const std::unique_ptr<reduce::Reducer> reducer =
-      reduce::make_reducer(options.backend, p, x_centred);
   SolveContext context;
   context.loss = options.loss;
-  context.reducer = reducer.get();
   context.loop.epsilons =
       options.iterations ? std::vector<double>{diagnostics.epsilon}
                          : solver::epsilon_schedule(p, diagnostics.diameter, options.blur, options.scaling);
@@ -161,11 +158,17 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   const bool weights_need_gradient = requires_grad(a, b);
   const bool points_need_gradient = requires_grad(x, y);
   const GradientMode mode = resolve_gradient_mode(options);
+  const bool unrolled = mode == GradientMode::unrolled && (weights_need_gradient || points_need_gradient);
+  // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
+  const Backend backend =
+      options.backend == Backend::automatic && unrolled ? Backend::tensorized : options.backend;
+  const std::unique_ptr<reduce::Reducer> reducer = reduce::make_reducer(backend, p, x_centred);
+  context.reducer = reducer.get();
   at::Tensor value;
   if (!weights_need_gradient && !points_need_gradient) {
     at::NoGradGuard no_grad;
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
-  } else if (mode == GradientMode::unrolled) {
+  } else if (unrolled) {
     SINKHORN_CHECK(reducer->differentiable(),
                    "backend: unrolled gradients need a differentiable backend (tensorized), got '"
                        << reducer->name() << "'");

@@ -27,6 +27,7 @@ const NameTable<GradientMode>& gradient_names() {
 const NameTable<Backend>& backend_names() {
   static const NameTable<Backend> names{{Backend::automatic, "auto"},
                                         {Backend::tensorized, "tensorized"},
+                                        {Backend::online, "online"},
                                         {Backend::reference, "reference"}};
   return names;
 }

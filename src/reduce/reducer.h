@@ -39,7 +39,8 @@ class Reducer {
 };
 
 /// The backend that runs `backend` for cost exponent p (1 or 2) on tensors like `like`
-/// (its device and dtype). Backend::automatic picks the fastest one available.
+/// (its device and dtype). Backend::automatic picks the fastest one available: online on the CPU,
+/// tensorized elsewhere. Callers that need autograd through the reductions ask for tensorized.
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& like);
 
 }  // namespace sinkhorn::reduce

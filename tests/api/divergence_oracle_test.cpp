@@ -27,8 +27,8 @@ SinkhornOptions tight(int p, double blur, std::optional<double> reach = std::nul
   return options;
 }
 
-// p, blur, reach (0 = balanced).
-class AgainstOracle : public ::testing::TestWithParam<std::tuple<int, double, double>> {
+// p, blur, reach (0 = balanced), backend.
+class AgainstOracle : public ::testing::TestWithParam<std::tuple<int, double, double, Backend>> {
  protected:
   void SetUp() override {
     at::manual_seed(11);
@@ -36,21 +36,28 @@ class AgainstOracle : public ::testing::TestWithParam<std::tuple<int, double, do
     y = at::rand({17, 2}, at::kDouble) + at::tensor({0.3, -0.2}, at::kDouble);
     a = testing::random_weights(13);
     b = testing::random_weights(17);
-    const auto [p_, blur_, reach_] = GetParam();
+    const auto [p_, blur_, reach_, backend_] = GetParam();
     p = p_;
     blur = blur_;
+    backend = backend_;
     if (reach_ > 0) reach = reach_;
     eps = std::pow(blur, p);
     if (reach) rho = std::pow(*reach, p);
   }
   at::Tensor x, y, a, b;
+  SinkhornOptions tight_options() const {
+    SinkhornOptions options = tight(p, blur, reach);
+    options.backend = backend;
+    return options;
+  }
   int p = 2;
   double blur = 0.1, eps = 0.01;
   std::optional<double> reach, rho;
+  Backend backend = Backend::automatic;
 };
 
 TEST_P(AgainstOracle, OtEpsEqualsPrimalObjective) {
-  SinkhornOptions options = tight(p, blur, reach);
+  SinkhornOptions options = tight_options();
   options.loss = Loss::ot_eps;
   const double value = divergence(a, x, b, y, options).item<double>();
   const double expected = oracle_sinkhorn(to_dense(x, a), to_dense(y, b), p, eps, rho).ot;
@@ -58,7 +65,7 @@ TEST_P(AgainstOracle, OtEpsEqualsPrimalObjective) {
 }
 
 TEST_P(AgainstOracle, DivergenceIsDebiasedCombination) {
-  const double value = divergence(a, x, b, y, tight(p, blur, reach)).item<double>();
+  const double value = divergence(a, x, b, y, tight_options()).item<double>();
   const DenseCloud cx = to_dense(x, a), cy = to_dense(y, b);
   double expected = oracle_sinkhorn(cx, cy, p, eps, rho).ot - 0.5 * oracle_sinkhorn(cx, cx, p, eps, rho).ot -
                     0.5 * oracle_sinkhorn(cy, cy, p, eps, rho).ot;
@@ -69,7 +76,7 @@ TEST_P(AgainstOracle, DivergenceIsDebiasedCombination) {
 
 TEST_P(AgainstOracle, PrimalIsTransportCostOfEntropicPlans) {
   if (reach) GTEST_SKIP() << "E_eps is defined for balanced transport";
-  SinkhornOptions options = tight(p, blur);
+  SinkhornOptions options = tight_options();
   options.loss = Loss::primal;
   const double value = divergence(a, x, b, y, options).item<double>();
   const DenseCloud cx = to_dense(x, a), cy = to_dense(y, b);
@@ -80,22 +87,23 @@ TEST_P(AgainstOracle, PrimalIsTransportCostOfEntropicPlans) {
 }
 
 TEST_P(AgainstOracle, ReferenceBackendAgrees) {
-  SinkhornOptions options = tight(p, blur, reach);
+  SinkhornOptions options = tight_options();
   const double tensorized = divergence(a, x, b, y, options).item<double>();
   options.backend = Backend::reference;
   const double reference = divergence(a, x, b, y, options).item<double>();
   EXPECT_LT(relative_error(tensorized, reference), 1e-9);
 }
 
-std::string setting_name(const ::testing::TestParamInfo<std::tuple<int, double, double>>& info) {
-  const auto [p, blur, reach] = info.param;
+std::string setting_name(const ::testing::TestParamInfo<std::tuple<int, double, double, Backend>>& info) {
+  const auto [p, blur, reach, backend] = info.param;
   return "p" + std::to_string(p) + "_blur0" + std::to_string(static_cast<int>(blur * 10)) +
-         (reach > 0 ? "_unbalanced" : "_balanced");
+         (reach > 0 ? "_unbalanced_" : "_balanced_") + to_string(backend);
 }
 
 INSTANTIATE_TEST_SUITE_P(Settings, AgainstOracle,
                          ::testing::Combine(::testing::Values(1, 2), ::testing::Values(0.1, 0.3),
-                                            ::testing::Values(0.0, 0.5)),
+                                            ::testing::Values(0.0, 0.5),
+                                            ::testing::Values(Backend::tensorized, Backend::online)),
                          setting_name);
 
 TEST(UnbalancedMasses, DivergenceFollowsSejourneFormula) {

@@ -47,12 +47,13 @@ void expect_gradients_match(const SinkhornOptions& options, double tolerance) {
   }
 }
 
-// p, loss, unbalanced.
-class EnvelopeGradients : public ::testing::TestWithParam<std::tuple<int, Loss, bool>> {};
+// p, loss, unbalanced, backend.
+class EnvelopeGradients : public ::testing::TestWithParam<std::tuple<int, Loss, bool, Backend>> {};
 
 TEST_P(EnvelopeGradients, MatchFiniteDifferencesAtConvergence) {
-  const auto [p, loss, unbalanced] = GetParam();
+  const auto [p, loss, unbalanced, backend] = GetParam();
   SinkhornOptions options;
+  options.backend = backend;
   options.p = p;
   options.loss = loss;
   options.blur = 0.3;
@@ -63,15 +64,17 @@ TEST_P(EnvelopeGradients, MatchFiniteDifferencesAtConvergence) {
   expect_gradients_match(options, 1e-6);
 }
 
-std::string envelope_name(const ::testing::TestParamInfo<std::tuple<int, Loss, bool>>& info) {
-  const auto [p, loss, unbalanced] = info.param;
-  return "p" + std::to_string(p) + "_" + to_string(loss) + (unbalanced ? "_unbalanced" : "_balanced");
+std::string envelope_name(const ::testing::TestParamInfo<std::tuple<int, Loss, bool, Backend>>& info) {
+  const auto [p, loss, unbalanced, backend] = info.param;
+  return "p" + std::to_string(p) + "_" + to_string(loss) + (unbalanced ? "_unbalanced_" : "_balanced_") +
+         to_string(backend);
 }
 
 INSTANTIATE_TEST_SUITE_P(Losses, EnvelopeGradients,
                          ::testing::Combine(::testing::Values(1, 2),
                                             ::testing::Values(Loss::divergence, Loss::ot_eps),
-                                            ::testing::Bool()),
+                                            ::testing::Bool(),
+                                            ::testing::Values(Backend::tensorized, Backend::online)),
                          envelope_name);
 
 TEST(UnrolledGradients, MatchFiniteDifferencesOfTheUnrolledLoss) {

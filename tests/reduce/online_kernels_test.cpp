@@ -1,0 +1,101 @@
+// The online CPU kernels at every SIMD level this machine supports against the double-precision
+// reference, over awkward sizes (tails of tiles and vectors) and dimensions.
+#include "reduce/cpu/online_kernels.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <tuple>
+
+#include "reduce/cpu/online_reducer.h"
+#include "reduce/reference/reference_reducer.h"
+#include "reduce/tensorized/tensorized_reducer.h"
+
+namespace sinkhorn::reduce {
+namespace {
+
+struct Sizes {
+  int64_t n, m, d;
+};
+
+// Every (N, M) pair of the issue with small D, every D with one awkward (N, M), and D = 784.
+std::vector<Sizes> awkward_sizes() {
+  std::vector<Sizes> sizes;
+  for (const int64_t n : {1, 2, 7, 17, 1000, 1023})
+    for (const int64_t m : {1, 2, 7, 17, 1000, 1023}) sizes.push_back({n, m, n * m > 100000 ? 3 : 2});
+  for (const int64_t d : {1, 2, 3, 7, 8, 9, 16, 17, 33, 64}) sizes.push_back({17, 1023, d});
+  sizes.push_back({7, 1000, 784});
+  return sizes;
+}
+
+class OnlineKernels : public ::testing::TestWithParam<std::tuple<int, bool>> {
+ protected:
+  void TearDown() override { cpu::force_simd_target(-1); }
+};
+
+TEST_P(OnlineKernels, EverySimdLevelMatchesReference) {
+  const auto [p, single] = GetParam();
+  const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+  const auto online = make_online_cpu_reducer(p);
+  const auto reference = make_reference_reducer(p);
+  ASSERT_GE(cpu::simd_target_count(), 1);
+  std::string targets;
+  for (int target = 0; target < cpu::simd_target_count(); ++target) targets += std::string(" ") + cpu::simd_target_name(target);
+  RecordProperty("simd_targets", targets);
+  std::cout << "[ SIMD     ] levels:" << targets << "\n";
+  for (int target = 0; target < cpu::simd_target_count(); ++target) {
+    cpu::force_simd_target(target);
+    at::manual_seed(51);
+    for (const Sizes& s : awkward_sizes()) {
+      const at::Tensor x = at::randn({1, s.n, s.d}, at::kDouble);
+      const at::Tensor y = at::randn({1, s.m, s.d}, at::kDouble) * 1.5;
+      const at::Tensor h = at::randn({1, s.m}, at::kDouble);
+      for (const double eps : {0.01, 1.0}) {
+        SCOPED_TRACE(::testing::Message() << cpu::simd_target_name(target) << " N=" << s.n << " M=" << s.m
+                                          << " D=" << s.d << " eps=" << eps);
+        const at::Tensor xs = x.to(dtype), ys = y.to(dtype), hs = h.to(dtype);
+        // Oracle on the same (rounded) inputs, so only the kernel's arithmetic is compared.
+        const at::Tensor expected = reference->softmin(xs, ys, hs, eps).to(at::kDouble);
+        const at::Tensor actual = online->softmin(xs, ys, hs, eps).to(at::kDouble);
+        // 1e-5 relative in float32 (the issue's bar), on the scale of the costs C/eps ~ |softmin|/eps.
+        const double scale = expected.abs().max().item<double>() + eps;
+        EXPECT_LE((actual - expected).abs().max().item<double>(), (single ? 1e-5 : 1e-12) * scale);
+        // The weighted means are in the units of the points (gradient) and of the costs.
+        const at::Tensor g_expected = reference->softmax_cost_gradient(xs, ys, hs, eps).to(at::kDouble);
+        const at::Tensor g_actual = online->softmax_cost_gradient(xs, ys, hs, eps).to(at::kDouble);
+        ASSERT_EQ(g_actual.sizes(), g_expected.sizes());
+        EXPECT_LE((g_actual - g_expected).abs().max().item<double>(),
+                  (single ? 1e-4 : 1e-11) * (1 + g_expected.abs().max().item<double>()));
+        const at::Tensor c_expected = reference->softmax_cost(xs, ys, hs, eps).to(at::kDouble);
+        const at::Tensor c_actual = online->softmax_cost(xs, ys, hs, eps).to(at::kDouble);
+        EXPECT_LE((c_actual - c_expected).abs().max().item<double>(),
+                  (single ? 1e-4 : 1e-11) * (1 + c_expected.abs().max().item<double>()));
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CostsAndDtypes, OnlineKernels,
+                         ::testing::Combine(::testing::Values(1, 2), ::testing::Bool()),
+                         [](const auto& info) {
+                           return "p" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_float32" : "_float64");
+                         });
+
+TEST(OnlineKernels, AgreesWithTensorizedInFloat32AndHandlesZeroWeightsAndBatches) {
+  at::manual_seed(52);
+  for (const int p : {1, 2}) {
+    const at::Tensor x = at::randn({3, 200, 5}), y = at::randn({3, 150, 5});
+    at::Tensor h = at::randn({3, 150});
+    h.index_put_({at::indexing::Slice(), at::indexing::Slice(0, 10)}, -std::numeric_limits<float>::infinity());
+    const at::Tensor expected = make_tensorized_reducer(p)->softmin(x, y, h, 0.1);
+    const at::Tensor actual = make_online_cpu_reducer(p)->softmin(x, y, h, 0.1);
+    EXPECT_TRUE(at::isfinite(actual).all().item<bool>());
+    // 1e-5 relative to the scale of the values (softmin crosses zero: no pointwise ratio).
+    EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-5 * expected.abs().max().item<double>());
+  }
+}
+
+}  // namespace
+}  // namespace sinkhorn::reduce
