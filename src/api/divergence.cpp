@@ -92,13 +92,13 @@ GradientMode resolve_gradient_mode(const SinkhornOptions& options) {
   return options.loss == Loss::primal ? GradientMode::unrolled : GradientMode::envelope;
 }
 
-// The marginal error a dtype can resolve: potentials carry an absolute error of a few ulps of the
-// cost scale diameter^p, which exp((f - softmin)/eps) turns into a relative mass error of about
-// u * diameter^p / eps. Asking for less would only burn iterations (docs/numerics.md).
+// The marginal error a dtype can resolve: potentials carry an absolute error of about an ulp of
+// the cost scale max C = diameter^p / p, which exp((f - softmin)/eps) turns into a relative mass
+// error of about u max C / eps. Asking for less would only burn iterations (docs/numerics.md).
 double tolerance_floor(at::ScalarType dtype, double data_diameter, double eps, int p) {
   const double unit_roundoff = dtype == at::kDouble ? std::numeric_limits<double>::epsilon()
                                                     : std::numeric_limits<float>::epsilon();
-  return 16.0 * unit_roundoff * std::pow(data_diameter, p) / eps;
+  return 2.0 * unit_roundoff * std::pow(data_diameter, p) / p / eps;
 }
 
 // Back to the caller's layout and dtype: drop the batch axis of unbatched inputs.

@@ -129,6 +129,20 @@ void reduce_rows(const OnlineProblem<T>& problem, int64_t first_row, int64_t las
   }
 }
 
+template <typename T>
+double sum_of_exponentials(const T* HWY_RESTRICT values, int64_t count) {
+  const hn::ScalableTag<T> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  auto sum = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) sum = hn::Add(sum, hn::Exp(d, hn::LoadU(d, values + i)));
+  double total = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, sum)));
+  for (; i < count; ++i) total += std::exp(static_cast<double>(values[i]));
+  return total;
+}
+double SumOfExponentialsFloat(const float* values, int64_t count) { return sum_of_exponentials(values, count); }
+double SumOfExponentialsDouble(const double* values, int64_t count) { return sum_of_exponentials(values, count); }
+
 void ReduceRowsFloat(const OnlineProblem<float>& problem, int64_t first_row, int64_t last_row) {
   reduce_rows(problem, first_row, last_row);
 }
@@ -145,6 +159,8 @@ namespace sinkhorn::reduce::cpu {
 
 HWY_EXPORT(ReduceRowsFloat);
 HWY_EXPORT(ReduceRowsDouble);
+HWY_EXPORT(SumOfExponentialsFloat);
+HWY_EXPORT(SumOfExponentialsDouble);
 
 namespace {
 
@@ -177,6 +193,14 @@ void online_reduce(const OnlineProblem<float>& problem) {
 
 void online_reduce(const OnlineProblem<double>& problem) {
   run_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowsDouble));
+}
+
+double sum_of_exponentials(const float* values, int64_t count) {
+  return HWY_DYNAMIC_DISPATCH(SumOfExponentialsFloat)(values, count);
+}
+
+double sum_of_exponentials(const double* values, int64_t count) {
+  return HWY_DYNAMIC_DISPATCH(SumOfExponentialsDouble)(values, count);
 }
 
 int simd_target_count() { return static_cast<int>(available_targets().size()); }

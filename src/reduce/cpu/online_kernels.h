@@ -53,6 +53,11 @@ struct OnlineProblem {
 void online_reduce(const OnlineProblem<float>& problem);
 void online_reduce(const OnlineProblem<double>& problem);
 
+/// sum_i exp(values[i]) with the kernels' vectorised exp, single-threaded: the benchmarks'
+/// measure of this machine's exp throughput, the ceiling of a reduction that costs one exp per pair.
+double sum_of_exponentials(const float* values, int64_t count);
+double sum_of_exponentials(const double* values, int64_t count);
+
 /// Names of the SIMD targets compiled in and supported by this CPU (best first), and a way to
 /// force one of them (by index into that list; -1 restores the best): the tests run every level.
 int simd_target_count();
