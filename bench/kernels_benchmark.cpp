@@ -40,8 +40,8 @@ void BM_ExpCeiling(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kCount * threads);
   state.counters["threads"] = threads;
 }
-BENCHMARK_TEMPLATE(BM_ExpCeiling, float)->Unit(benchmark::kMicrosecond);
-BENCHMARK_TEMPLATE(BM_ExpCeiling, double)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_ExpCeiling, float)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_ExpCeiling, double)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // One softmin reduction over N x N pairs (items = pairs).
 template <typename T>
@@ -59,8 +59,8 @@ void BM_OnlineSoftmin(benchmark::State& state) {
 BENCHMARK_TEMPLATE(BM_OnlineSoftmin, float)
     ->ArgsProduct({{1000, 5000}, {3, 64}, {2}})
     ->Args({5000, 3, 1})
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_OnlineSoftmin, double)->Args({5000, 3, 2})->Unit(benchmark::kMillisecond);
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_OnlineSoftmin, double)->Args({5000, 3, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The envelope gradient's reduction (D multiply-adds more per pair).
 void BM_OnlineGradient(benchmark::State& state) {
@@ -72,7 +72,7 @@ void BM_OnlineGradient(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(reducer->softmax_cost_gradient(x, y, h, 0.1));
   state.SetItemsProcessed(state.iterations() * n * n);
 }
-BENCHMARK(BM_OnlineGradient)->ArgsProduct({{5000}, {3, 64}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OnlineGradient)->ArgsProduct({{5000}, {3, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The dense ATen backend on the same problem, for comparison.
 void BM_TensorizedSoftmin(benchmark::State& state) {
@@ -84,7 +84,7 @@ void BM_TensorizedSoftmin(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(reducer->softmin(x, y, h, 0.1));
   state.SetItemsProcessed(state.iterations() * n * n);
 }
-BENCHMARK(BM_TensorizedSoftmin)->ArgsProduct({{1000, 5000}, {3, 64}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TensorizedSoftmin)->ArgsProduct({{1000, 5000}, {3, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

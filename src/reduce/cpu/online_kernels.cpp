@@ -36,6 +36,8 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, T* HWY_RESTRICT
   const auto inv_eps = hn::Set(d, static_cast<T>(1.0 / P.eps));
   const auto half = hn::Set(d, static_cast<T>(0.5));
   const bool gradient = P.reduction == Reduction::softmax_cost_gradient;
+  // log of the smallest normal number: e^-87 (float32), e^-708 (float64).
+  const auto smallest_exponent = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? -87.0 : -708.0));
 
   double run_max = -std::numeric_limits<double>::infinity();
   double run_sum = 0.0, run_cost = 0.0;
@@ -73,7 +75,9 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, T* HWY_RESTRICT
     const auto shift = hn::Set(d, static_cast<T>(new_max));
     auto sum = hn::Zero(d), cost_sum = hn::Zero(d);
     for (int64_t j = 0; j < length; j += lanes) {
-      const auto e = hn::Exp(d, hn::Sub(hn::Load(d, v + j), shift));
+      // Clamped at the smallest normal exponent: subnormal results would take the CPU's slow
+      // microcode path (measured 30% slower for p = 2); the perturbation is <= M e^-87 relative.
+      const auto e = hn::Exp(d, hn::Max(hn::Sub(hn::Load(d, v + j), shift), smallest_exponent));
       sum = hn::Add(sum, e);
       const auto cost = hn::Load(d, c + j);
       if (P.reduction == Reduction::softmax_cost) cost_sum = hn::MulAdd(e, cost, cost_sum);

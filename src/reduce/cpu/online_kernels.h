@@ -11,11 +11,13 @@
 //
 // Numeric contract:
 // - dtypes float32 and float64; costs from the exact differences x_i - y_j (no expansion);
-// - exp is Highway's (1 ulp), exactly 0 below -104 (float32) / -1000 (float64), so h_j = -inf
-//   (zero weight, or padding) contributes nothing;
+// - exp is Highway's (1 ulp); exponents are clamped at the smallest normal, -87 (float32) /
+//   -708 (float64), so no subnormal is ever produced (they are slow): a term below e^-87 of the
+//   row's largest counts as e^-87, a relative perturbation of at most M e^-87 (1e-32 at M = 1e6).
+//   h_j = -inf (zero weight, padding) is such a term;
 // - per-tile lane sums in the input dtype, the running (max, sum) and weighted sums in double:
-//   softmin agrees with the double-precision reference to a few ulps of the input dtype times
-//   (1 + |softmin| / eps)... in practice 1e-6 relative in float32, 1e-13 in float64;
+//   softmin agrees with the double-precision reference to about u (|softmin| + eps), u the
+//   dtype's epsilon: tested to 1e-5 relative in float32 and 1e-12 in float64 at every SIMD level;
 // - valid for any finite x, y and eps > 0, h in [-inf, +inf); a row whose h is all -inf gives
 //   softmin = +inf (empty sum) and NaN for the weighted means.
 #pragma once
