@@ -2,7 +2,7 @@
 #   make demo   build, then run the main job on built-in data
 #   make test   build, then run the whole test suite
 #   make build  build/sinkhorn (the command-line tool), the library and the tests
-#   make bench  build and run the kernel benchmarks
+#   make bench  build the kernel benchmarks and install what bench/compare_cpu.py needs
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
@@ -28,6 +28,7 @@ demo: build
 	./$(BUILD_DIR)/sinkhorn demo --threads $(JOBS)
 
 bench: deps
+	@bash scripts/install-deps.sh --bench
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DSINKHORN_BUILD_BENCHMARKS=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 

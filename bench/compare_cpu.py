@@ -9,7 +9,8 @@ Methods, each in its own process so that its peak memory (max RSS) is its own:
   pot        POT's ot.bregman.empirical_sinkhorn_divergence (log-domain Sinkhorn), float64,
              value only; POT returns the primal form W_ab - (W_aa + W_bb)/2 = E_eps / 2, so its
              error is measured against this project's converged float64 E_eps / 2.
-Relative errors are against this project's float64 solve at tolerance 1e-8 (same loss).
+Relative errors are against this project's float64 solve at tolerance 1e-6 (same loss; the value
+error is second order in the marginal error, ~1e-10).
 
   /usr/bin/python3 bench/compare_cpu.py --sizes 1000 5000 --dims 3 64 --out /tmp/compare.md
 
@@ -162,7 +163,7 @@ def main():
                 x, y = make_points(n, d, seed=n + d)
                 x_path, y_path = os.path.join(directory, "x.npy"), os.path.join(directory, "y.npy")
                 np.save(x_path, x); np.save(y_path, y)
-                truth, _, _ = ours(x_path, y_path, args, ["--tolerance", "1e-8", "--max-iterations", "20000"], "float64")
+                truth, _, _ = ours(x_path, y_path, args, ["--tolerance", "1e-6", "--max-iterations", "20000"], "float64")
                 dense_gb = 4 * n * n * 4 / 1e9  # a few float32 N x N matrices at once
                 for method in args.methods:
                     row = f"| {n} | {d} | {method} |"
@@ -179,7 +180,7 @@ def main():
                             error = abs(value - truth["value"]) / abs(truth["value"])
                             row += f" {seconds:.2f} | {memory:.0f} | {value:.6g} | {error:.1e} | |"
                         else:
-                            primal, _, _ = ours(x_path, y_path, args, ["--loss", "primal", "--tolerance", "1e-8", "--max-iterations", "20000"], "float64")
+                            primal, _, _ = ours(x_path, y_path, args, ["--loss", "primal", "--tolerance", "1e-6", "--max-iterations", "20000"], "float64")
                             stdout, seconds, memory = run_child([sys.executable, __file__, "--blur", str(args.blur), "--threads", str(args.threads), "--child", "pot", x_path, y_path], args.timeout)
                             value = json.loads(stdout)["value"]
                             error = abs(value - primal["value"] / 2) / abs(primal["value"] / 2)
