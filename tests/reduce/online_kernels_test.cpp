@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "reduce/cpu/online_reducer.h"
+#include "reduce/reduction_gaps.h"
 #include "reduce/reference/reference_reducer.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
@@ -56,21 +57,12 @@ TEST_P(OnlineKernels, EverySimdLevelMatchesReference) {
                                           << " D=" << s.d << " eps=" << eps);
         const at::Tensor xs = x.to(dtype), ys = y.to(dtype), hs = h.to(dtype);
         // Oracle on the same (rounded) inputs, so only the kernel's arithmetic is compared.
-        const at::Tensor expected = reference->softmin(xs, ys, hs, eps).to(at::kDouble);
-        const at::Tensor actual = online->softmin(xs, ys, hs, eps).to(at::kDouble);
+        const testing::ReductionGaps gaps = testing::reduction_gaps(*online, *reference, xs, ys, hs, eps);
         // 1e-5 relative in float32 (the bar), on the scale of the costs C/eps ~ |softmin|/eps.
-        const double scale = expected.abs().max().item<double>() + eps;
-        EXPECT_LE((actual - expected).abs().max().item<double>(), (single ? 1e-5 : 1e-12) * scale);
+        EXPECT_LE(gaps.softmin, (single ? 1e-5 : 1e-12) * (gaps.softmin_scale + eps));
         // The weighted means are in the units of the points (gradient) and of the costs.
-        const at::Tensor g_expected = reference->softmax_cost_gradient(xs, ys, hs, eps).to(at::kDouble);
-        const at::Tensor g_actual = online->softmax_cost_gradient(xs, ys, hs, eps).to(at::kDouble);
-        ASSERT_EQ(g_actual.sizes(), g_expected.sizes());
-        EXPECT_LE((g_actual - g_expected).abs().max().item<double>(),
-                  (single ? 1e-4 : 1e-11) * (1 + g_expected.abs().max().item<double>()));
-        const at::Tensor c_expected = reference->softmax_cost(xs, ys, hs, eps).to(at::kDouble);
-        const at::Tensor c_actual = online->softmax_cost(xs, ys, hs, eps).to(at::kDouble);
-        EXPECT_LE((c_actual - c_expected).abs().max().item<double>(),
-                  (single ? 1e-4 : 1e-11) * (1 + c_expected.abs().max().item<double>()));
+        EXPECT_LE(gaps.gradient, (single ? 1e-4 : 1e-11) * (1 + gaps.gradient_scale));
+        EXPECT_LE(gaps.cost, (single ? 1e-4 : 1e-11) * (1 + gaps.cost_scale));
       }
     }
   }
