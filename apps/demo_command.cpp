@@ -10,6 +10,7 @@
 #include "arguments.h"
 #include "cli.h"
 #include "sinkhorn/divergence.h"
+#include "util/check.h"
 
 namespace sinkhorn::cli {
 namespace {
@@ -43,6 +44,7 @@ int demo_command(const std::vector<std::string>& arguments, std::ostream& out, s
   }
   set_threads(args.integer("threads").value_or(0));
   const int64_t n = args.integer("n").value_or(500);
+  SINKHORN_CHECK(n >= 2, "--n must be at least 2 points, got " << n);
   auto [x, y] = builtin_clouds(n, n);
   out << "Two clouds of " << n << " points in 2-D: a ring of radius 1 and a Gaussian blob at (2, 0.5).\n\n";
 

@@ -121,6 +121,8 @@ TEST(CommandLine, HelpAndUnknownCommand) {
                              "--backend", "--dtype", "--json", "--grad-x", "--wx", "--wy"}) {
     EXPECT_NE(out.str().find(option), std::string::npos) << option;
   }
+  EXPECT_EQ(run({"demo", "--n", "-5"}, out, err), 2);
+  EXPECT_NE(err.str().find("--n must be at least 2 points, got -5"), std::string::npos) << err.str();
   EXPECT_EQ(run({"frobnicate"}, out, err), 2);
   EXPECT_NE(err.str().find("unknown command 'frobnicate'"), std::string::npos);
   EXPECT_EQ(run({}, out, err), 2);
