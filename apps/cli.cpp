@@ -14,11 +14,14 @@ namespace {
 constexpr const char* kUsage =
     "usage: sinkhorn <command> [options]\n"
     "\n"
-    "Sinkhorn divergences (entropic optimal transport) between point clouds.\n"
+    "Sinkhorn divergences (entropic optimal transport) between point clouds, and generative\n"
+    "models trained with them.\n"
     "\n"
     "commands:\n"
     "  divergence X Y   a Sinkhorn loss (or MMD) between two clouds in .npy or .csv files\n"
     "  demo             the losses and their gradients on built-in clouds\n"
+    "  train            fit a generative model with a Sinkhorn loss (2-D toys, MNIST, CIFAR-10)\n"
+    "  sample           draw samples from a trained generator's checkpoint\n"
     "\n"
     "`sinkhorn <command> --help` documents each command's options.\n";
 
@@ -41,6 +44,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   try {
     if (command == "divergence") return divergence_command(rest, out, err);
     if (command == "demo") return demo_command(rest, out, err);
+    if (command == "train") return train_command(rest, out, err);
+    if (command == "sample") return sample_command(rest, out, err);
     err << "sinkhorn: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const Error& error) {

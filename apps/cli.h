@@ -1,6 +1,7 @@
 // The `sinkhorn` command: one binary, subcommands. Each command takes its arguments (after the
 // command name) and two streams, and returns the process exit code: 0 success, 2 bad input or
-// usage (the message names the argument), 1 an unexpected failure.
+// usage (the message names the argument), 1 an unexpected failure; train also returns 3 when it
+// stopped on a non-finite loss and 130 when interrupted (Ctrl-C) after saving a checkpoint.
 #pragma once
 
 #include <ostream>
@@ -13,6 +14,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 
 int divergence_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int demo_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int train_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int sample_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 /// Sets LibTorch's intra-op thread count (and OpenMP's): --threads, else every core.
 void set_threads(long long requested);

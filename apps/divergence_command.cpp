@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "arguments.h"
+#include "loss_options.h"
 #include "io/array_io.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
@@ -25,24 +26,12 @@ ArgumentParser divergence_parser() {
       .positional("Y", "second cloud: .npy or .csv, M rows of D coordinates")
       .option("wx", "FILE", "weights of X (N values, nonnegative); default uniform 1/N")
       .option("wy", "FILE", "weights of Y (M values, nonnegative); default uniform 1/M")
-      .option("loss", "NAME",
-              "divergence (default: debiased S_eps), primal (the paper's E_eps), ot_eps (raw OT_eps), "
-              "energy, gaussian, laplacian (MMDs)")
-      .option("p", "P", "cost exponent: 2 for |x-y|^2/2 (default), 1 for |x-y|")
-      .option("blur", "B", "finest length scale, eps = blur^p (default 0.05); the MMD kernels' width")
-      .option("reach", "R", "unbalanced transport with rho = reach^p (default: balanced)")
-      .option("scaling", "S", "eps-scaling ratio in (0,1) (default 0.5)")
-      .option("diameter", "D", "largest distance, where eps-scaling starts (default: bounding box)")
-      .option("iterations", "L", "the paper's mode: exactly L iterations at eps = blur^p, no annealing")
-      .option("tolerance", "T", "stop when the relative marginal error is under T (default 1e-4)")
-      .option("max-iterations", "N", "iterations allowed at the final eps (default 1000)")
-      .option("gradient", "MODE", "auto (default), envelope or unrolled")
-      .option("backend", "NAME", "auto (default), tensorized, online (linear memory, CPU) or reference")
       .option("dtype", "TYPE", "float32 or float64 (default: the type stored in X; csv: float64)")
       .option("threads", "N", "CPU threads (default: every core)")
       .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")
       .option("grad-y", "FILE.npy", "write the gradient of the loss with respect to Y")
       .flag("json", "print one JSON object: value, iterations, marginal_error, seconds, ...");
+  add_loss_options(parser);
   return parser;
 }
 
@@ -76,27 +65,6 @@ void write_gradient(const std::string& path, const at::Tensor& gradient) {
   io::write_npy(path, array);
 }
 
-SinkhornOptions options_from(const ParsedArguments& args) {
-  SinkhornOptions options;
-  if (auto loss = args.value("loss")) options.loss = parse_loss(*loss, "--loss");
-  if (auto p = args.integer("p")) options.p = static_cast<int>(*p);
-  if (auto blur = args.number("blur")) options.blur = *blur;
-  if (auto reach = args.number("reach")) options.reach = *reach;
-  if (auto scaling = args.number("scaling")) options.scaling = *scaling;
-  if (auto diameter = args.number("diameter")) options.diameter = *diameter;
-  if (auto iterations = args.integer("iterations")) options.iterations = static_cast<int>(*iterations);
-  if (auto tolerance = args.number("tolerance")) options.tolerance = *tolerance;
-  if (auto max_iterations = args.integer("max-iterations")) options.max_iterations = static_cast<int>(*max_iterations);
-  if (auto gradient = args.value("gradient")) options.gradient = parse_gradient_mode(*gradient, "--gradient");
-  if (auto backend = args.value("backend")) options.backend = parse_backend(*backend, "--backend");
-  try {
-    validate(options);
-  } catch (const Error& error) {
-    throw Error(std::string("--") + error.what());  // the option names match the flags
-  }
-  return options;
-}
-
 at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {
   const std::optional<std::string> name = args.value("dtype");
   if (!name) return x_array.dtype == "float32" ? at::kFloat : at::kDouble;
@@ -122,7 +90,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
     return 0;
   }
   set_threads(args.integer("threads").value_or(0));
-  const SinkhornOptions options = options_from(args);
+  const SinkhornOptions options = loss_options_from(args);
   const std::string& x_path = args.positionals()[0];
   const std::string& y_path = args.positionals()[1];
   const io::Array x_array = io::read_array(x_path);

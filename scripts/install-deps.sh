@@ -4,7 +4,8 @@
 #        scripts/install-deps.sh --bench    (also what the comparison benchmarks use)
 set -euo pipefail
 
-packages=(build-essential cmake make pkg-config libtorch-dev libgtest-dev googletest libbenchmark-dev libhwy-dev)
+packages=(build-essential cmake make pkg-config libtorch-dev libgtest-dev googletest libbenchmark-dev libhwy-dev
+          libpng-dev zlib1g-dev nlohmann-json3-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-torch python3-pot python3-numpy python3-matplotlib)
 fi

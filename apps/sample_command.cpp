@@ -1,0 +1,70 @@
+// sinkhorn sample: draws from a trained generator saved by `sinkhorn train`.
+#include <ATen/ATen.h>
+
+#include "arguments.h"
+#include "cli.h"
+#include "gen/sample_pictures.h"
+#include "gen/trainer.h"
+#include "io/array_io.h"
+#include "util/check.h"
+
+namespace sinkhorn::cli {
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+int sample_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
+  ArgumentParser parser("sinkhorn sample --checkpoint C --out FILE [options]",
+                        "Draws samples from a generator trained by `sinkhorn train` and writes them as a picture\n"
+                        "(.png: an image grid, or a scatter plot for 2-D data) or an array (.npy: n x sample shape).");
+  parser.option("checkpoint", "C", "checkpoint.pt, or the run folder holding it")
+      .option("out", "FILE", "output .png or .npy")
+      .option("n", "N", "number of samples (default 64)")
+      .option("seed", "S", "seed of the latent draws (default 0)")
+      .option("lattice", "R", "2-D latent only: decode an R x R lattice of the latent square instead (.png)")
+      .option("threads", "N", "CPU threads (default: every core)");
+  const ParsedArguments args = parser.parse(arguments);
+  if (args.flag("help")) {
+    out << parser.help();
+    return 0;
+  }
+  set_threads(args.integer("threads").value_or(0));
+  const std::optional<std::string> checkpoint = args.value("checkpoint");
+  const std::optional<std::string> output = args.value("out");
+  SINKHORN_CHECK(checkpoint, "--checkpoint is required (a checkpoint.pt or a run folder)");
+  SINKHORN_CHECK(output, "--out is required (a .png or .npy file)");
+  SINKHORN_CHECK(ends_with(*output, ".png") || ends_with(*output, ".npy"),
+                 "--out must end in .png or .npy, got '" << *output << "'");
+  const long long seed = args.integer("seed").value_or(0);
+  SINKHORN_CHECK(seed >= 0, "--seed must be >= 0, got " << seed);
+
+  gen::SavedGenerator generator = gen::SavedGenerator::load(*checkpoint);
+  if (const auto rows = args.integer("lattice")) {
+    SINKHORN_CHECK(ends_with(*output, ".png"), "--lattice writes a picture: --out must end in .png");
+    SINKHORN_CHECK(generator.config().generator.sample_shape.size() == 3,
+                   "--lattice needs a generator of images; this one makes 2-D points");
+    gen::write_lattice_picture(*output, generator.decode_lattice(*rows), *rows);
+    out << "wrote the " << *rows << " x " << *rows << " latent lattice to " << *output << "\n";
+    return 0;
+  }
+  const int64_t n = args.integer("n").value_or(64);
+  const at::Tensor samples = generator.sample(n, static_cast<uint64_t>(seed));
+  if (ends_with(*output, ".png")) {
+    gen::write_samples_picture(*output, samples);
+  } else {
+    const at::Tensor values = samples.to(at::kDouble).contiguous();
+    io::Array array;
+    array.shape.assign(values.sizes().begin(), values.sizes().end());
+    array.values.assign(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+    array.dtype = "float32";
+    io::write_npy(*output, array);
+  }
+  out << "wrote " << n << " samples of the generator at step " << generator.step() << " to " << *output << "\n";
+  return 0;
+}
+
+}  // namespace sinkhorn::cli

@@ -1,0 +1,18 @@
+// Pictures of generated samples: an image grid for image data, a scatter plot (data in blue,
+// samples in red) for 2-D data, and the latent-manifold lattice of a 2-D latent.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace sinkhorn::gen {
+
+/// samples: (n, 2) points or (n, C, H, W) images in [0, 1]. Points are drawn over `reference`
+/// (data, (m, 2); may be undefined); images are tiled in a near-square grid.
+void write_samples_picture(const std::string& path, const at::Tensor& samples, const at::Tensor& reference = {});
+
+/// images: (rows * rows, C, H, W), row-major over the lattice, tiled rows x rows without gaps.
+void write_lattice_picture(const std::string& path, const at::Tensor& images, int64_t rows);
+
+}  // namespace sinkhorn::gen

@@ -1,0 +1,254 @@
+#include "gen/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "gen/gen_test_support.h"
+#include "io/file_bytes.h"
+#include "io/pictures.h"
+#include "sinkhorn/error.h"
+
+namespace sinkhorn::gen {
+namespace {
+
+using testing::ScratchFolder;
+
+// A small, quick ring8 run: blur 0.2 keeps each Sinkhorn solve to a few dozen sweeps.
+TrainConfig small_run(const std::string& out) {
+  TrainConfig c;
+  c.data.name = "ring8";
+  c.data.heldout = 300;
+  c.generator.hidden = 32;
+  c.generator.latent = "gaussian";
+  c.loss.blur = 0.2;
+  c.batch_size = 64;
+  c.learning_rate = 5e-3;
+  c.steps = 8;
+  c.eval_every = 100;
+  c.eval_samples = 300;
+  c.eval_blur = 0.1;
+  c.sample_every = 0;
+  c.checkpoint_every = 100;
+  c.log_every = 1;
+  c.out_dir = out;
+  return c;
+}
+
+// An image run on 40 hand-made 28 x 28 images: a DCGAN generator with batch norm (its running
+// statistics are buffers that a resume must restore too).
+TrainConfig small_image_run(const ScratchFolder& folder, const std::string& out) {
+  testing::write_bytes(folder.file("train-images-idx3-ubyte"), testing::idx_bytes({40, 28, 28}, testing::patterned_pixels(40)));
+  TrainConfig c = small_run(out);
+  c.data.name = "mnist";
+  c.data.path = folder.path();
+  c.data.heldout = 8;
+  c.generator.architecture = "dcgan";
+  c.generator.width = 4;
+  c.generator.latent_dim = 3;
+  c.loss.blur = 5.0;
+  c.batch_size = 8;
+  c.steps = 6;
+  c.eval_samples = 8;
+  c.eval_blur = 5.0;
+  return c;
+}
+
+void expect_same_state(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(a[k].equal(b[k])) << "tensor " << k << " differs";
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
+  TrainConfig c = small_run("/tmp/x");
+  c.loss.reach = 0.5;
+  c.loss.iterations = 10;
+  c.loss.loss = Loss::primal;
+  c.loss.gradient = GradientMode::unrolled;
+  c.cost = "learned";
+  c.critic.feature_dim = 7;
+  c.seed = 12345678901234ULL;
+  const std::string json = to_json(c);
+  EXPECT_EQ(to_json(train_config_from_json(json)), json);
+  EXPECT_THROW(train_config_from_json("{\"data\": 3}"), Error);
+  EXPECT_THROW(train_config_from_json("not json"), Error);
+}
+
+TEST(Trainer, ShortRunLowersTheHeldOutDivergenceAndWritesItsFolder) {
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.steps = 150;
+  c.eval_every = 150;
+  c.sample_every = 150;
+  c.log_every = 10;
+  Trainer trainer = Trainer::start(c, false);
+  const double initial = trainer.evaluate().divergence;
+  double first_losses = 0, last_losses = 0;
+  const TrainOutcome outcome = trainer.run([&](const StepReport& r) {
+    if (r.step <= 10) first_losses += r.loss;
+    if (r.step > 140) last_losses += r.loss;
+  });
+  ASSERT_EQ(outcome.status, TrainStatus::finished);
+  EXPECT_EQ(trainer.step(), 150);
+  const Evaluation final_evaluation = trainer.evaluate();
+  EXPECT_LT(final_evaluation.divergence, 0.5 * initial);
+  EXPECT_LT(last_losses, 0.5 * first_losses);
+  ASSERT_TRUE(final_evaluation.modes.has_value());
+  EXPECT_EQ(*final_evaluation.modes, 8);
+
+  const std::string metrics = read_text(folder.file("run/metrics.csv"));
+  EXPECT_EQ(metrics.rfind("step,loss,critic_loss,seconds,eval_divergence", 0), 0u);
+  EXPECT_NE(metrics.find("\n0,,"), std::string::npos);  // the untrained generator's evaluation
+  EXPECT_NE(metrics.find("\n150,"), std::string::npos);
+  EXPECT_EQ(train_config_from_json(read_text(folder.file("run/config.json"))).steps, 150);
+  const io::Image scatter = io::read_png(folder.file("run/scatter_final.png"));
+  EXPECT_EQ(scatter.channels, 3);
+  EXPECT_TRUE(io::path_exists(folder.file("run/scatter_000150.png")));
+  EXPECT_TRUE(io::path_exists(folder.file("run/checkpoint.pt")));
+  EXPECT_FALSE(io::path_exists(folder.file("run/checkpoint.pt.tmp")));
+
+  // A second start in the same folder must not silently destroy the run.
+  EXPECT_THROW(Trainer::start(c, false), Error);
+}
+
+TEST(Trainer, ResumedRunEndsWithExactlyTheParametersOfAnUninterruptedOne) {
+  ScratchFolder folder;
+  Trainer whole = Trainer::start(small_run(folder.file("whole")), false);
+  ASSERT_EQ(whole.run().status, TrainStatus::finished);
+
+  TrainConfig half = small_run(folder.file("split"));
+  half.steps = 4;
+  ASSERT_EQ(Trainer::start(half, false).run().status, TrainStatus::finished);
+  Trainer resumed = Trainer::resume(folder.file("split"), {8, std::nullopt});
+  EXPECT_EQ(resumed.step(), 4);
+  ASSERT_EQ(resumed.run().status, TrainStatus::finished);
+  expect_same_state(whole.generator_state(), resumed.generator_state());
+  // metrics.csv reads as one run: every step once.
+  const std::string metrics = read_text(folder.file("split/metrics.csv"));
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 1 + 1 + 8);
+}
+
+TEST(Trainer, InterruptedRunSavesACheckpointAndResumesExactly) {
+  ScratchFolder folder;
+  Trainer whole = Trainer::start(small_run(folder.file("whole")), false);
+  whole.run();
+
+  Trainer interrupted = Trainer::start(small_run(folder.file("stopped")), false);
+  std::atomic<bool> stop{false};
+  const TrainOutcome outcome = interrupted.run([&](const StepReport& r) { stop = r.step == 3; }, &stop);
+  EXPECT_EQ(outcome.status, TrainStatus::interrupted);
+  EXPECT_EQ(outcome.step, 3);
+  Trainer resumed = Trainer::resume(folder.file("stopped"));
+  EXPECT_EQ(resumed.step(), 3);
+  resumed.run();
+  expect_same_state(whole.generator_state(), resumed.generator_state());
+}
+
+TEST(Trainer, LearnedCostAndBatchNormResumeExactly) {
+  ScratchFolder folder;
+  for (const bool images : {false, true}) {
+    SCOPED_TRACE(images ? "dcgan on images" : "learned cost on ring8");
+    auto config = [&](const std::string& name, int64_t steps) {
+      TrainConfig c = images ? small_image_run(folder, folder.file(name)) : small_run(folder.file(name));
+      if (!images) {
+        c.cost = "learned";
+        c.optimizer = "rmsprop";
+        c.critic.width = 16;
+        c.critic.feature_dim = 4;
+        c.critic_steps = 2;
+        c.critic_learning_rate = 1e-3;
+        c.clip = 0.05;
+      }
+      c.steps = steps;
+      return c;
+    };
+    const std::string tag = images ? "i" : "l";
+    Trainer whole = Trainer::start(config(tag + "whole", 6), false);
+    ASSERT_EQ(whole.run().status, TrainStatus::finished);
+    ASSERT_EQ(Trainer::start(config(tag + "split", 3), false).run().status, TrainStatus::finished);
+    Trainer resumed = Trainer::resume(folder.file(tag + "split"), {6, std::nullopt});
+    ASSERT_EQ(resumed.run().status, TrainStatus::finished);
+    expect_same_state(whole.generator_state(), resumed.generator_state());
+    if (images) {
+      EXPECT_TRUE(io::path_exists(folder.file(tag + "whole/samples_final.png")));
+    }
+  }
+}
+
+TEST(Trainer, NonFiniteValuesStopTheRunAndKeepTheLastGoodCheckpoint) {
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.checkpoint_every = 1;
+  c.steps = 3;
+  ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
+  // Resumed with an absurd learning rate, the first update throws the outputs to infinity.
+  Trainer trainer = Trainer::resume(folder.file("run"), {20, 1e30});
+  EXPECT_EQ(trainer.config().learning_rate, 1e30);
+  const TrainOutcome outcome = trainer.run();
+  ASSERT_EQ(outcome.status, TrainStatus::non_finite);
+  EXPECT_EQ(outcome.step, 3);
+  EXPECT_NE(outcome.message.find("step 4: "), std::string::npos) << outcome.message;
+  EXPECT_NE(outcome.message.find("non-finite"), std::string::npos) << outcome.message;
+  EXPECT_NE(outcome.message.find("checkpoint.pt"), std::string::npos) << outcome.message;
+  // The checkpoint left behind is step 3's, and its generator is sound.
+  SavedGenerator saved = SavedGenerator::load(folder.file("run"));
+  EXPECT_EQ(saved.step(), 3);
+  EXPECT_TRUE(saved.sample(16, 0).isfinite().all().item<bool>());
+
+  // From scratch with that rate there is no good checkpoint at all, and the message says so.
+  c.out_dir = folder.file("fresh");
+  c.learning_rate = 1e30;
+  Trainer fresh = Trainer::start(c, false);
+  const TrainOutcome fresh_outcome = fresh.run();
+  ASSERT_EQ(fresh_outcome.status, TrainStatus::non_finite);
+  EXPECT_NE(fresh_outcome.message.find("no checkpoint was written"), std::string::npos) << fresh_outcome.message;
+}
+
+TEST(SavedGenerator, SamplesTheTrainedGeneratorReproducibly) {
+  ScratchFolder folder;
+  Trainer trainer = Trainer::start(small_run(folder.file("run")), false);
+  trainer.run();
+  SavedGenerator saved = SavedGenerator::load(folder.file("run/checkpoint.pt"));
+  EXPECT_EQ(saved.step(), 8);
+  const at::Tensor a = saved.sample(16, 1);
+  EXPECT_EQ(a.sizes(), at::IntArrayRef({16, 2}));
+  EXPECT_TRUE(a.equal(saved.sample(16, 1)));
+  EXPECT_FALSE(a.equal(saved.sample(16, 2)));
+  testing::write_bytes(folder.file("bad.pt"), {1, 2, 3});
+  EXPECT_THROW(SavedGenerator::load(folder.file("bad.pt")), Error);
+  EXPECT_THROW(SavedGenerator::load(folder.file("missing.pt")), Error);
+  EXPECT_THROW(Trainer::resume(folder.file("nothing-here")), Error);
+}
+
+TEST(Trainer, BadSettingsFailNamingTheFlag) {
+  ScratchFolder folder;
+  auto message_of = [&](const std::function<void(TrainConfig&)>& change) -> std::string {
+    TrainConfig c = small_run(folder.file("bad"));
+    change(c);
+    try {
+      Trainer::start(c, true);
+    } catch (const Error& error) {
+      return error.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(message_of([](TrainConfig& c) { c.data.name = "imagenet"; }).find("--data"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.data.name = "mnist"; }).find("--data-path"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.batch_size = 1; }).find("--batch-size"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.loss.blur = -1; }).find("--blur"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.cost = "random"; }).find("--cost"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.generator.architecture = "dcgan"; }).find("--generator dcgan"),
+            std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { c.learning_rate = 0; }).find("--lr"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sinkhorn::gen
