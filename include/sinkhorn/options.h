@@ -37,7 +37,8 @@ enum class GradientMode {
 
 /// Which reduction backend runs the softmin reductions.
 enum class Backend {
-  /// Picks by size and device: tensorized for small problems (and autograd), online for large CPU ones.
+  /// Picks by size and device: online on the CPU, tensorized for small high-dimensional clouds,
+  /// off the CPU, and for autograd (unrolled gradients).
   automatic,
   /// Dense ATen operations on any device LibTorch supports; memory O(N M).
   tensorized,

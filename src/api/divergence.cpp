@@ -162,7 +162,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
   const Backend backend =
       options.backend == Backend::automatic && unrolled ? Backend::tensorized : options.backend;
-  const std::unique_ptr<reduce::Reducer> reducer = reduce::make_reducer(backend, p, x_centred);
+  const std::unique_ptr<reduce::Reducer> reducer = reduce::make_reducer(backend, p, x_centred, y_centred);
   context.reducer = reducer.get();
   at::Tensor value;
   if (!weights_need_gradient && !points_need_gradient) {

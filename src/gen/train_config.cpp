@@ -15,6 +15,8 @@ void validate(const TrainConfig& config) {
                  "--optimizer must be 'adam' or 'rmsprop', got '" << config.optimizer << "'");
   SINKHORN_CHECK(config.learning_rate > 0 && std::isfinite(config.learning_rate),
                  "--lr must be positive, got " << config.learning_rate);
+  SINKHORN_CHECK(config.schedule == "constant" || config.schedule == "cosine",
+                 "--lr-schedule must be 'constant' or 'cosine', got '" << config.schedule << "'");
   SINKHORN_CHECK(config.critic_learning_rate > 0 && std::isfinite(config.critic_learning_rate),
                  "--critic-lr must be positive, got " << config.critic_learning_rate);
   SINKHORN_CHECK(config.critic_steps >= 1, "--critic-steps must be at least 1, got " << config.critic_steps);
@@ -69,6 +71,7 @@ std::string to_json(const TrainConfig& c) {
       {"clip", c.clip},
       {"optimizer", c.optimizer},
       {"learning_rate", c.learning_rate},
+      {"schedule", c.schedule},
       {"critic_learning_rate", c.critic_learning_rate},
       {"batch_size", c.batch_size},
       {"steps", c.steps},
@@ -122,6 +125,7 @@ TrainConfig train_config_from_json(const std::string& text) {
     c.clip = j.at("clip").get<double>();
     c.optimizer = j.at("optimizer").get<std::string>();
     c.learning_rate = j.at("learning_rate").get<double>();
+    c.schedule = j.at("schedule").get<std::string>();
     c.critic_learning_rate = j.at("critic_learning_rate").get<double>();
     c.batch_size = j.at("batch_size").get<int64_t>();
     c.steps = j.at("steps").get<int64_t>();

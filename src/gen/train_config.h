@@ -31,6 +31,9 @@ struct TrainConfig {
   std::string optimizer = "adam";
   /// Generator learning rate.
   double learning_rate = 1e-3;
+  /// "constant", or "cosine": the generator's rate decays from learning_rate to 5% of it along a
+  /// half cosine over the run (a function of the step, so resume stays exact).
+  std::string schedule = "constant";
   /// Critic learning rate (learned cost).
   double critic_learning_rate = 5e-5;
   /// Samples per batch, generated and real alike.

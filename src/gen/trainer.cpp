@@ -73,6 +73,22 @@ std::string step_tag(int64_t step) {
   return tag.str();
 }
 
+void set_learning_rate(torch::optim::Optimizer& optimizer, double rate) {
+  for (auto& group : optimizer.param_groups()) {
+    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) adam->lr(rate);
+    if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropOptions*>(&group.options())) rmsprop->lr(rate);
+  }
+}
+
+// The generator's rate at `step` (1-based) of `steps`. The optimiser's saved state carries a rate
+// too; setting it every step makes the config (and a resume's new --lr) the one source of truth.
+double learning_rate_at(const TrainConfig& config, int64_t step) {
+  if (config.schedule == "constant" || config.steps <= 1) return config.learning_rate;
+  constexpr double kFinalFraction = 0.05;
+  const double progress = static_cast<double>(step - 1) / static_cast<double>(config.steps - 1);
+  return config.learning_rate * (kFinalFraction + (1 - kFinalFraction) * 0.5 * (1 + std::cos(M_PI * progress)));
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind, std::vector<at::Tensor> parameters,
                                                         double learning_rate) {
   if (kind == "rmsprop") {
@@ -334,11 +350,7 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
   if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
   auto state = std::make_unique<State>(std::move(config));
   state->load_checkpoint(archive);
-  // The optimiser's saved state carries its learning rate: apply the (possibly new) one after loading.
-  for (auto& group : state->generator_optimizer->param_groups()) {
-    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) adam->lr(state->config.learning_rate);
-    if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropOptions*>(&group.options())) rmsprop->lr(state->config.learning_rate);
-  }
+
   write_text_atomically(state->path("config.json"), to_json(state->config));
   state->start_metrics(true);
   return Trainer(std::move(state));
@@ -382,6 +394,7 @@ TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step,
     const at::Tensor value = s.loss(generated, s.data->sample(config.batch_size, generator));
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return non_finite(step, "the loss is " + std::to_string(report.loss));
+    set_learning_rate(*s.generator_optimizer, learning_rate_at(config, step));
     s.generator_optimizer->zero_grad();
     value.backward();
     for (const auto& parameter : s.networks.generator->parameters()) {

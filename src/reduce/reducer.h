@@ -38,9 +38,14 @@ class Reducer {
   virtual std::string name() const = 0;
 };
 
-/// The backend that runs `backend` for cost exponent p (1 or 2) on tensors like `like`
-/// (its device and dtype). Backend::automatic picks the fastest one available: online on the CPU,
-/// tensorized elsewhere. Callers that need autograd through the reductions ask for tensorized.
-std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& like);
+/// The backend that runs `backend` for cost exponent p (1 or 2) on clouds x (B, N, D) and
+/// y (B, M, D). Backend::automatic picks the fastest one available: tensorized off the CPU; on
+/// the CPU online, but tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension.
+/// Callers that need autograd through the reductions ask for tensorized.
+std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y);
+
+/// From this dimension on, a cached cost matrix beats recomputing distances every sweep
+/// (measured crossover between D = 32 and 64 on AVX-512; docs/benchmarks.md).
+inline constexpr int64_t kTensorizedMinDimension = 48;
 
 }  // namespace sinkhorn::reduce

@@ -172,11 +172,18 @@ namespace {
 // balance threads when N is a few hundred.
 constexpr int64_t kRowsPerChunk = 16;
 
+// Below this many pair-operations (pairs x (D + a few for the exp)) one thread finishes before a
+// team of threads has woken up: waking a team costs tens of microseconds, far more again when
+// another process holds the other cores, and a training step runs hundreds of such reductions on
+// a batch of a few hundred points.
+constexpr int64_t kSerialWork = int64_t{1} << 19;
+
 template <typename T, typename Function>
 void run_parallel(const OnlineProblem<T>& problem, Function function) {
   const int64_t rows = problem.batch * problem.n;
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
-#pragma omp parallel for schedule(dynamic, 1)
+  const bool parallel = rows * problem.m * (problem.d + 4) > kSerialWork;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t first = chunk * kRowsPerChunk;
     function(problem, first, std::min(rows, first + kRowsPerChunk));
