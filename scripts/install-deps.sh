@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake make pkg-config libtorch-dev libgtest-dev googletest libbenchmark-dev libhwy-dev
-          libpng-dev zlib1g-dev nlohmann-json3-dev)
+          libpng-dev zlib1g-dev nlohmann-json3-dev liblemon-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-torch python3-pot python3-numpy python3-matplotlib)
 fi

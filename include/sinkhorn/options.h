@@ -17,6 +17,10 @@ enum class Loss {
   primal,
   /// Raw entropic transport cost OT_eps(a,b) (biased: OT_eps(a,a) != 0).
   ot_eps,
+  /// Exact optimal transport cost OT_0(a,b) = min <pi, C> (network simplex; balanced, small clouds):
+  /// the eps -> 0 limit of every Sinkhorn loss. Gradients are those of <pi*, C> with the optimal
+  /// plan pi* held fixed (points) and the dual potentials (weights).
+  ot,
   /// Energy distance, the MMD with kernel k(x,y) = -|x-y|: the eps -> infinity limit of S_eps for p = 1.
   energy,
   /// MMD with the Gaussian kernel k(x,y) = exp(-|x-y|^2 / (2 blur^2)).

@@ -77,7 +77,7 @@ BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x");
   inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y");
 
-  if (is_sinkhorn_loss(options.loss) && !options.reach) {
+  if ((is_sinkhorn_loss(options.loss) || options.loss == Loss::ot) && !options.reach) {
     // Balanced transport between unequal masses has no solution: the potentials drift forever.
     const at::Tensor mass_a = inputs.a.detach().sum(1).to(at::kDouble);
     const at::Tensor mass_b = inputs.b.detach().sum(1).to(at::kDouble);

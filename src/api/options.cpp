@@ -14,7 +14,7 @@ using NameTable = std::vector<std::pair<Enum, const char*>>;
 
 const NameTable<Loss>& loss_names() {
   static const NameTable<Loss> names{{Loss::divergence, "divergence"}, {Loss::primal, "primal"},
-                                     {Loss::ot_eps, "ot_eps"},         {Loss::energy, "energy"},
+                                     {Loss::ot_eps, "ot_eps"},         {Loss::ot, "ot"}, {Loss::energy, "energy"},
                                      {Loss::gaussian, "gaussian"},     {Loss::laplacian, "laplacian"}};
   return names;
 }
@@ -98,6 +98,9 @@ void validate(const SinkhornOptions& options) {
     SINKHORN_CHECK(options.gradient != GradientMode::envelope,
                    "gradient: envelope gradients are exact only for variational losses "
                    "(divergence, ot_eps); the primal loss <pi, C> needs gradient=unrolled (or auto)");
+  }
+  if (options.loss == Loss::ot) {
+    SINKHORN_CHECK(!options.reach, "reach: the exact OT loss is balanced only; unset reach or use a Sinkhorn loss");
   }
   if (options.gradient == GradientMode::unrolled && is_sinkhorn_loss(options.loss)) {
     SINKHORN_CHECK(options.backend == Backend::automatic || options.backend == Backend::tensorized,

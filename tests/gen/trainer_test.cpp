@@ -183,6 +183,45 @@ TEST(Trainer, LearnedCostAndBatchNormResumeExactly) {
   }
 }
 
+TEST(Trainer, LearnedCostWithDcganCriticOnCifarShapedImages) {
+  ScratchFolder folder;
+  // 12 CIFAR-10 records (label byte + 3 planes of 32 x 32) with varied pixels.
+  std::vector<uint8_t> bytes;
+  for (int k = 0; k < 12; ++k) {
+    bytes.push_back(static_cast<uint8_t>(k % 10));
+    for (int i = 0; i < 3 * 1024; ++i) bytes.push_back(static_cast<uint8_t>((k * 53 + i * 7) % 256));
+  }
+  testing::write_bytes(folder.file("data_batch.bin"), bytes);
+  TrainConfig c = small_run(folder.file("run"));
+  c.data.name = "cifar10";
+  c.data.path = folder.file("data_batch.bin");
+  c.data.heldout = 4;
+  c.generator.architecture = "dcgan";
+  c.generator.width = 4;
+  c.generator.latent_dim = 8;
+  c.cost = "learned";
+  c.critic.architecture = "dcgan";
+  c.critic.width = 4;
+  c.critic.feature_dim = 8;
+  c.critic_steps = 2;
+  c.optimizer = "rmsprop";
+  c.batch_size = 4;
+  c.steps = 3;
+  c.eval_samples = 4;
+  c.eval_blur = 10;
+  Trainer trainer = Trainer::start(c, false);
+  std::vector<double> critic_losses;
+  ASSERT_EQ(trainer.run([&](const StepReport& r) { critic_losses.push_back(r.critic_loss.value_or(NAN)); }).status,
+            TrainStatus::finished);
+  ASSERT_EQ(critic_losses.size(), 3u);
+  for (double value : critic_losses) EXPECT_TRUE(std::isfinite(value));
+  const io::Image grid = io::read_png(folder.file("run/samples_final.png"));
+  EXPECT_EQ(grid.channels, 3);
+  EXPECT_EQ(grid.width, 2 + 2 * (32 + 2));  // 4 samples: a 2 x 2 grid of 32 x 32 RGB images
+  SavedGenerator saved = SavedGenerator::load(folder.file("run"));
+  EXPECT_EQ(saved.sample(2, 0).sizes(), at::IntArrayRef({2, 3, 32, 32}));
+}
+
 TEST(Trainer, NonFiniteValuesStopTheRunAndKeepTheLastGoodCheckpoint) {
   ScratchFolder folder;
   TrainConfig c = small_run(folder.file("run"));
