@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     "  demo             the losses and their gradients on built-in clouds\n"
     "  train            fit a generative model with a Sinkhorn loss (2-D toys, MNIST, CIFAR-10)\n"
     "  sample           draw samples from a trained generator's checkpoint\n"
+    "  experiment NAME  the paper's experiments as tables (interpolation, sample_complexity)\n"
     "\n"
     "`sinkhorn <command> --help` documents each command's options.\n";
 
@@ -46,6 +47,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     if (command == "demo") return demo_command(rest, out, err);
     if (command == "train") return train_command(rest, out, err);
     if (command == "sample") return sample_command(rest, out, err);
+    if (command == "experiment") return experiment_command(rest, out, err);
     err << "sinkhorn: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const Error& error) {

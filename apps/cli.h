@@ -16,6 +16,7 @@ int divergence_command(const std::vector<std::string>& args, std::ostream& out, 
 int demo_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int train_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int sample_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int experiment_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 /// Sets LibTorch's intra-op thread count (and OpenMP's): --threads, else every core.
 void set_threads(long long requested);

@@ -8,22 +8,13 @@
 #include <iomanip>
 
 #include "arguments.h"
+#include "builtin_clouds.h"
 #include "cli.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
 namespace sinkhorn::cli {
 namespace {
-
-// A noisy ring of radius 1 and an anisotropic Gaussian blob beside it.
-std::pair<at::Tensor, at::Tensor> builtin_clouds(int64_t n, int64_t m) {
-  at::manual_seed(0);
-  const at::Tensor angle = at::rand({n}, at::kDouble) * 2 * M_PI;
-  const at::Tensor ring = at::stack({angle.cos(), angle.sin()}, 1) + 0.05 * at::randn({n, 2}, at::kDouble);
-  const at::Tensor blob =
-      at::randn({m, 2}, at::kDouble) * at::tensor({0.4, 0.2}, at::kDouble) + at::tensor({2.0, 0.5}, at::kDouble);
-  return {ring, blob};
-}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Draws the figures of docs/reproduction.md from the CSV tables of `sinkhorn experiment`.
+
+Usage: python3 experiments/plot.py interpolation RESULTS_DIR OUT_DIR
+       python3 experiments/plot.py sample_complexity RESULTS_DIR OUT_DIR
+Needs Debian's python3-numpy and python3-matplotlib (scripts/install-deps.sh --bench).
+"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def interpolation(results, out):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, p in zip(axes, (1, 2)):
+        rows = read(f"{results}/interpolation_p{p}.csv")
+        ratio = np.array([float(r["eps_over_diameter_p"]) for r in rows])
+        s = np.array([float(r["S_eps"]) for r in rows])
+        e = np.array([float(r["E_eps"]) for r in rows])
+        ot, mmd = float(rows[0]["OT"]), float(rows[0]["MMD"])
+        ax.semilogx(ratio, s, "o-", label=r"$S_\varepsilon$ (debiased divergence)")
+        ax.semilogx(ratio, e / 2, "s-", label=r"$\bar W_\varepsilon / 2$ (the paper's loss, halved)")
+        ax.axhline(ot, color="k", ls="--", lw=1, label="exact OT (network simplex)")
+        ax.axhline(mmd / 2, color="gray", ls=":", lw=1.5,
+                   label=r"$\frac{1}{2}\mathrm{MMD}_{-C}$" + (" = energy distance" if p == 1 else r" = $\frac{1}{2}|\Delta\mathrm{mean}|^2$"))
+        ax.set_xlabel(r"$\varepsilon$ / diameter$^p$")
+        ax.set_title(f"p = {p}: C(x,y) = " + ("|x-y|" if p == 1 else "|x-y|^2/2"))
+        ax.legend(fontsize=8)
+    fig.suptitle("From optimal transport (eps -> 0) to MMD (eps -> infinity): ring vs blob, 200 points each")
+    fig.tight_layout()
+    fig.savefig(f"{out}/interpolation.png", dpi=110)
+
+
+def sample_complexity(results, out):
+    rows = read(f"{results}/sample_complexity.csv")
+    dims = sorted({int(r["dimension"]) for r in rows})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4.2))
+    slopes = []
+    for ax, d in zip(np.atleast_1d(axes), dims):
+        for loss, eps in sorted({(r["loss"], float(r["eps"])) for r in rows if int(r["dimension"]) == d},
+                                key=lambda k: (k[0] != "ot", k[0] == "mmd", k[1])):
+            sel = [r for r in rows if int(r["dimension"]) == d and r["loss"] == loss and float(r["eps"]) == eps]
+            n = np.array([int(r["n"]) for r in sel])
+            mean = np.array([float(r["mean"]) for r in sel])
+            # Slope of log(mean) against log(n) over the larger half of the sizes.
+            half = n >= np.median(n)
+            slope = np.polyfit(np.log(n[half]), np.log(np.abs(mean[half])), 1)[0]
+            label = "OT" if loss == "ot" else "MMD (eps=inf)" if loss == "mmd" else f"S_eps, eps={eps:g}"
+            slopes.append((d, label, slope))
+            ax.loglog(n, np.abs(mean), "o-", label=f"{label}: slope {slope:.2f}")
+        ax.set_title(f"U([0,1]^{d}): two independent n-samples")
+        ax.set_xlabel("n")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(f"{out}/sample_complexity.png", dpi=110)
+    with open(f"{out}/sample_complexity_slopes.csv", "w") as f:
+        f.write("dimension,loss,slope\n")
+        for d, label, slope in slopes:
+            f.write(f"{d},{label},{slope:.3f}\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("interpolation", "sample_complexity"):
+        sys.exit(__doc__)
+    {"interpolation": interpolation, "sample_complexity": sample_complexity}[sys.argv[1]](sys.argv[2], sys.argv[3])
