@@ -3,6 +3,7 @@
 
 Usage: python3 experiments/plot.py interpolation RESULTS_DIR OUT_DIR
        python3 experiments/plot.py sample_complexity RESULTS_DIR OUT_DIR
+       python3 experiments/plot.py toy_learning RESULTS_DIR OUT_DIR   (after experiments/toy_learning.sh)
 Needs Debian's python3-numpy and python3-matplotlib (scripts/install-deps.sh --bench).
 """
 import csv
@@ -69,7 +70,27 @@ def sample_complexity(results, out):
             f.write(f"{d},{label},{slope:.3f}\n")
 
 
+def toy_learning(results, out):
+    """Tiles the scatter_final.png of each (blur, L) run of experiments/toy_learning.sh."""
+    blurs, iterations = ("0.1", "0.5", "2"), ("1", "10", "100")
+    fig, axes = plt.subplots(len(blurs), len(iterations), figsize=(9, 9.4))
+    for r, blur in enumerate(blurs):
+        for c, L in enumerate(iterations):
+            folder = f"{results}/blur{blur}_L{L}"
+            ax = axes[r][c]
+            ax.imshow(plt.imread(f"{folder}/scatter_final.png"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            last = read(f"{folder}/metrics.csv")[-1]
+            ax.set_title(f"blur {blur}, L = {L}: S = {float(last['eval_divergence']):.3f}", fontsize=9)
+    fig.suptitle("Ring of 8 Gaussians fitted with the paper's E_eps (blue: data, red: samples)")
+    fig.tight_layout()
+    fig.savefig(f"{out}/toy_learning.png", dpi=100)
+
+
+EXPERIMENTS = {"interpolation": interpolation, "sample_complexity": sample_complexity, "toy_learning": toy_learning}
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("interpolation", "sample_complexity"):
+    if len(sys.argv) != 4 or sys.argv[1] not in EXPERIMENTS:
         sys.exit(__doc__)
-    {"interpolation": interpolation, "sample_complexity": sample_complexity}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    EXPERIMENTS[sys.argv[1]](sys.argv[2], sys.argv[3])

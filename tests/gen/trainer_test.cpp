@@ -183,6 +183,21 @@ TEST(Trainer, LearnedCostAndBatchNormResumeExactly) {
   }
 }
 
+TEST(Trainer, ThePapersUnrolledLossTrains) {
+  // E_eps with L = 10 unrolled iterations (the paper's Algorithm 1): autograd through the loop.
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.loss.loss = Loss::primal;
+  c.loss.gradient = GradientMode::unrolled;
+  c.loss.iterations = 10;
+  c.loss.blur = 0.5;
+  c.steps = 60;
+  Trainer trainer = Trainer::start(c, false);
+  const double initial = trainer.evaluate().divergence;
+  ASSERT_EQ(trainer.run().status, TrainStatus::finished);
+  EXPECT_LT(trainer.evaluate().divergence, 0.5 * initial);
+}
+
 TEST(Trainer, LearnedCostWithDcganCriticOnCifarShapedImages) {
   ScratchFolder folder;
   // 12 CIFAR-10 records (label byte + 3 planes of 32 x 32) with varied pixels.
