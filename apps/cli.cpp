@@ -5,6 +5,7 @@
 #include <exception>
 #include <thread>
 
+#include "arguments.h"
 #include "sinkhorn/error.h"
 #include "util/check.h"
 
@@ -33,6 +34,17 @@ void set_threads(long long requested) {
   const unsigned cores = std::thread::hardware_concurrency();
   const int threads = requested > 0 ? static_cast<int>(requested) : static_cast<int>(cores > 0 ? cores : 1);
   at::set_num_threads(threads);
+}
+
+std::optional<ParsedArguments> parse_command(const ArgumentParser& parser, const std::vector<std::string>& arguments,
+                                             std::ostream& out) {
+  ParsedArguments args = parser.parse(arguments);
+  if (args.flag("help")) {
+    out << parser.help();
+    return std::nullopt;
+  }
+  set_threads(args.integer("threads").value_or(0));
+  return args;
 }
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {

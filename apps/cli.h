@@ -4,6 +4,7 @@
 // stopped on a non-finite loss and 130 when interrupted (Ctrl-C) after saving a checkpoint.
 #pragma once
 
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -20,5 +21,12 @@ int experiment_command(const std::vector<std::string>& args, std::ostream& out, 
 
 /// Sets LibTorch's intra-op thread count (and OpenMP's): --threads, else every core.
 void set_threads(long long requested);
+
+class ArgumentParser;
+class ParsedArguments;
+/// Every command's start: parses its arguments, prints the help and returns nothing on --help,
+/// and sets the thread count from --threads.
+std::optional<ParsedArguments> parse_command(const ArgumentParser& parser, const std::vector<std::string>& arguments,
+                                             std::ostream& out);
 
 }  // namespace sinkhorn::cli

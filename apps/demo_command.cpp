@@ -28,12 +28,9 @@ int demo_command(const std::vector<std::string>& arguments, std::ostream& out, s
                         "gradient of the Sinkhorn divergence in both modes, and a gradient flow.");
   parser.option("threads", "N", "CPU threads (default: every core)")
       .option("n", "N", "points in each cloud (default 500)");
-  const ParsedArguments args = parser.parse(arguments);
-  if (args.flag("help")) {
-    out << parser.help();
-    return 0;
-  }
-  set_threads(args.integer("threads").value_or(0));
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  if (!parsed) return 0;  // --help
+  const ParsedArguments& args = *parsed;
   const int64_t n = args.integer("n").value_or(500);
   SINKHORN_CHECK(n >= 2, "--n must be at least 2 points, got " << n);
   auto [x, y] = builtin_clouds(n, n);

@@ -84,12 +84,9 @@ std::string json_number(double value) {
 
 int divergence_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
   const ArgumentParser parser = divergence_parser();
-  const ParsedArguments args = parser.parse(arguments);
-  if (args.flag("help")) {
-    out << parser.help();
-    return 0;
-  }
-  set_threads(args.integer("threads").value_or(0));
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  if (!parsed) return 0;  // --help
+  const ParsedArguments& args = *parsed;
   const SinkhornOptions options = loss_options_from(args);
   const std::string& x_path = args.positionals()[0];
   const std::string& y_path = args.positionals()[1];

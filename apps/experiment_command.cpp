@@ -126,12 +126,9 @@ int experiment_command(const std::vector<std::string>& arguments, std::ostream& 
       .option("repeats", "R", "sample_complexity: independent draws per point (default 5)")
       .option("seed", "S", "sample_complexity: seed (default 0)")
       .option("threads", "N", "CPU threads (default: every core)");
-  const ParsedArguments args = parser.parse(arguments);
-  if (args.flag("help")) {
-    out << parser.help();
-    return 0;
-  }
-  set_threads(args.integer("threads").value_or(0));
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  if (!parsed) return 0;  // --help
+  const ParsedArguments& args = *parsed;
   const std::string& name = args.positionals()[0];
   if (name == "interpolation") return interpolation(args, out);
   if (name == "sample_complexity") return sample_complexity(args, out);

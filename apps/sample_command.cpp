@@ -27,12 +27,9 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
       .option("seed", "S", "seed of the latent draws (default 0)")
       .option("lattice", "R", "2-D latent only: decode an R x R lattice of the latent square instead (.png)")
       .option("threads", "N", "CPU threads (default: every core)");
-  const ParsedArguments args = parser.parse(arguments);
-  if (args.flag("help")) {
-    out << parser.help();
-    return 0;
-  }
-  set_threads(args.integer("threads").value_or(0));
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  if (!parsed) return 0;  // --help
+  const ParsedArguments& args = *parsed;
   const std::optional<std::string> checkpoint = args.value("checkpoint");
   const std::optional<std::string> output = args.value("out");
   SINKHORN_CHECK(checkpoint, "--checkpoint is required (a checkpoint.pt or a run folder)");

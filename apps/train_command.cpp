@@ -130,12 +130,9 @@ gen::TrainConfig config_from(const ParsedArguments& args) {
 
 int train_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
   const ArgumentParser parser = train_parser();
-  const ParsedArguments args = parser.parse(arguments);
-  if (args.flag("help")) {
-    out << parser.help();
-    return 0;
-  }
-  set_threads(args.integer("threads").value_or(0));
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  if (!parsed) return 0;  // --help
+  const ParsedArguments& args = *parsed;
   std::optional<gen::Trainer> trainer;
   if (args.flag("resume")) {
     SINKHORN_CHECK(!args.flag("overwrite"), "--resume and --overwrite exclude each other");
