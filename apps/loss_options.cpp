@@ -8,7 +8,8 @@ void add_loss_options(ArgumentParser& parser) {
   parser
       .option("loss", "NAME",
               "divergence (default: debiased S_eps), primal (the paper's E_eps), ot_eps (raw OT_eps), "
-              "ot (exact OT by network simplex, small clouds), energy, gaussian, laplacian (MMDs)")
+              "ot (exact OT by network simplex, small clouds), energy, gaussian, laplacian, "
+              "gaussian_mixture (MMDs; the mixture has widths blur x {1,2,4,8,16})")
       .option("p", "P", "cost exponent: 2 for |x-y|^2/2 (default), 1 for |x-y|")
       .option("blur", "B", "finest length scale, eps = blur^p (default 0.05); the MMD kernels' width")
       .option("reach", "R", "unbalanced transport with rho = reach^p (default: balanced)")

@@ -27,6 +27,9 @@ enum class Loss {
   gaussian,
   /// MMD with the Laplacian kernel k(x,y) = exp(-|x-y| / blur).
   laplacian,
+  /// MMD with a mixture of Gaussian kernels, sum_k exp(-|x-y|^2 / (2 s_k^2)) with s_k = blur 2^k,
+  /// k = 0..4: MMD GAN's kernel (Li et al. 2017), the learned-cost baseline of the paper.
+  gaussian_mixture,
 };
 
 /// How gradients reach x, y, a and b.

@@ -15,7 +15,8 @@ using NameTable = std::vector<std::pair<Enum, const char*>>;
 const NameTable<Loss>& loss_names() {
   static const NameTable<Loss> names{{Loss::divergence, "divergence"}, {Loss::primal, "primal"},
                                      {Loss::ot_eps, "ot_eps"},         {Loss::ot, "ot"}, {Loss::energy, "energy"},
-                                     {Loss::gaussian, "gaussian"},     {Loss::laplacian, "laplacian"}};
+                                     {Loss::gaussian, "gaussian"},     {Loss::laplacian, "laplacian"},
+                                     {Loss::gaussian_mixture, "gaussian_mixture"}};
   return names;
 }
 const NameTable<GradientMode>& gradient_names() {

@@ -8,6 +8,9 @@
 namespace sinkhorn::solver {
 namespace {
 
+// Bandwidths blur, 2 blur, ..., 16 blur: MMD GAN's {1, 2, 4, 8, 16} scaled by blur.
+constexpr int kMixtureBandwidths = 5;
+
 at::Tensor kernel_matrix(Loss kernel, const at::Tensor& x, const at::Tensor& y, double blur) {
   switch (kernel) {
     case Loss::energy:
@@ -16,6 +19,15 @@ at::Tensor kernel_matrix(Loss kernel, const at::Tensor& x, const at::Tensor& y, 
       return (-reduce::tensorized_cost_matrix(x, y, 2) / (blur * blur)).exp();
     case Loss::laplacian:
       return (-reduce::tensorized_cost_matrix(x, y, 1) / blur).exp();
+    case Loss::gaussian_mixture: {
+      const at::Tensor half_squared = reduce::tensorized_cost_matrix(x, y, 2);
+      at::Tensor sum = at::zeros_like(half_squared);
+      for (int k = 0; k < kMixtureBandwidths; ++k) {
+        const double width = blur * static_cast<double>(1 << k);
+        sum = sum + (-half_squared / (width * width)).exp();
+      }
+      return sum;
+    }
     default:
       break;
   }

@@ -158,6 +158,13 @@ TEST(KernelLosses, MatchDirectQuadraticForms) {
               mmd([&](const at::Tensor& d) { return (-d / blur).exp(); }), 1e-12);
   options.loss = Loss::energy;
   EXPECT_NEAR(divergence(a, x, b, y, options).item<double>(), mmd([](const at::Tensor& d) { return -d; }), 1e-12);
+  options.loss = Loss::gaussian_mixture;
+  EXPECT_NEAR(divergence(a, x, b, y, options).item<double>(), mmd([&](const at::Tensor& d) {
+                at::Tensor sum = at::zeros_like(d);
+                for (const double width : {1.0, 2.0, 4.0, 8.0, 16.0}) sum += (-d.pow(2) / (2 * width * width * blur * blur)).exp();
+                return sum;
+              }),
+              1e-12);
 }
 
 TEST(SamplesLossObject, CallsTheSameLoss) {
