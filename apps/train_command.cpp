@@ -38,7 +38,8 @@ ArgumentParser train_parser() {
       "Defaults depend on --data: toys train an MLP on raw 2-D points; mnist uses the paper's MLP\n"
       "(2-D uniform latent, 500-500 softplus, sigmoid) with blur 1; cifar10 a DCGAN generator.\n"
       "The loss flags default as for `sinkhorn divergence` except --blur (toys 0.1, images 1, learned\n"
-      "cost 0.05) and --tolerance 1e-3 (a batch's sampling noise is far larger).");
+      "cost 0.05), --p 1 for a learned cost (the paper's |f(x) - f(y)|) and --tolerance 1e-3 (a batch's\n"
+      "sampling noise is far larger).");
   parser.option("data", "NAME", "ring8 (default), grid25, swiss_roll, moons, ellipse, mnist, cifar10")
       .option("data-path", "PATH", "mnist: IDX files (or their folder), raw or .gz; cifar10: binary batches or folder")
       .option("split", "NAME", "train (default) or test: which file of the image set to read")
@@ -98,6 +99,7 @@ gen::TrainConfig config_from(const ParsedArguments& args) {
   // Toys: blur 0.1, twice the modes' std. Images: eps = 1 on pixels in [0, 1], the paper's MNIST
   // setting. A batch's sampling noise dwarfs a 1e-3 marginal error: no need to solve tighter.
   loss.blur = toy ? 0.1 : learned ? 0.05 : 1.0;
+  if (learned) loss.p = 1;  // the paper's learned cost c_phi(x, y) = |f_phi(x) - f_phi(y)|
   loss.tolerance = 1e-3;
   c.loss = loss_options_from(args, loss);
 

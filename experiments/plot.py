@@ -4,6 +4,7 @@
 Usage: python3 experiments/plot.py interpolation RESULTS_DIR OUT_DIR
        python3 experiments/plot.py sample_complexity RESULTS_DIR OUT_DIR
        python3 experiments/plot.py toy_learning RESULTS_DIR OUT_DIR   (after experiments/toy_learning.sh)
+       python3 experiments/plot.py learned_cost RESULTS_DIR OUT_DIR   (after experiments/learned_cost.sh)
 Needs Debian's python3-numpy and python3-matplotlib (scripts/install-deps.sh --bench).
 """
 import csv
@@ -88,7 +89,28 @@ def toy_learning(results, out):
     fig.savefig(f"{out}/toy_learning.png", dpi=100)
 
 
-EXPERIMENTS = {"interpolation": interpolation, "sample_complexity": sample_complexity, "toy_learning": toy_learning}
+def learned_cost(results, out):
+    """Evaluation curves and final samples of the two runs of experiments/learned_cost.sh."""
+    runs = (("sinkhorn", "Sinkhorn divergence (learned cost)"), ("mmd", "MMD, Gaussian mixture (same critic)"))
+    fig = plt.figure(figsize=(13, 4.4))
+    curve = fig.add_subplot(1, 3, 1)
+    for k, (name, label) in enumerate(runs):
+        rows = [r for r in read(f"{results}/{name}/metrics.csv") if r["eval_divergence"]]
+        curve.plot([int(r["step"]) for r in rows], [float(r["eval_divergence"]) for r in rows], "o-", label=label)
+        ax = fig.add_subplot(1, 3, 2 + k)
+        ax.imshow(plt.imread(f"{results}/{name}/samples_final.png"), cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label, fontsize=9)
+    curve.set_yscale("log")
+    curve.set_xlabel("generator step")
+    curve.set_ylabel("held-out S_eps on pixels (blur 1)")
+    curve.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(f"{out}/learned_cost.png", dpi=100)
+
+
+EXPERIMENTS = {"learned_cost": learned_cost, "interpolation": interpolation, "sample_complexity": sample_complexity, "toy_learning": toy_learning}
 
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] not in EXPERIMENTS:
