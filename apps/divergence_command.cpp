@@ -28,6 +28,7 @@ ArgumentParser divergence_parser() {
       .option("wy", "FILE", "weights of Y (M values, nonnegative); default uniform 1/M")
       .option("dtype", "TYPE", "float32 or float64 (default: the type stored in X; csv: float64)")
       .option("threads", "N", "CPU threads (default: every core)")
+      .option("device", "NAME", "cpu (default) or cuda[:K]: where the clouds and the solve live")
       .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")
       .option("grad-y", "FILE.npy", "write the gradient of the loss with respect to Y")
       .flag("json", "print one JSON object: value, iterations, marginal_error, seconds, ...");
@@ -65,6 +66,21 @@ void write_gradient(const std::string& path, const at::Tensor& gradient) {
   io::write_npy(path, array);
 }
 
+// --device cpu (default) or cuda / cuda:K; refused with a reason when this LibTorch or machine has no GPU.
+at::Device device_from(const ParsedArguments& args) {
+  const std::string name = args.value("device").value_or("cpu");
+  SINKHORN_CHECK(name == "cpu" || name.rfind("cuda", 0) == 0, "--device: expected cpu or cuda[:K], got '" << name << "'");
+  if (name == "cpu") return at::Device(at::kCPU);
+  SINKHORN_CHECK(at::hasCUDA(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
+                                            << "(build against a CUDA-enabled LibTorch, e.g. the one inside PyTorch)");
+  try {
+    return at::Device(name);
+  } catch (const c10::Error&) {
+    SINKHORN_CHECK(false, "--device: cannot parse '" << name << "'");
+  }
+  return at::Device(at::kCPU);
+}
+
 at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {
   const std::optional<std::string> name = args.value("dtype");
   if (!name) return x_array.dtype == "float32" ? at::kFloat : at::kDouble;
@@ -92,10 +108,13 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   const std::string& y_path = args.positionals()[1];
   const io::Array x_array = io::read_array(x_path);
   const at::ScalarType dtype = dtype_from(args, x_array);
-  at::Tensor x = points_tensor(x_array, x_path, "X", dtype);
-  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
-  const at::Tensor a = read_weights(args.value("wx"), "--wx", dtype);
-  const at::Tensor b = read_weights(args.value("wy"), "--wy", dtype);
+  const at::Device device = device_from(args);
+  at::Tensor x = points_tensor(x_array, x_path, "X", dtype).to(device);
+  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype).to(device);
+  at::Tensor a = read_weights(args.value("wx"), "--wx", dtype);
+  at::Tensor b = read_weights(args.value("wy"), "--wy", dtype);
+  if (a.defined()) a = a.to(device);
+  if (b.defined()) b = b.to(device);
   const std::optional<std::string> grad_x_path = args.value("grad-x");
   const std::optional<std::string> grad_y_path = args.value("grad-y");
   if (grad_x_path) x.requires_grad_(true);
@@ -122,7 +141,8 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
         << ", \"converged\": " << (d.converged ? "true" : "false") << ", \"schedule_length\": "
         << d.schedule_length << ", \"epsilon\": " << json_number(d.epsilon)
         << ", \"diameter\": " << json_number(d.diameter) << ", \"backend\": \"" << d.backend
-        << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"n\": "
+        << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"device\": \""
+        << device.str() << "\", \"n\": "
         << x.size(0) << ", \"m\": " << y.size(0) << ", \"d\": " << x.size(1)
         << ", \"seconds\": " << json_number(seconds) << "}\n";
   } else {

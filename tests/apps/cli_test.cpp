@@ -60,11 +60,26 @@ TEST_F(DivergenceCommand, PrintsTheLibraryValue) {
   EXPECT_NEAR(std::stod(out.str()), divergence(x, y, options).item<double>(), 1e-10);
 }
 
+TEST_F(DivergenceCommand, DeviceCudaAgreesWithCpuOrIsRefusedWithAReason) {
+  ASSERT_EQ(run_command({x_path, y_path, "--device", "cpu", "--blur", "0.1"}), 0) << err.str();
+  const double on_cpu = std::stod(out.str());
+  const int status = run_command({x_path, y_path, "--device", "cuda", "--blur", "0.1"});
+  if (at::hasCUDA()) {
+    ASSERT_EQ(status, 0) << err.str();
+    EXPECT_NEAR(std::stod(out.str()), on_cpu, 1e-9 * std::abs(on_cpu));  // float64 clouds on both devices
+  } else {
+    EXPECT_EQ(status, 2);
+    EXPECT_NE(err.str().find("--device cuda: this build's LibTorch has no CUDA support"), std::string::npos) << err.str();
+  }
+  EXPECT_EQ(run_command({x_path, y_path, "--device", "tpu"}), 2);
+  EXPECT_NE(err.str().find("--device: expected cpu or cuda"), std::string::npos) << err.str();
+}
+
 TEST_F(DivergenceCommand, JsonCarriesDiagnostics) {
   ASSERT_EQ(run_command({x_path, y_path, "--json", "--loss", "ot_eps", "--reach", "1"}), 0) << err.str();
   const std::string json = out.str();
   for (const char* key : {"\"value\": ", "\"iterations\": ", "\"marginal_error\": ", "\"seconds\": ",
-                          "\"loss\": \"ot_eps\"", "\"converged\": true", "\"n\": 40", "\"m\": 30", "\"d\": 3"}) {
+                          "\"loss\": \"ot_eps\"", "\"converged\": true", "\"device\": \"cpu\"", "\"n\": 40", "\"m\": 30", "\"d\": 3"}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " missing from " << json;
   }
 }
