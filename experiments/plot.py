@@ -106,7 +106,7 @@ def learned_cost(results, out):
     curve.set_xlabel("generator step")
     curve.set_ylabel("held-out S_eps on pixels (blur 1)")
     curve.legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(f"{out}/learned_cost.png", dpi=100)
 
 
