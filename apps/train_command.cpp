@@ -139,6 +139,16 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
   if (args.flag("resume")) {
     SINKHORN_CHECK(!args.flag("overwrite"), "--resume and --overwrite exclude each other");
     SINKHORN_CHECK(args.value("out").has_value(), "--resume needs --out, the run folder to continue");
+    // A resumed run keeps its saved settings: a flag that would change them silently is refused.
+    for (const char* fixed : {"data", "data-path", "split", "heldout", "generator", "latent-dim", "latent", "hidden",
+                              "activation", "width", "cost", "critic", "feature-dim", "critic-width", "critic-steps",
+                              "clip", "critic-lr", "optimizer", "lr-schedule", "batch-size", "seed", "eval-every",
+                              "eval-samples", "eval-blur", "sample-every", "checkpoint-every", "log-every", "loss", "p",
+                              "blur", "reach", "scaling", "diameter", "iterations", "tolerance", "max-iterations",
+                              "gradient", "backend"}) {
+      SINKHORN_CHECK(!args.value(fixed), "--" << fixed << " cannot change when resuming (the run keeps the settings "
+                                              << "in its checkpoint; only --steps and --lr may change)");
+    }
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");

@@ -325,6 +325,8 @@ Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 Trainer::~Trainer() = default;
 
 Trainer Trainer::start(TrainConfig config, bool overwrite) {
+  // The data path is saved in the checkpoint: make it absolute so --resume works from any folder.
+  if (!config.data.path.empty()) config.data.path = std::filesystem::absolute(config.data.path).lexically_normal().string();
   auto state = std::make_unique<State>(std::move(config));
   make_folder(state->config.out_dir);
   SINKHORN_CHECK(overwrite || !io::path_exists(state->path(kCheckpointFile)),
