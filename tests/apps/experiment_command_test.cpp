@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "gen/gen_test_support.h"
 
 namespace sinkhorn::cli {
 namespace {
@@ -29,14 +30,8 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
 
 class ExperimentCommand : public ::testing::Test {
  protected:
-  void SetUp() override {
-    folder = fs::temp_directory_path() /
-             ("sinkhorn_experiment_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(folder);
-    fs::create_directories(folder);
-  }
-  void TearDown() override { fs::remove_all(folder); }
-  fs::path folder;
+  sinkhorn::testing::ScratchFolder scratch;
+  fs::path folder{scratch.path()};
   std::ostringstream out, err;
 };
 

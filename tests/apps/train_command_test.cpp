@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "gen/gen_test_support.h"
 #include "io/array_io.h"
 #include "io/pictures.h"
 
@@ -16,14 +17,6 @@ namespace fs = std::filesystem;
 
 class TrainCommand : public ::testing::Test {
  protected:
-  void SetUp() override {
-    directory = fs::temp_directory_path() /
-                ("sinkhorn_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(directory);
-    fs::create_directories(directory);
-  }
-  void TearDown() override { fs::remove_all(directory); }
-
   int run_command(const std::vector<std::string>& args) {
     out.str("");
     err.str("");
@@ -37,7 +30,8 @@ class TrainCommand : public ::testing::Test {
             "--eval-samples", "100", "--heldout", "100", "--blur", "0.3", "--eval-every", "2", "--threads", "1"};
   }
 
-  fs::path directory;
+  sinkhorn::testing::ScratchFolder scratch;
+  fs::path directory{scratch.path()};
   std::ostringstream out, err;
 };
 
