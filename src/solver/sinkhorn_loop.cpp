@@ -12,6 +12,16 @@ namespace {
 constexpr double kAnnealingTolerance = 1e-2;
 constexpr int kSweepsPerScale = 50;
 
+// Contraction rates are measured over this many sweeps.
+constexpr size_t kRateWindow = 5;
+
+// The mean contraction per sweep of the marginal error over the last kRateWindow sweeps (needs
+// more than kRateWindow errors); NaN when it cannot be measured (0/0).
+double windowed_rate(const std::vector<double>& errors) {
+  const size_t n = errors.size();
+  return std::pow(errors[n - 1] / errors[n - 1 - kRateWindow], 1.0 / kRateWindow);
+}
+
 // One transport problem of the loop: between `source` and `target`, with its potentials.
 struct Problem {
   const Cloud* source;
@@ -120,9 +130,8 @@ class Relaxation {
     }
     if (frozen_) return;
     const size_t settle = omega_ > 1.0 ? kSettleRelaxed : kSettlePlain;
-    if (sweeps_since_change_ < settle + kWindow) return;
-    const size_t n = errors_.size();
-    const double rate = std::pow(errors_[n - 1] / errors_[n - 1 - kWindow], 1.0 / kWindow);
+    if (sweeps_since_change_ < settle + kRateWindow) return;
+    const double rate = windowed_rate(errors_);
     if (!(rate > 0.0 && rate < 1.0)) return;
     if (omega_ == 1.0 && (rate < kFastRate || !(error < kLinearRegime))) {
       // Plain Sinkhorn is fast for now, or the iterates are too far from the optimum for the
@@ -156,7 +165,6 @@ class Relaxation {
 
   static constexpr size_t kSettlePlain = 10;    // plain sweeps before the first measurement
   static constexpr size_t kSettleRelaxed = 20;  // relaxed sweeps before re-measuring
-  static constexpr size_t kWindow = 5;          // sweeps a rate is measured over
   static constexpr double kFastRate = 0.5;
   static constexpr double kLargestOmega = 1.98;
   static constexpr double kGrowthAllowed = 100.0;
@@ -218,13 +226,11 @@ class SchemeSelector {
 
  private:
   enum class Phase { averaged, probe_alternating, alternating };
-  static constexpr size_t kProbe = 8;  // sweeps per measurement; the rate is taken over the last 5
-  static constexpr size_t kWindow = 5;
+  static constexpr size_t kProbe = 8;  // sweeps per measurement; the rate is taken over the last kRateWindow
   static constexpr double kFastRate = 0.5;
 
   double measured_rate() const {
-    const size_t n = errors_.size();
-    const double rate = std::pow(errors_[n - 1] / errors_[n - 1 - kWindow], 1.0 / kWindow);
+    const double rate = windowed_rate(errors_);
     return rate > 0.0 ? rate : 1.0;  // NaN or 0/0: no information, treat as slow
   }
 
