@@ -8,6 +8,12 @@
 
 namespace sinkhorn::cli {
 
+std::vector<std::string> ParsedArguments::given_options() const {
+  std::vector<std::string> names;
+  for (const auto& entry : values_) names.push_back(entry.first);
+  return names;
+}
+
 std::optional<std::string> ParsedArguments::value(const std::string& name) const {
   const auto found = values_.find(name);
   if (found == values_.end()) return std::nullopt;

@@ -15,6 +15,8 @@ class ParsedArguments {
   std::optional<std::string> value(const std::string& name) const;
   bool flag(const std::string& name) const { return flags_.count(name) > 0; }
   const std::vector<std::string>& positionals() const { return positionals_; }
+  /// Names of the options given with a value, in alphabetical order.
+  std::vector<std::string> given_options() const;
   /// The option as a finite number; throws naming --name when it is not one.
   std::optional<double> number(const std::string& name) const;
   /// The option as an integer; throws naming --name when it is not one.

@@ -140,14 +140,10 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     SINKHORN_CHECK(!args.flag("overwrite"), "--resume and --overwrite exclude each other");
     SINKHORN_CHECK(args.value("out").has_value(), "--resume needs --out, the run folder to continue");
     // A resumed run keeps its saved settings: a flag that would change them silently is refused.
-    for (const char* fixed : {"data", "data-path", "split", "heldout", "generator", "latent-dim", "latent", "hidden",
-                              "activation", "width", "cost", "critic", "feature-dim", "critic-width", "critic-steps",
-                              "clip", "critic-lr", "optimizer", "lr-schedule", "batch-size", "seed", "eval-every",
-                              "eval-samples", "eval-blur", "sample-every", "checkpoint-every", "log-every", "loss", "p",
-                              "blur", "reach", "scaling", "diameter", "iterations", "tolerance", "max-iterations",
-                              "gradient", "backend"}) {
-      SINKHORN_CHECK(!args.value(fixed), "--" << fixed << " cannot change when resuming (the run keeps the settings "
-                                              << "in its checkpoint; only --steps and --lr may change)");
+    for (const std::string& given : args.given_options()) {
+      const bool allowed = given == "out" || given == "steps" || given == "lr" || given == "threads";
+      SINKHORN_CHECK(allowed, "--" << given << " cannot change when resuming (the run keeps the settings "
+                                   << "in its checkpoint; only --steps and --lr may change)");
     }
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
@@ -186,7 +182,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     case gen::TrainStatus::finished:
       break;
   }
-  const gen::Evaluation evaluation = trainer->evaluate();
+  const gen::Evaluation evaluation = outcome.evaluation ? *outcome.evaluation : trainer->evaluate();
   out << "done: " << trainer->step() << " steps; held-out divergence " << evaluation.divergence;
   if (evaluation.modes_covered) out << "; modes covered " << *evaluation.modes_covered << "/" << *evaluation.modes;
   out << "\nresults in " << trainer->config().out_dir << " (metrics.csv, *_final.png, checkpoint.pt)\n";

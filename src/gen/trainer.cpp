@@ -5,9 +5,8 @@
 #include <torch/optim.h>
 #include <torch/serialize.h>
 
-#include <sys/stat.h>
-
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,8 +38,10 @@ uint64_t mix(uint64_t value) {
   return value ^ (value >> 31);
 }
 
+uint64_t stream_seed(uint64_t seed, uint64_t stream) { return mix(seed ^ mix(stream)); }
+
 at::Generator generator_for(uint64_t seed, uint64_t stream) {
-  return at::make_generator<at::CPUGeneratorImpl>(mix(seed ^ mix(stream)));
+  return at::make_generator<at::CPUGeneratorImpl>(stream_seed(seed, stream));
 }
 
 // Stream numbers: steps use 1, 2, ...; these are far from any step count.
@@ -105,8 +106,7 @@ struct Networks {
 
 Networks build_networks(const TrainConfig& config) {
   // LibTorch initialises modules from its global generator: seed it from the run's seed.
-  at::Generator init = generator_for(config.seed, kInitialisationStream);
-  torch::manual_seed(init.current_seed());
+  torch::manual_seed(stream_seed(config.seed, kInitialisationStream));
   Networks networks;
   networks.generator = Generator(config.generator);
   if (config.cost == "learned") networks.critic = Critic(config.critic);
@@ -126,10 +126,14 @@ torch::serialize::InputArchive open_checkpoint(const std::string& path) {
   return archive;
 }
 
+TrainConfig saved_config(torch::serialize::InputArchive& archive) {
+  c10::IValue text;
+  archive.read("config", text);
+  return train_config_from_json(text.toStringRef());
+}
+
 std::string checkpoint_path_of(const std::string& path) {
-  struct stat info;
-  if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) return join(path, kCheckpointFile);
-  return path;
+  return io::is_directory(path) ? join(path, kCheckpointFile) : path;
 }
 
 }  // namespace
@@ -229,7 +233,12 @@ struct Trainer::State {
       std::string line;
       std::getline(file, line);  // header
       while (std::getline(file, line)) {
-        if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= step) text += line + "\n";
+        if (line.empty()) continue;
+        int64_t row_step = 0;
+        const auto parsed = std::from_chars(line.data(), line.data() + line.size(), row_step);
+        SINKHORN_CHECK(parsed.ec == std::errc() && parsed.ptr != line.data() + line.size() && *parsed.ptr == ',',
+                       "--resume: '" << path("metrics.csv") << "' has a malformed row: '" << line << "'");
+        if (row_step <= step) text += line + "\n";
       }
     }
     write_text_atomically(path("metrics.csv"), text);
@@ -255,17 +264,23 @@ struct Trainer::State {
     SINKHORN_CHECK(file.flush(), "cannot append to '" << path("metrics.csv") << "'");
   }
 
-  at::Tensor evaluation_samples() {
+  // The generator's output for `latent` in evaluation mode (batch norm on its running statistics,
+  // which this leaves untouched), without autograd.
+  at::Tensor generate(const at::Tensor& latent) {
     torch::NoGradGuard no_grad;
-    at::Generator generator = generator_for(config.seed, kEvaluationStream);
     networks.generator->eval();
-    const at::Tensor samples = networks.generator->forward(networks.generator->sample_latent(config.eval_samples, generator));
+    const at::Tensor samples = networks.generator->forward(latent);
     networks.generator->train();
     return samples;
   }
 
-  Evaluation evaluate() {
-    const at::Tensor samples = evaluation_samples();
+  // Always from the same latent draws, so that evaluations differ only by the generator.
+  at::Tensor evaluation_samples() {
+    at::Generator generator = generator_for(config.seed, kEvaluationStream);
+    return generate(networks.generator->sample_latent(config.eval_samples, generator));
+  }
+
+  Evaluation evaluate(const at::Tensor& samples) {
     Evaluation evaluation;
     if (!all_finite(samples)) {
       evaluation.divergence = std::nan("");
@@ -284,15 +299,11 @@ struct Trainer::State {
     return evaluation;
   }
 
-  void write_pictures(const std::string& tag) {
-    const at::Tensor samples = evaluation_samples();
+  void write_pictures(const std::string& tag, const at::Tensor& samples) {
     if (data->is_image()) {
       write_samples_picture(path("samples_" + tag + ".png"), samples.narrow(0, 0, std::min<int64_t>(64, samples.size(0))));
       if (config.generator.latent_dim == 2) {
-        torch::NoGradGuard no_grad;
-        networks.generator->eval();
-        const at::Tensor lattice = networks.generator->forward(networks.generator->latent_lattice(kLatticeRows));
-        networks.generator->train();
+        const at::Tensor lattice = generate(networks.generator->latent_lattice(kLatticeRows));
         write_lattice_picture(path("latent_grid_" + tag + ".png"), lattice, kLatticeRows);
       }
     } else {
@@ -336,7 +347,7 @@ Trainer Trainer::start(TrainConfig config, bool overwrite) {
   write_text_atomically(state->path("config.json"), to_json(state->config));
   state->start_metrics(false);
   // The untrained generator's score: the reference every later evaluation is read against.
-  state->append_metrics(StepReport{}, state->evaluate());
+  state->append_metrics(StepReport{}, state->evaluate(state->evaluation_samples()));
   return Trainer(std::move(state));
 }
 
@@ -344,9 +355,7 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
   const std::string path = join(out_dir, kCheckpointFile);
   SINKHORN_CHECK(io::path_exists(path), "--resume: '" << out_dir << "' holds no checkpoint.pt to resume from");
   torch::serialize::InputArchive archive = open_checkpoint(path);
-  c10::IValue text;
-  archive.read("config", text);
-  TrainConfig config = train_config_from_json(text.toStringRef());
+  TrainConfig config = saved_config(archive);
   config.out_dir = out_dir;  // the folder may have been moved since
   if (overrides.steps) config.steps = *overrides.steps;
   if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
@@ -361,8 +370,9 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
 TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   State& s = *state_;
   const TrainConfig& config = s.config;
+  std::optional<Evaluation> last_evaluation;
   auto non_finite = [&](int64_t step, const std::string& what) {
-    TrainOutcome outcome{TrainStatus::non_finite, step - 1, ""};
+    TrainOutcome outcome{TrainStatus::non_finite, step - 1, "", std::nullopt};
     std::ostringstream message;
     message << "step " << step << ": " << what << "; training stopped. The last good checkpoint ";
     if (io::path_exists(s.path(kCheckpointFile))) message << "is " << s.path(kCheckpointFile);
@@ -375,7 +385,7 @@ TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step,
   while (s.step < config.steps) {
     if (stop && stop->load()) {
       s.save_checkpoint();
-      return {TrainStatus::interrupted, s.step, ""};
+      return {TrainStatus::interrupted, s.step, "", std::nullopt};
     }
     const auto started = std::chrono::steady_clock::now();
     const int64_t step = s.step + 1;
@@ -410,26 +420,33 @@ TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step,
     report.seconds = s.seconds;
 
     const bool last = step == config.steps;
+    // The updated generator's evaluation samples, drawn at most once per step for the
+    // evaluation, the pictures and the checkpoint probe.
+    std::optional<at::Tensor> drawn;
+    const auto samples = [&]() -> const at::Tensor& {
+      if (!drawn) drawn = s.evaluation_samples();
+      return *drawn;
+    };
     std::optional<Evaluation> evaluation;
     if (step % config.eval_every == 0 || last) {
-      evaluation = s.evaluate();
+      evaluation = last_evaluation = s.evaluate(samples());
       report.eval_divergence = evaluation->divergence;
     }
     if (step % config.log_every == 0 || evaluation) s.append_metrics(report, evaluation);
-    if (config.sample_every > 0 && step % config.sample_every == 0) s.write_pictures(step_tag(step));
+    if (config.sample_every > 0 && step % config.sample_every == 0) s.write_pictures(step_tag(step), samples());
     if (step % config.checkpoint_every == 0 || last) {
       // A finite loss does not prove the update left a usable generator: probe it before it
       // replaces the last good checkpoint.
-      if (!all_finite(s.evaluation_samples())) return non_finite(step, "the updated generator produces non-finite samples");
+      if (!all_finite(samples())) return non_finite(step, "the updated generator produces non-finite samples");
       s.save_checkpoint();
     }
-    if (last) s.write_pictures("final");
+    if (last) s.write_pictures("final", samples());
     if (on_step) on_step(report);
   }
-  return {TrainStatus::finished, s.step, ""};
+  return {TrainStatus::finished, s.step, "", last_evaluation};
 }
 
-Evaluation Trainer::evaluate() { return state_->evaluate(); }
+Evaluation Trainer::evaluate() { return state_->evaluate(state_->evaluation_samples()); }
 const TrainConfig& Trainer::config() const { return state_->config; }
 int64_t Trainer::step() const { return state_->step; }
 
@@ -455,9 +472,8 @@ SavedGenerator SavedGenerator::load(const std::string& path) {
   SINKHORN_CHECK(io::path_exists(file), "--checkpoint '" << path << "' does not exist");
   torch::serialize::InputArchive archive = open_checkpoint(file);
   auto state = std::make_unique<State>();
+  state->config = saved_config(archive);
   c10::IValue value;
-  archive.read("config", value);
-  state->config = train_config_from_json(value.toStringRef());
   archive.read("step", value);
   state->step = value.toInt();
   state->generator = Generator(state->config.generator);

@@ -32,17 +32,20 @@ enum class TrainStatus {
   non_finite,   ///< a loss, gradient or sample was NaN/Inf; the last good checkpoint is kept
 };
 
-struct TrainOutcome {
-  TrainStatus status = TrainStatus::finished;
-  int64_t step = 0;     ///< last finished step
-  std::string message;  ///< for non_finite: what went wrong, where
-};
-
 struct Evaluation {
   double divergence = 0;  ///< S_eps (p = 2, blur eval_blur) between generated and held-out samples
   std::optional<int64_t> modes_covered, modes;  ///< mixtures of Gaussians only
   std::optional<double> high_quality_fraction;
 };
+
+struct TrainOutcome {
+  TrainStatus status = TrainStatus::finished;
+  int64_t step = 0;     ///< last finished step
+  std::string message;  ///< for non_finite: what went wrong, where
+  /// For finished: the evaluation of the last step (unset when there was no step left to run).
+  std::optional<Evaluation> evaluation;
+};
+
 
 /// Settings a resumed run may change; everything else comes from the checkpoint.
 struct ResumeOverrides {

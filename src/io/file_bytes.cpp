@@ -15,6 +15,11 @@ bool path_exists(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0;
 }
 
+bool is_directory(const std::string& path) {
+  struct stat info;
+  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
   struct stat info;
   SINKHORN_CHECK(::stat(path.c_str(), &info) == 0, "cannot open '" << path << "': " << std::strerror(errno));

@@ -14,5 +14,7 @@ std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 /// True if a regular file or directory exists at path.
 bool path_exists(const std::string& path);
+/// True if path is a directory.
+bool is_directory(const std::string& path);
 
 }  // namespace sinkhorn::io

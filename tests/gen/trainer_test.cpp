@@ -280,6 +280,14 @@ TEST(SavedGenerator, SamplesTheTrainedGeneratorReproducibly) {
   EXPECT_THROW(SavedGenerator::load(folder.file("bad.pt")), Error);
   EXPECT_THROW(SavedGenerator::load(folder.file("missing.pt")), Error);
   EXPECT_THROW(Trainer::resume(folder.file("nothing-here")), Error);
+  // A damaged metrics.csv is reported, not a crash.
+  std::ofstream(folder.file("run/metrics.csv"), std::ios::app) << "garbage line\n";
+  try {
+    Trainer::resume(folder.file("run"));
+    FAIL() << "a malformed metrics.csv should be refused";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("malformed row: 'garbage line'"), std::string::npos) << error.what();
+  }
 }
 
 TEST(Trainer, BadSettingsFailNamingTheFlag) {

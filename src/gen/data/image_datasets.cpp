@@ -1,7 +1,5 @@
 #include "gen/data/image_datasets.h"
 
-#include <sys/stat.h>
-
 #include <cstring>
 #include <vector>
 
@@ -10,11 +8,6 @@
 
 namespace sinkhorn::gen {
 namespace {
-
-bool is_directory(const std::string& path) {
-  struct stat info;
-  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
 
 // The first of the candidate names that exists in folder, with or without ".gz".
 std::string find_in_folder(const std::string& folder, const std::vector<std::string>& names) {
@@ -77,7 +70,7 @@ at::Tensor read_idx(const std::string& path) {
 ImageSet load_mnist(const std::string& path, const std::string& split) {
   check_split(split);
   std::string images_path = path, labels_path;
-  if (is_directory(path)) {
+  if (io::is_directory(path)) {
     const std::string prefix = split == "train" ? "train" : "t10k";
     images_path = find_in_folder(path, {prefix + "-images-idx3-ubyte", prefix + "-images.idx3-ubyte"});
     SINKHORN_CHECK(!images_path.empty(), "--data-path '" << path << "' holds no MNIST " << split << " images ("
@@ -115,10 +108,10 @@ ImageSet load_mnist(const std::string& path, const std::string& split) {
 ImageSet load_cifar10(const std::string& path, const std::string& split) {
   check_split(split);
   std::vector<std::string> files;
-  if (is_directory(path)) {
+  if (io::is_directory(path)) {
     std::string folder = path;
     if (!io::path_exists(folder + "/test_batch.bin") && !io::path_exists(folder + "/data_batch_1.bin") &&
-        is_directory(path + "/cifar-10-batches-bin")) {
+        io::is_directory(path + "/cifar-10-batches-bin")) {
       folder = path + "/cifar-10-batches-bin";
     }
     const std::vector<std::string> names =
