@@ -144,6 +144,9 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
         << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"device\": \""
         << device.str() << "\", \"n\": "
         << x.size(0) << ", \"m\": " << y.size(0) << ", \"d\": " << x.size(1)
+        << ", \"visited_pairs_fraction\": " << json_number(d.visited_pairs_fraction)
+        << ", \"truncation_rebuilds\": " << d.truncation_rebuilds
+        << ", \"truncation_seconds\": " << json_number(d.truncation_seconds)
         << ", \"seconds\": " << json_number(seconds) << "}\n";
   } else {
     out << std::setprecision(12) << value << "\n";

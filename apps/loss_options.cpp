@@ -19,7 +19,9 @@ void add_loss_options(ArgumentParser& parser) {
       .option("tolerance", "T", "stop when the relative marginal error is under T (default 1e-4)")
       .option("max-iterations", "N", "iterations allowed at the final eps (default 1000)")
       .option("gradient", "MODE", "auto (default), envelope or unrolled")
-      .option("backend", "NAME", "auto (default), tensorized, online (linear memory, CPU) or reference");
+      .option("cluster-scale", "S", "multiscale backend: grid cell side (default: max(2 blur, diameter / (sqrt(D) (2N)^(1/D))))")
+      .option("backend", "NAME",
+              "auto (default), tensorized, online (linear memory, CPU), multiscale (truncated, CPU, D <= 3) or reference");
 }
 
 SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions options) {
@@ -29,6 +31,7 @@ SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions o
   if (auto reach = args.number("reach")) options.reach = *reach;
   if (auto scaling = args.number("scaling")) options.scaling = *scaling;
   if (auto diameter = args.number("diameter")) options.diameter = *diameter;
+  if (auto cell = args.number("cluster-scale")) options.cluster_scale = *cell;
   if (auto iterations = args.integer("iterations")) options.iterations = static_cast<int>(*iterations);
   if (auto tolerance = args.number("tolerance")) options.tolerance = *tolerance;
   if (auto max_iterations = args.integer("max-iterations")) options.max_iterations = static_cast<int>(*max_iterations);

@@ -37,6 +37,11 @@ struct Diagnostics {
   double diameter = 0.0;
   /// Backend that ran the reductions ("tensorized", "reference", ...).
   std::string backend;
+  /// Multiscale backend: pairs its truncated reductions visited over those dense ones would (1
+  /// for the other backends), how often it recomputed the kept blocks, and the seconds that took.
+  double visited_pairs_fraction = 1.0;
+  int truncation_rebuilds = 0;
+  double truncation_seconds = 0.0;
 };
 
 /// Dual potentials, detached, in the inputs' dtype, shapes like the weights ((N) or (B, N)).

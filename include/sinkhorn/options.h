@@ -44,13 +44,17 @@ enum class GradientMode {
 
 /// Which reduction backend runs the softmin reductions.
 enum class Backend {
-  /// Picks by size and device: online on the CPU, tensorized for small high-dimensional clouds,
-  /// off the CPU, and for autograd (unrolled gradients).
+  /// Picks by size and device: on the CPU multiscale for large clouds with D <= 3, online
+  /// otherwise, tensorized for small high-dimensional clouds; tensorized off the CPU and for
+  /// autograd (unrolled gradients).
   automatic,
   /// Dense ATen operations on any device LibTorch supports; memory O(N M).
   tensorized,
   /// Streaming SIMD + OpenMP kernels on the CPU; memory O(N + M D). Envelope gradients only.
   online,
+  /// The online kernels with kernel truncation and a coarse-to-fine start on grid clusters
+  /// (Schmitzer 2019): sub-quadratic for large low-dimensional clouds (D <= 3). CPU, envelope only.
+  multiscale,
   /// Plain double-precision loops on the CPU; slow, the oracle of the test suite.
   reference,
 };
@@ -68,6 +72,9 @@ struct SinkhornOptions {
   double scaling = 0.5;
   /// Largest distance in the problem, where eps-scaling starts; unset: the bounding box diagonal.
   std::optional<double> diameter;
+  /// Multiscale backend: side of the grid cells that cluster the points; eps-scaling runs on the
+  /// clusters while eps >= cluster_scale^p. Unset: max(2 blur, diameter / (sqrt(D) (2N)^(1/D))).
+  std::optional<double> cluster_scale;
   /// Stop when the relative L1 marginal error of every transport plan is under this value.
   double tolerance = 1e-4;
   /// Iterations allowed at the final eps = blur^p after annealing; the solve stops there unconverged.

@@ -22,6 +22,7 @@
 #include "solver/epsilon_schedule.h"
 #include "solver/kernel_mmd.h"
 #include "solver/loss_formulas.h"
+#include "solver/multiscale.h"
 #include "solver/sinkhorn_loop.h"
 #include "solver/exact_ot.h"
 #include "util/check.h"
@@ -39,6 +40,9 @@ struct SolveContext {
   solver::LoopSettings loop;
   bool weights_need_gradient = false;
   bool points_need_gradient = false;
+  int p = 2;
+  // Multiscale backend: the grid cell of its clusters; 0 for the other backends.
+  double multiscale_cell = 0;
   // Outputs.
   solver::DualState state;
   solver::LoopReport report;
@@ -49,8 +53,17 @@ solver::Cloud make_cloud(const at::Tensor& points, const at::Tensor& weights) {
 }
 
 // Runs the loop and returns the value, differentiable when autograd is on and the reducer is.
+// The multiscale backend first solves the large eps on grid clusters (solver/multiscale.h).
 at::Tensor solve(SolveContext& context, const solver::Cloud& a, const solver::Cloud& b) {
-  context.report = solver::sinkhorn_loop(*context.reducer, a, b, context.loop, context.state);
+  solver::LoopSettings loop = context.loop;
+  int coarse_sweeps = 0;
+  if (context.multiscale_cell > 0) {
+    loop.epsilons = solver::coarse_to_fine_start(a, b, loop, context.p, context.multiscale_cell, context.state,
+                                                 coarse_sweeps);
+    loop.warm_start = loop.epsilons.size() < context.loop.epsilons.size();
+  }
+  context.report = solver::sinkhorn_loop(*context.reducer, a, b, loop, context.state);
+  context.report.iterations += coarse_sweeps;
   return solver::sinkhorn_loss_value(context.loss, *context.reducer, a, b, context.state,
                                      context.loop.epsilons.back(), context.loop.rho);
 }
@@ -193,7 +206,15 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
   const Backend backend =
       options.backend == Backend::automatic && unrolled ? Backend::tensorized : options.backend;
-  const std::unique_ptr<reduce::Reducer> reducer = reduce::make_reducer(backend, p, x_centred, y_centred);
+  const Backend resolved = reduce::resolve_backend(backend, x_centred, y_centred);
+  if (resolved == Backend::multiscale) {
+    context.multiscale_cell = options.cluster_scale.value_or(
+        solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
+                                      std::max(x_centred.size(1), y_centred.size(1))));
+  }
+  context.p = p;
+  const std::unique_ptr<reduce::Reducer> reducer =
+      reduce::make_reducer(resolved, p, x_centred, y_centred, context.multiscale_cell);
   context.reducer = reducer.get();
   at::Tensor value;
   if (!weights_need_gradient && !points_need_gradient) {
@@ -224,6 +245,11 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   diagnostics.tolerance = context.loop.tolerance;
   diagnostics.schedule_length = static_cast<int>(context.loop.epsilons.size());
   diagnostics.backend = reducer->name();
+  if (const auto truncation = reducer->truncation()) {
+    diagnostics.visited_pairs_fraction = truncation->visited_fraction;
+    diagnostics.truncation_rebuilds = truncation->rebuilds;
+    diagnostics.truncation_seconds = truncation->rebuild_seconds;
+  }
   return result;
 }
 

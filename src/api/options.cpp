@@ -29,6 +29,7 @@ const NameTable<Backend>& backend_names() {
   static const NameTable<Backend> names{{Backend::automatic, "auto"},
                                         {Backend::tensorized, "tensorized"},
                                         {Backend::online, "online"},
+                                        {Backend::multiscale, "multiscale"},
                                         {Backend::reference, "reference"}};
   return names;
 }
@@ -86,6 +87,10 @@ void validate(const SinkhornOptions& options) {
   if (options.diameter) {
     SINKHORN_CHECK(std::isfinite(*options.diameter) && *options.diameter > 0,
                    "diameter must be a finite number > 0 (or unset), got " << *options.diameter);
+  }
+  if (options.cluster_scale) {
+    SINKHORN_CHECK(std::isfinite(*options.cluster_scale) && *options.cluster_scale > 0,
+                   "cluster_scale must be a finite number > 0 (or unset), got " << *options.cluster_scale);
   }
   SINKHORN_CHECK(std::isfinite(options.tolerance) && options.tolerance > 0,
                  "tolerance must be a finite number > 0, got " << options.tolerance);

@@ -1,30 +1,44 @@
 #include "reduce/reducer.h"
 
+#include "reduce/cpu/multiscale_reducer.h"
 #include "reduce/cpu/online_reducer.h"
 #include "reduce/reference/reference_reducer.h"
 #include "reduce/tensorized/tensorized_reducer.h"
+#include "util/check.h"
 
 namespace sinkhorn::reduce {
 
-std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y) {
-  switch (backend) {
+Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y) {
+  if (backend != Backend::automatic) return backend;
+  if (!x.device().is_cpu()) return Backend::tensorized;
+  // On the CPU the online kernels win (docs/benchmarks.md), except for small clouds in high
+  // dimension: there the tensorized backend computes each cost matrix once per solve with one
+  // matrix product, where the online kernels redo N M D multiply-adds every sweep (MNIST batches:
+  // 2.5x faster at D = 784). 2^22 pairs bound its cached matrices to 64 MB in float32. Large
+  // low-dimensional clouds: the multiscale backend skips the pairs of negligible weight.
+  const int64_t pairs_per_entry = x.size(1) * y.size(1);
+  if (x.size(2) <= kMultiscaleMaxDimension && pairs_per_entry >= kMultiscaleMinPairs) return Backend::multiscale;
+  const int64_t pairs = x.size(0) * pairs_per_entry;
+  const bool small_and_high_dimensional = x.size(2) >= kTensorizedMinDimension && pairs <= (int64_t{1} << 22);
+  return small_and_high_dimensional ? Backend::tensorized : Backend::online;
+}
+
+std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
+                                      double cluster_scale) {
+  switch (resolve_backend(backend, x, y)) {
     case Backend::reference:
       return make_reference_reducer(p);
     case Backend::online:
       return make_online_cpu_reducer(p);
+    case Backend::multiscale:
+      SINKHORN_CHECK(cluster_scale > 0, "cluster_scale: the multiscale backend needs a positive cell size, got "
+                                            << cluster_scale);
+      return make_multiscale_cpu_reducer(p, cluster_scale);
     case Backend::tensorized:
-      return make_tensorized_reducer(p);
     case Backend::automatic:
       break;
   }
-  if (!x.device().is_cpu()) return make_tensorized_reducer(p);
-  // On the CPU the online kernels win (docs/benchmarks.md), except for small clouds in high
-  // dimension: there the tensorized backend computes each cost matrix once per solve with one
-  // matrix product, where the online kernels redo N M D multiply-adds every sweep (MNIST batches:
-  // 2.5x faster at D = 784). 2^22 pairs bound its cached matrices to 64 MB in float32.
-  const int64_t pairs = x.size(0) * x.size(1) * y.size(1);
-  const bool small_and_high_dimensional = x.size(2) >= kTensorizedMinDimension && pairs <= (int64_t{1} << 22);
-  return small_and_high_dimensional ? make_tensorized_reducer(p) : make_online_cpu_reducer(p);
+  return make_tensorized_reducer(p);
 }
 
 }  // namespace sinkhorn::reduce

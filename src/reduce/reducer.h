@@ -8,11 +8,22 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "sinkhorn/options.h"
 
 namespace sinkhorn::reduce {
+
+/// What kernel truncation did during a solve (the multiscale backend).
+struct TruncationReport {
+  /// Pairs the reductions visited over the N M pairs a dense reduction visits, all reductions.
+  double visited_fraction = 1.0;
+  /// Times the kept blocks were recomputed (a new eps, or potentials past the bound's margin).
+  int rebuilds = 0;
+  /// Seconds spent recomputing them.
+  double rebuild_seconds = 0.0;
+};
 
 class Reducer {
  public:
@@ -36,16 +47,32 @@ class Reducer {
 
   /// The backend's name, as the command line spells it.
   virtual std::string name() const = 0;
+
+  /// Backends that skip pairs say how many they visited; the others visit all of them.
+  virtual std::optional<TruncationReport> truncation() const { return std::nullopt; }
 };
 
 /// The backend that runs `backend` for cost exponent p (1 or 2) on clouds x (B, N, D) and
-/// y (B, M, D). Backend::automatic picks the fastest one available: tensorized off the CPU; on
-/// the CPU online, but tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension.
+/// y (B, M, D); `cluster_scale` is the multiscale backend's grid cell (unused by the others).
+/// Backend::automatic picks the fastest one available (resolve_backend).
 /// Callers that need autograd through the reductions ask for tensorized.
-std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y);
+std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
+                                      double cluster_scale = 0);
+
+/// What Backend::automatic means for these clouds: tensorized off the CPU; on the CPU multiscale
+/// for large low-dimensional clouds (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per
+/// batch entry), tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension,
+/// online otherwise. Other backends are returned as they are.
+Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y);
 
 /// From this dimension on, a cached cost matrix beats recomputing distances every sweep
 /// (measured crossover between D = 32 and 64 on AVX-512; docs/benchmarks.md).
 inline constexpr int64_t kTensorizedMinDimension = 48;
+
+/// Grids cluster points usefully in low dimension only (a cell per point beyond).
+inline constexpr int64_t kMultiscaleMaxDimension = 3;
+/// Below this many pairs the coarse solve and the truncation bounds cost more than they save
+/// (measured crossover: docs/benchmarks.md).
+inline constexpr int64_t kMultiscaleMinPairs = int64_t{1} << 26;
 
 }  // namespace sinkhorn::reduce

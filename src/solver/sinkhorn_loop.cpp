@@ -319,7 +319,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   }
 
   // Cold start at the largest eps from zero potentials (as GeomLoss does).
-  {
+  if (!settings.warm_start) {
     const double eps = settings.epsilons.front();
     const double lambda = damping(eps, rho);
     for (const Problem& problem : problems) {

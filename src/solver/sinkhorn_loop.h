@@ -48,6 +48,8 @@ struct LoopSettings {
   std::optional<int> fixed_iterations;
   /// Also solve OT_eps(a, a) and OT_eps(b, b) (needed by the debiased losses).
   bool solve_symmetric = true;
+  /// Start annealing from the potentials already in the state (coarse_to_fine_start), not from zero.
+  bool warm_start = false;
 };
 
 struct LoopReport {

@@ -23,10 +23,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Columns per tile: the tile's exponents and costs stay in L1 between the two passes.
 constexpr int64_t kTile = 256;
 
-// Row i of batch entry b. v and c are tile buffers of kTile entries, acc has d entries.
+// Row i of batch entry b over the column ranges [ranges[2r], ranges[2r + 1]), r < range_count.
+// v and c are tile buffers of kTile entries, acc has d entries.
 template <typename T>
-void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, T* HWY_RESTRICT v, T* HWY_RESTRICT c,
-                double* HWY_RESTRICT acc) {
+void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* ranges,
+                int64_t range_count, T* HWY_RESTRICT v, T* HWY_RESTRICT c, double* HWY_RESTRICT acc) {
   const hn::ScalableTag<T> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t dim = P.d, stride = P.m_padded;
@@ -43,8 +44,9 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, T* HWY_RESTRICT
   double run_sum = 0.0, run_cost = 0.0;
   if (gradient) std::fill(acc, acc + dim, 0.0);
 
-  for (int64_t j0 = 0; j0 < P.m; j0 += kTile) {
-    const int64_t length = std::min(kTile, stride - j0);  // a multiple of kColumnPadding >= lanes
+  for (int64_t r = 0; r < range_count; ++r)
+  for (int64_t j0 = ranges[2 * r], end = ranges[2 * r + 1]; j0 < end; j0 += kTile) {
+    const int64_t length = std::min(kTile, end - j0);  // a multiple of kColumnPadding >= lanes
     // Pass 1: costs and exponents v_j = h_j - C_ij / eps, and the tile's max.
     auto tile_max_v = hn::Set(d, -std::numeric_limits<T>::infinity());
     for (int64_t j = 0; j < length; j += lanes) {
@@ -128,8 +130,70 @@ void reduce_rows(const OnlineProblem<T>& problem, int64_t first_row, int64_t las
   const auto v = hwy::AllocateAligned<T>(kTile);
   const auto c = hwy::AllocateAligned<T>(kTile);
   std::vector<double> acc(static_cast<size_t>(problem.d));
+  const int64_t whole[2] = {0, problem.m_padded};
   for (int64_t row = first_row; row < last_row; ++row) {
-    reduce_row(problem, row / problem.n, row % problem.n, v.get(), c.get(), acc.data());
+    reduce_row(problem, row / problem.n, row % problem.n, whole, 1, v.get(), c.get(), acc.data());
+  }
+}
+
+// Block-sparse mode: row blocks [first_block, last_block), each over its own column ranges.
+template <typename T>
+void reduce_row_blocks(const OnlineProblem<T>& problem, int64_t first_block, int64_t last_block) {
+  const auto v = hwy::AllocateAligned<T>(kTile);
+  const auto c = hwy::AllocateAligned<T>(kTile);
+  std::vector<double> acc(static_cast<size_t>(problem.d));
+  for (int64_t block = first_block; block < last_block; ++block) {
+    const int64_t* ranges = problem.ranges + 2 * problem.range_offsets[block];
+    const int64_t count = problem.range_offsets[block + 1] - problem.range_offsets[block];
+    for (int64_t row = problem.row_block_starts[block]; row < problem.row_block_starts[block + 1]; ++row) {
+      reduce_row(problem, 0, row, ranges, count, v.get(), c.get(), acc.data());
+    }
+  }
+}
+
+// Rows of the truncation bounds (online_kernels.h): clusters [first, last).
+template <typename T>
+void bound_rows(const TruncationBoundProblem<T>& P, int64_t first, int64_t last) {
+  const hn::ScalableTag<T> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t dim = P.d, stride = P.m_padded;
+  const auto v = hwy::AllocateAligned<T>(static_cast<size_t>(stride));
+  const auto inv_eps = hn::Set(d, static_cast<T>(1.0 / P.eps));
+  const auto half = hn::Set(d, static_cast<T>(0.5));
+  for (int64_t I = first; I < last; ++I) {
+    const T* HWY_RESTRICT centre = P.centres + I * dim;
+    const T* HWY_RESTRICT barycentre = P.p == 2 ? P.barycentres + I * dim : nullptr;
+    const double radius_over_eps = P.radii[I] / P.eps;
+    const auto lipschitz_slack = hn::Set(d, static_cast<T>(2.0 * radius_over_eps));
+    const auto tangent_slack = hn::Set(d, static_cast<T>(radius_over_eps));
+    // Over all columns (padding included: h = -inf there): the bound's terms relative to the row,
+    // exp(h_j - C(c, y_j)/eps + slack - s), exponents clamped to [-87, 80]: a term under e^-87
+    // counts as 0 (M of them stay far below any mass worth keeping), one over e^80 keeps its block.
+    const auto log_sum = hn::Set(d, static_cast<T>(P.log_sums[I]));
+    const auto lowest = hn::Set(d, static_cast<T>(-87.0)), highest = hn::Set(d, static_cast<T>(80.0));
+    for (int64_t j = 0; j < stride; j += lanes) {
+      auto squared = hn::Zero(d), tangent = hn::Zero(d);
+      for (int64_t k = 0; k < dim; ++k) {
+        const auto yk = hn::LoadU(d, P.y_t + k * stride + j);
+        const auto diff = hn::Sub(hn::Set(d, centre[k]), yk);
+        squared = hn::MulAdd(diff, diff, squared);
+        if (barycentre) {
+          const auto off = hn::Sub(hn::Set(d, barycentre[k]), yk);
+          tangent = hn::MulAdd(off, off, tangent);
+        }
+      }
+      const auto cost = P.p == 2 ? hn::Mul(squared, half) : hn::Sqrt(squared);
+      const auto slack = P.p == 2 ? hn::Mul(hn::Sqrt(tangent), tangent_slack) : lipschitz_slack;
+      const auto exponent = hn::Sub(hn::Add(hn::NegMulAdd(cost, inv_eps, hn::LoadU(d, P.h + j)), slack), log_sum);
+      hn::Store(hn::Exp(d, hn::Min(hn::Max(exponent, lowest), highest)), d, v.get() + j);
+    }
+    // Per column cluster: the sum of its terms (in double: up to M of them).
+    double* HWY_RESTRICT out = P.out + I * P.column_clusters;
+    for (int64_t J = 0; J < P.column_clusters; ++J) {
+      double sum = 0.0;
+      for (int64_t j = P.column_starts[J]; j < P.column_starts[J + 1]; ++j) sum += static_cast<double>(v[j]);
+      out[J] = sum > 0 ? std::log(sum) : -std::numeric_limits<double>::infinity();
+    }
   }
 }
 
@@ -147,6 +211,18 @@ double sum_of_exponentials(const T* HWY_RESTRICT values, int64_t count) {
 double SumOfExponentialsFloat(const float* values, int64_t count) { return sum_of_exponentials(values, count); }
 double SumOfExponentialsDouble(const double* values, int64_t count) { return sum_of_exponentials(values, count); }
 
+void ReduceRowBlocksFloat(const OnlineProblem<float>& problem, int64_t first, int64_t last) {
+  reduce_row_blocks(problem, first, last);
+}
+void ReduceRowBlocksDouble(const OnlineProblem<double>& problem, int64_t first, int64_t last) {
+  reduce_row_blocks(problem, first, last);
+}
+void BoundRowsFloat(const TruncationBoundProblem<float>& problem, int64_t first, int64_t last) {
+  bound_rows(problem, first, last);
+}
+void BoundRowsDouble(const TruncationBoundProblem<double>& problem, int64_t first, int64_t last) {
+  bound_rows(problem, first, last);
+}
 void ReduceRowsFloat(const OnlineProblem<float>& problem, int64_t first_row, int64_t last_row) {
   reduce_rows(problem, first_row, last_row);
 }
@@ -163,6 +239,10 @@ namespace sinkhorn::reduce::cpu {
 
 HWY_EXPORT(ReduceRowsFloat);
 HWY_EXPORT(ReduceRowsDouble);
+HWY_EXPORT(ReduceRowBlocksFloat);
+HWY_EXPORT(ReduceRowBlocksDouble);
+HWY_EXPORT(BoundRowsFloat);
+HWY_EXPORT(BoundRowsDouble);
 HWY_EXPORT(SumOfExponentialsFloat);
 HWY_EXPORT(SumOfExponentialsDouble);
 
@@ -177,6 +257,19 @@ constexpr int64_t kRowsPerChunk = 16;
 // another process holds the other cores, and a training step runs hundreds of such reductions on
 // a batch of a few hundred points.
 constexpr int64_t kSerialWork = int64_t{1} << 19;
+
+// Block-sparse problems: one task per row block (a cluster of nearby rows shares its ranges).
+template <typename T, typename Function>
+void run_blocks_parallel(const OnlineProblem<T>& problem, Function function) {
+  int64_t work = 0;
+  for (int64_t k = 0; k < problem.range_offsets[problem.row_blocks]; ++k) {
+    work += problem.ranges[2 * k + 1] - problem.ranges[2 * k];
+  }
+  work = work * (problem.d + 4) * (problem.n / std::max<int64_t>(1, problem.row_blocks));
+  const bool parallel = work > kSerialWork;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t block = 0; block < problem.row_blocks; ++block) function(problem, block, block + 1);
+}
 
 template <typename T, typename Function>
 void run_parallel(const OnlineProblem<T>& problem, Function function) {
@@ -199,11 +292,37 @@ const std::vector<int64_t>& available_targets() {
 }  // namespace
 
 void online_reduce(const OnlineProblem<float>& problem) {
-  run_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowsFloat));
+  if (problem.row_block_starts) {
+    run_blocks_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowBlocksFloat));
+  } else {
+    run_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowsFloat));
+  }
 }
 
 void online_reduce(const OnlineProblem<double>& problem) {
-  run_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowsDouble));
+  if (problem.row_block_starts) {
+    run_blocks_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowBlocksDouble));
+  } else {
+    run_parallel(problem, HWY_DYNAMIC_DISPATCH(ReduceRowsDouble));
+  }
+}
+
+template <typename T, typename Function>
+void run_bounds_parallel(const TruncationBoundProblem<T>& problem, Function function) {
+  constexpr int64_t kClustersPerTask = 8;  // amortises the task's M-entry buffer
+  const int64_t tasks = (problem.clusters + kClustersPerTask - 1) / kClustersPerTask;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t task = 0; task < tasks; ++task) {
+    function(problem, task * kClustersPerTask, std::min(problem.clusters, (task + 1) * kClustersPerTask));
+  }
+}
+
+void truncation_bounds(const TruncationBoundProblem<float>& problem) {
+  run_bounds_parallel(problem, HWY_DYNAMIC_DISPATCH(BoundRowsFloat));
+}
+
+void truncation_bounds(const TruncationBoundProblem<double>& problem) {
+  run_bounds_parallel(problem, HWY_DYNAMIC_DISPATCH(BoundRowsDouble));
 }
 
 double sum_of_exponentials(const float* values, int64_t count) {

@@ -48,7 +48,44 @@ struct OnlineProblem {
   double eps = 1.0;
   Reduction reduction = Reduction::softmin;
   T* out = nullptr;        ///< (batch, n) or (batch, n, d)
+  /// Block-sparse mode (kernel truncation) when set, batch 1 only: rows [row_block_starts[k],
+  /// row_block_starts[k + 1]) visit only the column ranges [ranges[2r], ranges[2r + 1]) for r in
+  /// [range_offsets[k], range_offsets[k + 1]); range ends are multiples of kColumnPadding (<= m_padded).
+  /// The skipped pairs count as zero: the caller guarantees they are negligible (multiscale_reducer.h).
+  const int64_t* row_block_starts = nullptr;  ///< (row_blocks + 1), from 0 to n
+  const int64_t* range_offsets = nullptr;     ///< (row_blocks + 1)
+  const int64_t* ranges = nullptr;            ///< (2 * range_offsets[row_blocks])
+  int64_t row_blocks = 0;
 };
+
+/// Upper bounds of the relative mass that kernel truncation would drop (multiscale_reducer.h).
+/// For each row cluster I (centre c_I, radius r_I, its row's log-sum-exp s_I at the centre and,
+/// for p = 2, the softmax barycentre t_I there) and column cluster J (columns
+/// [column_starts[J], column_starts[J + 1]) of the transposed, unpadded y):
+///   out[I, J] = log sum_{j in J} exp(h_j - C(c_I, y_j) / eps + slack_Ij - s_I),
+///   slack_Ij = |t_I - y_j| r_I / eps  (p = 2),   2 r_I / eps  (p = 1),
+/// which bounds log sum_{j in J} softmax_j(h - C(x_i, .) / eps) for every x_i within r_I of c_I
+/// (convexity of the log-sum-exp for p = 2, Lipschitz bounds for p = 1). Each term's exponent is
+/// clamped to [-87, 80] in the input dtype: terms below e^-87 count as 0 (at most M e^-87 in all),
+/// a bound above e^80 only keeps its block. -inf when every term of J is 0.
+template <typename T>
+struct TruncationBoundProblem {
+  const T* centres = nullptr;      ///< (clusters, d)
+  const T* barycentres = nullptr;  ///< (clusters, d), p = 2 only
+  const double* radii = nullptr;   ///< (clusters)
+  const double* log_sums = nullptr;  ///< (clusters): s_I
+  int64_t clusters = 0;
+  const T* y_t = nullptr;          ///< (d, m_padded)
+  const T* h = nullptr;            ///< (m_padded)
+  const int64_t* column_starts = nullptr;  ///< (column_clusters + 1)
+  int64_t column_clusters = 0, m_padded = 0, d = 0;
+  int p = 2;
+  double eps = 1.0;
+  double* out = nullptr;           ///< (clusters, column_clusters)
+};
+
+void truncation_bounds(const TruncationBoundProblem<float>& problem);
+void truncation_bounds(const TruncationBoundProblem<double>& problem);
 
 /// Runs the reduction on every row, with the best SIMD target of this CPU and the current
 /// OpenMP thread count.

@@ -1,0 +1,310 @@
+#include "reduce/cpu/multiscale_reducer.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "reduce/cpu/online_kernels.h"
+#include "reduce/grid_clusters.h"
+#include "util/check.h"
+
+namespace sinkhorn::reduce {
+namespace {
+
+// Spread of h - h_reference (in units of log-mass) allowed before the blocks are recomputed,
+// and the dropped mass the blocks are built for: kBuildMass e^kDrift = kTruncatedMass.
+constexpr double kDrift = 4.0;
+const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
+
+
+int64_t padded_size(int64_t m) {
+  return (m + cpu::kColumnPadding - 1) / cpu::kColumnPadding * cpu::kColumnPadding;
+}
+
+// One batch entry of a cloud, in cluster order, in the kernels' dtype.
+struct SortedCloud {
+  GridClusters clusters;
+  at::Tensor order;     // (N) int64: original index of each sorted point
+  at::Tensor points;    // (N, D): the rows of x
+  at::Tensor points_t;  // (D, N_padded): the columns of y
+  at::Tensor centres;   // (K, D)
+  double checksum = 0;  // sum of the coordinates: guards the cache against a reused address
+};
+
+// The kept blocks of one (rows, columns) pair of clouds, valid at `eps` near `h_reference`.
+struct Truncation {
+  double eps = 0;
+  at::Tensor h_reference;             // (N_padded) in cluster order
+  std::vector<int64_t> range_offsets;  // per row cluster
+  std::vector<int64_t> ranges;         // [begin, end) pairs in padded column space
+  int64_t visited_pairs = 0;           // what one reduction over these blocks visits
+};
+
+template <typename T>
+cpu::OnlineProblem<T> dense_problem(cpu::Reduction reduction, const at::Tensor& x, const SortedCloud& columns,
+                                    const at::Tensor& h, int p, double eps, at::Tensor& out) {
+  cpu::OnlineProblem<T> problem;
+  problem.x = x.data_ptr<T>();
+  problem.y_t = columns.points_t.data_ptr<T>();
+  problem.h = h.data_ptr<T>();
+  problem.batch = 1;
+  problem.n = x.size(0);
+  problem.d = x.size(1);
+  problem.m = columns.points.size(0);
+  problem.m_padded = columns.points_t.size(1);
+  problem.p = p;
+  problem.eps = eps;
+  problem.reduction = reduction;
+  problem.out = out.data_ptr<T>();
+  return problem;
+}
+
+class MultiscaleCpuReducer final : public Reducer {
+ public:
+  MultiscaleCpuReducer(int p, double cell) : p_(p), cell_(cell) {}
+
+  at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override {
+    return run(cpu::Reduction::softmin, x, y, h, eps);
+  }
+  at::Tensor softmax_cost_gradient(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                                   double eps) const override {
+    return run(cpu::Reduction::softmax_cost_gradient, x, y, h, eps);
+  }
+  at::Tensor softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                          double eps) const override {
+    return run(cpu::Reduction::softmax_cost, x, y, h, eps);
+  }
+  bool differentiable() const override { return false; }
+  std::string name() const override { return "multiscale"; }
+  std::optional<TruncationReport> truncation() const override {
+    TruncationReport report = report_;
+    if (dense_pairs_ > 0) report.visited_fraction = visited_pairs_ / dense_pairs_;
+    return report;
+  }
+
+ private:
+  at::Tensor run(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                 double eps) const {
+    SINKHORN_CHECK(x.device().is_cpu(), "backend: the multiscale backend needs CPU tensors, got " << x.device());
+    const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    std::vector<at::Tensor> results;
+    for (int64_t b = 0; b < x.size(0); ++b) {
+      results.push_back(dtype == at::kDouble ? run_entry<double>(reduction, x[b], y[b], h[b], eps)
+                                             : run_entry<float>(reduction, x[b], y[b], h[b], eps));
+    }
+    return at::stack(results).to(x.scalar_type());
+  }
+
+  template <typename T>
+  at::Tensor run_entry(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
+                       double eps) const {
+    const at::ScalarType dtype = c10::CppTypeToScalarType<T>::value;
+    const SortedCloud& rows = sorted(x, dtype);
+    const SortedCloud& columns = sorted(y, dtype);
+    const int64_t m = y.size(0), d = x.size(1);
+    at::Tensor h_sorted = at::full({columns.points_t.size(1)}, -std::numeric_limits<double>::infinity(),
+                                   rows.points.options());
+    h_sorted.narrow(0, 0, m).copy_(h.detach().to(dtype).index_select(0, columns.order));
+    const Truncation& truncation = truncation_for<T>(rows, columns, h_sorted, eps, x, y);
+
+    at::Tensor out = reduction == cpu::Reduction::softmax_cost_gradient
+                         ? at::empty({x.size(0), d}, rows.points.options())
+                         : at::empty({x.size(0)}, rows.points.options());
+    cpu::OnlineProblem<T> problem = dense_problem<T>(reduction, rows.points, columns, h_sorted, p_, eps, out);
+    problem.row_block_starts = rows.clusters.starts.data();
+    problem.row_blocks = rows.clusters.size();
+    problem.range_offsets = truncation.range_offsets.data();
+    problem.ranges = truncation.ranges.data();
+    cpu::online_reduce(problem);
+    visited_pairs_ += static_cast<double>(truncation.visited_pairs);
+    dense_pairs_ += static_cast<double>(x.size(0)) * static_cast<double>(m);
+    return at::empty_like(out).index_copy_(0, rows.order, out);
+  }
+
+  // The cloud's clusters and sorted copies, computed on first use.
+  const SortedCloud& sorted(const at::Tensor& points, at::ScalarType dtype) const {
+    const at::Tensor values = points.detach().to(dtype).contiguous();
+    const double checksum = values.sum().item<double>();
+    const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), dtype);
+    auto found = clouds_.find(key);
+    if (found != clouds_.end() && found->second.checksum == checksum) return found->second;
+
+    SortedCloud cloud;
+    // Uniform weights: the truncation bound holds for any centre; weights only shift it.
+    cloud.clusters = cluster_on_grid(values, at::ones({values.size(0)}, values.options()), cell_);
+    cloud.order = at::tensor(cloud.clusters.order, at::kLong);
+    cloud.points = values.index_select(0, cloud.order).contiguous();
+    cloud.points_t = at::zeros({values.size(1), padded_size(values.size(0))}, values.options());
+    cloud.points_t.narrow(1, 0, values.size(0)).copy_(cloud.points.t());
+    cloud.centres = cloud.clusters.centres.to(dtype).contiguous();
+    cloud.checksum = checksum;
+    return clouds_[key] = std::move(cloud);
+  }
+
+  template <typename T>
+  const Truncation& truncation_for(const SortedCloud& rows, const SortedCloud& columns, const at::Tensor& h,
+                                   double eps, const at::Tensor& x, const at::Tensor& y) const {
+    const auto key = std::make_pair(x.data_ptr(), y.data_ptr());
+    auto found = truncations_.find(key);
+    if (found != truncations_.end() && found->second.eps == eps &&
+        within_drift<T>(h, found->second.h_reference)) {
+      return found->second;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    Truncation& truncation = truncations_[key] = build_truncation<T>(rows, columns, h, eps);
+    report_.rebuilds += 1;
+    report_.rebuild_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return truncation;
+  }
+
+  // True when h - reference has a spread of at most kDrift where either is finite.
+  template <typename T>
+  static bool within_drift(const at::Tensor& h, const at::Tensor& reference) {
+    const T* now = h.data_ptr<T>();
+    const T* then = reference.data_ptr<T>();
+    double lowest = std::numeric_limits<double>::infinity(), highest = -lowest;
+    for (int64_t j = 0; j < h.size(0); ++j) {
+      if (now[j] == then[j]) {  // equal (both -inf included): no drift
+        lowest = std::min(lowest, 0.0);
+        highest = std::max(highest, 0.0);
+        continue;
+      }
+      const double change = static_cast<double>(now[j]) - static_cast<double>(then[j]);
+      if (!std::isfinite(change)) return false;  // a weight appeared or vanished
+      lowest = std::min(lowest, change);
+      highest = std::max(highest, change);
+    }
+    return highest - lowest <= kDrift;
+  }
+
+  template <typename T>
+  Truncation build_truncation(const SortedCloud& rows, const SortedCloud& columns, const at::Tensor& h,
+                              double eps) const {
+    const int64_t clusters = rows.clusters.size(), column_clusters = columns.clusters.size();
+    const int64_t d = rows.points.size(1);
+    // s and the barycentre t at every row cluster's centre, over all columns.
+    at::Tensor softmin_at_centres = at::empty({clusters}, rows.points.options());
+    cpu::online_reduce(dense_problem<T>(cpu::Reduction::softmin, rows.centres, columns, h, p_, eps, softmin_at_centres));
+    const at::Tensor log_sums = (softmin_at_centres.to(at::kDouble) / -eps).contiguous();
+    at::Tensor barycentres;
+    if (p_ == 2) {
+      at::Tensor gradient = at::empty({clusters, d}, rows.points.options());
+      cpu::online_reduce(dense_problem<T>(cpu::Reduction::softmax_cost_gradient, rows.centres, columns, h, p_,
+                                          eps, gradient));
+      barycentres = (rows.centres - gradient).contiguous();  // grad_x C = x - y: t = c - sum w (c - y)
+    }
+    Truncation truncation;
+    truncation.eps = eps;
+    truncation.h_reference = h.clone();
+    truncation.range_offsets.assign(1, 0);
+    // Row clusters per pass: the bounds buffer stays near 8 MB.
+    const int64_t chunk = std::max<int64_t>(16, (int64_t{1} << 20) / std::max<int64_t>(1, column_clusters));
+    std::vector<double> bounds(static_cast<size_t>(chunk * column_clusters));
+    std::vector<std::vector<int64_t>> chunk_ranges(static_cast<size_t>(chunk));
+    for (int64_t first = 0; first < clusters; first += chunk) {
+      const int64_t count = std::min(chunk, clusters - first);
+      cpu::TruncationBoundProblem<T> problem;
+      problem.centres = rows.centres.data_ptr<T>() + first * d;
+      problem.barycentres = p_ == 2 ? barycentres.data_ptr<T>() + first * d : nullptr;
+      problem.radii = rows.clusters.radii.data() + first;
+      problem.log_sums = log_sums.data_ptr<double>() + first;
+      problem.clusters = count;
+      problem.y_t = columns.points_t.data_ptr<T>();
+      problem.h = h.data_ptr<T>();
+      problem.column_starts = columns.clusters.starts.data();
+      problem.column_clusters = column_clusters;
+      problem.m_padded = columns.points_t.size(1);
+      problem.d = d;
+      problem.p = p_;
+      problem.eps = eps;
+      problem.out = bounds.data();
+      cpu::truncation_bounds(problem);
+#pragma omp parallel for schedule(dynamic, 4)
+      for (int64_t I = 0; I < count; ++I) {
+        chunk_ranges[I].clear();
+        append_ranges(columns, kept_blocks(bounds.data() + I * column_clusters, column_clusters), chunk_ranges[I]);
+      }
+      for (int64_t I = 0; I < count; ++I) {
+        const int64_t rows_in_cluster = rows.clusters.starts[first + I + 1] - rows.clusters.starts[first + I];
+        for (size_t r = 0; r < chunk_ranges[I].size(); r += 2) {
+          truncation.visited_pairs += rows_in_cluster * (chunk_ranges[I][r + 1] - chunk_ranges[I][r]);
+        }
+        truncation.ranges.insert(truncation.ranges.end(), chunk_ranges[I].begin(), chunk_ranges[I].end());
+        truncation.range_offsets.push_back(static_cast<int64_t>(truncation.ranges.size() / 2));
+      }
+    }
+    return truncation;
+  }
+
+  // Which blocks of a row cluster to keep, from their log-mass bounds: the lightest are dropped
+  // while their total stays under kBuildMass. Bounds are bucketed by integer log (O(L), no sort):
+  // whole buckets go from the lightest up; the bucket that would overflow is kept whole (at most
+  // a factor e more kept mass than an exact sort would keep).
+  static std::vector<char> kept_blocks(const double* log_bounds, int64_t count) {
+    constexpr int kLowest = -130, kHighest = 100;  // bucket range; outside it, clamped
+    std::vector<double> bucket_mass(kHighest - kLowest + 1, 0.0);
+    const auto bucket_of = [](double log_bound) {
+      const double clamped = std::min<double>(kHighest, std::max<double>(kLowest, std::floor(log_bound)));
+      return static_cast<int>(clamped) - kLowest;
+    };
+    for (int64_t J = 0; J < count; ++J) {
+      // Below e^kLowest a block weighs nothing next to kBuildMass (and most blocks are there).
+      if (log_bounds[J] >= kLowest) bucket_mass[bucket_of(log_bounds[J])] += std::exp(log_bounds[J]);
+    }
+    int first_kept = static_cast<int>(bucket_mass.size());
+    double dropped = 0.0;
+    for (int b = 0; b < static_cast<int>(bucket_mass.size()); ++b) {
+      if (!(dropped + bucket_mass[b] <= kBuildMass)) {
+        first_kept = b;
+        break;
+      }
+      dropped += bucket_mass[b];
+    }
+    std::vector<char> kept(static_cast<size_t>(count));
+    for (int64_t J = 0; J < count; ++J) {
+      kept[J] = log_bounds[J] > -std::numeric_limits<double>::infinity() && bucket_of(log_bounds[J]) >= first_kept;
+    }
+    return kept;
+  }
+
+  // The kept column clusters as ranges aligned to the kernels' padding (aligning only adds
+  // columns: extra exact terms), merged when they touch.
+  static void append_ranges(const SortedCloud& columns, const std::vector<char>& kept, std::vector<int64_t>& ranges) {
+    const std::vector<int64_t>& starts = columns.clusters.starts;
+    const int64_t padded = columns.points_t.size(1);
+    const size_t first_range = ranges.size();
+    for (size_t J = 0; J < kept.size(); ++J) {
+      if (!kept[J]) continue;
+      const int64_t begin = starts[J] / cpu::kColumnPadding * cpu::kColumnPadding;
+      const int64_t end = std::min(padded, padded_size(starts[J + 1]));
+      if (ranges.size() > first_range && begin <= ranges.back()) {
+        ranges.back() = std::max(ranges.back(), end);
+      } else {
+        ranges.push_back(begin);
+        ranges.push_back(end);
+      }
+    }
+  }
+
+  int p_;
+  double cell_;
+  mutable std::map<std::tuple<void*, int64_t, int64_t, at::ScalarType>, SortedCloud> clouds_;
+  mutable std::map<std::pair<void*, void*>, Truncation> truncations_;
+  mutable TruncationReport report_;
+  mutable double visited_pairs_ = 0, dense_pairs_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Reducer> make_multiscale_cpu_reducer(int p, double cell) {
+  return std::make_unique<MultiscaleCpuReducer>(p, cell);
+}
+
+}  // namespace sinkhorn::reduce

@@ -1,0 +1,86 @@
+#include "solver/multiscale.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "reduce/grid_clusters.h"
+
+namespace sinkhorn::solver {
+namespace {
+
+// Marginal error the coarse solve stops at: its potentials only seed the fine loop, whose first
+// eps is a factor scaling^p smaller anyway.
+constexpr double kCoarseTolerance = 1e-3;
+constexpr int kCoarseIterations = 200;
+
+// The cloud of cluster centroids and weights, one batch entry at a time, padded with weightless
+// copies of the first centroid to the largest cluster count.
+Cloud coarse_cloud(const Cloud& cloud, double cell) {
+  const int64_t batch = cloud.points.size(0), d = cloud.points.size(2);
+  std::vector<reduce::GridClusters> entries;
+  int64_t largest = 0;
+  for (int64_t k = 0; k < batch; ++k) {
+    entries.push_back(reduce::cluster_on_grid(cloud.points[k], cloud.weights[k], cell));
+    largest = std::max(largest, entries.back().size());
+  }
+  const at::TensorOptions options = cloud.points.options();
+  at::Tensor points = at::empty({batch, largest, d}, options);
+  at::Tensor weights = at::zeros({batch, largest}, cloud.weights.options());
+  for (int64_t k = 0; k < batch; ++k) {
+    const reduce::GridClusters& clusters = entries[k];
+    const int64_t count = clusters.size();
+    points[k].narrow(0, 0, count).copy_(clusters.centres);
+    points[k].narrow(0, count, largest - count).copy_(clusters.centres[0].expand({largest - count, d}));
+    weights[k].narrow(0, 0, count).copy_(clusters.weights);
+  }
+  return {points, weights, weights.log()};
+}
+
+// lambda softmin_eps(C(points, source), log w_source + potential / eps): a coarse potential
+// evaluated at other points, the entropic c-transform's natural extension.
+at::Tensor extend(const reduce::Reducer& reducer, const at::Tensor& points, const Cloud& source,
+                  const at::Tensor& potential, double eps, double lambda) {
+  return lambda * reducer.softmin(points, source.points, source.log_weights + potential / eps, eps);
+}
+
+}  // namespace
+
+double default_cluster_scale(double diameter, double blur, int64_t dimension, int64_t points) {
+  const double d = static_cast<double>(dimension);
+  return std::max(2.0 * blur, diameter / (std::sqrt(d) * std::pow(2.0 * static_cast<double>(points), 1.0 / d)));
+}
+
+std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p,
+                                         double cell, DualState& state, int& coarse_sweeps) {
+  const std::vector<double>& epsilons = settings.epsilons;
+  const double coarsest_fine = std::pow(cell, p);
+  size_t coarse = 0;
+  while (coarse + 1 < epsilons.size() && epsilons[coarse] >= coarsest_fine) ++coarse;
+  if (coarse == 0 || settings.fixed_iterations) return epsilons;
+
+  const Cloud coarse_a = coarse_cloud(a, cell), coarse_b = coarse_cloud(b, cell);
+  LoopSettings coarse_settings = settings;
+  coarse_settings.epsilons.assign(epsilons.begin(), epsilons.begin() + static_cast<std::ptrdiff_t>(coarse));
+  coarse_settings.tolerance = std::max(settings.tolerance, kCoarseTolerance);
+  coarse_settings.max_iterations = kCoarseIterations;
+  coarse_settings.warm_start = false;
+  // A few thousand clusters: the plain online kernels, all pairs.
+  const std::unique_ptr<reduce::Reducer> reducer =
+      reduce::make_reducer(Backend::online, p, coarse_a.points, coarse_b.points);
+  DualState coarse_state;
+  coarse_sweeps += sinkhorn_loop(*reducer, coarse_a, coarse_b, coarse_settings, coarse_state).iterations;
+
+  const double eps = coarse_settings.epsilons.back();
+  const double lambda = damping(eps, settings.rho);
+  state.ab.f = extend(*reducer, a.points, coarse_b, coarse_state.ab.g, eps, lambda);
+  state.ab.g = extend(*reducer, b.points, coarse_a, coarse_state.ab.f, eps, lambda);
+  if (settings.solve_symmetric) {
+    state.aa.f = state.aa.g = extend(*reducer, a.points, coarse_a, coarse_state.aa.f, eps, lambda);
+    state.bb.f = state.bb.g = extend(*reducer, b.points, coarse_b, coarse_state.bb.f, eps, lambda);
+  }
+  return {epsilons.begin() + static_cast<std::ptrdiff_t>(coarse), epsilons.end()};
+}
+
+}  // namespace sinkhorn::solver
