@@ -72,7 +72,7 @@ inline constexpr int64_t kTensorizedMinDimension = 48;
 /// Grids cluster points usefully in low dimension only (a cell per point beyond).
 inline constexpr int64_t kMultiscaleMaxDimension = 3;
 /// Below this many pairs the coarse solve and the truncation bounds cost more than they save
-/// (measured crossover: docs/benchmarks.md).
-inline constexpr int64_t kMultiscaleMinPairs = int64_t{1} << 26;
+/// (measured crossover near N = M = 1,000 in 3-D: docs/benchmarks.md).
+inline constexpr int64_t kMultiscaleMinPairs = int64_t{1} << 22;
 
 }  // namespace sinkhorn::reduce

@@ -103,7 +103,7 @@ std::string setting_name(const ::testing::TestParamInfo<std::tuple<int, double, 
 INSTANTIATE_TEST_SUITE_P(Settings, AgainstOracle,
                          ::testing::Combine(::testing::Values(1, 2), ::testing::Values(0.1, 0.3),
                                             ::testing::Values(0.0, 0.5),
-                                            ::testing::Values(Backend::tensorized, Backend::online)),
+                                            ::testing::Values(Backend::tensorized, Backend::online, Backend::multiscale)),
                          setting_name);
 
 TEST(UnbalancedMasses, DivergenceFollowsSejourneFormula) {

@@ -74,7 +74,7 @@ INSTANTIATE_TEST_SUITE_P(Losses, EnvelopeGradients,
                          ::testing::Combine(::testing::Values(1, 2),
                                             ::testing::Values(Loss::divergence, Loss::ot_eps),
                                             ::testing::Bool(),
-                                            ::testing::Values(Backend::tensorized, Backend::online)),
+                                            ::testing::Values(Backend::tensorized, Backend::online, Backend::multiscale)),
                          envelope_name);
 
 TEST(UnrolledGradients, MatchFiniteDifferencesOfTheUnrolledLoss) {

@@ -1,0 +1,254 @@
+// The multiscale backend's pieces against independent oracles: grid clusters against brute force,
+// the truncation bound against the softmax mass it bounds (computed directly in doubles), the
+// block-sparse kernels against the reference over exactly the visited columns, and the truncated
+// reducer against the reference at scales where it drops most pairs.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "reduce/cpu/multiscale_reducer.h"
+#include "reduce/cpu/online_kernels.h"
+#include "reduce/grid_clusters.h"
+#include "reduce/reduction_gaps.h"
+#include "reduce/reference/reference_kernels.h"
+#include "reduce/reference/reference_reducer.h"
+#include "sinkhorn/error.h"
+
+namespace sinkhorn::reduce {
+namespace {
+
+TEST(GridClusters, GroupPointsByCellWithCentroidsWeightsAndRadii) {
+  at::manual_seed(5);
+  const at::Tensor points = at::randn({500, 3}, at::kDouble);
+  at::Tensor weights = at::rand({500}, at::kDouble);
+  weights.narrow(0, 0, 50).zero_();  // some weightless points
+  const double cell = 0.4;
+  const GridClusters clusters = cluster_on_grid(points, weights, cell);
+  ASSERT_EQ(clusters.starts.front(), 0);
+  ASSERT_EQ(clusters.starts.back(), 500);
+  EXPECT_EQ(std::set<int64_t>(clusters.order.begin(), clusters.order.end()).size(), 500u);  // a permutation
+  const at::Tensor lowest = std::get<0>(points.min(0));
+  const at::Tensor cells = ((points - lowest) / cell).floor();
+  std::set<std::vector<double>> seen;
+  for (int64_t c = 0; c < clusters.size(); ++c) {
+    const at::Tensor members =
+        at::tensor(std::vector<int64_t>(clusters.order.begin() + clusters.starts[c],
+                                        clusters.order.begin() + clusters.starts[c + 1]), at::kLong);
+    ASSERT_GT(members.numel(), 0);
+    // One cell per cluster, and no cell split over two clusters.
+    const at::Tensor member_cells = cells.index_select(0, members);
+    EXPECT_TRUE(at::equal(member_cells, member_cells[0].expand_as(member_cells)));
+    const at::Tensor cell_of_cluster = member_cells[0];
+    const std::vector<double> key(cell_of_cluster.data_ptr<double>(), cell_of_cluster.data_ptr<double>() + 3);
+    EXPECT_TRUE(seen.insert(key).second);
+    const at::Tensor w = weights.index_select(0, members), p = points.index_select(0, members);
+    EXPECT_NEAR(clusters.weights[c].item<double>(), w.sum().item<double>(), 1e-12);
+    const at::Tensor centre = w.sum().item<double>() > 0 ? (w.unsqueeze(1) * p).sum(0) / w.sum() : p.mean(0);
+    EXPECT_LT((clusters.centres[c] - centre).abs().max().item<double>(), 1e-12);
+    const double radius = (p - clusters.centres[c]).norm(2, 1).max().item<double>();
+    EXPECT_GE(clusters.radii[c], radius);
+    EXPECT_LE(clusters.radii[c], radius * (1 + 1e-5) + 1e-11);
+  }
+}
+
+TEST(GridClusters, RejectsBadCellsAndGridsTooFine) {
+  const at::Tensor points = at::rand({10, 2}, at::kDouble), weights = at::ones({10}, at::kDouble);
+  EXPECT_THROW(cluster_on_grid(points, weights, 0.0), sinkhorn::Error);
+  EXPECT_THROW(cluster_on_grid(points, weights, std::nan("")), sinkhorn::Error);
+  EXPECT_THROW(cluster_on_grid(at::rand({10, 40}, at::kDouble) * 1e6, weights, 1e-3), sinkhorn::Error);
+}
+
+// log sum_{j in J} softmax_j(h - C(x_i, .) / eps) in doubles, for one row and one column range.
+double log_block_mass(const double* x, const at::Tensor& y, const at::Tensor& h, int64_t begin, int64_t end,
+                      int p, double eps) {
+  const int64_t m = y.size(0), d = y.size(1);
+  std::vector<double> v(static_cast<size_t>(m));
+  double largest = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < m; ++j) {
+    v[j] = h[j].item<double>() - reference::cost(x, y[j].data_ptr<double>(), d, p) / eps;
+    largest = std::max(largest, v[j]);
+  }
+  double total = 0, block = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    total += std::exp(v[j] - largest);
+    if (j >= begin && j < end) block += std::exp(v[j] - largest);
+  }
+  return std::log(block) - std::log(total);
+}
+
+TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
+  for (const int p : {1, 2}) {
+    for (const double eps : {0.02, 0.2}) {
+      SCOPED_TRACE(::testing::Message() << "p " << p << " eps " << eps);
+      at::manual_seed(7 + p);
+      const at::Tensor x = at::randn({300, 2}, at::kDouble) * 0.5;
+      const at::Tensor y = at::randn({200, 2}, at::kDouble) * 0.4 + 0.3;  // columns, already grouped below
+      const at::Tensor h = at::randn({200}, at::kDouble);
+      const GridClusters rows = cluster_on_grid(x, at::ones({300}, at::kDouble), 0.3);
+      // Columns: contiguous groups of 23 (any grouping is allowed by the kernel).
+      std::vector<int64_t> column_starts;
+      for (int64_t j = 0; j < 200; j += 23) column_starts.push_back(j);
+      column_starts.push_back(200);
+      const int64_t padded = 208;
+      at::Tensor y_t = at::zeros({2, padded}, at::kDouble);
+      y_t.narrow(1, 0, 200).copy_(y.t());
+      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
+      h_padded.narrow(0, 0, 200).copy_(h);
+      // s and t at the centres, from the reference.
+      const int64_t clusters = rows.size();
+      const at::Tensor centres = rows.centres.contiguous();
+      at::Tensor softmins = at::empty({clusters}, at::kDouble), gradients = at::empty({clusters, 2}, at::kDouble);
+      const at::Tensor yc = y.contiguous(), hc = h.contiguous();
+      reference::softmin(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(), clusters, 200, 2,
+                         p, eps, softmins.data_ptr<double>());
+      reference::softmax_cost_gradient(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(),
+                                       clusters, 200, 2, p, eps, gradients.data_ptr<double>());
+      const at::Tensor log_sums = (softmins / -eps).contiguous();
+      const at::Tensor barycentres = (centres - gradients).contiguous();
+      std::vector<double> out(static_cast<size_t>(clusters * (column_starts.size() - 1)));
+      cpu::TruncationBoundProblem<double> problem;
+      problem.centres = centres.data_ptr<double>();
+      problem.barycentres = barycentres.data_ptr<double>();
+      problem.radii = rows.radii.data();
+      problem.log_sums = log_sums.data_ptr<double>();
+      problem.clusters = clusters;
+      problem.y_t = y_t.data_ptr<double>();
+      problem.h = h_padded.data_ptr<double>();
+      problem.column_starts = column_starts.data();
+      problem.column_clusters = static_cast<int64_t>(column_starts.size()) - 1;
+      problem.m_padded = padded;
+      problem.d = 2;
+      problem.p = p;
+      problem.eps = eps;
+      problem.out = out.data();
+      cpu::truncation_bounds(problem);
+
+      const at::Tensor xc = x.contiguous();
+      double tightest = std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < clusters; ++c) {
+        for (int64_t J = 0; J + 1 < static_cast<int64_t>(column_starts.size()); ++J) {
+          const double bound = out[c * problem.column_clusters + J];
+          for (int64_t k = rows.starts[c]; k < rows.starts[c + 1]; ++k) {
+            const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, column_starts[J],
+                                                 column_starts[J + 1], p, eps);
+            if (actual < -80) continue;  // below the kernel's e^-87 clamp: counted as 0 there
+            ASSERT_LE(actual, bound + 1e-9) << "cluster " << c << " block " << J << " row " << rows.order[k];
+            tightest = std::min(tightest, bound - actual);
+          }
+        }
+      }
+      // The bound is attained up to little slack somewhere (it is not vacuous).
+      EXPECT_LT(tightest, 1.0);
+    }
+  }
+}
+
+TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
+  for (const bool single : {false, true}) {
+    at::manual_seed(13);
+    const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+    const int64_t n = 40, m = 100, d = 3, padded = 112;
+    const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype), h = at::randn({m}, dtype);
+    at::Tensor y_t = at::zeros({d, padded}, dtype);
+    y_t.narrow(1, 0, m).copy_(y.t());
+    at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
+    h_padded.narrow(0, 0, m).copy_(h);
+    // Three row blocks: [0, 10) over columns [16, 48) and [80, 112); [10, 25) over [0, 16);
+    // [25, 40) over everything.
+    const std::vector<int64_t> row_starts{0, 10, 25, 40}, range_offsets{0, 2, 3, 4};
+    const std::vector<int64_t> ranges{16, 48, 80, 112, 0, 16, 0, 112};
+    for (const int p : {1, 2}) {
+      at::Tensor out = at::empty({n}, dtype);
+      const auto run = [&](auto tag) {
+        using T = decltype(tag);
+        cpu::OnlineProblem<T> problem;
+        problem.x = x.data_ptr<T>();
+        problem.y_t = y_t.data_ptr<T>();
+        problem.h = h_padded.data_ptr<T>();
+        problem.n = n;
+        problem.m = m;
+        problem.m_padded = padded;
+        problem.d = d;
+        problem.p = p;
+        problem.eps = 0.5;
+        problem.out = out.data_ptr<T>();
+        problem.row_block_starts = row_starts.data();
+        problem.range_offsets = range_offsets.data();
+        problem.ranges = ranges.data();
+        problem.row_blocks = 3;
+        cpu::online_reduce(problem);
+      };
+      single ? run(float{}) : run(double{});
+      const at::Tensor xd = x.to(at::kDouble).contiguous(), yd = y.to(at::kDouble).contiguous();
+      const at::Tensor hd = h.to(at::kDouble).contiguous();
+      for (int64_t i = 0; i < n; ++i) {
+        // The oracle: the reference softmin over the visited columns only.
+        std::vector<double> ys, hs;
+        const int64_t block = i < 10 ? 0 : i < 25 ? 1 : 2;
+        for (int64_t r = range_offsets[block]; r < range_offsets[block + 1]; ++r) {
+          for (int64_t j = ranges[2 * r]; j < std::min(m, ranges[2 * r + 1]); ++j) {
+            for (int64_t k = 0; k < d; ++k) ys.push_back(yd[j][k].item<double>());
+            hs.push_back(hd[j].item<double>());
+          }
+        }
+        double expected = 0;
+        reference::softmin(xd[i].data_ptr<double>(), ys.data(), hs.data(), 1, static_cast<int64_t>(hs.size()), d, p,
+                           0.5, &expected);
+        EXPECT_NEAR(out[i].item<double>(), expected, (single ? 2e-6 : 1e-12) * (1 + std::abs(expected)))
+            << "row " << i << " p " << p;
+      }
+    }
+  }
+}
+
+TEST(MultiscaleReducer, AgreesWithReferenceWhileSkippingMostPairs) {
+  for (const int p : {1, 2}) {
+    for (const bool single : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "p " << p << (single ? " float32" : " float64"));
+      at::manual_seed(17);
+      const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+      const at::Tensor x = (at::rand({2, 1500, 3}, at::kDouble) * 2).to(dtype);
+      const at::Tensor y = (at::rand({2, 1200, 3}, at::kDouble) * 2).to(dtype);
+      // Smooth potentials and a few weightless columns, as in a solve.
+      at::Tensor h = (y.select(2, 0) * 3 - y.select(2, 1)).to(dtype);
+      h.narrow(1, 0, 5).fill_(-std::numeric_limits<double>::infinity());
+      const double eps = p == 2 ? 0.005 : 0.01;
+      const auto multiscale = make_multiscale_cpu_reducer(p, 0.15);
+      const auto reference = make_reference_reducer(p);
+      const testing::ReductionGaps gaps = testing::reduction_gaps(*multiscale, *reference, x, y, h, eps);
+      // Truncation changes softmin by at most eps * kTruncatedMass; the rest is float rounding.
+      const double u = single ? 3e-6 : 1e-11;
+      EXPECT_LT(gaps.softmin, u * (gaps.softmin_scale + eps) + eps * kTruncatedMass);
+      EXPECT_LT(gaps.gradient, u * gaps.gradient_scale + 4 * kTruncatedMass * 4);
+      EXPECT_LT(gaps.cost, u * gaps.cost_scale + 4 * kTruncatedMass * 4);
+      const auto report = multiscale->truncation();
+      ASSERT_TRUE(report.has_value());
+      EXPECT_LT(report->visited_fraction, 0.5) << "truncation should skip most pairs at this eps";
+      EXPECT_GE(report->rebuilds, 2);  // one per batch entry at least
+    }
+  }
+}
+
+TEST(MultiscaleReducer, RecomputesItsBlocksWhenThePotentialsMove) {
+  at::manual_seed(19);
+  const at::Tensor x = at::rand({1, 2000, 2}, at::kDouble), y = at::rand({1, 2000, 2}, at::kDouble);
+  const auto multiscale = make_multiscale_cpu_reducer(2, 0.05);
+  const auto reference = make_reference_reducer(2);
+  const double eps = 0.002;
+  const at::Tensor h = at::zeros({1, 2000}, at::kDouble);
+  multiscale->softmin(x, y, h, eps);
+  multiscale->softmin(x, y, h + 0.3, eps);  // a constant shift changes no softmax: blocks kept
+  EXPECT_EQ(multiscale->truncation()->rebuilds, 1);
+  // A tilt of 40 units across the square moves every row's plan: a stale block set would miss it.
+  const at::Tensor tilted = 40 * y.select(2, 0);
+  const at::Tensor expected = reference->softmin(x, y, tilted, eps);
+  const at::Tensor actual = multiscale->softmin(x, y, tilted, eps);
+  EXPECT_EQ(multiscale->truncation()->rebuilds, 2);
+  EXPECT_LT((actual - expected).abs().max().item<double>(), 1e-10 + eps * kTruncatedMass);
+}
+
+}  // namespace
+}  // namespace sinkhorn::reduce
