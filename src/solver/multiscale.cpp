@@ -15,6 +15,12 @@ namespace {
 constexpr double kCoarseTolerance = 1e-3;
 constexpr int kCoarseIterations = 200;
 
+// The coarse solve runs down to eps = (cell / kCoarseReach)^p: below the cell size the clusters
+// blur the measures, but their potentials remain a far better start than the previous eps's,
+// and every fine eps costs a recomputation of the kept blocks. Measured at N = 20,000 in 3-D
+// (blur 0.05, cell 0.12): reach 1, 2, 4 took 7.7, 5.2 and 4.1 s; at N = 100,000, 69 s -> 47 s.
+constexpr double kCoarseReach = 4.0;
+
 // The cloud of cluster centroids and weights, one batch entry at a time, padded with weightless
 // copies of the first centroid to the largest cluster count.
 Cloud coarse_cloud(const Cloud& cloud, double cell) {
@@ -55,7 +61,7 @@ double default_cluster_scale(double diameter, double blur, int64_t dimension, in
 std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p,
                                          double cell, DualState& state, int& coarse_sweeps) {
   const std::vector<double>& epsilons = settings.epsilons;
-  const double coarsest_fine = std::pow(cell, p);
+  const double coarsest_fine = std::pow(cell / kCoarseReach, p);
   size_t coarse = 0;
   while (coarse + 1 < epsilons.size() && epsilons[coarse] >= coarsest_fine) ++coarse;
   if (coarse == 0 || settings.fixed_iterations) return epsilons;

@@ -10,7 +10,7 @@
 
 namespace sinkhorn::solver {
 
-/// The eps of `settings.epsilons` above the final one and at least cell^p are solved on the
+/// The eps of `settings.epsilons` above the final one and at least (cell / 4)^p are solved on the
 /// grid clusters of a and b (weighted centroids, summed weights; grid_clusters.h) to a marginal
 /// error of 1e-3; the potentials are then extrapolated to the points by one softmin at the last
 /// coarse eps, f(x_i) = lambda softmin(C(x_i, Y), log beta + G / eps) and likewise for g and the

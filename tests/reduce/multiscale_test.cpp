@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <limits>
 #include <set>
 
@@ -15,6 +16,7 @@
 #include "reduce/reduction_gaps.h"
 #include "reduce/reference/reference_kernels.h"
 #include "reduce/reference/reference_reducer.h"
+#include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
 
 namespace sinkhorn::reduce {
@@ -130,7 +132,7 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
       double tightest = std::numeric_limits<double>::infinity();
       for (int64_t c = 0; c < clusters; ++c) {
         for (int64_t J = 0; J + 1 < static_cast<int64_t>(column_starts.size()); ++J) {
-          const double bound = out[c * problem.column_clusters + J];
+          const double bound = std::log(out[c * problem.column_clusters + J]);
           for (int64_t k = rows.starts[c]; k < rows.starts[c + 1]; ++k) {
             const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, column_starts[J],
                                                  column_starts[J + 1], p, eps);
@@ -252,3 +254,49 @@ TEST(MultiscaleReducer, RecomputesItsBlocksWhenThePotentialsMove) {
 
 }  // namespace
 }  // namespace sinkhorn::reduce
+
+namespace sinkhorn {
+namespace {
+
+// The whole multiscale solve (coarse start + truncated sweeps + envelope gradients) against the
+// online backend, which visits every pair, on clouds large enough for truncation to matter.
+TEST(MultiscaleDivergence, MatchesTheOnlineBackendValueAndGradient) {
+  for (const int p : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "p " << p);
+    at::manual_seed(23);
+    const at::Tensor x = at::randn({1500, 3}, at::kDouble) * 0.5;
+    const at::Tensor y = at::randn({1200, 3}, at::kDouble) * 0.3 + 0.3;
+    SinkhornOptions options;
+    options.p = p;
+    options.blur = p == 2 ? 0.05 : 0.015;
+    options.tolerance = 1e-5;
+    options.max_iterations = 5000;
+    const auto solve = [&](Backend backend, at::Tensor& gradient) {
+      options.backend = backend;
+      const at::Tensor points = x.clone().requires_grad_(true);
+      const DivergenceResult result = divergence_with_details(at::Tensor(), points, at::Tensor(), y, options);
+      result.value.backward();
+      gradient = points.grad();
+      return result;
+    };
+    at::Tensor online_gradient, multiscale_gradient;
+    const DivergenceResult online = solve(Backend::online, online_gradient);
+    const DivergenceResult multiscale = solve(Backend::multiscale, multiscale_gradient);
+    ASSERT_TRUE(online.diagnostics.converged && multiscale.diagnostics.converged);
+    EXPECT_EQ(multiscale.diagnostics.backend, "multiscale");
+    // p = 1's Lipschitz bound is looser than p = 2's tangent bound (docs/numerics.md).
+    EXPECT_LT(multiscale.diagnostics.visited_pairs_fraction, p == 2 ? 0.6 : 0.85);
+    std::cout << "[ VISITED  ] p = " << p << ": " << multiscale.diagnostics.visited_pairs_fraction
+              << " of the pairs, " << multiscale.diagnostics.iterations << " vs " << online.diagnostics.iterations
+              << " sweeps\n";
+    EXPECT_GT(multiscale.diagnostics.truncation_rebuilds, 0);
+    // The value is second order in the marginal error, gradients first order (both under 1e-5).
+    const double value = online.value.item<double>();
+    EXPECT_NEAR(multiscale.value.item<double>(), value, 1e-7 * std::abs(value));
+    const double scale = online_gradient.abs().max().item<double>();
+    EXPECT_LT((multiscale_gradient - online_gradient).abs().max().item<double>(), 1e-3 * scale);
+  }
+}
+
+}  // namespace
+}  // namespace sinkhorn

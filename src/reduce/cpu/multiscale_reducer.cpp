@@ -24,6 +24,9 @@ constexpr double kDrift = 4.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
 
 
+// Columns between two kept ranges below which they are visited as one.
+constexpr int64_t kMergeGap = 2 * cpu::kColumnPadding;
+
 int64_t padded_size(int64_t m) {
   return (m + cpu::kColumnPadding - 1) / cpu::kColumnPadding * cpu::kColumnPadding;
 }
@@ -189,17 +192,16 @@ class MultiscaleCpuReducer final : public Reducer {
                               double eps) const {
     const int64_t clusters = rows.clusters.size(), column_clusters = columns.clusters.size();
     const int64_t d = rows.points.size(1);
-    // s and the barycentre t at every row cluster's centre, over all columns.
+    // s and the barycentre t at every row cluster's centre, over all columns, in one pass.
     at::Tensor softmin_at_centres = at::empty({clusters}, rows.points.options());
-    cpu::online_reduce(dense_problem<T>(cpu::Reduction::softmin, rows.centres, columns, h, p_, eps, softmin_at_centres));
+    at::Tensor gradient = at::empty({clusters, d}, rows.points.options());
+    cpu::OnlineProblem<T> centre_problem =
+        dense_problem<T>(cpu::Reduction::softmax_cost_gradient, rows.centres, columns, h, p_, eps, gradient);
+    centre_problem.softmin_out = softmin_at_centres.data_ptr<T>();
+    cpu::online_reduce(centre_problem);
     const at::Tensor log_sums = (softmin_at_centres.to(at::kDouble) / -eps).contiguous();
-    at::Tensor barycentres;
-    if (p_ == 2) {
-      at::Tensor gradient = at::empty({clusters, d}, rows.points.options());
-      cpu::online_reduce(dense_problem<T>(cpu::Reduction::softmax_cost_gradient, rows.centres, columns, h, p_,
-                                          eps, gradient));
-      barycentres = (rows.centres - gradient).contiguous();  // grad_x C = x - y: t = c - sum w (c - y)
-    }
+    // grad_x C = x - y for p = 2: t = c - sum w (c - y). Unused for p = 1.
+    const at::Tensor barycentres = (rows.centres - gradient).contiguous();
     Truncation truncation;
     truncation.eps = eps;
     truncation.h_reference = h.clone();
@@ -243,20 +245,18 @@ class MultiscaleCpuReducer final : public Reducer {
     return truncation;
   }
 
-  // Which blocks of a row cluster to keep, from their log-mass bounds: the lightest are dropped
-  // while their total stays under kBuildMass. Bounds are bucketed by integer log (O(L), no sort):
-  // whole buckets go from the lightest up; the bucket that would overflow is kept whole (at most
-  // a factor e more kept mass than an exact sort would keep).
-  static std::vector<char> kept_blocks(const double* log_bounds, int64_t count) {
-    constexpr int kLowest = -130, kHighest = 100;  // bucket range; outside it, clamped
+  // Which blocks of a row cluster to keep, from their mass bounds: the lightest are dropped
+  // while their total stays under kBuildMass. Bounds are bucketed by binary exponent (O(L), no
+  // sort): whole buckets go from the lightest up; the bucket that would overflow is kept whole
+  // (at most twice the kept mass an exact sort would keep).
+  static std::vector<char> kept_blocks(const double* bounds, int64_t count) {
+    static constexpr int kLowest = -200, kHighest = 130;  // bucket range (powers of 2); outside it, clamped
     std::vector<double> bucket_mass(kHighest - kLowest + 1, 0.0);
-    const auto bucket_of = [](double log_bound) {
-      const double clamped = std::min<double>(kHighest, std::max<double>(kLowest, std::floor(log_bound)));
-      return static_cast<int>(clamped) - kLowest;
+    const auto bucket_of = [](double bound) {
+      return std::min(kHighest, std::max(kLowest, std::ilogb(bound))) - kLowest;
     };
     for (int64_t J = 0; J < count; ++J) {
-      // Below e^kLowest a block weighs nothing next to kBuildMass (and most blocks are there).
-      if (log_bounds[J] >= kLowest) bucket_mass[bucket_of(log_bounds[J])] += std::exp(log_bounds[J]);
+      if (bounds[J] > 0) bucket_mass[bucket_of(bounds[J])] += bounds[J];
     }
     int first_kept = static_cast<int>(bucket_mass.size());
     double dropped = 0.0;
@@ -269,13 +269,14 @@ class MultiscaleCpuReducer final : public Reducer {
     }
     std::vector<char> kept(static_cast<size_t>(count));
     for (int64_t J = 0; J < count; ++J) {
-      kept[J] = log_bounds[J] > -std::numeric_limits<double>::infinity() && bucket_of(log_bounds[J]) >= first_kept;
+      kept[J] = bounds[J] > 0 && bucket_of(bounds[J]) >= first_kept;
     }
     return kept;
   }
 
   // The kept column clusters as ranges aligned to the kernels' padding (aligning only adds
-  // columns: extra exact terms), merged when they touch.
+  // columns: extra exact terms), merged when they are less than kMergeGap apart: a few extra
+  // columns cost less than a range's start-up (a tile's max and merge).
   static void append_ranges(const SortedCloud& columns, const std::vector<char>& kept, std::vector<int64_t>& ranges) {
     const std::vector<int64_t>& starts = columns.clusters.starts;
     const int64_t padded = columns.points_t.size(1);
@@ -284,7 +285,7 @@ class MultiscaleCpuReducer final : public Reducer {
       if (!kept[J]) continue;
       const int64_t begin = starts[J] / cpu::kColumnPadding * cpu::kColumnPadding;
       const int64_t end = std::min(padded, padded_size(starts[J + 1]));
-      if (ranges.size() > first_range && begin <= ranges.back()) {
+      if (ranges.size() > first_range && begin <= ranges.back() + kMergeGap) {
         ranges.back() = std::max(ranges.back(), end);
       } else {
         ranges.push_back(begin);

@@ -65,13 +65,15 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
     if (tile_max == -std::numeric_limits<double>::infinity()) continue;  // all weights zero here
     // Merge rule: rescale what was summed so far to the new max.
     const double new_max = std::max(run_max, tile_max);
-    const double rescale = std::exp(run_max - new_max);  // 0 on the first tile
-    run_sum *= rescale;
-    run_cost *= rescale;
-    if (gradient) {
-      for (int64_t k = 0; k < dim; ++k) acc[k] *= rescale;
+    if (new_max > run_max) {  // most tiles after the first leave the max alone: no exp then
+      const double rescale = std::exp(run_max - new_max);  // 0 on the first tile
+      run_sum *= rescale;
+      run_cost *= rescale;
+      if (gradient) {
+        for (int64_t k = 0; k < dim; ++k) acc[k] *= rescale;
+      }
+      run_max = new_max;
     }
-    run_max = new_max;
 
     // Pass 2: e_j = exp(v_j - max), one exp per pair, and the weighted sums.
     const auto shift = hn::Set(d, static_cast<T>(new_max));
@@ -111,6 +113,7 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   }
 
   const int64_t row = b * P.n + i;
+  if (P.softmin_out) P.softmin_out[row] = static_cast<T>(-P.eps * (run_max + std::log(run_sum)));
   switch (P.reduction) {
     case Reduction::softmin:
       P.out[row] = static_cast<T>(-P.eps * (run_max + std::log(run_sum)));
@@ -187,12 +190,12 @@ void bound_rows(const TruncationBoundProblem<T>& P, int64_t first, int64_t last)
       const auto exponent = hn::Sub(hn::Add(hn::NegMulAdd(cost, inv_eps, hn::LoadU(d, P.h + j)), slack), log_sum);
       hn::Store(hn::Exp(d, hn::Min(hn::Max(exponent, lowest), highest)), d, v.get() + j);
     }
-    // Per column cluster: the sum of its terms (in double: up to M of them).
+    // Per column cluster: the sum of its terms (in double: up to M of them), a mass, no log.
     double* HWY_RESTRICT out = P.out + I * P.column_clusters;
     for (int64_t J = 0; J < P.column_clusters; ++J) {
       double sum = 0.0;
       for (int64_t j = P.column_starts[J]; j < P.column_starts[J + 1]; ++j) sum += static_cast<double>(v[j]);
-      out[J] = sum > 0 ? std::log(sum) : -std::numeric_limits<double>::infinity();
+      out[J] = sum;
     }
   }
 }

@@ -48,6 +48,8 @@ struct OnlineProblem {
   double eps = 1.0;
   Reduction reduction = Reduction::softmin;
   T* out = nullptr;        ///< (batch, n) or (batch, n, d)
+  /// When set, the weighted reductions also write softmin here (batch, n): one pass for both.
+  T* softmin_out = nullptr;
   /// Block-sparse mode (kernel truncation) when set, batch 1 only: rows [row_block_starts[k],
   /// row_block_starts[k + 1]) visit only the column ranges [ranges[2r], ranges[2r + 1]) for r in
   /// [range_offsets[k], range_offsets[k + 1]); range ends are multiples of kColumnPadding (<= m_padded).
@@ -62,12 +64,12 @@ struct OnlineProblem {
 /// For each row cluster I (centre c_I, radius r_I, its row's log-sum-exp s_I at the centre and,
 /// for p = 2, the softmax barycentre t_I there) and column cluster J (columns
 /// [column_starts[J], column_starts[J + 1]) of the transposed, unpadded y):
-///   out[I, J] = log sum_{j in J} exp(h_j - C(c_I, y_j) / eps + slack_Ij - s_I),
+///   out[I, J] = sum_{j in J} exp(h_j - C(c_I, y_j) / eps + slack_Ij - s_I),
 ///   slack_Ij = |t_I - y_j| r_I / eps  (p = 2),   2 r_I / eps  (p = 1),
-/// which bounds log sum_{j in J} softmax_j(h - C(x_i, .) / eps) for every x_i within r_I of c_I
+/// which bounds sum_{j in J} softmax_j(h - C(x_i, .) / eps) for every x_i within r_I of c_I
 /// (convexity of the log-sum-exp for p = 2, Lipschitz bounds for p = 1). Each term's exponent is
 /// clamped to [-87, 80] in the input dtype: terms below e^-87 count as 0 (at most M e^-87 in all),
-/// a bound above e^80 only keeps its block. -inf when every term of J is 0.
+/// a bound above e^80 only keeps its block.
 template <typename T>
 struct TruncationBoundProblem {
   const T* centres = nullptr;      ///< (clusters, d)
