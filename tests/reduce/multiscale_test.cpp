@@ -22,6 +22,17 @@
 namespace sinkhorn::reduce {
 namespace {
 
+// Runs `body` at every SIMD level this CPU supports, then restores the best one.
+template <typename Body>
+void at_every_simd_level(Body body) {
+  for (int target = 0; target < cpu::simd_target_count(); ++target) {
+    cpu::force_simd_target(target);
+    SCOPED_TRACE(::testing::Message() << "SIMD " << cpu::simd_target_name(target));
+    body();
+  }
+  cpu::force_simd_target(-1);
+}
+
 TEST(GridClusters, GroupPointsByCellWithCentroidsWeightsAndRadii) {
   at::manual_seed(5);
   const at::Tensor points = at::randn({500, 3}, at::kDouble);
@@ -82,127 +93,167 @@ double log_block_mass(const double* x, const at::Tensor& y, const at::Tensor& h,
 }
 
 TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
-  for (const int p : {1, 2}) {
-    for (const double eps : {0.02, 0.2}) {
-      SCOPED_TRACE(::testing::Message() << "p " << p << " eps " << eps);
-      at::manual_seed(7 + p);
-      const at::Tensor x = at::randn({300, 2}, at::kDouble) * 0.5;
-      const at::Tensor y = at::randn({200, 2}, at::kDouble) * 0.4 + 0.3;  // columns, already grouped below
-      const at::Tensor h = at::randn({200}, at::kDouble);
-      const GridClusters rows = cluster_on_grid(x, at::ones({300}, at::kDouble), 0.3);
-      // Columns: contiguous groups of 23 (any grouping is allowed by the kernel).
-      std::vector<int64_t> column_starts;
-      for (int64_t j = 0; j < 200; j += 23) column_starts.push_back(j);
-      column_starts.push_back(200);
-      const int64_t padded = 208;
-      at::Tensor y_t = at::zeros({2, padded}, at::kDouble);
-      y_t.narrow(1, 0, 200).copy_(y.t());
-      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
-      h_padded.narrow(0, 0, 200).copy_(h);
-      // s and t at the centres, from the reference.
-      const int64_t clusters = rows.size();
-      const at::Tensor centres = rows.centres.contiguous();
-      at::Tensor softmins = at::empty({clusters}, at::kDouble), gradients = at::empty({clusters, 2}, at::kDouble);
-      const at::Tensor yc = y.contiguous(), hc = h.contiguous();
-      reference::softmin(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(), clusters, 200, 2,
-                         p, eps, softmins.data_ptr<double>());
-      reference::softmax_cost_gradient(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(),
-                                       clusters, 200, 2, p, eps, gradients.data_ptr<double>());
-      const at::Tensor log_sums = (softmins / -eps).contiguous();
-      const at::Tensor barycentres = (centres - gradients).contiguous();
-      std::vector<double> out(static_cast<size_t>(clusters * (column_starts.size() - 1)));
-      cpu::TruncationBoundProblem<double> problem;
-      problem.centres = centres.data_ptr<double>();
-      problem.barycentres = barycentres.data_ptr<double>();
-      problem.radii = rows.radii.data();
-      problem.log_sums = log_sums.data_ptr<double>();
-      problem.clusters = clusters;
-      problem.y_t = y_t.data_ptr<double>();
-      problem.h = h_padded.data_ptr<double>();
-      problem.column_starts = column_starts.data();
-      problem.column_clusters = static_cast<int64_t>(column_starts.size()) - 1;
-      problem.m_padded = padded;
-      problem.d = 2;
-      problem.p = p;
-      problem.eps = eps;
-      problem.out = out.data();
-      cpu::truncation_bounds(problem);
+  at_every_simd_level([&] {
+    for (const int p : {1, 2}) {
+      for (const double eps : {0.02, 0.2}) {
+        SCOPED_TRACE(::testing::Message() << "p " << p << " eps " << eps);
+        at::manual_seed(7 + p);
+        const at::Tensor x = at::randn({300, 2}, at::kDouble) * 0.5;
+        const at::Tensor y = at::randn({200, 2}, at::kDouble) * 0.4 + 0.3;  // columns, already grouped below
+        const at::Tensor h = at::randn({200}, at::kDouble);
+        const GridClusters rows = cluster_on_grid(x, at::ones({300}, at::kDouble), 0.3);
+        // Columns: contiguous groups of 23 (any grouping is allowed by the kernel).
+        std::vector<int64_t> column_starts;
+        for (int64_t j = 0; j < 200; j += 23) column_starts.push_back(j);
+        column_starts.push_back(200);
+        const int64_t padded = 208;
+        at::Tensor y_t = at::zeros({2, padded}, at::kDouble);
+        y_t.narrow(1, 0, 200).copy_(y.t());
+        at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
+        h_padded.narrow(0, 0, 200).copy_(h);
+        // s and t at the centres, from the reference.
+        const int64_t clusters = rows.size();
+        const at::Tensor centres = rows.centres.contiguous();
+        at::Tensor softmins = at::empty({clusters}, at::kDouble), gradients = at::empty({clusters, 2}, at::kDouble);
+        const at::Tensor yc = y.contiguous(), hc = h.contiguous();
+        reference::softmin(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(), clusters, 200, 2,
+                           p, eps, softmins.data_ptr<double>());
+        reference::softmax_cost_gradient(centres.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(),
+                                         clusters, 200, 2, p, eps, gradients.data_ptr<double>());
+        const at::Tensor log_sums = (softmins / -eps).contiguous();
+        const at::Tensor barycentres = (centres - gradients).contiguous();
+        std::vector<double> out(static_cast<size_t>(clusters * (column_starts.size() - 1)));
+        cpu::TruncationBoundProblem<double> problem;
+        problem.centres = centres.data_ptr<double>();
+        problem.barycentres = barycentres.data_ptr<double>();
+        problem.radii = rows.radii.data();
+        problem.log_sums = log_sums.data_ptr<double>();
+        problem.clusters = clusters;
+        problem.y_t = y_t.data_ptr<double>();
+        problem.h = h_padded.data_ptr<double>();
+        problem.column_starts = column_starts.data();
+        problem.column_clusters = static_cast<int64_t>(column_starts.size()) - 1;
+        problem.m_padded = padded;
+        problem.d = 2;
+        problem.p = p;
+        problem.eps = eps;
+        problem.out = out.data();
+        cpu::truncation_bounds(problem);
 
-      const at::Tensor xc = x.contiguous();
-      double tightest = std::numeric_limits<double>::infinity();
-      for (int64_t c = 0; c < clusters; ++c) {
-        for (int64_t J = 0; J + 1 < static_cast<int64_t>(column_starts.size()); ++J) {
-          const double bound = std::log(out[c * problem.column_clusters + J]);
-          for (int64_t k = rows.starts[c]; k < rows.starts[c + 1]; ++k) {
-            const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, column_starts[J],
-                                                 column_starts[J + 1], p, eps);
-            if (actual < -80) continue;  // below the kernel's e^-87 clamp: counted as 0 there
-            ASSERT_LE(actual, bound + 1e-9) << "cluster " << c << " block " << J << " row " << rows.order[k];
-            tightest = std::min(tightest, bound - actual);
+        const at::Tensor xc = x.contiguous();
+        double tightest = std::numeric_limits<double>::infinity();
+        for (int64_t c = 0; c < clusters; ++c) {
+          for (int64_t J = 0; J + 1 < static_cast<int64_t>(column_starts.size()); ++J) {
+            const double bound = std::log(out[c * problem.column_clusters + J]);
+            for (int64_t k = rows.starts[c]; k < rows.starts[c + 1]; ++k) {
+              const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, column_starts[J],
+                                                   column_starts[J + 1], p, eps);
+              if (actual < -80) continue;  // below the kernel's e^-87 clamp: counted as 0 there
+              ASSERT_LE(actual, bound + 1e-9) << "cluster " << c << " block " << J << " row " << rows.order[k];
+              tightest = std::min(tightest, bound - actual);
+            }
           }
         }
+        // The bound is attained up to little slack somewhere (it is not vacuous).
+        EXPECT_LT(tightest, 1.0);
       }
-      // The bound is attained up to little slack somewhere (it is not vacuous).
-      EXPECT_LT(tightest, 1.0);
     }
-  }
+  });
 }
 
 TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
-  for (const bool single : {false, true}) {
-    at::manual_seed(13);
-    const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
-    const int64_t n = 40, m = 100, d = 3, padded = 112;
-    const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype), h = at::randn({m}, dtype);
-    at::Tensor y_t = at::zeros({d, padded}, dtype);
-    y_t.narrow(1, 0, m).copy_(y.t());
-    at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
-    h_padded.narrow(0, 0, m).copy_(h);
-    // Three row blocks: [0, 10) over columns [16, 48) and [80, 112); [10, 25) over [0, 16);
-    // [25, 40) over everything.
-    const std::vector<int64_t> row_starts{0, 10, 25, 40}, range_offsets{0, 2, 3, 4};
-    const std::vector<int64_t> ranges{16, 48, 80, 112, 0, 16, 0, 112};
-    for (const int p : {1, 2}) {
-      at::Tensor out = at::empty({n}, dtype);
-      const auto run = [&](auto tag) {
-        using T = decltype(tag);
-        cpu::OnlineProblem<T> problem;
-        problem.x = x.data_ptr<T>();
-        problem.y_t = y_t.data_ptr<T>();
-        problem.h = h_padded.data_ptr<T>();
-        problem.n = n;
-        problem.m = m;
-        problem.m_padded = padded;
-        problem.d = d;
-        problem.p = p;
-        problem.eps = 0.5;
-        problem.out = out.data_ptr<T>();
-        problem.row_block_starts = row_starts.data();
-        problem.range_offsets = range_offsets.data();
-        problem.ranges = ranges.data();
-        problem.row_blocks = 3;
-        cpu::online_reduce(problem);
-      };
-      single ? run(float{}) : run(double{});
-      const at::Tensor xd = x.to(at::kDouble).contiguous(), yd = y.to(at::kDouble).contiguous();
-      const at::Tensor hd = h.to(at::kDouble).contiguous();
-      for (int64_t i = 0; i < n; ++i) {
-        // The oracle: the reference softmin over the visited columns only.
-        std::vector<double> ys, hs;
-        const int64_t block = i < 10 ? 0 : i < 25 ? 1 : 2;
-        for (int64_t r = range_offsets[block]; r < range_offsets[block + 1]; ++r) {
-          for (int64_t j = ranges[2 * r]; j < std::min(m, ranges[2 * r + 1]); ++j) {
-            for (int64_t k = 0; k < d; ++k) ys.push_back(yd[j][k].item<double>());
-            hs.push_back(hd[j].item<double>());
+  at_every_simd_level([&] {
+    for (const bool single : {false, true}) {
+      at::manual_seed(13);
+      const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+      const int64_t n = 40, m = 100, d = 3, padded = 112;
+      const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype), h = at::randn({m}, dtype);
+      at::Tensor y_t = at::zeros({d, padded}, dtype);
+      y_t.narrow(1, 0, m).copy_(y.t());
+      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
+      h_padded.narrow(0, 0, m).copy_(h);
+      // Three row blocks: [0, 10) over columns [16, 48) and [80, 112); [10, 25) over [0, 16);
+      // [25, 40) over everything.
+      const std::vector<int64_t> row_starts{0, 10, 25, 40}, range_offsets{0, 2, 3, 4};
+      const std::vector<int64_t> ranges{16, 48, 80, 112, 0, 16, 0, 112};
+      for (const int p : {1, 2}) {
+        at::Tensor out = at::empty({n}, dtype);
+        const auto run = [&](auto tag) {
+          using T = decltype(tag);
+          cpu::OnlineProblem<T> problem;
+          problem.x = x.data_ptr<T>();
+          problem.y_t = y_t.data_ptr<T>();
+          problem.h = h_padded.data_ptr<T>();
+          problem.n = n;
+          problem.m = m;
+          problem.m_padded = padded;
+          problem.d = d;
+          problem.p = p;
+          problem.eps = 0.5;
+          problem.out = out.data_ptr<T>();
+          problem.row_block_starts = row_starts.data();
+          problem.range_offsets = range_offsets.data();
+          problem.ranges = ranges.data();
+          problem.row_blocks = 3;
+          cpu::online_reduce(problem);
+        };
+        single ? run(float{}) : run(double{});
+        const at::Tensor xd = x.to(at::kDouble).contiguous(), yd = y.to(at::kDouble).contiguous();
+        const at::Tensor hd = h.to(at::kDouble).contiguous();
+        for (int64_t i = 0; i < n; ++i) {
+          // The oracle: the reference softmin over the visited columns only.
+          std::vector<double> ys, hs;
+          const int64_t block = i < 10 ? 0 : i < 25 ? 1 : 2;
+          for (int64_t r = range_offsets[block]; r < range_offsets[block + 1]; ++r) {
+            for (int64_t j = ranges[2 * r]; j < std::min(m, ranges[2 * r + 1]); ++j) {
+              for (int64_t k = 0; k < d; ++k) ys.push_back(yd[j][k].item<double>());
+              hs.push_back(hd[j].item<double>());
+            }
           }
+          double expected = 0;
+          reference::softmin(xd[i].data_ptr<double>(), ys.data(), hs.data(), 1, static_cast<int64_t>(hs.size()), d, p,
+                             0.5, &expected);
+          EXPECT_NEAR(out[i].item<double>(), expected, (single ? 2e-6 : 1e-12) * (1 + std::abs(expected)))
+              << "row " << i << " p " << p;
         }
-        double expected = 0;
-        reference::softmin(xd[i].data_ptr<double>(), ys.data(), hs.data(), 1, static_cast<int64_t>(hs.size()), d, p,
-                           0.5, &expected);
-        EXPECT_NEAR(out[i].item<double>(), expected, (single ? 2e-6 : 1e-12) * (1 + std::abs(expected)))
-            << "row " << i << " p " << p;
       }
     }
+  });
+}
+
+TEST(BlockSparseKernels, WeightedReductionsAlsoGiveTheSoftminInTheSamePass) {
+  at::manual_seed(29);
+  const int64_t n = 33, m = 70, d = 3, padded = 80;
+  const at::Tensor x = at::randn({n, d}, at::kDouble), y = at::randn({m, d}, at::kDouble);
+  const at::Tensor h = at::randn({m}, at::kDouble);
+  at::Tensor y_t = at::zeros({d, padded}, at::kDouble);
+  y_t.narrow(1, 0, m).copy_(y.t());
+  at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
+  h_padded.narrow(0, 0, m).copy_(h);
+  for (const int p : {1, 2}) {
+    at::Tensor gradient = at::empty({n, d}, at::kDouble), fused = at::empty({n}, at::kDouble);
+    cpu::OnlineProblem<double> problem;
+    problem.x = x.data_ptr<double>();
+    problem.y_t = y_t.data_ptr<double>();
+    problem.h = h_padded.data_ptr<double>();
+    problem.n = n;
+    problem.m = m;
+    problem.m_padded = padded;
+    problem.d = d;
+    problem.p = p;
+    problem.eps = 0.3;
+    problem.reduction = cpu::Reduction::softmax_cost_gradient;
+    problem.out = gradient.data_ptr<double>();
+    problem.softmin_out = fused.data_ptr<double>();
+    cpu::online_reduce(problem);
+    at::Tensor expected = at::empty({n}, at::kDouble), expected_gradient = at::empty({n, d}, at::kDouble);
+    const at::Tensor yc = y.contiguous(), hc = h.contiguous();
+    reference::softmin(x.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(), n, m, d, p, 0.3,
+                       expected.data_ptr<double>());
+    reference::softmax_cost_gradient(x.data_ptr<double>(), yc.data_ptr<double>(), hc.data_ptr<double>(), n, m, d, p,
+                                     0.3, expected_gradient.data_ptr<double>());
+    EXPECT_LT((fused - expected).abs().max().item<double>(), 1e-12) << "p " << p;
+    EXPECT_LT((gradient - expected_gradient).abs().max().item<double>(), 1e-12) << "p " << p;
   }
 }
 
