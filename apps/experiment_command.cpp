@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <limits>
@@ -31,6 +32,9 @@ double mmd_of_cost(const at::Tensor& x, const at::Tensor& y, int p) {
 }
 
 std::ofstream open_table(const std::string& path, const std::string& header) {
+  // Like `train --out`, the folder is created when missing.
+  std::error_code ignored;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ignored);
   std::ofstream file(path);
   SINKHORN_CHECK(file, "--out: cannot write '" << path << "'");
   file << header << "\n" << std::setprecision(12);

@@ -61,12 +61,13 @@ TEST_F(ExperimentCommand, InterpolationReachesExactOtAndMmdAtItsEnds) {
 }
 
 TEST_F(ExperimentCommand, SampleComplexityWritesEveryDimensionLossAndSize) {
+  const fs::path tables = folder / "not" / "yet";  // created by the command, like train --out
   ASSERT_EQ(run({"experiment", "sample_complexity", "--n", "16", "--repeats", "2", "--threads", "1", "--out",
-                 folder.string()},
+                 tables.string()},
                 out, err),
             0)
       << err.str();
-  const auto rows = read_csv((folder / "sample_complexity.csv").string());
+  const auto rows = read_csv((tables / "sample_complexity.csv").string());
   // 3 dimensions x (OT, 4 eps, MMD) x n in {8, 16}.
   ASSERT_EQ(rows.size(), 1u + 3 * 6 * 2);
   for (size_t k = 1; k < rows.size(); ++k) {
