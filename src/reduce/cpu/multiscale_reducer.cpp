@@ -23,7 +23,6 @@ namespace {
 constexpr double kDrift = 4.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
 
-
 // Columns between two kept ranges below which they are visited as one.
 constexpr int64_t kMergeGap = 2 * cpu::kColumnPadding;
 
@@ -43,6 +42,9 @@ struct SortedCloud {
 
 // The kept blocks of one (rows, columns) pair of clouds, valid at `eps` near `h_reference`.
 struct Truncation {
+  const SortedCloud* rows = nullptr;  // the clouds it was built for (a re-sorted cloud invalidates it)
+  const SortedCloud* columns = nullptr;
+  double row_checksum = 0, column_checksum = 0;
   double eps = 0;
   at::Tensor h_reference;             // (N_padded) in cluster order
   std::vector<int64_t> range_offsets;  // per row cluster
@@ -156,8 +158,9 @@ class MultiscaleCpuReducer final : public Reducer {
                                    double eps, const at::Tensor& x, const at::Tensor& y) const {
     const auto key = std::make_pair(x.data_ptr(), y.data_ptr());
     auto found = truncations_.find(key);
-    if (found != truncations_.end() && found->second.eps == eps &&
-        within_drift<T>(h, found->second.h_reference)) {
+    if (found != truncations_.end() && found->second.eps == eps && found->second.rows == &rows &&
+        found->second.columns == &columns && found->second.row_checksum == rows.checksum &&
+        found->second.column_checksum == columns.checksum && within_drift<T>(h, found->second.h_reference)) {
       return found->second;
     }
     const auto start = std::chrono::steady_clock::now();
@@ -203,6 +206,10 @@ class MultiscaleCpuReducer final : public Reducer {
     // grad_x C = x - y for p = 2: t = c - sum w (c - y). Unused for p = 1.
     const at::Tensor barycentres = (rows.centres - gradient).contiguous();
     Truncation truncation;
+    truncation.rows = &rows;
+    truncation.columns = &columns;
+    truncation.row_checksum = rows.checksum;
+    truncation.column_checksum = columns.checksum;
     truncation.eps = eps;
     truncation.h_reference = h.clone();
     truncation.range_offsets.assign(1, 0);
