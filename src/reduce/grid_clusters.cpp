@@ -14,8 +14,9 @@ GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights
   SINKHORN_CHECK(points.dim() == 2 && weights.dim() == 1 && weights.size(0) == points.size(0),
                  "cluster_on_grid: points (N, D) and weights (N) expected");
   SINKHORN_CHECK(cell > 0 && std::isfinite(cell), "cluster_scale: must be positive and finite, got " << cell);
-  const at::Tensor x = points.detach().to(at::kDouble).contiguous();
-  const at::Tensor w = weights.detach().to(at::kDouble).contiguous();
+  // On the CPU whatever the input's device: the grid is built by host loops.
+  const at::Tensor x = points.detach().to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor w = weights.detach().to(at::kCPU, at::kDouble).contiguous();
   const int64_t n = x.size(0), d = x.size(1);
   const double* px = x.data_ptr<double>();
   const double* pw = w.data_ptr<double>();
