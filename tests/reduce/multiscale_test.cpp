@@ -12,6 +12,7 @@
 
 #include "reduce/cpu/multiscale_reducer.h"
 #include "reduce/cpu/online_kernels.h"
+#include "reduce/cpu/online_reducer.h"
 #include "reduce/grid_clusters.h"
 #include "reduce/reduction_gaps.h"
 #include "reduce/reference/reference_kernels.h"
@@ -180,17 +181,8 @@ TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
         at::Tensor out = at::empty({n}, dtype);
         const auto run = [&](auto tag) {
           using T = decltype(tag);
-          cpu::OnlineProblem<T> problem;
-          problem.x = x.data_ptr<T>();
-          problem.y_t = y_t.data_ptr<T>();
-          problem.h = h_padded.data_ptr<T>();
-          problem.n = n;
-          problem.m = m;
-          problem.m_padded = padded;
-          problem.d = d;
-          problem.p = p;
-          problem.eps = 0.5;
-          problem.out = out.data_ptr<T>();
+          cpu::OnlineProblem<T> problem = online_problem<T>(cpu::Reduction::softmin, x.unsqueeze(0), y_t.unsqueeze(0),
+                                                            h_padded.unsqueeze(0), m, p, 0.5, out);
           problem.row_block_starts = row_starts.data();
           problem.range_offsets = range_offsets.data();
           problem.ranges = ranges.data();
@@ -232,18 +224,8 @@ TEST(BlockSparseKernels, WeightedReductionsAlsoGiveTheSoftminInTheSamePass) {
   h_padded.narrow(0, 0, m).copy_(h);
   for (const int p : {1, 2}) {
     at::Tensor gradient = at::empty({n, d}, at::kDouble), fused = at::empty({n}, at::kDouble);
-    cpu::OnlineProblem<double> problem;
-    problem.x = x.data_ptr<double>();
-    problem.y_t = y_t.data_ptr<double>();
-    problem.h = h_padded.data_ptr<double>();
-    problem.n = n;
-    problem.m = m;
-    problem.m_padded = padded;
-    problem.d = d;
-    problem.p = p;
-    problem.eps = 0.3;
-    problem.reduction = cpu::Reduction::softmax_cost_gradient;
-    problem.out = gradient.data_ptr<double>();
+    cpu::OnlineProblem<double> problem = online_problem<double>(
+        cpu::Reduction::softmax_cost_gradient, x.unsqueeze(0), y_t.unsqueeze(0), h_padded.unsqueeze(0), m, p, 0.3, gradient);
     problem.softmin_out = fused.data_ptr<double>();
     cpu::online_reduce(problem);
     at::Tensor expected = at::empty({n}, at::kDouble), expected_gradient = at::empty({n, d}, at::kDouble);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "reduce/cpu/online_kernels.h"
+#include "reduce/cpu/online_reducer.h"
 #include "reduce/grid_clusters.h"
 #include "util/check.h"
 
@@ -52,23 +53,12 @@ struct Truncation {
   int64_t visited_pairs = 0;           // what one reduction over these blocks visits
 };
 
+// The kernels' problem of rows x (K, D) against all of a sorted cloud's columns (batch 1).
 template <typename T>
-cpu::OnlineProblem<T> dense_problem(cpu::Reduction reduction, const at::Tensor& x, const SortedCloud& columns,
-                                    const at::Tensor& h, int p, double eps, at::Tensor& out) {
-  cpu::OnlineProblem<T> problem;
-  problem.x = x.data_ptr<T>();
-  problem.y_t = columns.points_t.data_ptr<T>();
-  problem.h = h.data_ptr<T>();
-  problem.batch = 1;
-  problem.n = x.size(0);
-  problem.d = x.size(1);
-  problem.m = columns.points.size(0);
-  problem.m_padded = columns.points_t.size(1);
-  problem.p = p;
-  problem.eps = eps;
-  problem.reduction = reduction;
-  problem.out = out.data_ptr<T>();
-  return problem;
+cpu::OnlineProblem<T> problem_over(cpu::Reduction reduction, const at::Tensor& x, const SortedCloud& columns,
+                                   const at::Tensor& h, int p, double eps, at::Tensor& out) {
+  return online_problem<T>(reduction, x.unsqueeze(0), columns.points_t.unsqueeze(0), h.unsqueeze(0),
+                           columns.points.size(0), p, eps, out);
 }
 
 class MultiscaleCpuReducer final : public Reducer {
@@ -122,7 +112,7 @@ class MultiscaleCpuReducer final : public Reducer {
     at::Tensor out = reduction == cpu::Reduction::softmax_cost_gradient
                          ? at::empty({x.size(0), d}, rows.points.options())
                          : at::empty({x.size(0)}, rows.points.options());
-    cpu::OnlineProblem<T> problem = dense_problem<T>(reduction, rows.points, columns, h_sorted, p_, eps, out);
+    cpu::OnlineProblem<T> problem = problem_over<T>(reduction, rows.points, columns, h_sorted, p_, eps, out);
     problem.row_block_starts = rows.clusters.starts.data();
     problem.row_blocks = rows.clusters.size();
     problem.range_offsets = truncation.range_offsets.data();
@@ -199,7 +189,7 @@ class MultiscaleCpuReducer final : public Reducer {
     at::Tensor softmin_at_centres = at::empty({clusters}, rows.points.options());
     at::Tensor gradient = at::empty({clusters, d}, rows.points.options());
     cpu::OnlineProblem<T> centre_problem =
-        dense_problem<T>(cpu::Reduction::softmax_cost_gradient, rows.centres, columns, h, p_, eps, gradient);
+        problem_over<T>(cpu::Reduction::softmax_cost_gradient, rows.centres, columns, h, p_, eps, gradient);
     centre_problem.softmin_out = softmin_at_centres.data_ptr<T>();
     cpu::online_reduce(centre_problem);
     const at::Tensor log_sums = (softmin_at_centres.to(at::kDouble) / -eps).contiguous();

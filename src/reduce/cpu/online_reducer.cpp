@@ -4,7 +4,6 @@
 
 #include <limits>
 
-#include "reduce/cpu/online_kernels.h"
 #include "util/check.h"
 
 namespace sinkhorn::reduce {
@@ -47,30 +46,11 @@ class OnlineCpuReducer final : public Reducer {
                          ? at::empty({batch, n, d}, points.options())
                          : at::empty({batch, n}, points.options());
     if (dtype == at::kDouble) {
-      cpu::online_reduce(problem<double>(reduction, points, y_t, h_padded, m, eps, out));
+      cpu::online_reduce(online_problem<double>(reduction, points, y_t, h_padded, m, p_, eps, out));
     } else {
-      cpu::online_reduce(problem<float>(reduction, points, y_t, h_padded, m, eps, out));
+      cpu::online_reduce(online_problem<float>(reduction, points, y_t, h_padded, m, p_, eps, out));
     }
     return out.to(x.scalar_type());
-  }
-
-  template <typename T>
-  cpu::OnlineProblem<T> problem(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y_t,
-                                const at::Tensor& h, int64_t m, double eps, at::Tensor& out) const {
-    cpu::OnlineProblem<T> problem;
-    problem.x = x.data_ptr<T>();
-    problem.y_t = y_t.data_ptr<T>();
-    problem.h = h.data_ptr<T>();
-    problem.batch = x.size(0);
-    problem.n = x.size(1);
-    problem.d = x.size(2);
-    problem.m = m;
-    problem.m_padded = y_t.size(2);
-    problem.p = p_;
-    problem.eps = eps;
-    problem.reduction = reduction;
-    problem.out = out.data_ptr<T>();
-    return problem;
   }
 
   int p_;
