@@ -1,5 +1,7 @@
 #include "loss_options.h"
 
+#include <algorithm>
+
 #include "sinkhorn/error.h"
 
 namespace sinkhorn::cli {
@@ -40,7 +42,11 @@ SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions o
   try {
     validate(options);
   } catch (const Error& error) {
-    throw Error(std::string("--") + error.what());  // the option names match the flags
+    // The message starts with the option's name (max_iterations): name the flag (--max-iterations).
+    std::string message = error.what();
+    const size_t name_end = std::min(message.find(' '), message.size());
+    std::replace(message.begin(), message.begin() + static_cast<std::ptrdiff_t>(name_end), '_', '-');
+    throw Error("--" + message);
   }
   return options;
 }

@@ -112,6 +112,11 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, y_path, "--blur", "-1"}, "--blur must be a finite number > 0");
   expect_failure({x_path, y_path, "--blur", "abc"}, "--blur: expected a number, got 'abc'");
   expect_failure({x_path, y_path, "--scaling", "1.5"}, "--scaling must be in the open interval");
+  // Two-word options are named by their flag, not the library's field name.
+  expect_failure({x_path, y_path, "--max-iterations", "-1"}, "--max-iterations must be >= 0");
+  expect_failure({x_path, y_path, "--cluster-scale", "-1"}, "--cluster-scale must be a finite number > 0");
+  expect_failure({x_path, y_path, "--backend", "multiscale", "--cluster-scale", "1e-9"},
+                 "cluster_scale: a grid of side 1e-09");
   expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss: unknown value 'sliced'");
   expect_failure({x_path, (directory / "none.npy").string()}, "cannot open file");
   expect_failure({x_path}, "expected 2 positional argument(s)");
