@@ -8,6 +8,8 @@ Usage: python3 experiments/plot.py interpolation RESULTS_DIR OUT_DIR
 Needs Debian's python3-numpy and python3-matplotlib (scripts/install-deps.sh --bench).
 """
 import csv
+import glob
+import os
 import sys
 
 import matplotlib
@@ -90,23 +92,25 @@ def toy_learning(results, out):
 
 
 def learned_cost(results, out):
-    """Evaluation curves and final samples of the two runs of experiments/learned_cost.sh."""
-    runs = (("sinkhorn", "Sinkhorn divergence (learned cost)"), ("mmd", "MMD, Gaussian mixture (same critic)"))
-    fig = plt.figure(figsize=(13, 4.4))
-    curve = fig.add_subplot(1, 3, 1)
-    for k, (name, label) in enumerate(runs):
-        rows = [r for r in read(f"{results}/{name}/metrics.csv") if r["eval_divergence"]]
-        curve.plot([int(r["step"]) for r in rows], [float(r["eval_divergence"]) for r in rows], "o-", label=label)
-        ax = fig.add_subplot(1, 3, 2 + k)
-        ax.imshow(plt.imread(f"{results}/{name}/samples_final.png"), cmap="gray")
+    """Evaluation curves and final samples of the runs of experiments/learned_cost.sh."""
+    blurs = sorted((float(os.path.basename(d)[len("sinkhorn_blur"):]), d) for d in glob.glob(f"{results}/sinkhorn_blur*/"))
+    runs = [(d, f"S_eps, learned cost, blur {blur:g}") for blur, d in blurs]
+    runs.append((f"{results}/mmd/", "MMD, Gaussian mixture, same critic"))
+    fig = plt.figure(figsize=(3.4 * (len(runs) + 1), 3.9))
+    curve = fig.add_subplot(1, len(runs) + 1, 1)
+    for k, (folder, label) in enumerate(runs):
+        rows = [r for r in read(f"{folder}/metrics.csv") if r["eval_divergence"]]
+        curve.plot([int(r["step"]) for r in rows], [float(r["eval_divergence"]) for r in rows], "o-", ms=3, label=label)
+        ax = fig.add_subplot(1, len(runs) + 1, 2 + k)
+        ax.imshow(plt.imread(f"{folder}/samples_final.png"), cmap="gray")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(label, fontsize=9)
     curve.set_yscale("log")
     curve.set_xlabel("generator step")
     curve.set_ylabel("held-out S_eps on pixels (blur 1)")
-    curve.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    curve.legend(fontsize=7)
+    fig.tight_layout()
     fig.savefig(f"{out}/learned_cost.png", dpi=100)
 
 
