@@ -93,7 +93,7 @@ def toy_learning(results, out):
 
 def learned_cost(results, out):
     """Evaluation curves and final samples of the runs of experiments/learned_cost.sh."""
-    blurs = sorted((float(os.path.basename(d)[len("sinkhorn_blur"):]), d) for d in glob.glob(f"{results}/sinkhorn_blur*/"))
+    blurs = sorted((float(os.path.basename(os.path.normpath(d))[len("sinkhorn_blur"):]), d) for d in glob.glob(f"{results}/sinkhorn_blur*/"))
     runs = [(d, f"S_eps, learned cost, blur {blur:g}") for blur, d in blurs]
     runs.append((f"{results}/mmd/", "MMD, Gaussian mixture, same critic"))
     fig = plt.figure(figsize=(3.4 * (len(runs) + 1), 3.9))
