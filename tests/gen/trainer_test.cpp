@@ -55,6 +55,15 @@ TrainConfig small_image_run(const ScratchFolder& folder, const std::string& out)
   return c;
 }
 
+// Runs `config` from the start to its end; the critic's loss at every step (NaN where it has none).
+std::vector<double> critic_losses_of_run(const TrainConfig& config) {
+  std::vector<double> losses;
+  const TrainOutcome outcome = Trainer::start(config, false).run(
+      [&](const StepReport& r) { losses.push_back(r.critic_loss.value_or(NAN)); });
+  EXPECT_EQ(outcome.status, TrainStatus::finished) << outcome.message;
+  return losses;
+}
+
 void expect_same_state(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(a[k].equal(b[k])) << "tensor " << k << " differs";
@@ -224,10 +233,7 @@ TEST(Trainer, LearnedCostWithDcganCriticOnCifarShapedImages) {
   c.steps = 3;
   c.eval_samples = 4;
   c.eval_blur = 10;
-  Trainer trainer = Trainer::start(c, false);
-  std::vector<double> critic_losses;
-  ASSERT_EQ(trainer.run([&](const StepReport& r) { critic_losses.push_back(r.critic_loss.value_or(NAN)); }).status,
-            TrainStatus::finished);
+  const std::vector<double> critic_losses = critic_losses_of_run(c);
   ASSERT_EQ(critic_losses.size(), 3u);
   for (double value : critic_losses) EXPECT_TRUE(std::isfinite(value));
   const io::Image grid = io::read_png(folder.file("run/samples_final.png"));
@@ -257,10 +263,7 @@ TEST(Trainer, TheCriticAscendsTheLossItLearnsForBothLosses) {
     c.learning_rate = 1e-12;
     c.clip = 0.05;
     c.steps = 40;
-    std::vector<double> critic_losses;
-    Trainer trainer = Trainer::start(c, false);
-    ASSERT_EQ(trainer.run([&](const StepReport& r) { critic_losses.push_back(r.critic_loss.value_or(NAN)); }).status,
-              TrainStatus::finished);
+    const std::vector<double> critic_losses = critic_losses_of_run(c);
     ASSERT_EQ(critic_losses.size(), 40u);
     double first = 0, last = 0;
     for (int k = 0; k < 5; ++k) {
@@ -289,10 +292,7 @@ TEST(Trainer, TheLearnedCostExperimentsConfigurationRunsOnMnistShapedImages) {
   c.loss.p = 1;
   c.loss.blur = 0.05;
   c.steps = 3;
-  std::vector<double> critic_losses;
-  Trainer trainer = Trainer::start(c, false);
-  ASSERT_EQ(trainer.run([&](const StepReport& r) { critic_losses.push_back(r.critic_loss.value_or(NAN)); }).status,
-            TrainStatus::finished);
+  const std::vector<double> critic_losses = critic_losses_of_run(c);
   ASSERT_EQ(critic_losses.size(), 3u);
   for (double value : critic_losses) EXPECT_TRUE(std::isfinite(value) && value >= 0) << value;
   const io::Image grid = io::read_png(folder.file("run/samples_final.png"));
