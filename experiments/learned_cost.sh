@@ -8,6 +8,7 @@
 # by side, sharing the cores (THREADS overrides); each logs to RESULTS_DIR/NAME.log. A stopped run
 # continues with  build/sinkhorn train --resume --out RESULTS_DIR/NAME --steps N.
 set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: experiments/learned_cost.sh MNIST_DIR (or CIFAR_DIR with DATA=cifar10) [RESULTS_DIR] [STEPS]" >&2; exit 2; }
 data_path="$1"
 results="${2:-runs/learned_cost}"
 steps="${3:-5000}"

@@ -367,6 +367,13 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
   };
   EXPECT_NE(message_of([](TrainConfig& c) { c.data.name = "imagenet"; }).find("--data"), std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.data.name = "mnist"; }).find("--data-path"), std::string::npos);
+  for (const char* images : {"mnist", "cifar10"}) {
+    const std::string message = message_of([&](TrainConfig& c) {
+      c.data.name = images;
+      c.data.path = "/no/such/folder";
+    });
+    EXPECT_NE(message.find("--data-path '/no/such/folder' does not exist"), std::string::npos) << message;
+  }
   EXPECT_NE(message_of([](TrainConfig& c) { c.batch_size = 1; }).find("--batch-size"), std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.loss.blur = -1; }).find("--blur"), std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.cost = "random"; }).find("--cost"), std::string::npos);

@@ -4,6 +4,7 @@
 
 #include "gen/data/image_datasets.h"
 #include "gen/data/toy2d.h"
+#include "io/file_bytes.h"
 #include "util/check.h"
 
 namespace sinkhorn::gen {
@@ -59,6 +60,7 @@ std::unique_ptr<TrainingData> make_training_data(const DataSpec& spec) {
   if (spec.name == "mnist" || spec.name == "cifar10") {
     SINKHORN_CHECK(!spec.path.empty(), "--data " << spec.name << " needs --data-path (a folder or file in the "
                                                  << (spec.name == "mnist" ? "IDX" : "CIFAR-10 binary") << " format)");
+    SINKHORN_CHECK(io::path_exists(spec.path), "--data-path '" << spec.path << "' does not exist");
     const ImageSet set = spec.name == "mnist" ? load_mnist(spec.path, spec.split) : load_cifar10(spec.path, spec.split);
     return std::make_unique<ImageData>(spec.name, set.images, spec.heldout);
   }
