@@ -218,7 +218,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   context.reducer = reducer.get();
   at::Tensor value;
   if (!weights_need_gradient && !points_need_gradient) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else if (unrolled) {
     SINKHORN_CHECK(reducer->differentiable(),

@@ -1,6 +1,7 @@
 #include "solver/sinkhorn_loop.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -256,7 +257,7 @@ double damping(double eps, const std::optional<double>& rho) {
 
 at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Tensor& softmin_of_g,
                           double eps, const std::optional<double>& rho) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const at::Tensor potential = f.detach();
   // Clamped exponent: far from convergence the mass may overflow; the error is then just large.
   const at::Tensor mass =
@@ -312,7 +313,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       update(softmins_of_g(final_eps), final_eps, /*averaged=*/false, 1.0);
     }
     report.iterations = *settings.fixed_iterations;
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     report.marginal_error = largest_marginal_error(problems, softmins_of_g(final_eps), final_eps, rho);
     report.converged = report.marginal_error <= settings.tolerance;
     return report;
