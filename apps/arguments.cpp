@@ -1,5 +1,6 @@
 #include "arguments.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -30,14 +31,27 @@ std::optional<double> ParsedArguments::number(const std::string& name) const {
   return parsed;
 }
 
+namespace {
+
+// The text as a base-10 integer in [min, max]; every failure names --name.
+long long parse_integer(const std::string& name, const std::string& text, long long min, long long max) {
+  char* end = nullptr;
+  errno = 0;
+  const long long parsed = std::strtoll(text.c_str(), &end, 10);
+  SINKHORN_CHECK(!text.empty() && *end == '\0', "--" << name << ": expected an integer, got '" << text << "'");
+  SINKHORN_CHECK(errno != ERANGE && parsed >= min && parsed <= max,
+                 "--" << name << " must be between " << min << " and " << max << ", got " << text);
+  return parsed;
+}
+
+}  // namespace
+
 std::optional<long long> ParsedArguments::integer(const std::string& name) const {
   const std::optional<std::string> text = value(name);
   if (!text) return std::nullopt;
-  char* end = nullptr;
-  const long long parsed = std::strtoll(text->c_str(), &end, 10);
-  SINKHORN_CHECK(!text->empty() && *end == '\0',
-                 "--" << name << ": expected an integer, got '" << *text << "'");
-  return parsed;
+  const auto range = integer_ranges_.find(name);
+  SINKHORN_INTERNAL_CHECK(range != integer_ranges_.end(), "--" << name << " was not declared as an integer option");
+  return parse_integer(name, *text, range->second.first, range->second.second);
 }
 
 ArgumentParser::ArgumentParser(std::string usage, std::string summary)
@@ -48,6 +62,12 @@ ArgumentParser::ArgumentParser(std::string usage, std::string summary)
 ArgumentParser& ArgumentParser::option(const std::string& name, const std::string& value_name,
                                        const std::string& help) {
   options_.push_back({name, value_name, help});
+  return *this;
+}
+
+ArgumentParser& ArgumentParser::integer(const std::string& name, const std::string& value_name,
+                                        const std::string& help, long long min, long long max) {
+  options_.push_back({name, value_name, help, true, min, max});
   return *this;
 }
 
@@ -93,6 +113,10 @@ ParsedArguments ArgumentParser::parse(const std::vector<std::string>& args) cons
     if (!inline_value) {
       SINKHORN_CHECK(k + 1 < args.size(), "--" << name << " needs a value (" << entry->value_name << ")");
       inline_value = args[++k];
+    }
+    if (entry->is_integer) {
+      parse_integer(name, *inline_value, entry->min, entry->max);
+      parsed.integer_ranges_[name] = {entry->min, entry->max};
     }
     parsed.values_[name] = *inline_value;
   }

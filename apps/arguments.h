@@ -2,6 +2,7 @@
 // generated --help. Mistakes throw sinkhorn::Error naming the option.
 #pragma once
 
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -9,6 +10,17 @@
 #include <vector>
 
 namespace sinkhorn::cli {
+
+// Ranges shared by several commands' integer options (each option states its own range where it is
+// declared; parse() enforces it before any value is narrowed or allocated).
+/// --threads: beyond this, starting the threads takes longer than any solve they would speed up.
+constexpr long long kMaxThreads = 1024;
+/// --seed: any 63-bit value.
+constexpr long long kMaxSeed = std::numeric_limits<long long>::max();
+/// Step counts (--steps, --eval-every, ...): a run of 10^9 steps is years long already.
+constexpr long long kMaxSteps = 1000000000;
+/// sample --n: written in batches, so bounded by the disk, not memory: 10^9 samples.
+constexpr long long kMaxSamples = 1000000000;
 
 class ParsedArguments {
  public:
@@ -19,7 +31,7 @@ class ParsedArguments {
   std::vector<std::string> given_options() const;
   /// The option as a finite number; throws naming --name when it is not one.
   std::optional<double> number(const std::string& name) const;
-  /// The option as an integer; throws naming --name when it is not one.
+  /// An option declared with ArgumentParser::integer: parse() has already checked its range.
   std::optional<long long> integer(const std::string& name) const;
 
  private:
@@ -27,6 +39,7 @@ class ParsedArguments {
   std::map<std::string, std::string> values_;
   std::set<std::string> flags_;
   std::vector<std::string> positionals_;
+  std::map<std::string, std::pair<long long, long long>> integer_ranges_;
 };
 
 class ArgumentParser {
@@ -34,6 +47,10 @@ class ArgumentParser {
   ArgumentParser(std::string usage, std::string summary);
   /// An option taking a value: --name VALUE_NAME.
   ArgumentParser& option(const std::string& name, const std::string& value_name, const std::string& help);
+  /// An option taking an integer in [min, max]: parse() refuses anything else naming --name, before
+  /// any caller narrows it (a 64-bit 4294967298 must not run as a 32-bit 2).
+  ArgumentParser& integer(const std::string& name, const std::string& value_name, const std::string& help,
+                          long long min, long long max);
   /// An option without a value: --name.
   ArgumentParser& flag(const std::string& name, const std::string& help);
   /// A required positional argument.
@@ -45,6 +62,8 @@ class ArgumentParser {
  private:
   struct Entry {
     std::string name, value_name, help;
+    bool is_integer = false;
+    long long min = 0, max = 0;
   };
   std::string usage_, summary_;
   std::vector<Entry> options_, positionals_;

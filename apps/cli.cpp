@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "arguments.h"
+#include "flag_names.h"
 #include "sinkhorn/error.h"
 #include "util/check.h"
 
@@ -30,7 +31,8 @@ constexpr const char* kUsage =
 }  // namespace
 
 void set_threads(long long requested) {
-  SINKHORN_CHECK(requested >= 0, "--threads must be >= 0, got " << requested);
+  SINKHORN_CHECK(requested >= 0 && requested <= kMaxThreads,
+                 "--threads must be between 0 and " << kMaxThreads << ", got " << requested);
   const unsigned cores = std::thread::hardware_concurrency();
   const int threads = requested > 0 ? static_cast<int>(requested) : static_cast<int>(cores > 0 ? cores : 1);
   at::set_num_threads(threads);
@@ -63,8 +65,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     err << "sinkhorn: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const Error& error) {
-    err << "sinkhorn " << command << ": error: " << error.what() << "\n";
+    err << "sinkhorn " << command << ": error: " << message_for(error) << "\n";
     return 2;
+  } catch (const InternalError& error) {
+    err << "sinkhorn " << command << ": internal error (please report it): " << error.what() << "\n";
+    return 1;
   } catch (const std::exception& error) {
     err << "sinkhorn " << command << ": internal error: " << error.what() << "\n";
     return 1;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
@@ -26,13 +27,12 @@ int demo_command(const std::vector<std::string>& arguments, std::ostream& out, s
   ArgumentParser parser("sinkhorn demo [options]",
                         "Computes every loss between two built-in 2-D clouds (a ring and a blob), the\n"
                         "gradient of the Sinkhorn divergence in both modes, and a gradient flow.");
-  parser.option("threads", "N", "CPU threads (default: every core)")
-      .option("n", "N", "points in each cloud (default 500)");
+  parser.integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
+      .integer("n", "N", "points in each cloud (default 500)", 2, 1000000);
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
   const int64_t n = args.integer("n").value_or(500);
-  SINKHORN_CHECK(n >= 2, "--n must be at least 2 points, got " << n);
   auto [x, y] = builtin_clouds(n, n);
   out << "Two clouds of " << n << " points in 2-D: a ring of radius 1 and a Gaussian blob at (2, 0.5).\n\n";
 
@@ -63,7 +63,7 @@ int demo_command(const std::vector<std::string>& arguments, std::ostream& out, s
   const at::Tensor gradient = x_envelope.grad();
   const double gap = ((gradient - x_unrolled.grad()).norm() / gradient.norm()).item<double>();
   out << "\ngradient of S_eps with respect to x (first rows, envelope mode):\n";
-  for (int64_t i = 0; i < 3; ++i) {
+  for (int64_t i = 0; i < std::min<int64_t>(3, n); ++i) {
     out << "  x[" << i << "] = (" << std::setprecision(4) << x[i][0].item<double>() << ", "
         << x[i][1].item<double>() << ")  dS/dx = (" << std::setprecision(6) << gradient[i][0].item<double>()
         << ", " << gradient[i][1].item<double>() << ")\n";

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "cli.h"
@@ -27,7 +28,7 @@ ArgumentParser divergence_parser() {
       .option("wx", "FILE", "weights of X (N values, nonnegative); default uniform 1/N")
       .option("wy", "FILE", "weights of Y (M values, nonnegative); default uniform 1/M")
       .option("dtype", "TYPE", "float32 or float64 (default: the type stored in X; csv: float64)")
-      .option("threads", "N", "CPU threads (default: every core)")
+      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .option("device", "NAME", "cpu (default) or cuda[:K]: where the clouds and the solve live")
       .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")
       .option("grad-y", "FILE.npy", "write the gradient of the loss with respect to Y")
@@ -121,7 +122,20 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   if (grad_y_path) y.requires_grad_(true);
 
   const auto start = std::chrono::steady_clock::now();
-  const DivergenceResult result = divergence_with_details(a, x, b, y, options);
+  // The library names its inputs x, y, a, b; say which file each came from.
+  const auto with_file = [&](const Error& error) -> Error {
+    const std::map<std::string, std::string> files{
+        {"x", x_path}, {"y", y_path}, {"a", args.value("wx").value_or("")}, {"b", args.value("wy").value_or("")}};
+    const auto file = files.find(error.argument());
+    if (file == files.end() || file->second.empty()) return error;
+    return Error(error.argument(), "(" + file->second + ") " + error.problem());
+  };
+  DivergenceResult result;
+  try {
+    result = divergence_with_details(a, x, b, y, options);
+  } catch (const Error& error) {
+    throw with_file(error);
+  }
   if (grad_x_path || grad_y_path) torch::autograd::backward({result.value});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double value = result.value.item<double>();

@@ -54,8 +54,6 @@ SinkhornOptions precise(Loss loss, int p, double blur) {
 int interpolation(const ParsedArguments& args, std::ostream& out) {
   const int64_t n = args.integer("n").value_or(200);
   const int64_t points = args.integer("points").value_or(25);
-  SINKHORN_CHECK(n >= 2, "--n must be at least 2, got " << n);
-  SINKHORN_CHECK(points >= 2, "--points must be at least 2, got " << points);
   const std::string folder = args.value("out").value_or(".");
   const auto [x, y] = builtin_clouds(n, n);
   const double diameter = std::sqrt((at::cat({x, y}).amax(0) - at::cat({x, y}).amin(0)).square().sum().item<double>());
@@ -125,11 +123,11 @@ int experiment_command(const std::vector<std::string>& arguments, std::ostream& 
                         "experiments/plot.py draws the figures (docs/reproduction.md).");
   parser.positional("NAME", "interpolation or sample_complexity")
       .option("out", "DIR", "folder for the CSV tables (default: the current folder)")
-      .option("n", "N", "interpolation: points per cloud (default 200); sample_complexity: largest n (default 1600)")
-      .option("points", "K", "interpolation: eps values (default 25)")
-      .option("repeats", "R", "sample_complexity: independent draws per point (default 5)")
-      .option("seed", "S", "sample_complexity: seed (default 0)")
-      .option("threads", "N", "CPU threads (default: every core)");
+      .integer("n", "N", "interpolation: points per cloud (default 200); sample_complexity: largest n (default 1600)", 2, 1000000)
+      .integer("points", "K", "interpolation: eps values (default 25)", 2, 10000)
+      .integer("repeats", "R", "sample_complexity: independent draws per point (default 5)", 2, 100000)
+      .integer("seed", "S", "sample_complexity: seed (default 0)", 0, kMaxSeed)
+      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads);
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;

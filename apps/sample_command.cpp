@@ -23,10 +23,10 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
                         "(.png: an image grid, or a scatter plot for 2-D data) or an array (.npy: n x sample shape).");
   parser.option("checkpoint", "C", "checkpoint.pt, or the run folder holding it")
       .option("out", "FILE", "output .png or .npy")
-      .option("n", "N", "number of samples (default 64)")
-      .option("seed", "S", "seed of the latent draws (default 0)")
-      .option("lattice", "R", "2-D latent only: decode an R x R lattice of the latent square instead (.png)")
-      .option("threads", "N", "CPU threads (default: every core)");
+      .integer("n", "N", "number of samples (default 64)", 1, kMaxSamples)
+      .integer("seed", "S", "seed of the latent draws (default 0)", 0, kMaxSeed)
+      .integer("lattice", "R", "2-D latent only: decode an R x R lattice of the latent square instead (.png)", 2, 100)
+      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads);
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
@@ -37,7 +37,6 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
   SINKHORN_CHECK(ends_with(*output, ".png") || ends_with(*output, ".npy"),
                  "--out must end in .png or .npy, got '" << *output << "'");
   const long long seed = args.integer("seed").value_or(0);
-  SINKHORN_CHECK(seed >= 0, "--seed must be >= 0, got " << seed);
 
   gen::SavedGenerator generator = gen::SavedGenerator::load(*checkpoint);
   if (const auto rows = args.integer("lattice")) {

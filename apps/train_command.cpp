@@ -43,34 +43,34 @@ ArgumentParser train_parser() {
   parser.option("data", "NAME", "ring8 (default), grid25, swiss_roll, moons, ellipse, mnist, cifar10")
       .option("data-path", "PATH", "mnist: IDX files (or their folder), raw or .gz; cifar10: binary batches or folder")
       .option("split", "NAME", "train (default) or test: which file of the image set to read")
-      .option("heldout", "N", "held-out samples for evaluation (toys: drawn apart; images: the last N; default 1000)")
+      .integer("heldout", "N", "held-out samples for evaluation (toys: drawn apart; images: the last N; default 1000)", 1, 10000000)
       .option("generator", "NAME", "mlp or dcgan (default: mlp, dcgan for cifar10)")
-      .option("latent-dim", "K", "latent dimension (default 2; cifar10: 100)")
+      .integer("latent-dim", "K", "latent dimension (default 2; cifar10: 100)", 1, 4096)
       .option("latent", "NAME", "uniform on [-1,1]^K (default for images, the paper's) or gaussian (default for toys)")
-      .option("hidden", "H", "MLP hidden width (default 500 for images, 128 for toys)")
+      .integer("hidden", "H", "MLP hidden width (default 500 for images, 128 for toys)", 1, 65536)
       .option("activation", "NAME", "MLP activation: softplus (default for images, the paper's) or relu (default for toys)")
-      .option("width", "C", "DCGAN generator channels (default 64)")
+      .integer("width", "C", "DCGAN generator channels (default 64)", 1, 4096)
       .option("cost", "NAME", "fixed (default: the loss on raw samples) or learned (on critic features, Algorithm 2)")
       .option("critic", "NAME", "learned cost: mlp or dcgan (default: dcgan for images, mlp for toys)")
-      .option("feature-dim", "K", "learned cost: critic feature dimension (default 16)")
-      .option("critic-width", "C", "learned cost: critic width (default 64)")
-      .option("critic-steps", "N", "learned cost: critic updates per generator update (default 5)")
+      .integer("feature-dim", "K", "learned cost: critic feature dimension (default 16)", 1, 4096)
+      .integer("critic-width", "C", "learned cost: critic width (default 64)", 1, 4096)
+      .integer("critic-steps", "N", "learned cost: critic updates per generator update (default 5)", 1, 1000)
       .option("clip", "C", "learned cost: weight clipping bound of the critic (default 0.01; 0: none)")
       .option("critic-lr", "LR", "learned cost: critic learning rate (default 5e-5)")
       .option("optimizer", "NAME", "adam (default) or rmsprop (default for the learned cost, as in the paper)")
       .option("lr", "LR", "generator learning rate (default 5e-3 for toys, 1e-3 for images; learned cost: 5e-5)")
       .option("lr-schedule", "NAME", "constant (default for images) or cosine (to 5% of --lr; default for toys)")
-      .option("batch-size", "N", "samples per batch (default 200)")
-      .option("steps", "N", "generator updates (default 2000; with --resume: the new total)")
-      .option("seed", "S", "seeds initialisation and every batch (default 0)")
-      .option("eval-every", "N", "evaluate the held-out divergence every N steps (default 100)")
-      .option("eval-samples", "N", "generated samples per evaluation (default 1000)")
+      .integer("batch-size", "N", "samples per batch (default 200)", 2, 1000000)
+      .integer("steps", "N", "generator updates (default 2000; with --resume: the new total)", 1, kMaxSteps)
+      .integer("seed", "S", "seeds initialisation and every batch (default 0)", 0, kMaxSeed)
+      .integer("eval-every", "N", "evaluate the held-out divergence every N steps (default 100)", 1, kMaxSteps)
+      .integer("eval-samples", "N", "generated samples per evaluation (default 1000)", 2, 1000000)
       .option("eval-blur", "B", "blur of the evaluation divergence (default 0.05 for toys, 1 for images)")
-      .option("sample-every", "N", "write pictures every N steps (default 500; 0: only at the end)")
-      .option("checkpoint-every", "N", "write checkpoint.pt every N steps (default 500)")
-      .option("log-every", "N", "append to metrics.csv every N steps (default 10)")
+      .integer("sample-every", "N", "write pictures every N steps (default 500; 0: only at the end)", 0, kMaxSteps)
+      .integer("checkpoint-every", "N", "write checkpoint.pt every N steps (default 500)", 1, kMaxSteps)
+      .integer("log-every", "N", "append to metrics.csv every N steps (default 10)", 1, kMaxSteps)
       .option("out", "DIR", "the run folder (default runs/<data>)")
-      .option("threads", "N", "CPU threads (default: every core)")
+      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps and --lr may change)")
       .flag("overwrite", "start again in an --out folder that already holds a run");
   add_loss_options(parser);
@@ -116,7 +116,6 @@ gen::TrainConfig config_from(const ParsedArguments& args) {
   c.batch_size = args.integer("batch-size").value_or(200);
   c.steps = args.integer("steps").value_or(2000);
   const long long seed = args.integer("seed").value_or(0);
-  SINKHORN_CHECK(seed >= 0, "--seed must be >= 0, got " << seed);
   c.seed = static_cast<uint64_t>(seed);
   c.eval_every = args.integer("eval-every").value_or(100);
   c.eval_samples = args.integer("eval-samples").value_or(1000);

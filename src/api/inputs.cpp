@@ -10,15 +10,12 @@ namespace sinkhorn::api {
 namespace {
 
 void check_points(const at::Tensor& points, const char* name) {
-  SINKHORN_CHECK(points.defined(), name << " is undefined: expected a tensor of points");
-  SINKHORN_CHECK(points.dim() == 2 || points.dim() == 3,
-                 name << " must have shape (N, D) or (B, N, D), got " << points.sizes());
-  SINKHORN_CHECK(at::isFloatingType(points.scalar_type()),
-                 name << " must be a floating-point tensor, got " << points.scalar_type());
-  SINKHORN_CHECK(points.size(-2) > 0, name << " is an empty cloud: it has no points");
-  SINKHORN_CHECK(points.size(-1) > 0, name << " has points of dimension 0");
-  SINKHORN_CHECK(at::isfinite(points.detach()).all().item<bool>(),
-                 name << " contains NaN or infinite values");
+  SINKHORN_CHECK_ARG(points.defined(), name, "is undefined: expected a tensor of points");
+  SINKHORN_CHECK_ARG(points.dim() == 2 || points.dim() == 3, name, "must have shape (N, D) or (B, N, D), got " << points.sizes());
+  SINKHORN_CHECK_ARG(at::isFloatingType(points.scalar_type()), name, "must be a floating-point tensor, got " << points.scalar_type());
+  SINKHORN_CHECK_ARG(points.size(-2) > 0, name, "is an empty cloud: it has no points");
+  SINKHORN_CHECK_ARG(points.size(-1) > 0, name, "has points of dimension 0");
+  SINKHORN_CHECK_ARG(at::isfinite(points.detach()).all().item<bool>(), name, "contains NaN or infinite values");
 }
 
 // Weights for `points` (already batched, B x N x D): uniform when undefined.
@@ -30,21 +27,41 @@ at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, 
   }
   const std::vector<int64_t> expected =
       batched ? std::vector<int64_t>{batch, count} : std::vector<int64_t>{count};
-  SINKHORN_CHECK(weights.sizes() == at::IntArrayRef(expected),
-                 name << " must have shape " << at::IntArrayRef(expected) << " to match "
+  SINKHORN_CHECK_ARG(weights.sizes() == at::IntArrayRef(expected), name, "must have shape " << at::IntArrayRef(expected) << " to match "
                       << points_name << ", got " << weights.sizes());
-  SINKHORN_CHECK(at::isFloatingType(weights.scalar_type()),
-                 name << " must be a floating-point tensor, got " << weights.scalar_type());
-  SINKHORN_CHECK(weights.device() == points.device(),
-                 name << " is on " << weights.device() << " but " << points_name << " is on "
+  SINKHORN_CHECK_ARG(at::isFloatingType(weights.scalar_type()), name, "must be a floating-point tensor, got " << weights.scalar_type());
+  SINKHORN_CHECK_ARG(weights.device() == points.device(), name, "is on " << weights.device() << " but " << points_name << " is on "
                       << points.device());
   const at::Tensor values = weights.detach();
-  SINKHORN_CHECK(at::isfinite(values).all().item<bool>(), name << " contains NaN or infinite values");
-  SINKHORN_CHECK((values >= 0).all().item<bool>(), name << " has negative weights");
+  SINKHORN_CHECK_ARG(at::isfinite(values).all().item<bool>(), name, "contains NaN or infinite values");
+  SINKHORN_CHECK_ARG((values >= 0).all().item<bool>(), name, "has negative weights");
   const at::Tensor result = weights.to(points.scalar_type()).reshape({batch, count});
-  SINKHORN_CHECK((result.detach().sum(1) > 0).all().item<bool>(),
-                 name << " sums to zero: a cloud needs positive total mass");
+  SINKHORN_CHECK_ARG((result.detach().sum(1) > 0).all().item<bool>(), name, "sums to zero: a cloud needs positive total mass");
   return result;
+}
+
+// The diagonal of the bounding box of the points (B, N, D), in doubles, without overflow.
+double extent_of(const at::Tensor& points) {
+  const at::Tensor flat = points.detach().reshape({-1, points.size(-1)}).to(at::kDouble);
+  const at::Tensor extent = std::get<0>(flat.max(0)) - std::get<0>(flat.min(0));
+  const double widest = extent.max().item<double>();
+  return widest > 0 ? widest * (extent / widest).norm().item<double>() : 0.0;
+}
+
+// Costs up to diameter^p must stay inside the range where every backend's arithmetic holds
+// (the same 1e30 as blur^p, options.cpp): coordinates near 1e154 would make |x - y|^2 infinite.
+void check_extent(const BatchedInputs& inputs, int p) {
+  constexpr double kLargestCost = 1e30;
+  const double limit = std::pow(kLargestCost, 1.0 / p);
+  const char* const advice = " overflow; rescale the points (the losses scale as length^p)";
+  for (const auto& [name, points] : {std::pair<const char*, const at::Tensor&>{"x", inputs.x}, {"y", inputs.y}}) {
+    const double extent = extent_of(points);
+    SINKHORN_CHECK_ARG(extent <= limit, name,
+                       "spans " << extent << " (bounding-box diagonal): costs |x - y|^" << p << " beyond 1e30" << advice);
+  }
+  const double together = extent_of(at::cat({inputs.x, inputs.y}, 1));
+  SINKHORN_CHECK(together <= limit, "x and y lie " << together << " apart (bounding-box diagonal): costs |x - y|^" << p
+                                                   << " beyond 1e30" << advice);
 }
 
 at::ScalarType compute_dtype(at::ScalarType dtype) {
@@ -76,6 +93,7 @@ BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   inputs.y = (inputs.batched ? y : y.unsqueeze(0)).to(dtype);
   inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x");
   inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y");
+  check_extent(inputs, options.p);
 
   if ((is_sinkhorn_loss(options.loss) || options.loss == Loss::ot) && !options.reach) {
     // Balanced transport between unequal masses has no solution: the potentials drift forever.

@@ -49,7 +49,7 @@ Enum parse_name(const NameTable<Enum>& table, const std::string& name, const std
     if (name == entry_name) return entry;
     choices += (choices.empty() ? "" : ", ") + std::string(entry_name);
   }
-  SINKHORN_CHECK(false, argument << ": unknown value '" << name << "' (choose one of " << choices << ")");
+  SINKHORN_CHECK_ARG(false, argument, "must be one of " << choices << ", got '" << name << "'");
   return table.front().first;
 }
 
@@ -73,45 +73,56 @@ bool is_sinkhorn_loss(Loss loss) {
   return loss == Loss::divergence || loss == Loss::primal || loss == Loss::ot_eps;
 }
 
+namespace {
+
+// The range of eps = blur^p (and of rho = reach^p, diameter^p) that every backend computes in
+// float32 without overflow or underflow: costs up to diameter^p divided by eps, potentials and
+// their exponentials stay far from float32's 1.2e-38 .. 3.4e38 inside it.
+constexpr double kSmallestScale = 1e-30, kLargestScale = 1e30;
+
+void check_scale(double value, int p, const char* name, const char* unset) {
+  SINKHORN_CHECK_ARG(std::isfinite(value) && value > 0, name,
+                     "must be a finite number > 0" << unset << ", got " << value);
+  const double powered = std::pow(value, p);
+  SINKHORN_CHECK_ARG(powered >= kSmallestScale && powered <= kLargestScale, name,
+                     "^p = " << powered << " is outside [" << kSmallestScale << ", " << kLargestScale
+                             << "], where the solver's arithmetic is exact to its contract; rescale the "
+                                "points (the losses scale as length^p)");
+}
+
+}  // namespace
+
 void validate(const SinkhornOptions& options) {
-  SINKHORN_CHECK(options.p == 1 || options.p == 2, "p must be 1 or 2, got " << options.p);
-  SINKHORN_CHECK(std::isfinite(options.blur) && options.blur > 0,
-                 "blur must be a finite number > 0, got " << options.blur);
-  if (options.reach) {
-    SINKHORN_CHECK(std::isfinite(*options.reach) && *options.reach > 0,
-                   "reach must be a finite number > 0 (or unset for balanced transport), got "
-                       << *options.reach);
-  }
-  SINKHORN_CHECK(options.scaling > 0 && options.scaling < 1,
-                 "scaling must be in the open interval (0, 1), got " << options.scaling);
-  if (options.diameter) {
-    SINKHORN_CHECK(std::isfinite(*options.diameter) && *options.diameter > 0,
-                   "diameter must be a finite number > 0 (or unset), got " << *options.diameter);
-  }
+  SINKHORN_CHECK_ARG(options.p == 1 || options.p == 2, "p", "must be 1 or 2, got " << options.p);
+  check_scale(options.blur, options.p, "blur", "");
+  if (options.reach) check_scale(*options.reach, options.p, "reach", " (or unset for balanced transport)");
+  SINKHORN_CHECK_ARG(options.scaling > 0 && options.scaling < 1, "scaling",
+                     "must be in the open interval (0, 1), got " << options.scaling);
+  if (options.diameter) check_scale(*options.diameter, options.p, "diameter", " (or unset)");
   if (options.cluster_scale) {
-    SINKHORN_CHECK(std::isfinite(*options.cluster_scale) && *options.cluster_scale > 0,
-                   "cluster_scale must be a finite number > 0 (or unset), got " << *options.cluster_scale);
+    SINKHORN_CHECK_ARG(std::isfinite(*options.cluster_scale) && *options.cluster_scale > 0, "cluster_scale",
+                       "must be a finite number > 0 (or unset), got " << *options.cluster_scale);
   }
-  SINKHORN_CHECK(std::isfinite(options.tolerance) && options.tolerance > 0,
-                 "tolerance must be a finite number > 0, got " << options.tolerance);
-  SINKHORN_CHECK(options.max_iterations >= 0,
-                 "max_iterations must be >= 0, got " << options.max_iterations);
+  SINKHORN_CHECK_ARG(std::isfinite(options.tolerance) && options.tolerance > 0, "tolerance",
+                     "must be a finite number > 0, got " << options.tolerance);
+  SINKHORN_CHECK_ARG(options.max_iterations >= 0, "max_iterations", "must be >= 0, got " << options.max_iterations);
   if (options.iterations) {
-    SINKHORN_CHECK(*options.iterations >= 1,
-                   "iterations must be >= 1 (or unset for eps-scaling), got " << *options.iterations);
+    SINKHORN_CHECK_ARG(*options.iterations >= 1, "iterations",
+                       "must be >= 1 (or unset for eps-scaling), got " << *options.iterations);
   }
   if (options.loss == Loss::primal) {
-    SINKHORN_CHECK(options.gradient != GradientMode::envelope,
-                   "gradient: envelope gradients are exact only for variational losses "
-                   "(divergence, ot_eps); the primal loss <pi, C> needs gradient=unrolled (or auto)");
+    SINKHORN_CHECK_ARG(options.gradient != GradientMode::envelope, "gradient",
+                       "envelope: envelope gradients are exact only for variational losses "
+                       "(divergence, ot_eps); the primal loss <pi, C> needs gradient unrolled (or auto)");
   }
   if (options.loss == Loss::ot) {
-    SINKHORN_CHECK(!options.reach, "reach: the exact OT loss is balanced only; unset reach or use a Sinkhorn loss");
+    SINKHORN_CHECK_ARG(!options.reach, "reach",
+                       "cannot be set with the exact OT loss (balanced only); unset it or use a Sinkhorn loss");
   }
   if (options.gradient == GradientMode::unrolled && is_sinkhorn_loss(options.loss)) {
-    SINKHORN_CHECK(options.backend == Backend::automatic || options.backend == Backend::tensorized,
-                   "backend: unrolled gradients differentiate through tensorized iterations; "
-                   "backend '" << to_string(options.backend) << "' cannot be unrolled");
+    SINKHORN_CHECK_ARG(options.backend == Backend::automatic || options.backend == Backend::tensorized, "backend",
+                       to_string(options.backend) << " cannot be unrolled: unrolled gradients differentiate "
+                                                     "through tensorized iterations");
   }
 }
 

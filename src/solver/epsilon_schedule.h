@@ -9,8 +9,13 @@
 
 namespace sinkhorn::solver {
 
+/// The most annealing steps a schedule may take (10,000 at scaling 0.5 span a ratio of 2^10000):
+/// a longer one means a scaling too close to 1, refused rather than run for hours.
+constexpr double kLongestEpsilonSchedule = 10000;
+
 /// eps_k = (diameter * scaling^k)^p for every k with diameter * scaling^k > blur, then blur^p.
-/// A blur at or above the diameter gives the single value blur^p.
+/// A blur at or above the diameter gives the single value blur^p. Throws sinkhorn::Error naming
+/// scaling when the schedule would be longer than kLongestEpsilonSchedule.
 std::vector<double> epsilon_schedule(int p, double diameter, double blur, double scaling);
 
 /// Length of the diagonal of the bounding box of both clouds (all batches): the largest distance

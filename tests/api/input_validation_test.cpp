@@ -92,7 +92,7 @@ TEST_F(InputValidation, NamesParse) {
   EXPECT_EQ(parse_loss("primal"), Loss::primal);
   EXPECT_EQ(parse_backend("reference"), Backend::reference);
   EXPECT_EQ(parse_gradient_mode("unrolled"), GradientMode::unrolled);
-  expect_error([] { parse_loss("wasserstein", "--loss"); }, "--loss: unknown value 'wasserstein'");
+  expect_error([] { parse_loss("wasserstein", "loss"); }, "loss must be one of divergence, primal");
   for (const Loss loss : {Loss::divergence, Loss::primal, Loss::ot_eps, Loss::energy, Loss::gaussian, Loss::laplacian}) {
     EXPECT_EQ(parse_loss(to_string(loss)), loss);
   }

@@ -113,11 +113,11 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, y_path, "--blur", "abc"}, "--blur: expected a number, got 'abc'");
   expect_failure({x_path, y_path, "--scaling", "1.5"}, "--scaling must be in the open interval");
   // Two-word options are named by their flag, not the library's field name.
-  expect_failure({x_path, y_path, "--max-iterations", "-1"}, "--max-iterations must be >= 0");
+  expect_failure({x_path, y_path, "--max-iterations", "-1"}, "--max-iterations must be between 0 and 10000000, got -1");
   expect_failure({x_path, y_path, "--cluster-scale", "-1"}, "--cluster-scale must be a finite number > 0");
   expect_failure({x_path, y_path, "--backend", "multiscale", "--cluster-scale", "1e-9"},
                  "cluster_scale: a grid of side 1e-09");
-  expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss: unknown value 'sliced'");
+  expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss must be one of divergence, primal");
   expect_failure({x_path, (directory / "none.npy").string()}, "cannot open file");
   expect_failure({x_path}, "expected 2 positional argument(s)");
   expect_failure({x_path, y_path, "--frobnicate"}, "unknown option --frobnicate");
@@ -125,13 +125,14 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, flat}, "same dimension D");
   const std::string nan_csv = (directory / "nan.csv").string();
   std::ofstream(nan_csv) << "0,0,0\nnan,1,2\n";
-  expect_failure({x_path, nan_csv}, "y contains NaN");
+  expect_failure({x_path, nan_csv}, "Y (" + nan_csv + ") contains NaN");
   const std::string short_weights = (directory / "short_w.csv").string();
   std::ofstream(short_weights) << "1\n";
-  expect_failure({x_path, y_path, "--wx", short_weights}, "a must have shape [40]");
+  expect_failure({x_path, y_path, "--wx", short_weights}, "--wx (" + short_weights + ") must have shape [40]");
   at::Tensor weights = at::full({40}, 1.0 / 40, at::kDouble);
   weights[3] = -0.1;
-  expect_failure({x_path, y_path, "--wx", save("negative.npy", weights)}, "a has negative weights");
+  const std::string negative = save("negative.npy", weights);
+  expect_failure({x_path, y_path, "--wx", negative}, "--wx (" + negative + ") has negative weights");
 }
 
 TEST(CommandLine, HelpAndUnknownCommand) {
@@ -142,7 +143,7 @@ TEST(CommandLine, HelpAndUnknownCommand) {
     EXPECT_NE(out.str().find(option), std::string::npos) << option;
   }
   EXPECT_EQ(run({"demo", "--n", "-5"}, out, err), 2);
-  EXPECT_NE(err.str().find("--n must be at least 2 points, got -5"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("--n must be between 2 and 1000000, got -5"), std::string::npos) << err.str();
   EXPECT_EQ(run({"frobnicate"}, out, err), 2);
   EXPECT_NE(err.str().find("unknown command 'frobnicate'"), std::string::npos);
   EXPECT_EQ(run({}, out, err), 2);
