@@ -1,8 +1,11 @@
 #include "cli.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <exception>
+#include <new>
+#include <string>
 #include <thread>
 
 #include "arguments.h"
@@ -27,6 +30,9 @@ constexpr const char* kUsage =
     "  experiment NAME  the paper's experiments as tables (interpolation, sample_complexity)\n"
     "\n"
     "`sinkhorn <command> --help` documents each command's options.\n";
+
+// One line of a message: LibTorch's errors may carry a C++ backtrace after the first line.
+std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
 }  // namespace
 
@@ -70,8 +76,20 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   } catch (const InternalError& error) {
     err << "sinkhorn " << command << ": internal error (please report it): " << error.what() << "\n";
     return 1;
+  } catch (const c10::OutOfMemoryError& error) {
+    err << "sinkhorn " << command << ": error: out of memory: " << first_line(error.what_without_backtrace())
+        << " (use smaller inputs, or a backend in linear memory: --backend online)\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    err << "sinkhorn " << command << ": error: out of memory (use smaller inputs, or a backend in linear memory: "
+        << "--backend online)\n";
+    return 1;
+  } catch (const c10::Error& error) {
+    err << "sinkhorn " << command << ": internal error (please report it): "
+        << first_line(error.what_without_backtrace()) << "\n";
+    return 1;
   } catch (const std::exception& error) {
-    err << "sinkhorn " << command << ": internal error: " << error.what() << "\n";
+    err << "sinkhorn " << command << ": internal error (please report it): " << first_line(error.what()) << "\n";
     return 1;
   }
 }

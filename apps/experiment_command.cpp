@@ -14,7 +14,7 @@
 #include "arguments.h"
 #include "builtin_clouds.h"
 #include "cli.h"
-#include "reduce/tensorized/tensorized_reducer.h"
+#include "reduce/cost_matrix.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
@@ -26,7 +26,7 @@ namespace {
 // (Genevay et al. 2018, theorem 1); S_eps tends to half of it.
 double mmd_of_cost(const at::Tensor& x, const at::Tensor& y, int p) {
   const auto mean_cost = [p](const at::Tensor& u, const at::Tensor& v) {
-    return reduce::tensorized_cost_matrix(u.unsqueeze(0), v.unsqueeze(0), p).mean().item<double>();
+    return reduce::cost_matrix(u.unsqueeze(0), v.unsqueeze(0), p).mean().item<double>();
   };
   return 2 * mean_cost(x, y) - mean_cost(x, x) - mean_cost(y, y);
 }

@@ -13,6 +13,7 @@
 
 #include "reduce/cpu/online_kernels.h"
 #include "reduce/cpu/online_reducer.h"
+#include "reduce/cost_matrix.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
 namespace {

@@ -18,7 +18,7 @@
 
 #include "api/inputs.h"
 #include "reduce/reducer.h"
-#include "reduce/tensorized/tensorized_reducer.h"
+#include "reduce/cost_matrix.h"
 #include "solver/epsilon_schedule.h"
 #include "solver/kernel_mmd.h"
 #include "solver/loss_formulas.h"
@@ -137,7 +137,7 @@ at::Tensor exact_ot_value(const api::BatchedInputs& inputs, int p) {
   const at::Tensor a = inputs.a.to(at::kDouble), b = inputs.b.to(at::kDouble);
   std::vector<at::Tensor> values;
   for (int64_t k = 0; k < batch; ++k) {
-    const at::Tensor cost = reduce::tensorized_cost_matrix(x[k].unsqueeze(0), y[k].unsqueeze(0), p).squeeze(0);
+    const at::Tensor cost = reduce::cost_matrix(x[k].unsqueeze(0), y[k].unsqueeze(0), p).squeeze(0);
     const solver::ExactTransport transport = solver::exact_transport(cost.detach(), a[k].detach(), b[k].detach());
     values.push_back((transport.plan * cost).sum() + ((a[k] - a[k].detach()) * transport.f).sum() +
                      ((b[k] - b[k].detach()) * transport.g).sum());
@@ -211,6 +211,17 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
     context.multiscale_cell = options.cluster_scale.value_or(
         solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
                                       std::max(x_centred.size(1), y_centred.size(1))));
+  }
+  if (resolved == Backend::tensorized) {
+    // Its reductions hold about three dense matrices at once (costs, exponents, log-sum-exp
+    // temporaries); with the symmetric problems the largest is max(N, M)^2.
+    const int64_t n = x_centred.size(1), m = y_centred.size(1);
+    const int64_t rows = context.loop.solve_symmetric ? std::max(n, m) : n;
+    const int64_t columns = context.loop.solve_symmetric ? std::max(n, m) : m;
+    reduce::check_dense_fits(x_centred.size(0), rows, columns, x_centred.element_size(), 3, x_centred.device(), "backend",
+                             std::string(unrolled ? "tensorized (unrolled gradients need it)" : "tensorized"),
+                             unrolled ? "use gradient envelope, which runs in linear memory"
+                                      : "use backend online (linear memory) or multiscale (D <= 3)");
   }
   context.p = p;
   const std::unique_ptr<reduce::Reducer> reducer =

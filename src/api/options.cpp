@@ -1,6 +1,7 @@
 #include "sinkhorn/options.h"
 
 #include <cmath>
+#include <iomanip>
 #include <utility>
 #include <vector>
 
@@ -85,9 +86,9 @@ void check_scale(double value, int p, const char* name, const char* unset) {
                      "must be a finite number > 0" << unset << ", got " << value);
   const double powered = std::pow(value, p);
   SINKHORN_CHECK_ARG(powered >= kSmallestScale && powered <= kLargestScale, name,
-                     "^p = " << powered << " is outside [" << kSmallestScale << ", " << kLargestScale
-                             << "], where the solver's arithmetic is exact to its contract; rescale the "
-                                "points (the losses scale as length^p)");
+                     "must give " << name << "^p in [" << kSmallestScale << ", " << kLargestScale << "], where the "
+                                  << "solver's arithmetic holds its contract; got " << std::setprecision(12) << value
+                                  << "^" << p << " = " << powered << " (rescale the points: the losses scale as length^p)");
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 #include "io/array_io.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "io/file_bytes.h"
 #include "util/check.h"
 
 namespace sinkhorn::io {
@@ -21,13 +23,20 @@ bool ends_with(const std::string& text, const std::string& suffix) {
                     [](char a, char b) { return std::tolower(a) == std::tolower(b); });
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  SINKHORN_CHECK(file.good(), path << ": cannot open file (" << std::strerror(errno) << ")");
-  std::ostringstream contents;
-  contents << file.rdbuf();
-  SINKHORN_CHECK(!file.bad(), path << ": read error");
-  return contents.str();
+// Bytes shown inside quotes in messages: printable ASCII as is, anything else (a BOM, a tab, a
+// byte of UTF-8) as \xHH, so that an invisible character is seen.
+std::string visible(const std::string& text) {
+  std::string shown;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) {
+      shown += c;
+    } else {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      shown += std::string("\\x") + kHex[byte >> 4] + kHex[byte & 15];
+    }
+  }
+  return shown;
 }
 
 // The value of `key` in the .npy header, a Python dict literal such as
@@ -39,6 +48,7 @@ std::string header_field(const std::string& header, const std::string& key, cons
   SINKHORN_CHECK(start != std::string::npos, path << ": malformed .npy header");
   ++start;
   while (start < header.size() && header[start] == ' ') ++start;
+  SINKHORN_CHECK(start < header.size(), path << ": malformed .npy header");
   size_t end = start;
   if (header[start] == '(') {
     end = header.find(')', start);
@@ -55,6 +65,8 @@ std::string header_field(const std::string& header, const std::string& key, cons
 }
 
 std::vector<int64_t> parse_shape(const std::string& tuple, const std::string& path) {
+  SINKHORN_CHECK(tuple.size() >= 2 && tuple.front() == '(' && tuple.back() == ')',
+                 path << ": malformed .npy header (shape '" << visible(tuple) << "' is not a tuple)");
   std::vector<int64_t> shape;
   std::string inner = tuple.substr(1, tuple.size() - 2);
   std::replace(inner.begin(), inner.end(), ',', ' ');
@@ -62,8 +74,10 @@ std::vector<int64_t> parse_shape(const std::string& tuple, const std::string& pa
   std::string token;
   while (stream >> token) {
     char* end = nullptr;
+    errno = 0;
     const long long value = std::strtoll(token.c_str(), &end, 10);
-    SINKHORN_CHECK(*end == '\0' && value >= 0, path << ": bad dimension '" << token << "' in .npy shape");
+    SINKHORN_CHECK(*end == '\0' && value >= 0 && errno != ERANGE,
+                   path << ": bad dimension '" << visible(token) << "' in .npy shape");
     shape.push_back(value);
   }
   return shape;
@@ -89,11 +103,12 @@ bool host_is_little_endian() {
   return first == 1;
 }
 
-// Splits a csv line into fields: on commas or semicolons when the line has any (fields trimmed),
-// else on white space.
+// Splits a csv line into fields: on semicolons when the line has any (the separator of locales
+// that write decimal commas), else on commas, else on white space; fields are trimmed.
 std::vector<std::string> split_fields(const std::string& line) {
   std::vector<std::string> fields;
-  const bool delimited = line.find_first_of(",;") != std::string::npos;
+  const char separator = line.find(';') != std::string::npos ? ';' : line.find(',') != std::string::npos ? ',' : ' ';
+  const bool delimited = separator != ' ';
   std::string current;
   const auto flush = [&](bool keep_empty) {
     const size_t first = current.find_first_not_of(" \t\r");
@@ -103,7 +118,7 @@ std::vector<std::string> split_fields(const std::string& line) {
     current.clear();
   };
   for (const char c : line) {
-    if (delimited ? (c == ',' || c == ';') : (c == ' ' || c == '\t' || c == '\r')) {
+    if (delimited ? c == separator : (c == ' ' || c == '\t' || c == '\r')) {
       flush(delimited);
     } else {
       current += c;
@@ -111,6 +126,14 @@ std::vector<std::string> split_fields(const std::string& line) {
   }
   flush(delimited);
   return fields;
+}
+
+// "1,5": a number written with a decimal comma (digits on both sides of one comma).
+bool has_decimal_comma(const std::string& field) {
+  const size_t comma = field.find(',');
+  return comma != std::string::npos && comma > 0 && comma + 1 < field.size() &&
+         field.find(',', comma + 1) == std::string::npos && std::isdigit(static_cast<unsigned char>(field[comma - 1])) &&
+         std::isdigit(static_cast<unsigned char>(field[comma + 1]));
 }
 
 bool parse_number(const std::string& field, double& value) {
@@ -130,7 +153,7 @@ Array read_array(const std::string& path) {
 }
 
 Array read_npy(const std::string& path) {
-  const std::string bytes = read_file(path);
+  const std::string bytes = read_regular_file(path);
   SINKHORN_CHECK(bytes.size() >= kNpyMagicLength + 4 &&
                      bytes.compare(0, kNpyMagicLength, kNpyMagic, kNpyMagicLength) == 0,
                  path << ": not a .npy file (bad magic string)");
@@ -163,11 +186,17 @@ Array read_npy(const std::string& path) {
   const bool big_endian = descr[0] == '>';
   const bool swap_bytes = big_endian == host_is_little_endian();
 
-  size_t count = 1;
-  for (const int64_t dim : array.shape) count *= static_cast<size_t>(dim);
+  // The shape's product, in overflow-checked arithmetic, against the bytes actually there: a
+  // header may claim (2^61 + 50, 3) over 1,200 bytes of data.
   const size_t item_size = is_double ? 8 : 4;
   const size_t data_start = header_start + header_length;
-  SINKHORN_CHECK(bytes.size() - data_start == count * item_size,
+  size_t count = 1, data_bytes = 0;
+  bool overflow = false;
+  for (const int64_t dim : array.shape) overflow = overflow || __builtin_mul_overflow(count, static_cast<size_t>(dim), &count);
+  overflow = overflow || __builtin_mul_overflow(count, item_size, &data_bytes);
+  SINKHORN_CHECK(!overflow, path << ": the .npy shape " << header_field(header, "shape", path) << " holds more values than "
+                                 << "any file can (" << bytes.size() - data_start << " data bytes here): corrupt header");
+  SINKHORN_CHECK(bytes.size() - data_start == data_bytes,
                  path << ": data size " << bytes.size() - data_start << " bytes does not match shape ("
                       << count << " values of " << item_size << " bytes): truncated or corrupt file");
   if (is_double) {
@@ -179,7 +208,11 @@ Array read_npy(const std::string& path) {
 }
 
 Array read_csv(const std::string& path) {
-  const std::string text = read_file(path);
+  std::string text = read_regular_file(path);
+  // A UTF-8 byte-order mark (spreadsheets write one) is not part of the first number.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+  SINKHORN_CHECK(text.compare(0, 2, "\xFF\xFE") != 0 && text.compare(0, 2, "\xFE\xFF") != 0,
+                 path << ": UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8 or ASCII");
   std::istringstream lines(text);
   std::string line;
   Array array;
@@ -199,18 +232,22 @@ Array read_csv(const std::string& path) {
       if (parse_number(fields[k], value)) {
         any_number = true;
         row.push_back(value);
-      } else if (bad_field.empty() && bad_column == 0) {
+      } else if (bad_column == 0) {
         bad_field = fields[k];
         bad_column = static_cast<int64_t>(k) + 1;
       }
     }
-    if (first_content_line && !any_number) {  // a header line
+    const bool decimal_commas = std::any_of(fields.begin(), fields.end(), has_decimal_comma);
+    if (first_content_line && !any_number && !decimal_commas) {  // a header line
       first_content_line = false;
       continue;
     }
     first_content_line = false;
-    SINKHORN_CHECK(bad_column == 0, path << ": line " << line_number << ", column " << bad_column
-                                         << ": '" << bad_field << "' is not a number");
+    SINKHORN_CHECK(!has_decimal_comma(bad_field),
+                   path << ": line " << line_number << ", column " << bad_column << ": '" << visible(bad_field)
+                        << "' has a decimal comma; write numbers with a decimal point (1.5)");
+    SINKHORN_CHECK(bad_column == 0, path << ": line " << line_number << ", column " << bad_column << ": '"
+                                         << visible(bad_field) << "' is not a number");
     if (columns < 0) columns = static_cast<int64_t>(row.size());
     SINKHORN_CHECK(static_cast<int64_t>(row.size()) == columns,
                    path << ": line " << line_number << " has " << row.size() << " columns, expected "

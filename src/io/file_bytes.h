@@ -8,9 +8,18 @@
 
 namespace sinkhorn::io {
 
-/// The file's content, decompressed if it is gzip. Throws sinkhorn::Error naming the path when
-/// the file is missing, unreadable or a corrupt / truncated gzip stream.
-std::vector<uint8_t> read_file_bytes(const std::string& path);
+/// Largest file (or decompressed gzip stream) the readers accept: 4 GiB, beyond any data set they
+/// serve (CIFAR-10's training batches are 180 MB) yet far under a gzip bomb's output.
+constexpr uint64_t kLargestFile = uint64_t{4} << 30;
+
+/// The bytes of a regular file, at most max_bytes of them. Refuses, naming the path, what is not
+/// a regular file (a FIFO, /dev/zero or a link to it: a read that never ends) or is larger.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes = kLargestFile);
+
+/// The file's content, decompressed if it is gzip, at most max_bytes after decompression. Throws
+/// sinkhorn::Error naming the path when the file is missing, not a regular file, unreadable, too
+/// large, or a corrupt / truncated gzip stream.
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes = kLargestFile);
 
 /// True if a regular file or directory exists at path.
 bool path_exists(const std::string& path);

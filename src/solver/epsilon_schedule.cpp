@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <iomanip>
 
 #include "util/check.h"
 
@@ -12,7 +13,7 @@ std::vector<double> epsilon_schedule(int p, double diameter, double blur, double
   // Count before building: a scaling a hair below 1 (0.999999999) would otherwise make billions.
   const double steps = std::ceil(std::log(diameter / blur) / -std::log(scaling));
   SINKHORN_CHECK_ARG(!(steps > kLongestEpsilonSchedule), "scaling",
-                     scaling << " anneals from the diameter " << diameter << " to the blur " << blur << " in " << steps
+                     std::setprecision(12) << scaling << " anneals from the diameter " << diameter << " to the blur " << blur << " in " << steps
                              << " steps, more than " << kLongestEpsilonSchedule
                              << "; use a smaller scaling (0.5 to 0.95 is usual)");
   std::vector<double> epsilons;

@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include "reduce/tensorized/tensorized_reducer.h"
+#include <algorithm>
+
+#include "reduce/cost_matrix.h"
 #include "util/check.h"
 
 namespace sinkhorn::solver {
@@ -14,13 +16,13 @@ constexpr int kMixtureBandwidths = 5;
 at::Tensor kernel_matrix(Loss kernel, const at::Tensor& x, const at::Tensor& y, double blur) {
   switch (kernel) {
     case Loss::energy:
-      return -reduce::tensorized_cost_matrix(x, y, 1);
+      return -reduce::cost_matrix(x, y, 1);
     case Loss::gaussian:  // |x-y|^2 / (2 blur^2) is C_2(x,y) / blur^2 with C_2 = |x-y|^2 / 2
-      return (-reduce::tensorized_cost_matrix(x, y, 2) / (blur * blur)).exp();
+      return (-reduce::cost_matrix(x, y, 2) / (blur * blur)).exp();
     case Loss::laplacian:
-      return (-reduce::tensorized_cost_matrix(x, y, 1) / blur).exp();
+      return (-reduce::cost_matrix(x, y, 1) / blur).exp();
     case Loss::gaussian_mixture: {
-      const at::Tensor half_squared = reduce::tensorized_cost_matrix(x, y, 2);
+      const at::Tensor half_squared = reduce::cost_matrix(x, y, 2);
       at::Tensor sum = at::zeros_like(half_squared);
       for (int k = 0; k < kMixtureBandwidths; ++k) {
         const double width = blur * static_cast<double>(1 << k);
@@ -46,6 +48,11 @@ at::Tensor quadratic_form(Loss kernel, const at::Tensor& u, const at::Tensor& p,
 
 at::Tensor kernel_mmd(Loss kernel, const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
                       const at::Tensor& y, double blur) {
+  // Three dense matrices at a time (the kernel, its exponent, a temporary), the largest max(N, M)^2.
+  const int64_t largest = std::max(x.size(1), y.size(1));
+  reduce::check_dense_fits(x.size(0), largest, largest, x.element_size(), 3, x.device(), "loss",
+                           to_string(kernel) + " (a kernel MMD, computed with dense matrices)",
+                           "use a Sinkhorn loss with the online backend (linear memory), or subsample");
   return 0.5 * (quadratic_form(kernel, a, x, a, x, blur) + quadratic_form(kernel, b, y, b, y, blur)) -
          quadratic_form(kernel, a, x, b, y, blur);
 }

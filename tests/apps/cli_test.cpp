@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -118,7 +119,7 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, y_path, "--backend", "multiscale", "--cluster-scale", "1e-9"},
                  "cluster_scale: a grid of side 1e-09");
   expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss must be one of divergence, primal");
-  expect_failure({x_path, (directory / "none.npy").string()}, "cannot open file");
+  expect_failure({x_path, (directory / "none.npy").string()}, "cannot open '");
   expect_failure({x_path}, "expected 2 positional argument(s)");
   expect_failure({x_path, y_path, "--frobnicate"}, "unknown option --frobnicate");
   const std::string flat = save("flat.npy", at::randn({30, 2}, at::kDouble));
@@ -135,6 +136,40 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, y_path, "--wx", negative}, "--wx (" + negative + ") has negative weights");
 }
 
+// The command lines a new user or an attacker tried (the foundations issue): each ends at once with
+// exit status 2 and one line naming the argument and the problem.
+TEST_F(DivergenceCommand, HostileInputEndsWithOneLineNamingTheArgument) {
+  const auto expect_refusal = [&](const std::vector<std::string>& args, const std::string& fragment) {
+    EXPECT_EQ(run_command(args), 2) << "args: " << ::testing::PrintToString(args) << "\n" << err.str();
+    EXPECT_NE(err.str().find(fragment), std::string::npos) << err.str();
+    const std::string message = err.str();
+    EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+  };
+  // Integers are range-checked before they are narrowed: 2^32 + 2 must not run as p = 2.
+  expect_refusal({x_path, y_path, "--p", "4294967298"}, "--p must be between 1 and 2, got 4294967298");
+  expect_refusal({x_path, y_path, "--iterations", "4294967297"}, "--iterations must be between 1 and");
+  expect_refusal({x_path, y_path, "--max-iterations", "4294967296"}, "--max-iterations must be between 0 and");
+  expect_refusal({x_path, y_path, "--threads", "100000"}, "--threads must be between 0 and 1024");
+  expect_refusal({x_path, y_path, "--threads", "99999999999999999999"}, "--threads must be between 0 and 1024");
+  // Scales whose powers leave the range where the arithmetic holds, and a schedule of 3.5e9 steps.
+  expect_refusal({x_path, y_path, "--blur", "1e-300"}, "--blur must give blur^p in [1e-30, 1e+30]");
+  expect_refusal({x_path, y_path, "--reach", "1e300"}, "--reach must give reach^p in");
+  expect_refusal({x_path, y_path, "--diameter", "1e-300"}, "--diameter must give diameter^p in");
+  expect_refusal({x_path, y_path, "--scaling", "0.999999999"}, "--scaling 0.999999999 anneals");
+  // Coordinates near 1e154: |x - y|^2 overflows a double.
+  const std::string far = save("far.npy", at::tensor({1e154, 0.0, 0.0, -1e154, 0.0, 1.0}, at::kDouble).reshape({2, 3}));
+  expect_refusal({far, y_path}, "X (" + far + ") spans 2e+154");
+  expect_refusal({x_path, far}, "Y (" + far + ") spans 2e+154");
+  // A file that never ends.
+  const std::string zero = (directory / "zero.npy").string();
+  std::filesystem::create_symlink("/dev/zero", zero);
+  expect_refusal({zero, y_path}, "zero.npy' is not a regular file");
+  // The dense backend at 100,000 x 100,000: refused from an estimate, not an 80 GB allocation.
+  const std::string big = save("big.npy", at::rand({100000, 3}, at::kDouble));
+  expect_refusal({big, big, "--backend", "tensorized"}, "--backend tensorized needs about");
+  expect_refusal({big, big, "--loss", "energy"}, "--loss energy (a kernel MMD, computed with dense matrices) needs about");
+}
+
 TEST(CommandLine, HelpAndUnknownCommand) {
   std::ostringstream out, err;
   EXPECT_EQ(run({"divergence", "--help"}, out, err), 0);
@@ -144,6 +179,10 @@ TEST(CommandLine, HelpAndUnknownCommand) {
   }
   EXPECT_EQ(run({"demo", "--n", "-5"}, out, err), 2);
   EXPECT_NE(err.str().find("--n must be between 2 and 1000000, got -5"), std::string::npos) << err.str();
+  // The smallest demo prints the rows it has (it indexed a third row of two).
+  EXPECT_EQ(run({"demo", "--n", "2", "--threads", "1"}, out, err), 0) << err.str();
+  EXPECT_EQ(run({"demo", "--n", "4294967297"}, out, err), 2);
+  EXPECT_NE(err.str().find("--n must be between 2 and 1000000"), std::string::npos) << err.str();
   EXPECT_EQ(run({"frobnicate"}, out, err), 2);
   EXPECT_NE(err.str().find("unknown command 'frobnicate'"), std::string::npos);
   EXPECT_EQ(run({}, out, err), 2);

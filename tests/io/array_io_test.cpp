@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 #include "sinkhorn/error.h"
 
 namespace sinkhorn::io {
@@ -126,7 +128,7 @@ TEST_F(ArrayIo, RejectsCorruptNpyFiles) {
     read_npy(write("int.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
                                         raw<int64_t>({1, 2}))));
   }, "unsupported dtype '<i8'");
-  expect_error([&] { read_npy((directory / "missing.npy").string()); }, "cannot open file");
+  expect_error([&] { read_npy((directory / "missing.npy").string()); }, "cannot open '");
   expect_error([&] { read_array(write("points.bin", "1,2")); }, "unknown file type");
 }
 
@@ -144,6 +146,49 @@ TEST_F(ArrayIo, RejectsMalformedCsv) {
   expect_error([&] { read_csv(write("ragged.csv", "1,2\n3,4,5\n")); }, "line 2 has 3 columns, expected 2");
   expect_error([&] { read_csv(write("text.csv", "1,2\n3,abc\n")); }, "line 2, column 2: 'abc' is not a number");
   expect_error([&] { read_csv(write("empty.csv", "# nothing\n\n")); }, "no data rows");
+}
+
+// A header may claim any shape: its product is checked, in overflow-safe arithmetic, against the
+// bytes actually there before anything is allocated.
+TEST_F(ArrayIo, RefusesAShapeWhoseProductOverflows) {
+  const std::string data(1200, '\0');
+  expect_error([&] { read_npy(write("overflow.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, "
+                                                              "'shape': (2305843009213694002, 3), }", data))); },
+               "holds more values than any file can");
+  expect_error([&] { read_npy(write("huge.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, "
+                                                          "'shape': (99999999999999999999, 3), }", data))); },
+               "bad dimension '99999999999999999999'");
+  expect_error([&] { read_npy(write("claims.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, "
+                                                            "'shape': (1000000, 3), }", data))); },
+               "does not match shape");
+  expect_error([&] { read_npy(write("cut.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape':", ""))); },
+               "malformed .npy header");
+}
+
+// Reads that never end are refused before they start: a link to /dev/zero, a FIFO, a folder.
+TEST_F(ArrayIo, RefusesFilesThatAreNotRegular) {
+  const std::string zero = (directory / "zero.npy").string();
+  std::filesystem::create_symlink("/dev/zero", zero);
+  expect_error([&] { read_npy(zero); }, "is not a regular file");
+  const std::string fifo = (directory / "fifo.csv").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_error([&] { read_csv(fifo); }, "is not a regular file");
+  std::filesystem::create_directories(directory / "folder.csv");
+  expect_error([&] { read_csv((directory / "folder.csv").string()); }, "is a folder");
+}
+
+TEST_F(ArrayIo, CsvByteOrderMarksAndDecimalCommas) {
+  // A UTF-8 byte-order mark (spreadsheets write one) is skipped: the first number reads right.
+  const Array bom = read_csv(write("bom.csv", "\xEF\xBB\xBF" "1.5,2\n3,4\n"));
+  EXPECT_EQ(bom.values, (std::vector<double>{1.5, 2, 3, 4}));
+  expect_error([&] { read_csv(write("utf16.csv", std::string("\xFF\xFE" "1\0,\0" "2\0", 8))); }, "UTF-16");
+  // Semicolon-separated numbers with decimal commas: named, not read as extra columns.
+  expect_error([&] { read_csv(write("comma.csv", "1,5;2,25\n3,0;4,5\n")); },
+               "line 1, column 1: '1,5' has a decimal comma");
+  const Array semicolons = read_csv(write("semicolons.csv", "1.5; 2\n3;4\n"));
+  EXPECT_EQ(semicolons.values, (std::vector<double>{1.5, 2, 3, 4}));
+  // An invisible character is shown as its bytes.
+  expect_error([&] { read_csv(write("nbsp.csv", "1,2\n3,\xC2\xA0" "4\n")); }, "'\\xC2\\xA04' is not a number");
 }
 
 }  // namespace

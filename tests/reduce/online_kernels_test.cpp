@@ -11,6 +11,7 @@
 #include "reduce/cpu/online_reducer.h"
 #include "reduce/reduction_gaps.h"
 #include "reduce/reference/reference_reducer.h"
+#include "reduce/cost_matrix.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
 namespace sinkhorn::reduce {

@@ -1,5 +1,6 @@
 // The tensorized backend against the double-precision reference, over awkward sizes, both costs,
 // both dtypes and batches.
+#include "reduce/cost_matrix.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
 #include <ATen/ATen.h>
@@ -59,7 +60,7 @@ INSTANTIATE_TEST_SUITE_P(CostsAndDtypes, TensorizedVsReference,
 
 TEST(TensorizedCostMatrix, EuclideanCostHasFiniteGradientAtCoincidentPoints) {
   const at::Tensor x = at::randn({1, 4, 3}, at::kDouble).requires_grad_(true);
-  const at::Tensor cost = tensorized_cost_matrix(x, x, 1);
+  const at::Tensor cost = cost_matrix(x, x, 1);
   cost.sum().backward();
   EXPECT_TRUE(at::isfinite(x.grad()).all().item<bool>());
   EXPECT_EQ(at::diagonal(cost[0]).abs().max().item<double>(), 0.0);

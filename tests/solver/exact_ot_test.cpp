@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "reduce/tensorized/tensorized_reducer.h"
+#include "reduce/cost_matrix.h"
 #include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
 #include "test_support.h"
@@ -42,7 +42,7 @@ TEST(ExactOt, UniformCloudsGiveTheBestAssignment) {
   at::manual_seed(5);
   for (const int p : {1, 2}) {
     const at::Tensor x = at::randn({7, 3}, at::kDouble), y = at::randn({7, 3}, at::kDouble);
-    const at::Tensor cost = reduce::tensorized_cost_matrix(x.unsqueeze(0), y.unsqueeze(0), p).squeeze(0);
+    const at::Tensor cost = reduce::cost_matrix(x.unsqueeze(0), y.unsqueeze(0), p).squeeze(0);
     EXPECT_NEAR(divergence(x, y, exact(p)).item<double>(), best_assignment(cost), 1e-12) << "p = " << p;
     // A permuted copy of a cloud is at distance 0.
     EXPECT_NEAR(divergence(x, x.index_select(0, at::randperm(7, at::kLong)), exact(p)).item<double>(), 0.0, 1e-14);
@@ -63,7 +63,7 @@ TEST(ExactOt, PlanAndPotentialsCertifyOptimality) {
   at::manual_seed(7);
   const at::Tensor x = at::randn({40, 2}, at::kDouble), y = at::randn({55, 2}, at::kDouble) + 1;
   const at::Tensor a = testing::random_weights(40), b = testing::random_weights(55);
-  const at::Tensor cost = reduce::tensorized_cost_matrix(x.unsqueeze(0), y.unsqueeze(0), 2).squeeze(0);
+  const at::Tensor cost = reduce::cost_matrix(x.unsqueeze(0), y.unsqueeze(0), 2).squeeze(0);
   const solver::ExactTransport t = solver::exact_transport(cost, a, b);
   EXPECT_LT((t.plan.sum(1) - a).abs().max().item<double>(), 1e-14);
   EXPECT_LT((t.plan.sum(0) - b).abs().max().item<double>(), 1e-14);

@@ -2,20 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include "reduce/cost_matrix.h"
+
 #include <vector>
 
 namespace sinkhorn::reduce {
-
-at::Tensor tensorized_cost_matrix(const at::Tensor& x, const at::Tensor& y, int p) {
-  if (p == 1) {
-    // |x - y| from the differences (cdist's mode 2, no matrix product): the expansion below would
-    // lose half the digits to the square root near coincident points. Its backward is 0 at x = y.
-    return at::cdist(x, y, 2.0, /*compute_mode=*/2);
-  }
-  const at::Tensor x_norms = (x * x).sum(-1, /*keepdim=*/true);  // (B, N, 1)
-  const at::Tensor y_norms = (y * y).sum(-1).unsqueeze(1);       // (B, 1, M)
-  return 0.5 * (x_norms + y_norms - 2 * at::bmm(x, y.transpose(1, 2))).clamp_min(0);
-}
 
 namespace {
 
@@ -33,7 +24,7 @@ class CostCache {
       if (entry.matches(x, y)) return entry.cost;
       if (entry.matches(y, x)) return entry.cost.transpose(1, 2);
     }
-    at::Tensor cost = tensorized_cost_matrix(x, y, p_);
+    at::Tensor cost = cost_matrix(x, y, p_);
     if (cost.numel() <= kLargestCachedEntries) {
       if (entries_.size() == kMaxEntries) entries_.clear();
       entries_.push_back({x, y, x._version(), y._version(), cost});
