@@ -4,8 +4,7 @@
 #include "arguments.h"
 #include "cli.h"
 #include "gen/sample_pictures.h"
-#include "gen/trainer.h"
-#include "io/array_io.h"
+#include "gen/saved_generator.h"
 #include "util/check.h"
 
 namespace sinkhorn::cli {
@@ -20,7 +19,8 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 int sample_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
   ArgumentParser parser("sinkhorn sample --checkpoint C --out FILE [options]",
                         "Draws samples from a generator trained by `sinkhorn train` and writes them as a picture\n"
-                        "(.png: an image grid, or a scatter plot for 2-D data) or an array (.npy: n x sample shape).");
+                        "(.png: an image grid, or a scatter plot for 2-D data) or an array (.npy: n x sample shape,\n"
+                        "written a batch at a time). The checkpoint is verified first (CRC-32 of every entry, finite weights).");
   parser.option("checkpoint", "C", "checkpoint.pt, or the run folder holding it")
       .option("out", "FILE", "output .png or .npy")
       .integer("n", "N", "number of samples (default 64)", 1, kMaxSamples)
@@ -48,16 +48,16 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
     return 0;
   }
   const int64_t n = args.integer("n").value_or(64);
-  const at::Tensor samples = generator.sample(n, static_cast<uint64_t>(seed));
   if (ends_with(*output, ".png")) {
-    gen::write_samples_picture(*output, samples);
+    // Refused before generating anything: a picture has room for so many samples.
+    const bool images = generator.config().generator.sample_shape.size() == 3;
+    const int64_t limit = images ? gen::kMaxPictureImages : gen::kMaxScatterPoints;
+    SINKHORN_CHECK_ARG(n <= limit, "n",
+                       n << " is more " << (images ? "images than a picture grid holds" : "points than a scatter plot draws")
+                         << " (at most " << limit << "); write a .npy for more");
+    gen::write_samples_picture(*output, generator.sample(n, static_cast<uint64_t>(seed)));
   } else {
-    const at::Tensor values = samples.to(at::kDouble).contiguous();
-    io::Array array;
-    array.shape.assign(values.sizes().begin(), values.sizes().end());
-    array.values.assign(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
-    array.dtype = "float32";
-    io::write_npy(*output, array);
+    gen::write_samples_npy(generator, *output, n, static_cast<uint64_t>(seed));
   }
   out << "wrote " << n << " samples of the generator at step " << generator.step() << " to " << *output << "\n";
   return 0;

@@ -16,17 +16,39 @@
 namespace sinkhorn::cli {
 namespace {
 
+// Ctrl-C (SIGINT) and SIGTERM (a scheduler's or `kill`'s stop) alike ask the run to stop after its
+// step, saving a checkpoint; the signal decides the exit status (128 + its number, as a shell
+// reports a process killed by it).
 std::atomic<bool> stop_requested{false};
-extern "C" void request_stop(int) { stop_requested.store(true); }
+std::atomic<int> stop_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "signal handlers may only touch lock-free atomics");
+extern "C" void request_stop(int signal) {
+  stop_signal.store(signal);
+  stop_requested.store(true);
+}
 
-// Installs the Ctrl-C handler for the duration of a run, and restores the previous one.
-class InterruptGuard {
+// Installs the stop handler for SIGINT and SIGTERM for the duration of a run, and restores the
+// previous ones.
+class StopSignalGuard {
  public:
-  InterruptGuard() { previous_ = std::signal(SIGINT, request_stop); }
-  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+  StopSignalGuard() {
+    struct sigaction action {};
+    action.sa_handler = request_stop;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;  // a write in progress completes rather than failing with EINTR
+    ::sigaction(SIGINT, &action, &previous_interrupt_);
+    ::sigaction(SIGTERM, &action, &previous_terminate_);
+  }
+  ~StopSignalGuard() {
+    ::sigaction(SIGINT, &previous_interrupt_, nullptr);
+    ::sigaction(SIGTERM, &previous_terminate_, nullptr);
+  }
+  StopSignalGuard(const StopSignalGuard&) = delete;
+  StopSignalGuard& operator=(const StopSignalGuard&) = delete;
 
  private:
-  void (*previous_)(int) = SIG_DFL;
+  struct sigaction previous_interrupt_ {}, previous_terminate_ {};
 };
 
 ArgumentParser train_parser() {
@@ -34,7 +56,8 @@ ArgumentParser train_parser() {
       "sinkhorn train [options]",
       "Trains a generator g(z) by minimising a Sinkhorn loss between generated and data batches\n"
       "(Genevay, Peyre, Cuturi 2018). Writes config.json, metrics.csv, pictures and checkpoint.pt\n"
-      "into --out; --resume continues a run exactly; Ctrl-C saves a checkpoint and stops.\n"
+      "into --out (locked while the run lasts); --resume continues a run exactly; Ctrl-C or SIGTERM saves\n"
+      "a checkpoint and stops (exit status 130 or 143).\n"
       "Defaults depend on --data: toys train an MLP on raw 2-D points; mnist uses the paper's MLP\n"
       "(2-D uniform latent, 500-500 softplus, sigmoid) with blur 1; cifar10 a DCGAN generator.\n"
       "The loss flags default as for `sinkhorn divergence` except --blur (toys 0.1, images 1, learned\n"
@@ -134,6 +157,11 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
+  // From here on a stop signal is a request: a run that is starting stops at its first step boundary,
+  // after a checkpoint, instead of dying half way through writing its folder.
+  stop_requested.store(false);
+  stop_signal.store(0);
+  StopSignalGuard guard;
   std::optional<gen::Trainer> trainer;
   if (args.flag("resume")) {
     SINKHORN_CHECK(!args.flag("overwrite"), "--resume and --overwrite exclude each other");
@@ -148,6 +176,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
     trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides));
+    for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
     out << "resuming " << trainer->config().out_dir << " at step " << trainer->step() << " of "
         << trainer->config().steps << "\n";
   } else {
@@ -161,20 +190,18 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
 
   const bool terminal = &err == &std::cerr && ::isatty(STDERR_FILENO);
   ProgressReporter progress(err, terminal, trainer->step(), trainer->config().steps);
-  stop_requested.store(false);
-  gen::TrainOutcome outcome;
-  {
-    InterruptGuard guard;
-    outcome = trainer->run(
-        [&](const gen::StepReport& r) { progress.update(r.step, r.loss, r.critic_loss, r.eval_divergence); },
-        &stop_requested);
-  }
+  const gen::TrainOutcome outcome = trainer->run(
+      [&](const gen::StepReport& r) { progress.update(r.step, r.loss, r.critic_loss, r.eval_divergence); },
+      &stop_requested);
   progress.finish();
   switch (outcome.status) {
-    case gen::TrainStatus::interrupted:
-      err << "sinkhorn train: interrupted at step " << outcome.step << "; checkpoint saved in "
-          << trainer->config().out_dir << " (continue with --resume --out " << trainer->config().out_dir << ")\n";
-      return 130;
+    case gen::TrainStatus::interrupted: {
+      const int signal = stop_signal.load();
+      err << "sinkhorn train: " << (signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted") << " at step "
+          << outcome.step << "; checkpoint saved in " << trainer->config().out_dir << " (continue with --resume --out "
+          << trainer->config().out_dir << ")\n";
+      return 128 + (signal == SIGTERM ? SIGTERM : SIGINT);
+    }
     case gen::TrainStatus::non_finite:
       err << "sinkhorn train: error: " << outcome.message << "\n";
       return 3;

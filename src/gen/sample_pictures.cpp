@@ -1,7 +1,12 @@
 #include "gen/sample_pictures.h"
 
-#include <cmath>
+#include <png.h>
 
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gen/atomic_file.h"
 #include "io/pictures.h"
 #include "util/check.h"
 
@@ -22,24 +27,58 @@ io::Image grid_of(const at::Tensor& images, int64_t columns, int64_t padding) {
                         columns, padding);
 }
 
+// The PNG file of `image`, in memory (libpng's simplified API), so that writing it is one checked
+// atomic write.
+std::vector<uint8_t> encode_png(const io::Image& image, const std::string& path) {
+  SINKHORN_INTERNAL_CHECK(image.channels == 1 || image.channels == 3, "a picture with " << image.channels << " channels");
+  png_image description;
+  std::memset(&description, 0, sizeof(description));
+  description.version = PNG_IMAGE_VERSION;
+  description.width = static_cast<png_uint_32>(image.width);
+  description.height = static_cast<png_uint_32>(image.height);
+  description.format = image.channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  const auto stride = static_cast<png_int_32>(image.width * image.channels);
+  png_alloc_size_t size = 0;
+  // First call: the size only; second: the bytes.
+  bool ok = png_image_write_to_memory(&description, nullptr, &size, 0, image.pixels.data(), stride, nullptr) != 0;
+  std::vector<uint8_t> bytes(ok ? size : 0);
+  if (ok) ok = png_image_write_to_memory(&description, bytes.data(), &size, 0, image.pixels.data(), stride, nullptr) != 0;
+  const std::string message = description.message;
+  png_image_free(&description);
+  SINKHORN_CHECK_ARG(ok, "out_dir", "cannot encode the picture '" << path << "': " << message);
+  bytes.resize(size);
+  return bytes;
+}
+
+void write_picture(const std::string& path, const io::Image& image) {
+  const std::vector<uint8_t> bytes = encode_png(image, path);
+  write_file_atomically(path, bytes.data(), bytes.size(), "out_dir");
+}
+
 }  // namespace
 
 void write_samples_picture(const std::string& path, const at::Tensor& samples, const at::Tensor& reference) {
   if (samples.dim() == 2 && samples.size(1) == 2) {
+    SINKHORN_CHECK_ARG(samples.size(0) <= kMaxScatterPoints, "n",
+                       samples.size(0) << " is more points than a scatter plot draws (at most " << kMaxScatterPoints
+                                       << "; write a .npy for more)");
     std::vector<io::ScatterLayer> layers;
     if (reference.defined()) layers.push_back(layer_of(reference, 70, 120, 220, 2));
     layers.push_back(layer_of(samples, 220, 50, 40, 1));
-    io::write_png(path, io::scatter_plot(layers));
+    write_picture(path, io::scatter_plot(layers));
     return;
   }
-  SINKHORN_CHECK(samples.dim() == 4, "pictures need 2-D points or (n, C, H, W) images");
+  SINKHORN_INTERNAL_CHECK(samples.dim() == 4, "pictures need 2-D points or (n, C, H, W) images");
+  SINKHORN_CHECK_ARG(samples.size(0) <= kMaxPictureImages, "n",
+                     samples.size(0) << " is more images than a picture grid holds (at most " << kMaxPictureImages
+                                     << "; write a .npy for more)");
   const int64_t columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(samples.size(0)))));
-  io::write_png(path, grid_of(samples, columns, 2));
+  write_picture(path, grid_of(samples, columns, 2));
 }
 
 void write_lattice_picture(const std::string& path, const at::Tensor& images, int64_t rows) {
-  SINKHORN_CHECK(images.dim() == 4 && images.size(0) == rows * rows, "the latent lattice needs rows^2 images");
-  io::write_png(path, grid_of(images, rows, 0));
+  SINKHORN_INTERNAL_CHECK(images.dim() == 4 && images.size(0) == rows * rows, "the latent lattice needs rows^2 images");
+  write_picture(path, grid_of(images, rows, 0));
 }
 
 }  // namespace sinkhorn::gen

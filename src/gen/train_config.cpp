@@ -9,33 +9,30 @@ namespace sinkhorn::gen {
 using nlohmann::json;
 
 void validate(const TrainConfig& config) {
-  SINKHORN_CHECK(config.cost == "fixed" || config.cost == "learned",
-                 "--cost must be 'fixed' or 'learned', got '" << config.cost << "'");
-  SINKHORN_CHECK(config.optimizer == "adam" || config.optimizer == "rmsprop",
-                 "--optimizer must be 'adam' or 'rmsprop', got '" << config.optimizer << "'");
-  SINKHORN_CHECK(config.learning_rate > 0 && std::isfinite(config.learning_rate),
-                 "--lr must be positive, got " << config.learning_rate);
-  SINKHORN_CHECK(config.schedule == "constant" || config.schedule == "cosine",
-                 "--lr-schedule must be 'constant' or 'cosine', got '" << config.schedule << "'");
-  SINKHORN_CHECK(config.critic_learning_rate > 0 && std::isfinite(config.critic_learning_rate),
-                 "--critic-lr must be positive, got " << config.critic_learning_rate);
-  SINKHORN_CHECK(config.critic_steps >= 1, "--critic-steps must be at least 1, got " << config.critic_steps);
-  SINKHORN_CHECK(config.clip >= 0 && std::isfinite(config.clip), "--clip must be >= 0, got " << config.clip);
-  SINKHORN_CHECK(config.batch_size >= 2, "--batch-size must be at least 2, got " << config.batch_size);
-  SINKHORN_CHECK(config.steps >= 0, "--steps must be >= 0, got " << config.steps);
-  SINKHORN_CHECK(config.eval_every >= 1, "--eval-every must be at least 1, got " << config.eval_every);
-  SINKHORN_CHECK(config.eval_samples >= 2, "--eval-samples must be at least 2, got " << config.eval_samples);
-  SINKHORN_CHECK(config.eval_blur > 0 && std::isfinite(config.eval_blur),
-                 "--eval-blur must be positive, got " << config.eval_blur);
-  SINKHORN_CHECK(config.sample_every >= 0, "--sample-every must be >= 0, got " << config.sample_every);
-  SINKHORN_CHECK(config.checkpoint_every >= 1, "--checkpoint-every must be at least 1, got " << config.checkpoint_every);
-  SINKHORN_CHECK(config.log_every >= 1, "--log-every must be at least 1, got " << config.log_every);
-  SINKHORN_CHECK(!config.out_dir.empty(), "--out must name a folder");
-  try {
-    validate(config.loss);
-  } catch (const Error& error) {
-    throw Error(std::string("--") + error.what());
-  }
+  SINKHORN_CHECK_ARG(config.cost == "fixed" || config.cost == "learned", "cost",
+                     "must be 'fixed' or 'learned', got '" << config.cost << "'");
+  SINKHORN_CHECK_ARG(config.optimizer == "adam" || config.optimizer == "rmsprop", "optimizer",
+                     "must be 'adam' or 'rmsprop', got '" << config.optimizer << "'");
+  SINKHORN_CHECK_ARG(config.learning_rate > 0 && std::isfinite(config.learning_rate), "learning_rate",
+                     "must be positive, got " << config.learning_rate);
+  SINKHORN_CHECK_ARG(config.schedule == "constant" || config.schedule == "cosine", "schedule",
+                     "must be 'constant' or 'cosine', got '" << config.schedule << "'");
+  SINKHORN_CHECK_ARG(config.critic_learning_rate > 0 && std::isfinite(config.critic_learning_rate),
+                     "critic_learning_rate", "must be positive, got " << config.critic_learning_rate);
+  SINKHORN_CHECK_ARG(config.critic_steps >= 1, "critic_steps", "must be at least 1, got " << config.critic_steps);
+  SINKHORN_CHECK_ARG(config.clip >= 0 && std::isfinite(config.clip), "clip", "must be >= 0, got " << config.clip);
+  SINKHORN_CHECK_ARG(config.batch_size >= 2, "batch_size", "must be at least 2, got " << config.batch_size);
+  SINKHORN_CHECK_ARG(config.steps >= 0, "steps", "must be >= 0, got " << config.steps);
+  SINKHORN_CHECK_ARG(config.eval_every >= 1, "eval_every", "must be at least 1, got " << config.eval_every);
+  SINKHORN_CHECK_ARG(config.eval_samples >= 2, "eval_samples", "must be at least 2, got " << config.eval_samples);
+  SINKHORN_CHECK_ARG(config.eval_blur > 0 && std::isfinite(config.eval_blur), "eval_blur",
+                     "must be positive, got " << config.eval_blur);
+  SINKHORN_CHECK_ARG(config.sample_every >= 0, "sample_every", "must be >= 0, got " << config.sample_every);
+  SINKHORN_CHECK_ARG(config.checkpoint_every >= 1, "checkpoint_every",
+                     "must be at least 1, got " << config.checkpoint_every);
+  SINKHORN_CHECK_ARG(config.log_every >= 1, "log_every", "must be at least 1, got " << config.log_every);
+  SINKHORN_CHECK_ARG(!config.out_dir.empty(), "out_dir", "must name a folder");
+  validate(config.loss);  // its errors name the loss's own settings (blur, p, ...)
 }
 
 std::string to_json(const TrainConfig& c) {

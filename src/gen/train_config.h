@@ -58,7 +58,8 @@ struct TrainConfig {
   std::string out_dir = "runs/train";
 };
 
-/// Throws sinkhorn::Error naming the first bad setting (as its command-line flag).
+/// Throws sinkhorn::Error naming the first bad setting (Error::argument(): its field name here,
+/// "batch_size", "learning_rate", or the loss's own "blur"; the command line shows the flag).
 void validate(const TrainConfig& config);
 
 std::string to_json(const TrainConfig& config);

@@ -1,24 +1,21 @@
 #include "gen/trainer.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
-#include <torch/serialize.h>
 
-#include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <sstream>
 
+#include "gen/atomic_file.h"
+#include "gen/checkpoint.h"
 #include "gen/data/toy2d.h"
+#include "gen/metrics_log.h"
 #include "gen/models/networks.h"
 #include "gen/sample_pictures.h"
+#include "gen/seeds.h"
 #include "io/file_bytes.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
@@ -26,45 +23,7 @@
 namespace sinkhorn::gen {
 namespace {
 
-constexpr const char* kCheckpointFormat = "sinkhorn-checkpoint-1";
 constexpr int64_t kLatticeRows = 15;  // the paper's latent-manifold figure
-
-// SplitMix64: decorrelates (seed, step) pairs so that each step's randomness is a function of the
-// step alone. That makes --resume exact without saving any random-number-generator state.
-uint64_t mix(uint64_t value) {
-  value += 0x9e3779b97f4a7c15ULL;
-  value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
-  return value ^ (value >> 31);
-}
-
-uint64_t stream_seed(uint64_t seed, uint64_t stream) { return mix(seed ^ mix(stream)); }
-
-at::Generator generator_for(uint64_t seed, uint64_t stream) {
-  return at::make_generator<at::CPUGeneratorImpl>(stream_seed(seed, stream));
-}
-
-// Stream numbers: steps use 1, 2, ...; these are far from any step count.
-constexpr uint64_t kEvaluationStream = ~uint64_t{0};
-constexpr uint64_t kInitialisationStream = ~uint64_t{0} - 1;
-
-std::string join(const std::string& folder, const std::string& name) { return folder + "/" + name; }
-
-void make_folder(const std::string& path) {
-  std::error_code error;
-  std::filesystem::create_directories(path, error);
-  SINKHORN_CHECK(!error, "--out: cannot create folder '" << path << "': " << error.message());
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
-    SINKHORN_CHECK(file && (file << text) && file.flush(), "cannot write '" << temporary << "'");
-  }
-  SINKHORN_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0,
-                 "cannot replace '" << path << "': " << std::strerror(errno));
-}
 
 bool all_finite(const at::Tensor& tensor) { return tensor.isfinite().all().item<bool>(); }
 
@@ -105,35 +64,18 @@ struct Networks {
 };
 
 Networks build_networks(const TrainConfig& config) {
-  // LibTorch initialises modules from its global generator: seed it from the run's seed.
-  torch::manual_seed(stream_seed(config.seed, kInitialisationStream));
   Networks networks;
-  networks.generator = Generator(config.generator);
-  if (config.cost == "learned") networks.critic = Critic(config.critic);
+  construct_seeded(stream_seed(config.seed, kInitialisationStream), [&] {
+    networks.generator = Generator(config.generator);
+    if (config.cost == "learned") networks.critic = Critic(config.critic);
+  });
   return networks;
 }
 
-torch::serialize::InputArchive open_checkpoint(const std::string& path) {
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(path);
-  } catch (const c10::Error& error) {
-    SINKHORN_CHECK(false, "cannot read checkpoint '" << path << "': not a sinkhorn checkpoint or corrupt");
-  }
-  c10::IValue format;
-  SINKHORN_CHECK(archive.try_read("format", format) && format.isString() && format.toStringRef() == kCheckpointFormat,
-                 "'" << path << "' is not a sinkhorn checkpoint (format " << kCheckpointFormat << ")");
-  return archive;
-}
-
-TrainConfig saved_config(torch::serialize::InputArchive& archive) {
-  c10::IValue text;
-  archive.read("config", text);
-  return train_config_from_json(text.toStringRef());
-}
-
-std::string checkpoint_path_of(const std::string& path) {
-  return io::is_directory(path) ? join(path, kCheckpointFile) : path;
+// `error` with `note` after its problem, keeping the argument it names.
+Error with_note(const Error& error, const std::string& note) {
+  const std::string problem = error.problem() + "; " + note;
+  return error.argument().empty() ? Error(problem) : Error(error.argument(), problem);
 }
 
 }  // namespace
@@ -146,6 +88,9 @@ struct Trainer::State {
   SinkhornOptions evaluation_options;
   int64_t step = 0;
   double seconds = 0;
+  std::optional<RunFolder> folder;         // claimed once every check passed
+  std::optional<int64_t> checkpoint_step;  // this run's last good checkpoint in the folder
+  std::vector<std::string> repairs;
 
   explicit State(TrainConfig c) : config(std::move(c)) {
     data = make_training_data(config.data);
@@ -160,7 +105,15 @@ struct Trainer::State {
     evaluation_options.blur = config.eval_blur;
   }
 
-  std::string path(const std::string& name) const { return join(config.out_dir, name); }
+  std::string path(const std::string& name) const { return folder->file(name); }
+
+  // Where a stopped run can be picked up again, for the messages that end it.
+  std::string checkpoint_note() const {
+    const std::string file = folder->path() + "/" + kCheckpointFile;
+    if (checkpoint_step) return "the last good checkpoint (step " + std::to_string(*checkpoint_step) + ") is kept in " + file;
+    if (folder->staging()) return "no checkpoint of this run was written yet; the previous run in " + folder->path() + " is kept";
+    return "no checkpoint was written yet";
+  }
 
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
@@ -172,96 +125,47 @@ struct Trainer::State {
 
   void save_checkpoint() {
     for (const auto& parameter : networks.generator->parameters()) {
-      SINKHORN_CHECK(all_finite(parameter), "refusing to checkpoint non-finite generator parameters");
+      SINKHORN_CHECK(all_finite(parameter), "refusing to checkpoint non-finite generator parameters at step " << step);
     }
-    torch::serialize::OutputArchive archive;
-    archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
-    archive.write("config", c10::IValue(to_json(config)));
-    archive.write("step", c10::IValue(step));
-    archive.write("seconds", c10::IValue(seconds));
-    torch::serialize::OutputArchive generator_archive, generator_optimizer_archive;
-    networks.generator->save(generator_archive);
-    generator_optimizer->save(generator_optimizer_archive);
-    archive.write("generator", generator_archive);
-    archive.write("generator_optimizer", generator_optimizer_archive);
+    CheckpointContents contents;
+    contents.config = &config;
+    contents.step = step;
+    contents.seconds = seconds;
+    contents.generator = networks.generator.get();
+    contents.generator_optimizer = generator_optimizer.get();
     if (networks.critic) {
-      torch::serialize::OutputArchive critic_archive, critic_optimizer_archive;
-      networks.critic->save(critic_archive);
-      critic_optimizer->save(critic_optimizer_archive);
-      archive.write("critic", critic_archive);
-      archive.write("critic_optimizer", critic_optimizer_archive);
+      contents.critic = networks.critic.get();
+      contents.critic_optimizer = critic_optimizer.get();
     }
-    // Write beside, then rename: a crash at any moment leaves the previous checkpoint or the new one.
-    const std::string final_path = path(kCheckpointFile), temporary = final_path + ".tmp";
-    try {
-      archive.save_to(temporary);
-    } catch (const c10::Error& error) {
-      SINKHORN_CHECK(false, "cannot write checkpoint '" << temporary << "'");
-    }
-    SINKHORN_CHECK(std::rename(temporary.c_str(), final_path.c_str()) == 0,
-                   "cannot replace checkpoint '" << final_path << "': " << std::strerror(errno));
+    write_checkpoint(path(kCheckpointFile), contents);
+    folder->commit();  // a new run over an old one replaces it now, at its first checkpoint
+    checkpoint_step = step;
   }
 
-  void load_checkpoint(torch::serialize::InputArchive& archive) {
-    c10::IValue value;
-    archive.read("step", value);
-    step = value.toInt();
-    archive.read("seconds", value);
-    seconds = value.toDouble();
-    torch::serialize::InputArchive part;
-    archive.read("generator", part);
-    networks.generator->load(part);
-    archive.read("generator_optimizer", part);
-    generator_optimizer->load(part);
+  void load_checkpoint(const Checkpoint& checkpoint) {
+    step = checkpoint.step();
+    seconds = checkpoint.seconds();
+    checkpoint.load_module("generator", *networks.generator);
+    checkpoint.load_optimizer("generator_optimizer", *generator_optimizer);
     if (networks.critic) {
-      archive.read("critic", part);
-      networks.critic->load(part);
-      archive.read("critic_optimizer", part);
-      critic_optimizer->load(part);
+      checkpoint.load_module("critic", *networks.critic);
+      checkpoint.load_optimizer("critic_optimizer", *critic_optimizer);
     }
-  }
-
-  // metrics.csv: one row per logged step. On resume, rows past the checkpoint are dropped so that
-  // the file reads as if the run had never stopped.
-  static constexpr const char* kMetricsHeader =
-      "step,loss,critic_loss,seconds,eval_divergence,modes_covered,high_quality_fraction\n";
-
-  void start_metrics(bool keep_rows_up_to_step) {
-    std::string text = kMetricsHeader;
-    if (keep_rows_up_to_step) {
-      std::ifstream file(path("metrics.csv"));
-      std::string line;
-      std::getline(file, line);  // header
-      while (std::getline(file, line)) {
-        if (line.empty()) continue;
-        int64_t row_step = 0;
-        const auto parsed = std::from_chars(line.data(), line.data() + line.size(), row_step);
-        SINKHORN_CHECK(parsed.ec == std::errc() && parsed.ptr != line.data() + line.size() && *parsed.ptr == ',',
-                       "--resume: '" << path("metrics.csv") << "' has a malformed row: '" << line << "'");
-        if (row_step <= step) text += line + "\n";
-      }
-    }
-    write_text_atomically(path("metrics.csv"), text);
   }
 
   // Step 0 (the initial generator) has an evaluation but no loss: its loss column stays empty.
   void append_metrics(const StepReport& report, const std::optional<Evaluation>& evaluation) {
-    std::ofstream file(path("metrics.csv"), std::ios::app);
-    file << std::setprecision(8) << report.step << ',';
-    if (report.step > 0) file << report.loss;
-    file << ',';
-    if (report.critic_loss) file << *report.critic_loss;
-    file << ',' << std::setprecision(6) << report.seconds << ',' << std::setprecision(8);
+    MetricsRow row;
+    row.step = report.step;
+    if (report.step > 0) row.loss = report.loss;
+    row.critic_loss = report.critic_loss;
+    row.seconds = report.seconds;
     if (evaluation) {
-      file << evaluation->divergence << ',';
-      if (evaluation->modes_covered) file << *evaluation->modes_covered;
-      file << ',';
-      if (evaluation->high_quality_fraction) file << *evaluation->high_quality_fraction;
-    } else {
-      file << ",,";
+      row.eval_divergence = evaluation->divergence;
+      row.modes_covered = evaluation->modes_covered;
+      row.high_quality_fraction = evaluation->high_quality_fraction;
     }
-    file << '\n';
-    SINKHORN_CHECK(file.flush(), "cannot append to '" << path("metrics.csv") << "'");
+    append_metrics_row(path("metrics.csv"), row);
   }
 
   // The generator's output for `latent` in evaluation mode (batch norm on its running statistics,
@@ -328,6 +232,8 @@ struct Trainer::State {
     if (config.clip > 0) networks.critic->clip_weights(config.clip);
     return value.item<double>();
   }
+
+  TrainOutcome run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop);
 };
 
 Trainer::Trainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -338,117 +244,155 @@ Trainer::~Trainer() = default;
 Trainer Trainer::start(TrainConfig config, bool overwrite) {
   // The data path is saved in the checkpoint: make it absolute so --resume works from any folder.
   if (!config.data.path.empty()) config.data.path = std::filesystem::absolute(config.data.path).lexically_normal().string();
+  // Settings, data and networks first: a bad setting leaves the folder untouched.
   auto state = std::make_unique<State>(std::move(config));
-  make_folder(state->config.out_dir);
-  SINKHORN_CHECK(overwrite || !io::path_exists(state->path(kCheckpointFile)),
-                 "--out '" << state->config.out_dir << "' already holds a run (checkpoint.pt): pass --resume to "
-                           << "continue it or --overwrite to start again");
-  std::remove(state->path(kCheckpointFile).c_str());
-  write_text_atomically(state->path("config.json"), to_json(state->config));
-  state->start_metrics(false);
-  // The untrained generator's score: the reference every later evaluation is read against.
-  state->append_metrics(StepReport{}, state->evaluate(state->evaluation_samples()));
+  state->folder.emplace(RunFolder::for_new_run(state->config.out_dir, overwrite));
+  try {
+    write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
+    create_metrics_log(state->path("metrics.csv"));
+    // The untrained generator's score: the reference every later evaluation is read against.
+    state->append_metrics(StepReport{}, state->evaluate(state->evaluation_samples()));
+  } catch (const Error&) {
+    try {
+      state->folder->abandon();  // a folder that was empty becomes empty again
+    } catch (const Error&) {
+      // the first error is the one to report
+    }
+    throw;
+  }
   return Trainer(std::move(state));
 }
 
 Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overrides) {
-  const std::string path = join(out_dir, kCheckpointFile);
-  SINKHORN_CHECK(io::path_exists(path), "--resume: '" << out_dir << "' holds no checkpoint.pt to resume from");
-  torch::serialize::InputArchive archive = open_checkpoint(path);
-  TrainConfig config = saved_config(archive);
+  // Everything is checked before anything is written: a refused resume leaves the folder as it was.
+  RunFolder folder = RunFolder::for_resume(out_dir);
+  const std::string file = out_dir + "/" + kCheckpointFile;
+  SINKHORN_CHECK_ARG(io::path_exists(file), "out_dir", "'" << out_dir << "' holds no " << kCheckpointFile << " to resume from");
+  const Checkpoint checkpoint = Checkpoint::read(file, "out_dir");
+  TrainConfig config = checkpoint.config();
   config.out_dir = out_dir;  // the folder may have been moved since
-  if (overrides.steps) config.steps = *overrides.steps;
+  if (overrides.steps) {
+    SINKHORN_CHECK_ARG(*overrides.steps >= checkpoint.step(), "steps",
+                       *overrides.steps << " is below the step of the checkpoint in '" << out_dir << "' ("
+                                        << checkpoint.step() << "): a run resumes from its checkpoint, so --steps must "
+                                        << "be at least " << checkpoint.step());
+    config.steps = *overrides.steps;
+  }
   if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
   auto state = std::make_unique<State>(std::move(config));
-  state->load_checkpoint(archive);
+  state->load_checkpoint(checkpoint);
+  const MetricsResume metrics = plan_metrics_resume(out_dir + "/metrics.csv", state->step);
 
-  write_text_atomically(state->path("config.json"), to_json(state->config));
-  state->start_metrics(true);
+  state->folder.emplace(std::move(folder));
+  state->folder->remove_leftovers();
+  write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
+  write_file_atomically(state->path("metrics.csv"), metrics.text, "out_dir");
+  state->repairs = metrics.repairs;
+  state->checkpoint_step = state->step;
   return Trainer(std::move(state));
 }
 
 TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   State& s = *state_;
-  const TrainConfig& config = s.config;
+  try {
+    const TrainOutcome outcome = s.run(on_step, stop);
+    // A new run over an old one gives up its staged files; the old run stays as it was.
+    if (outcome.status == TrainStatus::non_finite && s.folder->staging()) s.folder->abandon();
+    return outcome;
+  } catch (const Error& error) {
+    // A write failed (a full disk) or a check did: say what is left to resume from.
+    const std::string note = s.checkpoint_note();
+    try {
+      if (s.folder->staging()) s.folder->abandon();
+    } catch (const Error&) {
+      // the staging folder stays; the next start removes it
+    }
+    throw with_note(error, note);
+  }
+}
+
+TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   std::optional<Evaluation> last_evaluation;
-  auto non_finite = [&](int64_t step, const std::string& what) {
-    TrainOutcome outcome{TrainStatus::non_finite, step - 1, "", std::nullopt};
+  auto non_finite = [&](int64_t failed_step, const std::string& what) {
+    TrainOutcome outcome{TrainStatus::non_finite, failed_step - 1, "", std::nullopt};
     std::ostringstream message;
-    message << "step " << step << ": " << what << "; training stopped. The last good checkpoint ";
-    if (io::path_exists(s.path(kCheckpointFile))) message << "is " << s.path(kCheckpointFile);
+    message << "step " << failed_step << ": " << what << "; training stopped. The last good checkpoint ";
+    if (checkpoint_step) message << "is " << folder->path() << "/" << kCheckpointFile << " (step " << *checkpoint_step << ")";
     else message << "does not exist (no checkpoint was written yet)";
+    if (folder->staging()) message << "; the previous run in " << folder->path() << " is kept";
     message << " (continue from it with --resume and a smaller --lr)";
     outcome.message = message.str();
     return outcome;
   };
 
-  while (s.step < config.steps) {
+  while (step < config.steps) {
     if (stop && stop->load()) {
-      s.save_checkpoint();
-      return {TrainStatus::interrupted, s.step, "", std::nullopt};
+      save_checkpoint();
+      return {TrainStatus::interrupted, step, "", std::nullopt};
     }
     const auto started = std::chrono::steady_clock::now();
-    const int64_t step = s.step + 1;
-    at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(step));
+    const int64_t next = step + 1;
+    at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
     StepReport report;
-    report.step = step;
+    report.step = next;
     report.steps = config.steps;
-    if (s.networks.critic) {
+    if (networks.critic) {
       double critic_value = 0;
       for (int64_t k = 0; k < config.critic_steps; ++k) {
-        critic_value = s.critic_update(generator);
-        if (!std::isfinite(critic_value)) return non_finite(step, "the critic's loss is not finite");
+        critic_value = critic_update(generator);
+        if (!std::isfinite(critic_value)) return non_finite(next, "the critic's loss is not finite");
       }
       report.critic_loss = critic_value;
     }
-    const at::Tensor generated = s.networks.generator->forward(s.networks.generator->sample_latent(config.batch_size, generator));
-    if (!all_finite(generated)) return non_finite(step, "the generator produced non-finite samples");
-    const at::Tensor value = s.loss(generated, s.data->sample(config.batch_size, generator));
+    const at::Tensor generated = networks.generator->forward(networks.generator->sample_latent(config.batch_size, generator));
+    if (!all_finite(generated)) return non_finite(next, "the generator produced non-finite samples");
+    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator));
     report.loss = value.item<double>();
-    if (!std::isfinite(report.loss)) return non_finite(step, "the loss is " + std::to_string(report.loss));
-    set_learning_rate(*s.generator_optimizer, learning_rate_at(config, step));
-    s.generator_optimizer->zero_grad();
+    if (!std::isfinite(report.loss)) return non_finite(next, "the loss is " + std::to_string(report.loss));
+    set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
+    generator_optimizer->zero_grad();
     value.backward();
-    for (const auto& parameter : s.networks.generator->parameters()) {
+    for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
-        return non_finite(step, "a gradient of the generator is not finite");
+        return non_finite(next, "a gradient of the generator is not finite");
       }
     }
-    s.generator_optimizer->step();
-    s.step = step;
-    s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    report.seconds = s.seconds;
+    generator_optimizer->step();
+    step = next;
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    report.seconds = seconds;
 
     const bool last = step == config.steps;
     // The updated generator's evaluation samples, drawn at most once per step for the
     // evaluation, the pictures and the checkpoint probe.
     std::optional<at::Tensor> drawn;
     const auto samples = [&]() -> const at::Tensor& {
-      if (!drawn) drawn = s.evaluation_samples();
+      if (!drawn) drawn = evaluation_samples();
       return *drawn;
     };
     std::optional<Evaluation> evaluation;
     if (step % config.eval_every == 0 || last) {
-      evaluation = last_evaluation = s.evaluate(samples());
+      evaluation = last_evaluation = evaluate(samples());
       report.eval_divergence = evaluation->divergence;
     }
-    if (step % config.log_every == 0 || evaluation) s.append_metrics(report, evaluation);
-    if (config.sample_every > 0 && step % config.sample_every == 0) s.write_pictures(step_tag(step), samples());
+    if (step % config.log_every == 0 || evaluation) append_metrics(report, evaluation);
+    if (config.sample_every > 0 && step % config.sample_every == 0) write_pictures(step_tag(step), samples());
     if (step % config.checkpoint_every == 0 || last) {
       // A finite loss does not prove the update left a usable generator: probe it before it
       // replaces the last good checkpoint.
       if (!all_finite(samples())) return non_finite(step, "the updated generator produces non-finite samples");
-      s.save_checkpoint();
+      save_checkpoint();
     }
-    if (last) s.write_pictures("final", samples());
+    if (last) write_pictures("final", samples());
     if (on_step) on_step(report);
   }
-  return {TrainStatus::finished, s.step, "", last_evaluation};
+  return {TrainStatus::finished, step, "", last_evaluation};
 }
 
 Evaluation Trainer::evaluate() { return state_->evaluate(state_->evaluation_samples()); }
 const TrainConfig& Trainer::config() const { return state_->config; }
 int64_t Trainer::step() const { return state_->step; }
+const std::vector<std::string>& Trainer::repairs() const { return state_->repairs; }
 
 std::vector<at::Tensor> Trainer::generator_state() const {
   std::vector<at::Tensor> tensors;
@@ -456,48 +400,5 @@ std::vector<at::Tensor> Trainer::generator_state() const {
   for (const auto& buffer : state_->networks.generator->buffers()) tensors.push_back(buffer.detach().clone());
   return tensors;
 }
-
-struct SavedGenerator::State {
-  TrainConfig config;
-  Generator generator{nullptr};
-  int64_t step = 0;
-};
-
-SavedGenerator::SavedGenerator(std::unique_ptr<State> state) : state_(std::move(state)) {}
-SavedGenerator::SavedGenerator(SavedGenerator&&) noexcept = default;
-SavedGenerator::~SavedGenerator() = default;
-
-SavedGenerator SavedGenerator::load(const std::string& path) {
-  const std::string file = checkpoint_path_of(path);
-  SINKHORN_CHECK(io::path_exists(file), "--checkpoint '" << path << "' does not exist");
-  torch::serialize::InputArchive archive = open_checkpoint(file);
-  auto state = std::make_unique<State>();
-  state->config = saved_config(archive);
-  c10::IValue value;
-  archive.read("step", value);
-  state->step = value.toInt();
-  state->generator = Generator(state->config.generator);
-  torch::serialize::InputArchive part;
-  archive.read("generator", part);
-  state->generator->load(part);
-  state->generator->eval();
-  return SavedGenerator(std::move(state));
-}
-
-at::Tensor SavedGenerator::sample(int64_t n, uint64_t seed) {
-  SINKHORN_CHECK(n >= 1, "--n must be at least 1, got " << n);
-  torch::NoGradGuard no_grad;
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(mix(seed));
-  return state_->generator->forward(state_->generator->sample_latent(n, generator));
-}
-
-at::Tensor SavedGenerator::decode_lattice(int64_t rows) {
-  SINKHORN_CHECK(rows >= 2, "--lattice must be at least 2 rows, got " << rows);
-  torch::NoGradGuard no_grad;
-  return state_->generator->forward(state_->generator->latent_lattice(rows));
-}
-
-const TrainConfig& SavedGenerator::config() const { return state_->config; }
-int64_t SavedGenerator::step() const { return state_->step; }
 
 }  // namespace sinkhorn::gen

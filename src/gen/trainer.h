@@ -1,8 +1,9 @@
 // The training loop of Genevay, Peyre & Cuturi (2018): a generator g_theta is fitted by minimising a
 // Sinkhorn loss between a generated batch and a data batch, with a fixed ground cost (Algorithm 1)
 // or a learned one, c_phi(x, y) = |f_phi(x) - f_phi(y)|^p, f_phi trained to maximise the loss
-// (Algorithm 2, after MMD GAN). It owns the run folder: config.json, metrics.csv, pictures and an
-// atomically replaced checkpoint from which a run resumes exactly.
+// (Algorithm 2, after MMD GAN). It writes the run folder (gen/run_folder.h: locked for the run's
+// life): config.json, metrics.csv (gen/metrics_log.h), pictures and an atomically replaced,
+// verified checkpoint (gen/checkpoint.h) from which a run resumes exactly.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,7 +13,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "gen/run_folder.h"
+#include "gen/saved_generator.h"
 #include "gen/train_config.h"
 
 namespace sinkhorn::gen {
@@ -57,9 +61,13 @@ struct ResumeOverrides {
 
 class Trainer {
  public:
-  /// A new run in config.out_dir. Refuses a folder holding a checkpoint unless `overwrite`.
+  /// A new run in config.out_dir, which it locks for its life (RunFolder::for_new_run). Refuses a
+  /// folder holding a checkpoint or other files unless `overwrite`; with it, an old run stays in
+  /// place until the new one writes its first checkpoint.
   static Trainer start(TrainConfig config, bool overwrite);
-  /// Continues the run saved in out_dir exactly where its checkpoint left it.
+  /// Continues the run saved in out_dir exactly where its checkpoint left it. Checks everything
+  /// first (the lock, the checkpoint, the settings, --steps not below the saved step, metrics.csv)
+  /// and writes nothing unless all is well.
   static Trainer resume(const std::string& out_dir, const ResumeOverrides& overrides = {});
 
   Trainer(Trainer&&) noexcept;
@@ -77,34 +85,13 @@ class Trainer {
   int64_t step() const;
   /// Copies of the generator's parameters and buffers, in registration order (for comparisons).
   std::vector<at::Tensor> generator_state() const;
+  /// What resume() repaired in the run folder (a metrics.csv row cut short), one line each.
+  const std::vector<std::string>& repairs() const;
 
  private:
   struct State;
   explicit Trainer(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
-
-/// The generator saved in a checkpoint, for drawing samples (`sinkhorn sample`).
-class SavedGenerator {
- public:
-  /// Loads `path` (a checkpoint.pt, or a run folder holding one); throws naming the path.
-  static SavedGenerator load(const std::string& path);
-  SavedGenerator(SavedGenerator&&) noexcept;
-  ~SavedGenerator();
-  /// n samples (n, sample_shape...) from latents drawn with `seed`.
-  at::Tensor sample(int64_t n, uint64_t seed);
-  /// The images of a rows x rows lattice of the 2-D latent square (the paper's manifold picture).
-  at::Tensor decode_lattice(int64_t rows);
-  const TrainConfig& config() const;
-  int64_t step() const;
-
- private:
-  struct State;
-  explicit SavedGenerator(std::unique_ptr<State> state);
-  std::unique_ptr<State> state_;
-};
-
-/// The file name of a run's checkpoint inside its folder.
-inline constexpr const char* kCheckpointFile = "checkpoint.pt";
 
 }  // namespace sinkhorn::gen

@@ -2,11 +2,15 @@
 // exit codes and messages of bad input.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <sstream>
 
 #include "cli.h"
+#include "gen/checkpoint.h"
 #include "gen/gen_test_support.h"
+#include "gen/run_folder.h"
 #include "io/array_io.h"
 #include "io/pictures.h"
 
@@ -30,10 +34,28 @@ class TrainCommand : public ::testing::Test {
             "--eval-samples", "100", "--heldout", "100", "--blur", "0.3", "--eval-every", "2", "--threads", "1"};
   }
 
+  // The command's error: exit status 2 and one line, "sinkhorn <command>: error: ..." holding
+  // `fragment`; after the progress lines of the steps it ran when `ran_steps`, else alone.
+  void expect_error(const std::vector<std::string>& args, const std::string& fragment, bool ran_steps = false) {
+    EXPECT_EQ(run_command(args), 2) << err.str();
+    const std::string text = err.str();
+    const size_t last_line = text.rfind('\n', text.size() >= 2 ? text.size() - 2 : 0);
+    const std::string line = last_line == std::string::npos ? text : text.substr(last_line + 1);
+    if (!ran_steps) {
+      EXPECT_EQ(line, text);
+    }
+    EXPECT_EQ(line.rfind("sinkhorn " + args[0] + ": error: ", 0), 0u) << text;
+    EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << text;
+    EXPECT_NE(line.find(fragment), std::string::npos) << text;
+  }
+
   sinkhorn::testing::ScratchFolder scratch;
   fs::path directory{scratch.path()};
   std::ostringstream out, err;
 };
+
+using sinkhorn::testing::file_digests;
+using sinkhorn::testing::tmp_files;
 
 TEST_F(TrainCommand, TrainsResumesAndSamples) {
   ASSERT_EQ(run_command(quick_train("run", 4)), 0) << err.str();
@@ -82,6 +104,95 @@ TEST_F(TrainCommand, BadInputExitsWithTwoNamingTheOption) {
     EXPECT_EQ(run_command(args), 2) << args[1] << " " << fragment;
     EXPECT_NE(err.str().find(fragment), std::string::npos) << err.str();
   }
+}
+
+TEST_F(TrainCommand, ASecondTrainOnAFolderInUseIsRefusedNamingItsHolder) {
+  ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
+  const gen::RunFolder held = gen::RunFolder::for_resume(path("run"));  // as another process would
+  const auto before = file_digests(path("run"));
+  const std::string in_use =
+      "--out '" + path("run") + "' is in use by another sinkhorn process (PID " + std::to_string(::getpid()) + ",";
+  expect_error({"train", "--resume", "--out", path("run"), "--steps", "4"}, in_use);
+  std::vector<std::string> overwrite = quick_train("run", 2);
+  overwrite.push_back("--overwrite");
+  expect_error(overwrite, in_use);
+  expect_error(quick_train("run", 2), in_use);
+  EXPECT_EQ(file_digests(path("run")), before);
+}
+
+TEST_F(TrainCommand, RefusesAFolderOfOtherFiles) {
+  fs::create_directories(path("mine"));
+  sinkhorn::testing::write_bytes(path("mine/data.csv"), {'1', '\n'});
+  expect_error(quick_train("mine", 2), "--out '" + path("mine") + "' is not empty and holds no checkpoint.pt");
+  EXPECT_EQ(file_digests(path("mine")).size(), 1u);
+}
+
+TEST_F(TrainCommand, RefusedResumesWriteNothing) {
+  ASSERT_EQ(run_command(quick_train("run", 3)), 0) << err.str();
+  const auto before = file_digests(path("run"));
+  expect_error({"train", "--resume", "--out", path("run"), "--steps", "2"},
+               "--steps 2 is below the step of the checkpoint in '" + path("run") + "' (3)");
+  expect_error({"train", "--resume", "--out", path("run"), "--lr", "0"}, "--lr must be positive");
+  EXPECT_EQ(file_digests(path("run")), before);
+  EXPECT_TRUE(tmp_files(path("run")).empty());
+}
+
+TEST_F(TrainCommand, ACorruptCheckpointIsRefusedBySampleAndResume) {
+  ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
+  const std::string checkpoint = path("run/checkpoint.pt");
+  std::vector<uint8_t> bytes = sinkhorn::testing::read_bytes(checkpoint);
+  const std::vector<char> chars(bytes.begin(), bytes.end());
+  std::string entry_name;
+  for (const gen::ZipEntry& entry : gen::zip_entries(chars, checkpoint, "checkpoint")) {
+    if (entry.name.find("/data/") != std::string::npos && entry.compressed_size >= 64) {
+      bytes[entry.data_offset + 17] ^= 0x01;  // one bit of one weight
+      entry_name = entry.name;
+      break;
+    }
+  }
+  ASSERT_FALSE(entry_name.empty());
+  sinkhorn::testing::write_bytes(checkpoint, bytes);
+  const auto before = file_digests(path("run"));
+  const std::string corrupt = "'" + checkpoint + "' is corrupt: entry '" + entry_name + "' fails its CRC-32 check";
+  expect_error({"sample", "--checkpoint", path("run"), "--out", path("s.npy")}, "--checkpoint " + corrupt);
+  EXPECT_FALSE(fs::exists(path("s.npy")));
+  expect_error({"train", "--resume", "--out", path("run"), "--steps", "4"}, "--out " + corrupt);
+  EXPECT_EQ(file_digests(path("run")), before);
+}
+
+TEST_F(TrainCommand, SampleRefusesPicturesTooLargeToDrawAndStreamsArrays) {
+  ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
+  expect_error({"sample", "--checkpoint", path("run"), "--n", "1000001", "--out", path("s.png")},
+               "--n 1000001 is more points than a scatter plot draws (at most 1000000)");
+  EXPECT_FALSE(fs::exists(path("s.png")));
+  ASSERT_EQ(run_command({"sample", "--checkpoint", path("run"), "--n", "150000", "--out", path("s.npy")}), 0)
+      << err.str();
+  EXPECT_EQ(io::read_npy(path("s.npy")).shape, (std::vector<int64_t>{150000, 2}));
+  EXPECT_FALSE(fs::exists(path("s.npy.tmp")));
+}
+
+TEST_F(TrainCommand, AFullDiskEndsTheRunWithOneLineAndKeepsTheLastCheckpoint) {
+  sinkhorn::testing::TmpfsMount disk(2 << 20);
+  if (!disk.mounted()) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  const std::string run = disk.file("run");
+  std::vector<std::string> train = quick_train("unused", 2);
+  train[4] = run;    // --out
+  train[8] = "128";  // --hidden: a checkpoint of about 200 KB
+  train.insert(train.end(), {"--checkpoint-every", "2"});
+  ASSERT_EQ(run_command(train), 0) << err.str();
+  const std::vector<uint8_t> checkpoint = sinkhorn::testing::read_bytes(run + "/checkpoint.pt");
+  ASSERT_TRUE(sinkhorn::testing::fill_disk(disk.file(""), 48 << 10));
+  expect_error({"train", "--resume", "--out", run, "--steps", "4"},
+               "--out cannot write '" + run + "/checkpoint.pt': No space left on device; the last good checkpoint "
+               "(step 2) is kept in " + run + "/checkpoint.pt",
+               true);
+  EXPECT_EQ(sinkhorn::testing::read_bytes(run + "/checkpoint.pt"), checkpoint);
+  EXPECT_TRUE(tmp_files(run).empty());
+  // `sample` into the full disk: the same kind of line, and no partial file.
+  std::ofstream(disk.file("more"), std::ios::binary) << std::string(4 << 20, 'x');
+  expect_error({"sample", "--checkpoint", run, "--n", "20000", "--out", disk.file("s.npy")},
+               "--out cannot write '" + disk.file("s.npy") + "': No space left on device");
+  EXPECT_FALSE(fs::exists(disk.file("s.npy.tmp")));
 }
 
 TEST_F(TrainCommand, TrainsThePaperMlpOnRealMnist) {

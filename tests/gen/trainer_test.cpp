@@ -5,7 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "flag_names.h"
 #include "gen/gen_test_support.h"
+#include "gen/small_runs.h"
 #include "io/file_bytes.h"
 #include "io/pictures.h"
 #include "sinkhorn/error.h"
@@ -14,27 +16,7 @@ namespace sinkhorn::gen {
 namespace {
 
 using testing::ScratchFolder;
-
-// A small, quick ring8 run: blur 0.2 keeps each Sinkhorn solve to a few dozen sweeps.
-TrainConfig small_run(const std::string& out) {
-  TrainConfig c;
-  c.data.name = "ring8";
-  c.data.heldout = 300;
-  c.generator.hidden = 32;
-  c.generator.latent = "gaussian";
-  c.loss.blur = 0.2;
-  c.batch_size = 64;
-  c.learning_rate = 5e-3;
-  c.steps = 8;
-  c.eval_every = 100;
-  c.eval_samples = 300;
-  c.eval_blur = 0.1;
-  c.sample_every = 0;
-  c.checkpoint_every = 100;
-  c.log_every = 1;
-  c.out_dir = out;
-  return c;
-}
+using testing::small_run;
 
 // An image run on 40 hand-made 28 x 28 images: a DCGAN generator with batch norm (its running
 // statistics are buffers that a resume must restore too).
@@ -150,11 +132,14 @@ TEST(Trainer, InterruptedRunSavesACheckpointAndResumesExactly) {
   Trainer whole = Trainer::start(small_run(folder.file("whole")), false);
   whole.run();
 
-  Trainer interrupted = Trainer::start(small_run(folder.file("stopped")), false);
-  std::atomic<bool> stop{false};
-  const TrainOutcome outcome = interrupted.run([&](const StepReport& r) { stop = r.step == 3; }, &stop);
-  EXPECT_EQ(outcome.status, TrainStatus::interrupted);
-  EXPECT_EQ(outcome.step, 3);
+  {
+    // Its own scope: the run holds its folder's lock until it is destroyed.
+    Trainer interrupted = Trainer::start(small_run(folder.file("stopped")), false);
+    std::atomic<bool> stop{false};
+    const TrainOutcome outcome = interrupted.run([&](const StepReport& r) { stop = r.step == 3; }, &stop);
+    EXPECT_EQ(outcome.status, TrainStatus::interrupted);
+    EXPECT_EQ(outcome.step, 3);
+  }
   Trainer resumed = Trainer::resume(folder.file("stopped"));
   EXPECT_EQ(resumed.step(), 3);
   resumed.run();
@@ -331,8 +316,7 @@ TEST(Trainer, NonFiniteValuesStopTheRunAndKeepTheLastGoodCheckpoint) {
 
 TEST(SavedGenerator, SamplesTheTrainedGeneratorReproducibly) {
   ScratchFolder folder;
-  Trainer trainer = Trainer::start(small_run(folder.file("run")), false);
-  trainer.run();
+  Trainer::start(small_run(folder.file("run")), false).run();
   SavedGenerator saved = SavedGenerator::load(folder.file("run/checkpoint.pt"));
   EXPECT_EQ(saved.step(), 8);
   const at::Tensor a = saved.sample(16, 1);
@@ -361,7 +345,7 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
     try {
       Trainer::start(c, true);
     } catch (const Error& error) {
-      return error.what();
+      return cli::message_for(error);  // as the command line says it
     }
     return "no error";
   };

@@ -1,5 +1,9 @@
 #include "gen/models/networks.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <mutex>
+
 #include "util/check.h"
 
 namespace sinkhorn::gen {
@@ -134,6 +138,28 @@ int64_t parameter_count(const torch::nn::Module& module) {
   int64_t count = 0;
   for (const auto& parameter : module.parameters()) count += parameter.numel();
   return count;
+}
+
+void construct_seeded(uint64_t seed, const std::function<void()>& construct) {
+  static std::mutex serialised;
+  const std::lock_guard<std::mutex> one_at_a_time(serialised);
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  at::Tensor saved;
+  {
+    const std::lock_guard<std::mutex> lock(global.mutex());
+    saved = global.get_state();
+    global.set_current_seed(seed);
+  }
+  // Restored on the way out, exceptions included (a bad spec throws from a constructor).
+  struct Restore {
+    at::Generator& global;
+    const at::Tensor& saved;
+    ~Restore() {
+      const std::lock_guard<std::mutex> lock(global.mutex());
+      global.set_state(saved);
+    }
+  } restore{global, saved};
+  construct();
 }
 
 }  // namespace sinkhorn::gen

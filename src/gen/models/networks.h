@@ -5,6 +5,8 @@
 
 #include <torch/nn.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -77,5 +79,11 @@ TORCH_MODULE(Critic);
 
 /// Number of trainable scalars of a module.
 int64_t parameter_count(const torch::nn::Module& module);
+
+/// Runs `construct` (which builds modules: LibTorch draws their initial weights from its global
+/// CPU generator) with that generator seeded with `seed`, and puts its state back afterwards, so
+/// that building networks neither depends on nor changes the rest of the program's random draws.
+/// Calls are serialised; a thread drawing from the global generator meanwhile is not excluded.
+void construct_seeded(uint64_t seed, const std::function<void()>& construct);
 
 }  // namespace sinkhorn::gen

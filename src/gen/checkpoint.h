@@ -1,0 +1,89 @@
+// checkpoint.pt: a LibTorch archive (a zip file of stored entries) holding the run's settings, its
+// step, and the networks and their optimisers. It is serialised in memory and written with checked
+// system calls (a full disk is an error message, not an abort in LibTorch's zip writer), and read
+// whole, bounded in size, with every zip entry's CRC-32 checked before LibTorch parses it: LibTorch
+// itself loads a checkpoint with flipped bytes in a weight without a word.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gen/train_config.h"
+
+namespace sinkhorn::gen {
+
+/// Larger files are refused before they are read: a generator of the paper's sizes saves a few MB.
+inline constexpr int64_t kMaxCheckpointBytes = int64_t{4} << 30;
+
+/// One entry of a zip file, as its central directory records it.
+struct ZipEntry {
+  std::string name;
+  uint16_t method = 0;                 ///< 0: stored, 8: deflated
+  uint32_t crc32 = 0;                  ///< CRC-32 of the uncompressed data
+  uint64_t compressed_size = 0;        ///< bytes of data in the file
+  uint64_t uncompressed_size = 0;      ///< bytes once inflated
+  uint64_t central_header_offset = 0;  ///< where its central-directory record starts
+  uint64_t local_header_offset = 0;    ///< where its local header starts
+  uint64_t data_offset = 0;            ///< where its data starts, after the local header
+};
+
+/// The entries of the zip archive `bytes`: the end-of-central-directory record (and the zip64 one
+/// when present), each central record and its local header, every offset checked to lie in the
+/// file. Throws Error(argument, "'<file>' ...") naming what is malformed.
+std::vector<ZipEntry> zip_entries(const std::vector<char>& bytes, const std::string& file, const std::string& argument);
+
+/// Checks every entry's CRC-32 against its data (inflating deflated entries); throws
+/// Error(argument, ...) naming the file and the first corrupt entry.
+void verify_zip(const std::vector<char>& bytes, const std::string& file, const std::string& argument);
+
+/// What a checkpoint holds, for writing; the critic and its optimiser are null for a fixed cost.
+struct CheckpointContents {
+  const TrainConfig* config = nullptr;                 ///< saved as JSON
+  int64_t step = 0;                                    ///< the last finished step
+  double seconds = 0;                                  ///< training time up to it
+  torch::nn::Module* generator = nullptr;              ///< its parameters and buffers
+  torch::optim::Optimizer* generator_optimizer = nullptr;
+  torch::nn::Module* critic = nullptr;
+  torch::optim::Optimizer* critic_optimizer = nullptr;
+};
+
+/// Serialises `contents` in memory and replaces `path` atomically. On failure nothing but the
+/// previous checkpoint is left and Error("out_dir", "cannot write '<path>': <OS error>") is thrown.
+void write_checkpoint(const std::string& path, const CheckpointContents& contents);
+
+/// A checkpoint read whole and verified, ready to load into networks.
+class Checkpoint {
+ public:
+  /// Reads `path` (a regular file of at most kMaxCheckpointBytes), checks every zip entry's CRC-32,
+  /// the format tag and the saved settings. Errors are Error(argument, "'<path>' ..."): argument
+  /// is the library's name of what the user passed ("checkpoint", "out_dir").
+  static Checkpoint read(const std::string& path, const std::string& argument);
+
+  Checkpoint(Checkpoint&&) noexcept;
+  ~Checkpoint();
+
+  /// The settings of the saved run.
+  const TrainConfig& config() const;
+  /// The last finished step.
+  int64_t step() const;
+  /// Training time up to that step.
+  double seconds() const;
+  /// Loads the saved "generator" or "critic" into `module` (built from config()), refusing
+  /// weights that do not fit it or are not finite.
+  void load_module(const std::string& part, torch::nn::Module& module) const;
+  /// Loads the saved "generator_optimizer" or "critic_optimizer".
+  void load_optimizer(const std::string& part, torch::optim::Optimizer& optimizer) const;
+
+ private:
+  struct State;
+  explicit Checkpoint(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace sinkhorn::gen

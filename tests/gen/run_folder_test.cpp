@@ -1,0 +1,253 @@
+// The run folder's guards: one run at a time (the lock), no run over someone's files, an old run
+// kept until the new one's first checkpoint, resume refusing before it writes, metrics.csv repair.
+// Every refusal is checked against the folder's bytes before and after.
+#include "gen/run_folder.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "gen/gen_test_support.h"
+#include "gen/metrics_log.h"
+#include "gen/small_runs.h"
+#include "gen/trainer.h"
+#include "io/file_bytes.h"
+#include "sinkhorn/error.h"
+
+namespace sinkhorn::gen {
+namespace {
+
+using testing::file_digests;
+using testing::ScratchFolder;
+using testing::small_run;
+using testing::tmp_files;
+
+std::string read_text(const std::string& path) {
+  const std::vector<uint8_t> bytes = testing::read_bytes(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// The error `action` throws; fails the test when it throws none.
+Error error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error;
+  }
+  ADD_FAILURE() << "no sinkhorn::Error thrown";
+  return Error("none");
+}
+
+// A finished run of `steps` steps with a checkpoint at the end (and every `checkpoint_every`).
+void finished_run(const std::string& out, int64_t steps, int64_t checkpoint_every = 100) {
+  TrainConfig c = small_run(out);
+  c.steps = steps;
+  c.checkpoint_every = checkpoint_every;
+  ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
+}
+
+TEST(RunFolder, ASecondRunOnTheSameFolderIsRefusedNamingTheFolderAndTheHolder) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  finished_run(out, 2);
+  Trainer first = Trainer::resume(out, {4, std::nullopt});
+  EXPECT_EQ(read_text(out + "/" + kLockFile), std::to_string(::getpid()) + "\n");
+  const auto before = file_digests(out);
+  for (const bool resume : {false, true}) {
+    const Error error = error_of([&] {
+      if (resume) Trainer::resume(out);
+      else Trainer::start(small_run(out), true);
+    });
+    EXPECT_EQ(error.argument(), "out_dir");
+    EXPECT_NE(error.problem().find("'" + out + "' is in use by another sinkhorn process (PID " +
+                                   std::to_string(::getpid()) + ","),
+              std::string::npos)
+        << error.what();
+    EXPECT_EQ(file_digests(out), before);
+  }
+  // The lock goes with the run: then the folder is free again, and no lock file stays.
+  ASSERT_EQ(first.run().status, TrainStatus::finished);
+  { Trainer gone = std::move(first); }
+  EXPECT_FALSE(io::path_exists(out + "/" + kLockFile));
+  EXPECT_NO_THROW(Trainer::resume(out));
+}
+
+TEST(RunFolder, ANonEmptyFolderWithoutACheckpointIsRefusedAnEmptyOneIsNot) {
+  ScratchFolder folder;
+  const std::string out = folder.file("notes");
+  std::filesystem::create_directories(out);
+  testing::write_bytes(out + "/thesis.tex", {'h', 'i'});
+  const auto before = file_digests(out);
+  const Error error = error_of([&] { Trainer::start(small_run(out), false); });
+  EXPECT_EQ(error.argument(), "out_dir");
+  EXPECT_NE(error.problem().find("is not empty and holds no checkpoint.pt (it holds 'thesis.tex')"), std::string::npos)
+      << error.what();
+  EXPECT_EQ(file_digests(out), before);
+
+  // A run killed before its first checkpoint leaves config.json and metrics.csv: refused too.
+  const std::string killed = folder.file("killed");
+  std::filesystem::create_directories(killed);
+  testing::write_bytes(killed + "/metrics.csv", {'s'});
+  EXPECT_THROW(Trainer::start(small_run(killed), false), Error);
+
+  // An empty folder, and one that does not exist yet, are fine.
+  std::filesystem::create_directories(folder.file("empty"));
+  EXPECT_NO_THROW(Trainer::start(small_run(folder.file("empty")), false));
+  EXPECT_NO_THROW(Trainer::start(small_run(folder.file("new/deeper")), false));
+  // A file in the way of the folder.
+  const Error file_error = error_of([&] { Trainer::start(small_run(out + "/thesis.tex"), false); });
+  EXPECT_NE(file_error.problem().find("exists and is not a folder"), std::string::npos) << file_error.what();
+}
+
+TEST(RunFolder, OverwriteKeepsTheOldRunUntilTheNewRunsFirstCheckpoint) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  TrainConfig old_run = small_run(out);
+  old_run.steps = 4;
+  old_run.sample_every = 2;  // scatter_000002.png, scatter_000004.png: files the new run will not write
+  ASSERT_EQ(Trainer::start(old_run, false).run().status, TrainStatus::finished);
+  const auto old_files = file_digests(out);
+  ASSERT_TRUE(old_files.count("scatter_000002.png"));
+
+  TrainConfig new_run = small_run(out);
+  new_run.steps = 3;
+  new_run.checkpoint_every = 2;
+  new_run.seed = 7;
+  {
+    Trainer trainer = Trainer::start(new_run, true);
+    // Until step 2's checkpoint the new run writes beside the old one.
+    EXPECT_EQ(file_digests(out, {kLockFile, kStagingFolder}), old_files);
+    EXPECT_TRUE(io::path_exists(out + "/" + kStagingFolder + "/metrics.csv"));
+    std::vector<bool> old_run_intact;
+    const TrainOutcome outcome = trainer.run([&](const StepReport&) {
+      old_run_intact.push_back(file_digests(out, {kLockFile, kStagingFolder}) == old_files);
+    });
+    ASSERT_EQ(outcome.status, TrainStatus::finished);
+    EXPECT_EQ(old_run_intact, (std::vector<bool>{true, false, false}));
+  }
+  // The new run replaced the old one whole: its files only, no staging folder.
+  EXPECT_FALSE(io::path_exists(out + "/" + kStagingFolder));
+  EXPECT_FALSE(io::path_exists(out + "/scatter_000002.png"));
+  EXPECT_TRUE(io::path_exists(out + "/scatter_final.png"));
+  EXPECT_EQ(SavedGenerator::load(out).config().seed, 7u);
+  EXPECT_EQ(Trainer::resume(out).step(), 3);
+
+  // A new run that fails before its first checkpoint leaves the old run as it was.
+  const auto kept = file_digests(out);
+  new_run.learning_rate = 1e30;
+  new_run.checkpoint_every = 100;
+  {
+    Trainer failing = Trainer::start(new_run, true);
+    const TrainOutcome outcome = failing.run();
+    ASSERT_EQ(outcome.status, TrainStatus::non_finite);
+    EXPECT_NE(outcome.message.find("the previous run in " + out + " is kept"), std::string::npos) << outcome.message;
+  }
+  EXPECT_EQ(file_digests(out), kept);
+}
+
+TEST(RunFolder, AStaleStagingFolderAndTmpFilesAreRemovedAtTheNextStart) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  finished_run(out, 2);
+  // What a new run killed before its first checkpoint, and a write cut short, leave behind.
+  std::filesystem::create_directories(out + "/" + kStagingFolder);
+  testing::write_bytes(out + "/" + kStagingFolder + "/metrics.csv", {'x'});
+  testing::write_bytes(out + "/checkpoint.pt.tmp", {'x'});
+  testing::write_bytes(out + "/" + kLockFile, {'1', '\n'});  // a dead holder's PID: not a lock
+  const std::string checkpoint = read_text(out + "/checkpoint.pt");
+  Trainer resumed = Trainer::resume(out, {3, std::nullopt});
+  EXPECT_FALSE(io::path_exists(out + "/" + kStagingFolder));
+  EXPECT_TRUE(tmp_files(out).empty());
+  EXPECT_EQ(read_text(out + "/checkpoint.pt"), checkpoint);
+}
+
+TEST(Resume, ARefusedResumeWritesNothingAndLeavesNoTmpFile) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  finished_run(out, 4, 2);
+  const auto before = file_digests(out);
+  struct Case {
+    std::string what, argument, fragment;
+    std::function<void()> damage;
+    ResumeOverrides overrides;
+  };
+  const std::vector<Case> cases{
+      {"steps below the checkpoint's", "steps", "3 is below the step of the checkpoint in '" + out + "' (4)", [] {},
+       {3, std::nullopt}},
+      {"a bad learning rate", "learning_rate", "must be positive", [] {}, {std::nullopt, -1.0}},
+      {"a malformed metrics row", "out_dir", "has a malformed row: 'garbage line' (line 7)",
+       [&] { std::ofstream(out + "/metrics.csv", std::ios::app) << "garbage line\n"; },
+       {}},
+      {"another file's header", "out_dir", "is not a metrics log of this program",
+       [&] { testing::write_bytes(out + "/metrics.csv", {'a', ',', 'b', '\n'}); },
+       {}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::string metrics = read_text(out + "/metrics.csv");
+    c.damage();
+    const auto damaged = file_digests(out);
+    const Error error = error_of([&] { Trainer::resume(out, c.overrides); });
+    EXPECT_EQ(error.argument(), c.argument);
+    EXPECT_NE(error.problem().find(c.fragment), std::string::npos) << error.what();
+    EXPECT_EQ(file_digests(out), damaged);
+    EXPECT_TRUE(tmp_files(out).empty());
+    std::ofstream(out + "/metrics.csv", std::ios::binary | std::ios::trunc) << metrics;
+  }
+  EXPECT_EQ(file_digests(out), before);
+  // --steps equal to the saved step is accepted: nothing left to run.
+  Trainer same = Trainer::resume(out, {4, std::nullopt});
+  EXPECT_EQ(same.run().status, TrainStatus::finished);
+}
+
+TEST(Resume, AMetricsRowCutShortIsRepairedToTheCheckpointsStep) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  finished_run(out, 4);
+  const std::string complete = read_text(out + "/metrics.csv");
+  // A kill while step 5's row was written (rows past the checkpoint are dropped too).
+  std::ofstream(out + "/metrics.csv", std::ios::app) << "5,0.012,,0.3,,,\n6,0.01";
+  Trainer resumed = Trainer::resume(out, {6, std::nullopt});
+  ASSERT_EQ(resumed.repairs().size(), 1u);
+  EXPECT_NE(resumed.repairs()[0].find("ended in a row cut short ('6,0.01'); it was removed"), std::string::npos)
+      << resumed.repairs()[0];
+  EXPECT_EQ(read_text(out + "/metrics.csv"), complete);
+  ASSERT_EQ(resumed.run().status, TrainStatus::finished);
+  const std::string metrics = read_text(out + "/metrics.csv");
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 1 + 1 + 6);  // header, step 0, steps 1-6
+  EXPECT_EQ(metrics.back(), '\n');
+}
+
+TEST(MetricsLog, PlansAResumeWithoutWriting) {
+  ScratchFolder folder;
+  const std::string path = folder.file("metrics.csv");
+  const std::string header = kMetricsHeader;
+  // A missing file, and one cut inside its header, restart from the header.
+  EXPECT_EQ(plan_metrics_resume(path, 3).text, header);
+  EXPECT_EQ(plan_metrics_resume(path, 3).repairs.size(), 1u);
+  EXPECT_FALSE(io::path_exists(path));
+  std::ofstream(path) << "step,loss,cri";
+  const MetricsResume cut = plan_metrics_resume(path, 3);
+  EXPECT_EQ(cut.text, header);
+  EXPECT_NE(cut.repairs.at(0).find("ended inside its header"), std::string::npos);
+  // Rows up to the step stay, later ones go, blank lines are skipped; nothing to repair.
+  MetricsRow row;
+  std::string rows = header;
+  for (int64_t step = 0; step <= 5; ++step) {
+    row.step = step;
+    row.loss = step > 0 ? std::optional<double>(0.5 / (step + 1)) : std::nullopt;
+    row.eval_divergence = step % 2 == 0 ? std::optional<double>(0.25) : std::nullopt;
+    rows += format_metrics_row(row) + (step == 2 ? "\n" : "");
+  }
+  std::ofstream(path, std::ios::trunc) << rows;
+  const MetricsResume plan = plan_metrics_resume(path, 3);
+  EXPECT_TRUE(plan.repairs.empty());
+  EXPECT_EQ(plan.text, header + "0,,,0,0.25,,\n1,0.25,,0,,,\n2,0.16666667,,0,0.25,,\n3,0.125,,0,,,\n");
+  // A complete row that is not a row cannot be repaired by guessing.
+  std::ofstream(path, std::ios::trunc) << header << "1,2,3\n";
+  EXPECT_THROW(plan_metrics_resume(path, 3), Error);
+}
+
+}  // namespace
+}  // namespace sinkhorn::gen
