@@ -123,28 +123,6 @@ at::Tensor to_caller_layout(const at::Tensor& tensor, const api::BatchedInputs& 
   return result.to(inputs.dtype);
 }
 
-// Exact OT per batch entry, as a differentiable expression with the envelope theorem's
-// derivatives: <pi*, C(x, y)> with the optimal plan held fixed gives d/dx and d/dy, and
-// <a - a.detach(), f> + <b - b.detach(), g> (zero in value) gives d/da = f, d/db = g.
-at::Tensor exact_ot_value(const api::BatchedInputs& inputs, int p) {
-  constexpr int64_t kLargestProblem = int64_t{25} << 20;  // pairs: a network simplex's practical limit
-  const int64_t batch = inputs.x.size(0), n = inputs.x.size(1), m = inputs.y.size(1);
-  SINKHORN_CHECK(n * m <= kLargestProblem, "loss ot: " << n << " x " << m << " points is beyond the exact solver's "
-                                               << "practical size (" << kLargestProblem << " pairs); use a Sinkhorn loss with a small blur");
-  // Centred like the Sinkhorn path: the p = 2 cost expansion loses digits far from the origin.
-  const at::Tensor centre = 0.5 * (inputs.x.detach().mean(1, true) + inputs.y.detach().mean(1, true));
-  const at::Tensor x = (inputs.x - centre).to(at::kDouble), y = (inputs.y - centre).to(at::kDouble);
-  const at::Tensor a = inputs.a.to(at::kDouble), b = inputs.b.to(at::kDouble);
-  std::vector<at::Tensor> values;
-  for (int64_t k = 0; k < batch; ++k) {
-    const at::Tensor cost = reduce::cost_matrix(x[k].unsqueeze(0), y[k].unsqueeze(0), p).squeeze(0);
-    const solver::ExactTransport transport = solver::exact_transport(cost.detach(), a[k].detach(), b[k].detach());
-    values.push_back((transport.plan * cost).sum() + ((a[k] - a[k].detach()) * transport.f).sum() +
-                     ((b[k] - b[k].detach()) * transport.g).sum());
-  }
-  return at::stack(values);
-}
-
 bool requires_grad(const at::Tensor& first, const at::Tensor& second) {
   const auto one = [](const at::Tensor& t) { return t.defined() && t.requires_grad(); };
   return at::GradMode::is_enabled() && (one(first) || one(second));
@@ -164,7 +142,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
     diagnostics.backend = "network_simplex";
     diagnostics.epsilon = 0;
     diagnostics.diameter = solver::bounding_box_diameter(inputs.x.detach(), inputs.y.detach());
-    result.value = to_caller_layout(exact_ot_value(inputs, options.p), inputs);
+    result.value = to_caller_layout(solver::exact_ot_loss(inputs.a, inputs.x, inputs.b, inputs.y, options.p), inputs);
     return result;
   }
   if (!is_sinkhorn_loss(options.loss)) {
@@ -203,10 +181,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   const bool points_need_gradient = requires_grad(x, y);
   const GradientMode mode = resolve_gradient_mode(options);
   const bool unrolled = mode == GradientMode::unrolled && (weights_need_gradient || points_need_gradient);
-  // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
-  const Backend backend =
-      options.backend == Backend::automatic && unrolled ? Backend::tensorized : options.backend;
-  const Backend resolved = reduce::resolve_backend(backend, x_centred, y_centred);
+  const Backend resolved = reduce::resolve_backend(options.backend, x_centred, y_centred, unrolled);
   if (resolved == Backend::multiscale) {
     context.multiscale_cell = options.cluster_scale.value_or(
         solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
@@ -232,9 +207,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
     c10::NoGradGuard no_grad;
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else if (unrolled) {
-    SINKHORN_CHECK(reducer->differentiable(),
-                   "backend: unrolled gradients need a differentiable backend (tensorized), got '"
-                       << reducer->name() << "'");
+    SINKHORN_INTERNAL_CHECK(reducer->differentiable(), "unrolled gradients through backend " << reducer->name());
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else {
     context.weights_need_gradient = weights_need_gradient;

@@ -11,7 +11,7 @@
 namespace sinkhorn::reduce {
 
 GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights, double cell) {
-  SINKHORN_CHECK(points.dim() == 2 && weights.dim() == 1 && weights.size(0) == points.size(0),
+  SINKHORN_INTERNAL_CHECK(points.dim() == 2 && weights.dim() == 1 && weights.size(0) == points.size(0),
                  "cluster_on_grid: points (N, D) and weights (N) expected");
   SINKHORN_CHECK(cell > 0 && std::isfinite(cell), "cluster_scale: must be positive and finite, got " << cell);
   // On the CPU whatever the input's device: the grid is built by host loops.

@@ -8,9 +8,10 @@
 
 namespace sinkhorn::reduce {
 
-Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y) {
+Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd) {
   if (backend != Backend::automatic) return backend;
-  if (!x.device().is_cpu()) return Backend::tensorized;
+  // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
+  if (needs_autograd || !x.device().is_cpu()) return Backend::tensorized;
   // On the CPU the online kernels win (docs/benchmarks.md), except for small clouds in high
   // dimension: there the tensorized backend computes each cost matrix once per solve with one
   // matrix product, where the online kernels redo N M D multiply-adds every sweep (MNIST batches:
@@ -25,7 +26,7 @@ Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& 
 
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
                                       double cluster_scale) {
-  switch (resolve_backend(backend, x, y)) {
+  switch (backend) {
     case Backend::reference:
       return make_reference_reducer(p);
     case Backend::online:
@@ -37,8 +38,9 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
                                             << cluster_scale);
       return make_multiscale_cpu_reducer(p, cluster_scale);
     case Backend::tensorized:
-    case Backend::automatic:
       break;
+    case Backend::automatic:
+      SINKHORN_INTERNAL_CHECK(false, "make_reducer needs a resolved backend (resolve_backend)");
   }
   return make_tensorized_reducer(p);
 }

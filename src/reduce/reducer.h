@@ -52,18 +52,19 @@ class Reducer {
   virtual std::optional<TruncationReport> truncation() const { return std::nullopt; }
 };
 
-/// The backend that runs `backend` for cost exponent p (1 or 2) on clouds x (B, N, D) and
-/// y (B, M, D); `cluster_scale` is the multiscale backend's grid cell (unused by the others).
-/// Backend::automatic picks the fastest one available (resolve_backend).
-/// Callers that need autograd through the reductions ask for tensorized.
+/// The backend that runs `backend` (resolved: not Backend::automatic) for cost exponent p (1 or 2)
+/// on clouds x (B, N, D) and y (B, M, D); `cluster_scale` is the multiscale backend's grid cell
+/// (unused by the others).
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
                                       double cluster_scale = 0);
 
-/// What Backend::automatic means for these clouds: tensorized off the CPU; on the CPU multiscale
-/// for large low-dimensional clouds (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per
-/// batch entry), tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension,
-/// online otherwise. Other backends are returned as they are.
-Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y);
+/// The one place that decides what Backend::automatic means: tensorized when autograd must run
+/// through the reductions (unrolled gradients) or off the CPU; on the CPU multiscale for large
+/// low-dimensional clouds (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per batch
+/// entry), tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension, online
+/// otherwise. Other backends are returned as they are (validate() refuses a non-differentiable
+/// one with unrolled gradients).
+Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd = false);
 
 /// From this dimension on, a cached cost matrix beats recomputing distances every sweep
 /// (measured crossover between D = 32 and 64 on AVX-512; docs/benchmarks.md).

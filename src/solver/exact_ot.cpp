@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "reduce/cost_matrix.h"
 #include "util/check.h"
 
 namespace sinkhorn::solver {
@@ -36,7 +37,7 @@ std::vector<int64_t> integer_masses(const at::Tensor& weights) {
 
 ExactTransport exact_transport(const at::Tensor& cost, const at::Tensor& a, const at::Tensor& b) {
   const int64_t n = cost.size(0), m = cost.size(1);
-  SINKHORN_CHECK(a.numel() == n && b.numel() == m, "exact_transport: weights do not match the cost matrix");
+  SINKHORN_INTERNAL_CHECK(a.numel() == n && b.numel() == m, "exact_transport: weights do not match the cost matrix");
   const std::vector<int64_t> supply_a = integer_masses(a), supply_b = integer_masses(b);
   const double mass = a.to(at::kDouble).sum().item<double>();
 
@@ -59,7 +60,7 @@ ExactTransport exact_transport(const at::Tensor& cost, const at::Tensor& a, cons
   lemon::NetworkSimplex<lemon::SmartDigraph, int64_t, double> simplex(graph);
   simplex.costMap(arc_cost).supplyMap(supply);
   const auto status = simplex.run();
-  SINKHORN_CHECK(status == decltype(simplex)::OPTIMAL, "exact_transport: the network simplex found no optimal plan");
+  SINKHORN_INTERNAL_CHECK(status == decltype(simplex)::OPTIMAL, "exact_transport: the network simplex found no optimal plan");
 
   ExactTransport result;
   result.plan = at::zeros({n, m}, at::kDouble);
@@ -79,6 +80,27 @@ ExactTransport exact_transport(const at::Tensor& cost, const at::Tensor& a, cons
   for (int64_t j = 0; j < m; ++j) result.g[j] = simplex.potential(targets[j]);
   result.cost = simplex.totalCost<double>() * unit;
   return result;
+}
+
+at::Tensor exact_ot_loss(const at::Tensor& a_in, const at::Tensor& x_in, const at::Tensor& b_in, const at::Tensor& y_in,
+                         int p) {
+  constexpr int64_t kLargestProblem = int64_t{25} << 20;  // pairs: a network simplex's practical limit
+  const int64_t batch = x_in.size(0), n = x_in.size(1), m = y_in.size(1);
+  SINKHORN_CHECK_ARG(n * m <= kLargestProblem, "loss",
+                     "ot: " << n << " x " << m << " points is beyond the exact solver's practical size ("
+                            << kLargestProblem << " pairs); use a Sinkhorn loss with a small blur");
+  // Centred like the Sinkhorn path: the p = 2 cost expansion loses digits far from the origin.
+  const at::Tensor centre = 0.5 * (x_in.detach().mean(1, true) + y_in.detach().mean(1, true));
+  const at::Tensor x = (x_in - centre).to(at::kDouble), y = (y_in - centre).to(at::kDouble);
+  const at::Tensor a = a_in.to(at::kDouble), b = b_in.to(at::kDouble);
+  std::vector<at::Tensor> values;
+  for (int64_t k = 0; k < batch; ++k) {
+    const at::Tensor cost = reduce::cost_matrix(x[k].unsqueeze(0), y[k].unsqueeze(0), p).squeeze(0);
+    const solver::ExactTransport transport = solver::exact_transport(cost.detach(), a[k].detach(), b[k].detach());
+    values.push_back((transport.plan * cost).sum() + ((a[k] - a[k].detach()) * transport.f).sum() +
+                     ((b[k] - b[k].detach()) * transport.g).sum());
+  }
+  return at::stack(values);
 }
 
 }  // namespace sinkhorn::solver

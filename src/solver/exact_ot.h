@@ -21,4 +21,12 @@ struct ExactTransport {
 /// Time grows roughly as N M (N + M); a few thousand points per side take seconds.
 ExactTransport exact_transport(const at::Tensor& cost, const at::Tensor& a, const at::Tensor& b);
 
+/// The loss OT(a, b) per batch entry for weights a (B, N), b (B, M) with equal sums and points
+/// x (B, N, D), y (B, M, D), cost |x - y|^p / p for p = 2 and |x - y| for p = 1, as a
+/// differentiable expression with the envelope theorem's derivatives: <pi*, C(x, y)> with the
+/// optimal plan held fixed gives d/dx and d/dy, and <a - a.detach(), f> + <b - b.detach(), g>
+/// (zero in value) gives d/da = f, d/db = g. Throws sinkhorn::Error naming loss beyond
+/// 25 * 2^20 pairs per entry. Result (B), float64.
+at::Tensor exact_ot_loss(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y, int p);
+
 }  // namespace sinkhorn::solver

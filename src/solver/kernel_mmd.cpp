@@ -33,7 +33,7 @@ at::Tensor kernel_matrix(Loss kernel, const at::Tensor& x, const at::Tensor& y, 
     default:
       break;
   }
-  SINKHORN_CHECK(false, "loss '" << to_string(kernel) << "' is not a kernel MMD");
+  SINKHORN_INTERNAL_CHECK(false, "loss '" << to_string(kernel) << "' is not a kernel MMD");
   return {};
 }
 

@@ -28,7 +28,7 @@ std::vector<Term> loss_terms(Loss loss, const Cloud& a, const Cloud& b, const Du
     default:
       break;
   }
-  SINKHORN_CHECK(false, "loss '" << to_string(loss) << "' is not a Sinkhorn loss");
+  SINKHORN_INTERNAL_CHECK(false, "loss '" << to_string(loss) << "' is not a Sinkhorn loss");
   return {};
 }
 
@@ -115,7 +115,7 @@ at::Tensor sinkhorn_loss_value(Loss loss, const reduce::Reducer& reducer, const 
 EnvelopeGradients envelope_gradients(Loss loss, const reduce::Reducer& reducer, const Cloud& a,
                                      const Cloud& b, const DualState& state, double eps,
                                      const std::optional<double>& rho, bool weights, bool points) {
-  SINKHORN_CHECK(loss == Loss::divergence || loss == Loss::ot_eps,
+  SINKHORN_INTERNAL_CHECK(loss == Loss::divergence || loss == Loss::ot_eps,
                  "envelope gradients exist only for variational losses (divergence, ot_eps), not '"
                      << to_string(loss) << "'");
   EnvelopeGradients gradients;

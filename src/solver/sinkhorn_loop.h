@@ -74,11 +74,13 @@ at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Te
 /// Runs the Sinkhorn iterations of `settings` and returns the final potentials in `state`.
 /// Differentiable (unrolled) when the reducer is and autograd is on.
 ///
-/// Annealing mode: one averaged sweep per eps (GeomLoss), then at the final eps OT(a, b) takes
-/// averaged or over-relaxed alternating updates, whichever converges faster (SchemeSelector);
-/// the symmetric problems take averaged updates f <- (f + lambda softmin(f)) / 2, which converge
-/// at rate <= 1/2 (Feydy et al. 2019, section 3), and a last extrapolation f <- lambda softmin(f).
-/// One sweep per eps of the schedule, then sweeps at the final eps until `tolerance`.
+/// Annealing mode: at each eps of the schedule, averaged sweeps until every plan's marginal error
+/// is under 1e-2 (at most 50; GeomLoss takes one), then at the final eps OT(a, b) takes averaged
+/// or over-relaxed alternating updates, whichever converges faster (SchemeSelector, driven by
+/// OT(a, b)'s error alone, acceleration.h), until every plan's error is under `tolerance` or
+/// max_iterations; the symmetric problems take averaged updates f <- (f + lambda softmin(f)) / 2,
+/// which converge at rate <= 1/2 (Feydy et al. 2019, section 3), and a last extrapolation
+/// f <- lambda softmin(f).
 LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const Cloud& b,
                          const LoopSettings& settings, DualState& state);
 

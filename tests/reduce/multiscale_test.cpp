@@ -139,6 +139,7 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
         problem.p = p;
         problem.eps = eps;
         problem.out = out.data();
+        problem.threads = at::get_num_threads();  // two in the reduce.two_threads run
         cpu::truncation_bounds(problem);
 
         const at::Tensor xc = x.contiguous();
@@ -283,6 +284,24 @@ TEST(MultiscaleReducer, RecomputesItsBlocksWhenThePotentialsMove) {
   const at::Tensor actual = multiscale->softmin(x, y, tilted, eps);
   EXPECT_EQ(multiscale->truncation()->rebuilds, 2);
   EXPECT_LT((actual - expected).abs().max().item<double>(), 1e-10 + eps * kTruncatedMass);
+}
+
+// Regression: the caches were keyed by address plus the coordinates' sum, which a permutation in
+// place keeps, and the next reduction used the old clustering (2e-3 off). They follow the tensor's
+// version counter now, which every in-place change advances.
+TEST(MultiscaleReducer, SeesPointsPermutedInPlace) {
+  at::manual_seed(29);
+  at::Tensor x = at::rand({1, 2000, 2}, at::kDouble);
+  const at::Tensor y = at::rand({1, 1500, 2}, at::kDouble), h = (3 * y.select(2, 0)).contiguous();
+  const double eps = 0.002;
+  const auto multiscale = make_multiscale_cpu_reducer(2, 0.05);
+  const auto reference = make_reference_reducer(2);
+  multiscale->softmin(x, y, h, eps);
+  const at::Tensor permuted = x.index_select(1, at::randperm(2000, at::kLong));
+  x.copy_(permuted);  // same storage, same sum of coordinates, new order
+  const at::Tensor actual = multiscale->softmin(x, y, h, eps);
+  EXPECT_LT((actual - reference->softmin(x, y, h, eps)).abs().max().item<double>(), 1e-10 + eps * kTruncatedMass);
+  EXPECT_EQ(multiscale->truncation()->rebuilds, 2);  // the clusters and the blocks were rebuilt
 }
 
 }  // namespace

@@ -5,7 +5,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <ATen/Parallel.h>
+
 #include <iostream>
+#include <thread>
 #include <tuple>
 
 #include "reduce/cpu/online_reducer.h"
@@ -88,6 +91,29 @@ TEST(OnlineKernels, AgreesWithTensorizedInFloat32AndHandlesZeroWeightsAndBatches
     // 1e-5 relative to the scale of the values (softmin crosses zero: no pointwise ratio).
     EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-5 * expected.abs().max().item<double>());
   }
+}
+
+// Rows are independent and each is reduced by one thread, so the threaded kernels must give the
+// single-threaded result to the bit, from the main thread and from a std::thread (where the
+// OpenMP setting of the caller is lost but LibTorch's thread count is not).
+TEST(OnlineKernels, TwoThreadsGiveTheOneThreadResultBitForBit) {
+  at::manual_seed(53);
+  const int saved = at::get_num_threads();
+  for (const int p : {1, 2}) {
+    // 1000 x 1023 pairs in 3-D: far above the serial cut-off, so the threads really run.
+    const at::Tensor x = at::randn({1, 1000, 3}), y = at::randn({1, 1023, 3}), h = at::randn({1, 1023});
+    const auto online = make_online_cpu_reducer(p);
+    at::set_num_threads(1);
+    const at::Tensor serial = online->softmin(x, y, h, 0.05);
+    const at::Tensor serial_gradient = online->softmax_cost_gradient(x, y, h, 0.05);
+    at::set_num_threads(2);
+    EXPECT_TRUE(at::equal(online->softmin(x, y, h, 0.05), serial));
+    EXPECT_TRUE(at::equal(online->softmax_cost_gradient(x, y, h, 0.05), serial_gradient));
+    at::Tensor from_thread;
+    std::thread([&] { from_thread = online->softmin(x, y, h, 0.05); }).join();
+    EXPECT_TRUE(at::equal(from_thread, serial));
+  }
+  at::set_num_threads(saved);
 }
 
 }  // namespace

@@ -38,14 +38,18 @@ struct SortedCloud {
   at::Tensor points;    // (N, D): the rows of x
   at::Tensor points_t;  // (D, N_padded): the columns of y
   at::Tensor centres;   // (K, D)
-  double checksum = 0;  // sum of the coordinates: guards the cache against a reused address
+  // Identity of what it was built from: the caller's tensor itself, held so that its memory cannot
+  // be reused by another tensor while cached, and its version counter, which every in-place change
+  // (a permutation keeps the addresses and the coordinates' sum) advances. Views of one tensor
+  // share its counter. A unique generation tells truncations which build they belong to.
+  at::Tensor source;
+  uint32_t version = 0;
+  uint64_t generation = 0;
 };
 
 // The kept blocks of one (rows, columns) pair of clouds, valid at `eps` near `h_reference`.
 struct Truncation {
-  const SortedCloud* rows = nullptr;  // the clouds it was built for (a re-sorted cloud invalidates it)
-  const SortedCloud* columns = nullptr;
-  double row_checksum = 0, column_checksum = 0;
+  uint64_t row_generation = 0, column_generation = 0;  // the builds of the clouds it was made for
   double eps = 0;
   at::Tensor h_reference;             // (N_padded) in cluster order
   std::vector<int64_t> range_offsets;  // per row cluster
@@ -125,11 +129,10 @@ class MultiscaleCpuReducer final : public Reducer {
 
   // The cloud's clusters and sorted copies, computed on first use.
   const SortedCloud& sorted(const at::Tensor& points, at::ScalarType dtype) const {
-    const at::Tensor values = points.detach().to(dtype).contiguous();
-    const double checksum = values.sum().item<double>();
-    const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), dtype);
+    const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), points.stride(0), dtype);
     auto found = clouds_.find(key);
-    if (found != clouds_.end() && found->second.checksum == checksum) return found->second;
+    if (found != clouds_.end() && found->second.version == points._version()) return found->second;
+    const at::Tensor values = points.detach().to(dtype).contiguous();
 
     SortedCloud cloud;
     // Uniform weights: the truncation bound holds for any centre; weights only shift it.
@@ -139,7 +142,9 @@ class MultiscaleCpuReducer final : public Reducer {
     cloud.points_t = at::zeros({values.size(1), padded_size(values.size(0))}, values.options());
     cloud.points_t.narrow(1, 0, values.size(0)).copy_(cloud.points.t());
     cloud.centres = cloud.clusters.centres.to(dtype).contiguous();
-    cloud.checksum = checksum;
+    cloud.source = points;
+    cloud.version = points._version();
+    cloud.generation = ++generations_;
     return clouds_[key] = std::move(cloud);
   }
 
@@ -148,9 +153,8 @@ class MultiscaleCpuReducer final : public Reducer {
                                    double eps, const at::Tensor& x, const at::Tensor& y) const {
     const auto key = std::make_pair(x.data_ptr(), y.data_ptr());
     auto found = truncations_.find(key);
-    if (found != truncations_.end() && found->second.eps == eps && found->second.rows == &rows &&
-        found->second.columns == &columns && found->second.row_checksum == rows.checksum &&
-        found->second.column_checksum == columns.checksum && within_drift<T>(h, found->second.h_reference)) {
+    if (found != truncations_.end() && found->second.eps == eps && found->second.row_generation == rows.generation &&
+        found->second.column_generation == columns.generation && within_drift<T>(h, found->second.h_reference)) {
       return found->second;
     }
     const auto start = std::chrono::steady_clock::now();
@@ -196,10 +200,8 @@ class MultiscaleCpuReducer final : public Reducer {
     // grad_x C = x - y for p = 2: t = c - sum w (c - y). Unused for p = 1.
     const at::Tensor barycentres = (rows.centres - gradient).contiguous();
     Truncation truncation;
-    truncation.rows = &rows;
-    truncation.columns = &columns;
-    truncation.row_checksum = rows.checksum;
-    truncation.column_checksum = columns.checksum;
+    truncation.row_generation = rows.generation;
+    truncation.column_generation = columns.generation;
     truncation.eps = eps;
     truncation.h_reference = h.clone();
     truncation.range_offsets.assign(1, 0);
@@ -224,8 +226,11 @@ class MultiscaleCpuReducer final : public Reducer {
       problem.p = p_;
       problem.eps = eps;
       problem.out = bounds.data();
+      problem.threads = at::get_num_threads();
       cpu::truncation_bounds(problem);
-#pragma omp parallel for schedule(dynamic, 4)
+      // Threads only when each has thousands of blocks to sort through (waking a team costs more).
+      const bool parallel = count * column_clusters > (int64_t{1} << 16);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(problem.threads) if (parallel)
       for (int64_t I = 0; I < count; ++I) {
         chunk_ranges[I].clear();
         append_ranges(columns, kept_blocks(bounds.data() + I * column_clusters, column_clusters), chunk_ranges[I]);
@@ -293,7 +298,8 @@ class MultiscaleCpuReducer final : public Reducer {
 
   int p_;
   double cell_;
-  mutable std::map<std::tuple<void*, int64_t, int64_t, at::ScalarType>, SortedCloud> clouds_;
+  mutable std::map<std::tuple<void*, int64_t, int64_t, int64_t, at::ScalarType>, SortedCloud> clouds_;
+  mutable uint64_t generations_ = 0;
   mutable std::map<std::pair<void*, void*>, Truncation> truncations_;
   mutable TruncationReport report_;
   mutable double visited_pairs_ = 0, dense_pairs_ = 0;

@@ -270,7 +270,7 @@ void run_blocks_parallel(const OnlineProblem<T>& problem, Function function) {
   }
   work = work * (problem.d + 4) * (problem.n / std::max<int64_t>(1, problem.row_blocks));
   const bool parallel = work > kSerialWork;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t block = 0; block < problem.row_blocks; ++block) function(problem, block, block + 1);
 }
 
@@ -279,7 +279,7 @@ void run_parallel(const OnlineProblem<T>& problem, Function function) {
   const int64_t rows = problem.batch * problem.n;
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   const bool parallel = rows * problem.m * (problem.d + 4) > kSerialWork;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t first = chunk * kRowsPerChunk;
     function(problem, first, std::min(rows, first + kRowsPerChunk));
@@ -314,7 +314,8 @@ template <typename T, typename Function>
 void run_bounds_parallel(const TruncationBoundProblem<T>& problem, Function function) {
   constexpr int64_t kClustersPerTask = 8;  // amortises the task's M-entry buffer
   const int64_t tasks = (problem.clusters + kClustersPerTask - 1) / kClustersPerTask;
-#pragma omp parallel for schedule(dynamic, 1)
+  const bool parallel = problem.clusters * problem.m_padded * (problem.d + 4) > kSerialWork;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t task = 0; task < tasks; ++task) {
     function(problem, task * kClustersPerTask, std::min(problem.clusters, (task + 1) * kClustersPerTask));
   }

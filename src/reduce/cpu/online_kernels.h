@@ -58,6 +58,10 @@ struct OnlineProblem {
   const int64_t* range_offsets = nullptr;     ///< (row_blocks + 1)
   const int64_t* ranges = nullptr;            ///< (2 * range_offsets[row_blocks])
   int64_t row_blocks = 0;
+  /// OpenMP threads for this call. Explicit, never the calling thread's OpenMP setting: that one is
+  /// lost in a std::thread, and belongs to whichever OpenMP runtime the caller's code linked. The
+  /// reducers pass at::get_num_threads(). Small problems run on one thread whatever this says.
+  int threads = 1;
 };
 
 /// Upper bounds of the relative mass that kernel truncation would drop (multiscale_reducer.h).
@@ -84,13 +88,15 @@ struct TruncationBoundProblem {
   int p = 2;
   double eps = 1.0;
   double* out = nullptr;           ///< (clusters, column_clusters)
+  /// OpenMP threads for this call (see OnlineProblem::threads).
+  int threads = 1;
 };
 
 void truncation_bounds(const TruncationBoundProblem<float>& problem);
 void truncation_bounds(const TruncationBoundProblem<double>& problem);
 
-/// Runs the reduction on every row, with the best SIMD target of this CPU and the current
-/// OpenMP thread count.
+/// Runs the reduction on every row, with the best SIMD target of this CPU and problem.threads
+/// OpenMP threads.
 void online_reduce(const OnlineProblem<float>& problem);
 void online_reduce(const OnlineProblem<double>& problem);
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include <memory>
@@ -33,6 +34,7 @@ cpu::OnlineProblem<T> online_problem(cpu::Reduction reduction, const at::Tensor&
   problem.eps = eps;
   problem.reduction = reduction;
   problem.out = out.data_ptr<T>();
+  problem.threads = at::get_num_threads();
   return problem;
 }
 
