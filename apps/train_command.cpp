@@ -198,8 +198,8 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     case gen::TrainStatus::interrupted: {
       const int signal = stop_signal.load();
       err << "sinkhorn train: " << (signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted") << " at step "
-          << outcome.step << "; checkpoint saved in " << trainer->config().out_dir << " (continue with --resume --out "
-          << trainer->config().out_dir << ")\n";
+          << outcome.step << "; " << outcome.message << " (continue with --resume --out " << trainer->config().out_dir
+          << ")\n";
       return 128 + (signal == SIGTERM ? SIGTERM : SIGINT);
     }
     case gen::TrainStatus::non_finite:

@@ -327,8 +327,13 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
 
   while (step < config.steps) {
     if (stop && stop->load()) {
+      if (step == 0 && folder->staging()) {
+        // Stopped before it began: an untrained run does not replace the old one.
+        folder->abandon();
+        return {TrainStatus::interrupted, step, "the previous run in " + folder->path() + " is kept", std::nullopt};
+      }
       save_checkpoint();
-      return {TrainStatus::interrupted, step, "", std::nullopt};
+      return {TrainStatus::interrupted, step, "checkpoint saved in " + folder->path(), std::nullopt};
     }
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;

@@ -32,7 +32,9 @@ struct StepReport {
 
 enum class TrainStatus {
   finished,     ///< every step done; final checkpoint and pictures written
-  interrupted,  ///< the stop flag was raised; a checkpoint of the last finished step was written
+  /// The stop flag was raised: a checkpoint of the last finished step was written, except for a
+  /// new run over an old one stopped before its first step (then the old run is kept; `message`).
+  interrupted,
   non_finite,   ///< a loss, gradient or sample was NaN/Inf; the last good checkpoint is kept
 };
 
@@ -45,7 +47,7 @@ struct Evaluation {
 struct TrainOutcome {
   TrainStatus status = TrainStatus::finished;
   int64_t step = 0;     ///< last finished step
-  std::string message;  ///< for non_finite: what went wrong, where
+  std::string message;  ///< for non_finite: what went wrong, where; for interrupted: what was kept
   /// For finished: the evaluation of the last step (unset when there was no step left to run).
   std::optional<Evaluation> evaluation;
 };

@@ -137,6 +137,20 @@ TEST_F(TrainCommand, RefusedResumesWriteNothing) {
   EXPECT_TRUE(tmp_files(path("run")).empty());
 }
 
+TEST_F(TrainCommand, ResumeRepairsAMetricsRowCutShortAndSaysSo) {
+  ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
+  std::ofstream(path("run/metrics.csv"), std::ios::app) << "3,0.0";  // killed while writing step 3's row
+  ASSERT_EQ(run_command({"train", "--resume", "--out", path("run"), "--steps", "3", "--threads", "1"}), 0) << err.str();
+  EXPECT_EQ(err.str().rfind("sinkhorn train: repaired: '" + path("run/metrics.csv") + "' ended in a row cut short ('3,0.0')", 0),
+            0u)
+      << err.str();
+  const std::vector<uint8_t> bytes = sinkhorn::testing::read_bytes(path("run/metrics.csv"));
+  const std::string metrics(bytes.begin(), bytes.end());
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 4) << metrics;  // header, steps 0, 2 (evaluated), 3
+  EXPECT_NE(metrics.find("\n3,"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("3,0.0\n"), std::string::npos) << metrics;
+}
+
 TEST_F(TrainCommand, ACorruptCheckpointIsRefusedBySampleAndResume) {
   ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
   const std::string checkpoint = path("run/checkpoint.pt");
@@ -165,7 +179,7 @@ TEST_F(TrainCommand, SampleRefusesPicturesTooLargeToDrawAndStreamsArrays) {
   expect_error({"sample", "--checkpoint", path("run"), "--n", "1000001", "--out", path("s.png")},
                "--n 1000001 is more points than a scatter plot draws (at most 1000000)");
   EXPECT_FALSE(fs::exists(path("s.png")));
-  ASSERT_EQ(run_command({"sample", "--checkpoint", path("run"), "--n", "150000", "--out", path("s.npy")}), 0)
+  ASSERT_EQ(run_command({"sample", "--checkpoint", path("run"), "--n", "150000", "--out", path("s.npy"), "--threads", "1"}), 0)
       << err.str();
   EXPECT_EQ(io::read_npy(path("s.npy")).shape, (std::vector<int64_t>{150000, 2}));
   EXPECT_FALSE(fs::exists(path("s.npy.tmp")));
@@ -182,7 +196,7 @@ TEST_F(TrainCommand, AFullDiskEndsTheRunWithOneLineAndKeepsTheLastCheckpoint) {
   ASSERT_EQ(run_command(train), 0) << err.str();
   const std::vector<uint8_t> checkpoint = sinkhorn::testing::read_bytes(run + "/checkpoint.pt");
   ASSERT_TRUE(sinkhorn::testing::fill_disk(disk.file(""), 48 << 10));
-  expect_error({"train", "--resume", "--out", run, "--steps", "4"},
+  expect_error({"train", "--resume", "--out", run, "--steps", "4", "--threads", "1"},
                "--out cannot write '" + run + "/checkpoint.pt': No space left on device; the last good checkpoint "
                "(step 2) is kept in " + run + "/checkpoint.pt",
                true);
@@ -190,7 +204,7 @@ TEST_F(TrainCommand, AFullDiskEndsTheRunWithOneLineAndKeepsTheLastCheckpoint) {
   EXPECT_TRUE(tmp_files(run).empty());
   // `sample` into the full disk: the same kind of line, and no partial file.
   std::ofstream(disk.file("more"), std::ios::binary) << std::string(4 << 20, 'x');
-  expect_error({"sample", "--checkpoint", run, "--n", "20000", "--out", disk.file("s.npy")},
+  expect_error({"sample", "--checkpoint", run, "--n", "20000", "--out", disk.file("s.npy"), "--threads", "1"},
                "--out cannot write '" + disk.file("s.npy") + "': No space left on device");
   EXPECT_FALSE(fs::exists(disk.file("s.npy.tmp")));
 }

@@ -144,6 +144,16 @@ TEST(RunFolder, OverwriteKeepsTheOldRunUntilTheNewRunsFirstCheckpoint) {
     EXPECT_NE(outcome.message.find("the previous run in " + out + " is kept"), std::string::npos) << outcome.message;
   }
   EXPECT_EQ(file_digests(out), kept);
+
+  // So does one stopped (Ctrl-C, SIGTERM) before its first step: an untrained run replaces nothing.
+  {
+    Trainer stopped = Trainer::start(new_run, true);
+    const std::atomic<bool> stop{true};
+    const TrainOutcome outcome = stopped.run({}, &stop);
+    EXPECT_EQ(outcome.status, TrainStatus::interrupted);
+    EXPECT_EQ(outcome.message, "the previous run in " + out + " is kept");
+  }
+  EXPECT_EQ(file_digests(out), kept);
 }
 
 TEST(RunFolder, AStaleStagingFolderAndTmpFilesAreRemovedAtTheNextStart) {

@@ -21,8 +21,8 @@ bool is_image_shape(const std::vector<int64_t>& shape) { return shape.size() == 
 
 // The side of DCGAN's coarsest grid and how many stride-2 layers lead from it to the image.
 std::pair<int64_t, int64_t> dcgan_geometry(const std::vector<int64_t>& shape, const char* who) {
-  SINKHORN_CHECK(is_image_shape(shape) && shape[1] == shape[2] && (shape[1] == 28 || shape[1] == 32),
-                 "--" << who << " dcgan needs square 28 x 28 or 32 x 32 images");
+  SINKHORN_CHECK_ARG(is_image_shape(shape) && shape[1] == shape[2] && (shape[1] == 28 || shape[1] == 32),
+                     std::string(who) + ".architecture", "dcgan needs square 28 x 28 or 32 x 32 images");
   return shape[1] == 28 ? std::pair<int64_t, int64_t>{7, 2} : std::pair<int64_t, int64_t>{4, 3};
 }
 
@@ -32,15 +32,15 @@ nn::Conv2dOptions down(int64_t in, int64_t out) { return nn::Conv2dOptions(in, o
 }  // namespace
 
 GeneratorImpl::GeneratorImpl(GeneratorSpec spec) : spec_(std::move(spec)) {
-  SINKHORN_CHECK(spec_.latent_dim >= 1, "--latent-dim must be positive, got " << spec_.latent_dim);
-  SINKHORN_CHECK(spec_.latent == "uniform" || spec_.latent == "gaussian",
-                 "--latent must be 'uniform' or 'gaussian', got '" << spec_.latent << "'");
+  SINKHORN_CHECK_ARG(spec_.latent_dim >= 1, "generator.latent_dim", "must be positive, got " << spec_.latent_dim);
+  SINKHORN_CHECK_ARG(spec_.latent == "uniform" || spec_.latent == "gaussian", "generator.latent",
+                     "must be 'uniform' or 'gaussian', got '" << spec_.latent << "'");
   SINKHORN_CHECK(!spec_.sample_shape.empty() && product(spec_.sample_shape) > 0, "the generator needs a sample shape");
   const bool image = is_image_shape(spec_.sample_shape);
   if (spec_.architecture == "mlp") {
-    SINKHORN_CHECK(spec_.hidden >= 1, "--hidden must be positive, got " << spec_.hidden);
-    SINKHORN_CHECK(spec_.activation == "softplus" || spec_.activation == "relu",
-                   "--activation must be 'softplus' or 'relu', got '" << spec_.activation << "'");
+    SINKHORN_CHECK_ARG(spec_.hidden >= 1, "generator.hidden", "must be positive, got " << spec_.hidden);
+    SINKHORN_CHECK_ARG(spec_.activation == "softplus" || spec_.activation == "relu", "generator.activation",
+                       "must be 'softplus' or 'relu', got '" << spec_.activation << "'");
     const auto activation = [&]() -> nn::AnyModule {
       if (spec_.activation == "relu") return nn::AnyModule(nn::ReLU());
       return nn::AnyModule(nn::Softplus());
@@ -54,7 +54,7 @@ GeneratorImpl::GeneratorImpl(GeneratorSpec spec) : spec_(std::move(spec)) {
     if (image) head_->push_back(nn::Sigmoid());
     register_module("head", head_);
   } else if (spec_.architecture == "dcgan") {
-    SINKHORN_CHECK(spec_.width >= 1, "--width must be positive, got " << spec_.width);
+    SINKHORN_CHECK_ARG(spec_.width >= 1, "generator.width", "must be positive, got " << spec_.width);
     const auto [side, layers] = dcgan_geometry(spec_.sample_shape, "generator");
     int64_t channels = spec_.width << (layers - 1);
     coarse_shape_ = {channels, side, side};
@@ -72,7 +72,7 @@ GeneratorImpl::GeneratorImpl(GeneratorSpec spec) : spec_(std::move(spec)) {
     register_module("head", head_);
     register_module("body", body_);
   } else {
-    SINKHORN_CHECK(false, "--generator must be 'mlp' or 'dcgan', got '" << spec_.architecture << "'");
+    SINKHORN_CHECK_ARG(false, "generator.architecture", "must be 'mlp' or 'dcgan', got '" << spec_.architecture << "'");
   }
 }
 
@@ -103,8 +103,8 @@ torch::Tensor GeneratorImpl::latent_lattice(int64_t rows) const {
 }
 
 CriticImpl::CriticImpl(CriticSpec spec) : spec_(std::move(spec)) {
-  SINKHORN_CHECK(spec_.feature_dim >= 1, "--feature-dim must be positive, got " << spec_.feature_dim);
-  SINKHORN_CHECK(spec_.width >= 1, "--critic-width must be positive, got " << spec_.width);
+  SINKHORN_CHECK_ARG(spec_.feature_dim >= 1, "critic.feature_dim", "must be positive, got " << spec_.feature_dim);
+  SINKHORN_CHECK_ARG(spec_.width >= 1, "critic.width", "must be positive, got " << spec_.width);
   const auto leaky = [] { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)); };
   if (spec_.architecture == "mlp") {
     body_ = nn::Sequential(nn::Flatten(), nn::Linear(product(spec_.sample_shape), spec_.width), leaky(),
@@ -122,7 +122,7 @@ CriticImpl::CriticImpl(CriticSpec spec) : spec_(std::move(spec)) {
     body_->push_back(nn::Flatten());
     body_->push_back(nn::Linear(channels * side * side, spec_.feature_dim));
   } else {
-    SINKHORN_CHECK(false, "--critic must be 'mlp' or 'dcgan', got '" << spec_.architecture << "'");
+    SINKHORN_CHECK_ARG(false, "critic.architecture", "must be 'mlp' or 'dcgan', got '" << spec_.architecture << "'");
   }
   register_module("body", body_);
 }
