@@ -3,12 +3,13 @@
 #   make test   build, then run the whole test suite
 #   make build  build/sinkhorn (the command-line tool), the library and the tests
 #   make bench  build the kernel benchmarks and install what bench/compare_cpu.py needs
+#   make fuzz   libFuzzer on every file reader, FUZZ_SECONDS each (default 60; not part of make test)
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps configure build test demo bench fuzz clean
 
 all: build
 
@@ -35,5 +36,8 @@ bench: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DSINKHORN_BUILD_BENCHMARKS=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+fuzz:
+	JOBS=$(JOBS) bash scripts/fuzz.sh
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-fuzz

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/opt/sinkhorn/venv/bin/python
 """CPU comparison on the same points, in one run (issue: online CPU kernels).
 
 Methods, each in its own process so that its peak memory (max RSS) is its own:
@@ -12,9 +12,9 @@ Methods, each in its own process so that its peak memory (max RSS) is its own:
 Relative errors are against this project's float64 solve at tolerance 1e-6 (same loss; the value
 error is second order in the marginal error, ~1e-10).
 
-  /usr/bin/python3 bench/compare_cpu.py --sizes 1000 5000 --dims 3 64 --out /tmp/compare.md
+  /opt/sinkhorn/venv/bin/python bench/compare_cpu.py --sizes 1000 5000 --dims 3 64 --out /tmp/compare.md
 
-Needs Debian's python3-torch, python3-pot, python3-numpy (scripts/install-deps.sh --bench).
+Runs in the project's environment, /opt/sinkhorn/venv (PyTorch, NumPy; POT from scripts/install-deps.sh --bench).
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
+#!/opt/sinkhorn/venv/bin/python
 """Scores MNIST generators with a digit classifier: the MNIST analogue of the inception score.
 
-Usage: python3 experiments/digit_score.py MNIST_DIR OUT_CSV RUN_DIR [RUN_DIR ...]
+Usage: /opt/sinkhorn/venv/bin/python experiments/digit_score.py MNIST_DIR OUT_CSV RUN_DIR [RUN_DIR ...]
 
 A small CNN is trained on the first 9,000 digits of MNIST_DIR's test split (the same digits the
 runs of experiments/learned_cost.sh train on) and checked on its last 1,000 (their held-out set).
@@ -13,7 +13,7 @@ Each run's generator then draws 5,000 samples (`sinkhorn sample`), which are sco
   rarest     the share of the least generated class (0.1 when all ten are balanced).
 The held-out real digits are scored alike as the ceiling. Pixel-space divergences reward blurry
 averages of digits; this score rewards recognisable, varied ones, so the two read together.
-Needs Debian's python3-torch and python3-numpy (scripts/install-deps.sh --bench).
+Runs in the project's environment, /opt/sinkhorn/venv (PyTorch, NumPy; scripts/install-deps.sh).
 """
 import csv
 import gzip

@@ -43,12 +43,12 @@ for k in "${!pids[@]}"; do
   wait "${pids[$k]}" || { status=1; echo "run ${runs[$k]%% *} failed: see $results/${runs[$k]%% *}.log" >&2; }
 done
 [ "$status" -eq 0 ] || exit 1
-"${PYTHON:-python3}" "$(dirname "$0")/plot.py" learned_cost "$results" "$results"
+"${PYTHON:-${SINKHORN_VENV:-/opt/sinkhorn/venv}/bin/python}" "$(dirname "$0")/plot.py" learned_cost "$results" "$results"
 echo "figure: $results/learned_cost.png"
 if [ "$data" = mnist ]; then
   # The digit classifier's score of each generator (experiments/digit_score.py).
   folders=()
   for run in "${runs[@]}"; do folders+=("$results/${run%% *}"); done
-  SINKHORN="$sinkhorn" "${PYTHON:-python3}" "$(dirname "$0")/digit_score.py" "$data_path" "$results/digit_score.csv" \
+  SINKHORN="$sinkhorn" "${PYTHON:-${SINKHORN_VENV:-/opt/sinkhorn/venv}/bin/python}" "$(dirname "$0")/digit_score.py" "$data_path" "$results/digit_score.csv" \
     "${folders[@]}"
 fi

@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
+#!/opt/sinkhorn/venv/bin/python
 """Draws the figures of docs/reproduction.md from the CSV tables of `sinkhorn experiment`.
 
-Usage: python3 experiments/plot.py interpolation RESULTS_DIR OUT_DIR
-       python3 experiments/plot.py sample_complexity RESULTS_DIR OUT_DIR
-       python3 experiments/plot.py toy_learning RESULTS_DIR OUT_DIR   (after experiments/toy_learning.sh)
-       python3 experiments/plot.py learned_cost RESULTS_DIR OUT_DIR   (after experiments/learned_cost.sh)
-Needs Debian's python3-numpy and python3-matplotlib (scripts/install-deps.sh --bench).
+Usage: /opt/sinkhorn/venv/bin/python experiments/plot.py interpolation RESULTS_DIR OUT_DIR
+       /opt/sinkhorn/venv/bin/python experiments/plot.py sample_complexity RESULTS_DIR OUT_DIR
+       /opt/sinkhorn/venv/bin/python experiments/plot.py toy_learning RESULTS_DIR OUT_DIR   (after experiments/toy_learning.sh)
+       /opt/sinkhorn/venv/bin/python experiments/plot.py learned_cost RESULTS_DIR OUT_DIR   (after experiments/learned_cost.sh)
+Runs in the project's environment, /opt/sinkhorn/venv, with matplotlib from scripts/install-deps.sh --bench.
 """
 import csv
 import glob

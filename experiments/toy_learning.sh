@@ -15,5 +15,5 @@ for blur in 0.1 0.5 2; do
     tail -n 1 "$results/blur${blur}_L${iterations}/metrics.csv" | sed "s/^/blur ${blur} L ${iterations}: /"
   done
 done
-"${PYTHON:-python3}" "$(dirname "$0")/plot.py" toy_learning "$results" "$results"
+"${PYTHON:-${SINKHORN_VENV:-/opt/sinkhorn/venv}/bin/python}" "$(dirname "$0")/plot.py" toy_learning "$results" "$results"
 echo "figure: $results/toy_learning.png"

@@ -7,6 +7,7 @@
 #      its headers come from python3-dev and every machine of this kind gets the same one.
 # Usage: scripts/install-deps.sh            (build + tests)
 #        scripts/install-deps.sh --bench    (also what the comparison benchmarks use)
+#        scripts/install-deps.sh --fuzz     (also clang and libFuzzer, for make fuzz)
 # Environment: SINKHORN_VENV (default /opt/sinkhorn/venv) moves the environment.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,9 +18,13 @@ packages=(build-essential cmake make pkg-config python3 python3-venv python3-dev
           libgtest-dev googletest libbenchmark-dev libhwy-dev
           libpng-dev zlib1g-dev nlohmann-json3-dev liblemon-dev)
 requirements=("$here/requirements.txt")
-if [[ "${1:-}" == "--bench" ]]; then
-  requirements+=("$here/requirements-bench.txt")
-fi
+for option in "$@"; do
+  case "$option" in
+    --bench) requirements+=("$here/requirements-bench.txt") ;;
+    --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown option $option (--bench, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${packages[@]}"; do

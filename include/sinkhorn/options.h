@@ -8,7 +8,7 @@
 
 namespace sinkhorn {
 
-/// Which quantity `sinkhorn::loss` returns.
+/// Which quantity `sinkhorn::divergence` (and `SinkhornOptions::loss`) computes.
 enum class Loss {
   /// Debiased Sinkhorn divergence S_eps = OT_eps(a,b) - OT_eps(a,a)/2 - OT_eps(b,b)/2 (default).
   divergence,

@@ -13,7 +13,7 @@ namespace sinkhorn::reduce {
 GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights, double cell) {
   SINKHORN_INTERNAL_CHECK(points.dim() == 2 && weights.dim() == 1 && weights.size(0) == points.size(0),
                  "cluster_on_grid: points (N, D) and weights (N) expected");
-  SINKHORN_CHECK(cell > 0 && std::isfinite(cell), "cluster_scale: must be positive and finite, got " << cell);
+  SINKHORN_CHECK_ARG(cell > 0 && std::isfinite(cell), "cluster_scale", "must be positive and finite, got " << cell);
   // On the CPU whatever the input's device: the grid is built by host loops.
   const at::Tensor x = points.detach().to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor w = weights.detach().to(at::kCPU, at::kDouble).contiguous();
@@ -37,9 +37,9 @@ GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights
   }
   double cells = 1.0;
   for (int64_t k = 0; k < d; ++k) cells *= static_cast<double>(extent[k]);
-  SINKHORN_CHECK(cells < 4.6e18, "cluster_scale: a grid of side " << cell << " over these " << d
-                                     << "-dimensional points has " << cells
-                                     << " cells; the multiscale backend is meant for low dimensions");
+  SINKHORN_CHECK_ARG(cells < 4.6e18, "cluster_scale",
+                     cell << " makes a grid of " << cells << " cells over these " << d
+                          << "-dimensional points; the multiscale backend is meant for low dimensions");
   std::vector<int64_t> keys(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     int64_t key = 0;

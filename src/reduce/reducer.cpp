@@ -32,10 +32,9 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
     case Backend::online:
       return make_online_cpu_reducer(p);
     case Backend::multiscale:
-      SINKHORN_CHECK(x.device().is_cpu() && y.device().is_cpu(),
-                     "backend: the multiscale backend runs on CPU tensors, got " << x.device());
-      SINKHORN_CHECK(cluster_scale > 0, "cluster_scale: the multiscale backend needs a positive cell size, got "
-                                            << cluster_scale);
+      SINKHORN_CHECK_ARG(x.device().is_cpu() && y.device().is_cpu(), "backend",
+                         "multiscale runs on CPU tensors, got " << x.device());
+      SINKHORN_CHECK_ARG(cluster_scale > 0, "cluster_scale", "must be a positive cell size, got " << cluster_scale);
       return make_multiscale_cpu_reducer(p, cluster_scale);
     case Backend::tensorized:
       break;

@@ -117,7 +117,7 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
   expect_failure({x_path, y_path, "--max-iterations", "-1"}, "--max-iterations must be between 0 and 10000000, got -1");
   expect_failure({x_path, y_path, "--cluster-scale", "-1"}, "--cluster-scale must be a finite number > 0");
   expect_failure({x_path, y_path, "--backend", "multiscale", "--cluster-scale", "1e-9"},
-                 "cluster_scale: a grid of side 1e-09");
+                 "--cluster-scale 1e-09 makes a grid of");
   expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss must be one of divergence, primal");
   expect_failure({x_path, (directory / "none.npy").string()}, "cannot open '");
   expect_failure({x_path}, "expected 2 positional argument(s)");

@@ -91,7 +91,7 @@ class MultiscaleCpuReducer final : public Reducer {
  private:
   at::Tensor run(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                  double eps) const {
-    SINKHORN_CHECK(x.device().is_cpu(), "backend: the multiscale backend needs CPU tensors, got " << x.device());
+    SINKHORN_CHECK_ARG(x.device().is_cpu(), "backend", "multiscale runs on CPU tensors, got " << x.device());
     const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     std::vector<at::Tensor> results;
     for (int64_t b = 0; b < x.size(0); ++b) {

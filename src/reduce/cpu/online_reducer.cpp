@@ -31,8 +31,7 @@ class OnlineCpuReducer final : public Reducer {
  private:
   at::Tensor run(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y,
                  const at::Tensor& h, double eps) const {
-    SINKHORN_CHECK(x.device().is_cpu(), "backend: the online CPU backend needs CPU tensors, got "
-                                            << x.device());
+    SINKHORN_CHECK_ARG(x.device().is_cpu(), "backend", "online runs on CPU tensors, got " << x.device());
     const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     const int64_t batch = x.size(0), n = x.size(1), m = y.size(1), d = x.size(2);
     const int64_t padded = (m + cpu::kColumnPadding - 1) / cpu::kColumnPadding * cpu::kColumnPadding;

@@ -1,0 +1,20 @@
+// checkpoint.pt on arbitrary bytes: the zip directory walk and CRC check (gen::verify_zip) on the
+// bytes themselves, then the whole load `sinkhorn sample` does (gen::SavedGenerator::load).
+#include <vector>
+
+#include "fuzz_support.h"
+#include "gen/checkpoint.h"
+#include "gen/saved_generator.h"
+#include "sinkhorn/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    sinkhorn::gen::verify_zip(std::vector<char>(data, data + size), "fuzz", "checkpoint");
+  } catch (const sinkhorn::Error&) {
+  }
+  try {
+    sinkhorn::gen::SavedGenerator::load(sinkhorn::fuzz::input_file(data, size, ".pt"));
+  } catch (const sinkhorn::Error&) {
+  }
+  return 0;
+}
