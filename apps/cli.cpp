@@ -78,11 +78,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return 1;
   } catch (const c10::OutOfMemoryError& error) {
     err << "sinkhorn " << command << ": error: out of memory: " << first_line(error.what_without_backtrace())
-        << " (use smaller inputs, or a backend in linear memory: --backend online)\n";
+        << " (use smaller inputs; a solve runs in linear memory with --backend online)\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    err << "sinkhorn " << command << ": error: out of memory (use smaller inputs, or a backend in linear memory: "
-        << "--backend online)\n";
+    err << "sinkhorn " << command << ": error: out of memory (use smaller inputs; a solve runs in linear memory "
+        << "with --backend online)\n";
     return 1;
   } catch (const c10::Error& error) {
     err << "sinkhorn " << command << ": internal error (please report it): "

@@ -1,7 +1,8 @@
 // The `sinkhorn` command: one binary, subcommands. Each command takes its arguments (after the
 // command name) and two streams, and returns the process exit code: 0 success, 2 bad input or
 // usage (the message names the argument), 1 an unexpected failure; train also returns 3 when it
-// stopped on a non-finite loss and 130 when interrupted (Ctrl-C) after saving a checkpoint.
+// stopped on a non-finite loss, and 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) when a signal stopped it
+// after saving a checkpoint. Out of memory is reported on one line with status 1.
 #pragma once
 
 #include <optional>

@@ -34,7 +34,7 @@ for target in npy csv idx cifar checkpoint config; do
   [[ $target == checkpoint ]] && cp "$seeds/run/checkpoint.pt" "$corpus/seed.pt"
   [[ $target == config ]] && cp "$seeds/run/config.json" "$corpus/seed.json"
   echo "fuzz: $target for ${seconds}s"
-  if ! "$build/${target}_fuzzer" "$corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if ! "$build/fuzz/${target}_fuzzer" "$corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
          -max_len=1048576 -artifact_prefix="$findings/" -print_final_stats=1 >"$build/$target.log" 2>&1; then
     found=1
     echo "fuzz: $target FOUND a problem: $(ls "$findings" | head -3) (log: $build/$target.log)"

@@ -2,6 +2,10 @@
 
 #include <zlib.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,39 +27,72 @@ bool is_directory(const std::string& path) {
 
 namespace {
 
-// stat() follows links: a link to /dev/zero is a character device here, refused like a FIFO.
-struct stat regular_file_status(const std::string& path, uint64_t max_bytes) {
-  struct stat info;
-  SINKHORN_CHECK(::stat(path.c_str(), &info) == 0, "cannot open '" << path << "': " << std::strerror(errno));
-  SINKHORN_CHECK(!S_ISDIR(info.st_mode), "'" << path << "' is a folder, not a file");
-  SINKHORN_CHECK(S_ISREG(info.st_mode), "'" << path << "' is not a regular file (a device, FIFO or socket "
-                                                           "never ends or cannot be read twice)");
-  SINKHORN_CHECK(static_cast<uint64_t>(info.st_size) <= max_bytes,
-                 "'" << path << "' is " << info.st_size << " bytes, more than the " << max_bytes << " this reader accepts");
-  return info;
+// Throws Error(argument, message) when argument is set, else Error(message).
+[[noreturn]] void fail(const std::string& argument, const std::string& message) {
+  if (argument.empty()) throw Error(message);
+  throw Error(argument, message);
+}
+
+// An open descriptor of the regular file at path, at most max_bytes long. O_NONBLOCK: opening a
+// FIFO must not wait for a writer; fstat on the descriptor then refuses it (stat() before open()
+// would leave a window to swap a FIFO in). A link to /dev/zero is a character device here.
+int open_regular_file(const std::string& path, uint64_t max_bytes, const std::string& argument, struct stat& info) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail(argument, "cannot open '" + path + "': " + std::strerror(errno));
+  std::string problem;
+  if (::fstat(fd, &info) != 0) {
+    problem = "cannot read '" + path + "': " + std::strerror(errno);
+  } else if (S_ISDIR(info.st_mode)) {
+    problem = "'" + path + "' is a folder, not a file";
+  } else if (!S_ISREG(info.st_mode)) {
+    problem = "'" + path + "' is not a regular file (a device, FIFO or socket never ends or cannot be read twice)";
+  } else if (static_cast<uint64_t>(info.st_size) > max_bytes) {
+    problem = "'" + path + "' is " + std::to_string(info.st_size) + " bytes, more than the " +
+              std::to_string(max_bytes) + " this reader accepts";
+  }
+  if (!problem.empty()) {
+    ::close(fd);
+    fail(argument, problem);
+  }
+  return fd;
 }
 
 }  // namespace
 
-std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
-  const struct stat info = regular_file_status(path, max_bytes);
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  SINKHORN_CHECK(file != nullptr, "cannot open '" << path << "': " << std::strerror(errno));
-  // Read what stat promised plus one byte: a file that grows meanwhile is still bounded.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, const std::string& argument) {
+  struct stat info;
+  const int fd = open_regular_file(path, max_bytes, argument, info);
+  // What fstat promised plus one byte: a file that grows meanwhile is noticed, and still bounded.
   std::string bytes(static_cast<size_t>(info.st_size) + 1, '\0');
-  const size_t got = std::fread(bytes.data(), 1, bytes.size(), file);
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  SINKHORN_CHECK(!failed, "cannot read '" << path << "': " << std::strerror(errno));
-  SINKHORN_CHECK(got <= static_cast<size_t>(info.st_size), "'" << path << "' grew while it was read");
-  bytes.resize(got);
+  size_t done = 0;
+  int error = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::read(fd, bytes.data() + done, std::min<size_t>(bytes.size() - done, size_t{1} << 30));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      error = errno;
+      break;
+    }
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  if (error != 0) fail(argument, "cannot read '" + path + "': " + std::strerror(error));
+  if (done != static_cast<size_t>(info.st_size)) {
+    fail(argument, "'" + path + "' changed while it was read (is it being written?)");
+  }
+  bytes.resize(done);
   return bytes;
 }
 
 std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes) {
-  const struct stat info = regular_file_status(path, max_bytes);
-  gzFile file = gzopen(path.c_str(), "rb");
-  SINKHORN_CHECK(file != nullptr, "cannot open '" << path << "': " << std::strerror(errno));
+  struct stat info;
+  const int fd = open_regular_file(path, max_bytes, "", info);
+  gzFile file = gzdopen(fd, "rb");  // owns fd from here
+  if (file == nullptr) {
+    ::close(fd);
+    fail("", "cannot open '" + path + "': out of memory");
+  }
   std::vector<uint8_t> bytes;
   bytes.reserve(static_cast<size_t>(info.st_size));
   constexpr unsigned kChunk = 1u << 20;

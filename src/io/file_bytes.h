@@ -13,8 +13,11 @@ namespace sinkhorn::io {
 constexpr uint64_t kLargestFile = uint64_t{4} << 30;
 
 /// The bytes of a regular file, at most max_bytes of them. Refuses, naming the path, what is not
-/// a regular file (a FIFO, /dev/zero or a link to it: a read that never ends) or is larger.
-std::string read_regular_file(const std::string& path, uint64_t max_bytes = kLargestFile);
+/// a regular file (a FIFO, /dev/zero or a link to it: a read that never ends; checked on the open
+/// descriptor, so nothing can be swapped in between) or is larger, or changes while it is read.
+/// Errors carry `argument` (the library's name of what the user passed) when it is not empty.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes = kLargestFile,
+                              const std::string& argument = "");
 
 /// The file's content, decompressed if it is gzip, at most max_bytes after decompression. Throws
 /// sinkhorn::Error naming the path when the file is missing, not a regular file, unreadable, too

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <fstream>
 #include <iomanip>
 
 #include "util/check.h"
@@ -21,10 +22,27 @@ at::Tensor cost_matrix(const at::Tensor& x, const at::Tensor& y, int p) {
   return 0.5 * (x_norms + y_norms - 2 * at::bmm(x, y.transpose(1, 2))).clamp_min(0);
 }
 
+namespace {
+
+// The memory limit of this process's cgroup (v2, then v1), or 0 when there is none.
+uint64_t cgroup_limit_bytes() {
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream file(path);
+    unsigned long long limit = 0;
+    if (file >> limit && limit > 0) return limit;  // "max" (no limit) does not parse
+  }
+  return 0;
+}
+
+}  // namespace
+
 uint64_t usable_memory_bytes(const at::Device& device) {
-  if (!device.is_cpu()) return 0;  // a GPU's allocator reports its own failure, caught as such
+  if (!device.is_cpu()) return 0;
   const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
-  return pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) : 0;
+  uint64_t usable = pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) : 0;
+  const uint64_t limit = cgroup_limit_bytes();
+  if (limit > 0 && (usable == 0 || limit < usable)) usable = limit;
+  return usable;
 }
 
 void check_dense_fits(int64_t batch, int64_t n, int64_t m, int64_t element_size, double matrices,

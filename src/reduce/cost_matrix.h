@@ -16,8 +16,9 @@ namespace sinkhorn::reduce {
 /// a few ulps; its gradient is 0 at x = y). Differentiable.
 at::Tensor cost_matrix(const at::Tensor& x, const at::Tensor& y, int p);
 
-/// Memory (bytes) this machine can give one process: the physical memory, or for a CUDA device
-/// its total memory. 0 when unknown (then nothing is refused).
+/// Memory (bytes) a process may use on the CPU: the physical memory, or the cgroup's limit (a
+/// container's) when that is lower. 0 for other devices and when unknown (then nothing is
+/// refused; a GPU allocator's own failure is reported as out of memory).
 uint64_t usable_memory_bytes(const at::Device& device);
 
 /// Refuses, naming `argument`, a dense computation that would hold `matrices` B x N x M matrices of

@@ -18,6 +18,13 @@ inline constexpr size_t kRateWindow = 5;
 /// more than kRateWindow errors); NaN when it cannot be measured (0/0).
 double windowed_rate(const std::vector<double>& errors);
 
+/// Appends an error to a history that windowed_rate reads, keeping only the kRateWindow + 1 it
+/// needs (a solve may run 10^7 sweeps).
+inline void remember_error(std::vector<double>& errors, double error) {
+  if (errors.size() > kRateWindow) errors.erase(errors.begin());
+  errors.push_back(error);
+}
+
 // Over-relaxation of the alternating updates at the final eps (Thibault, Chizat, Dossal,
 // Papadakis 2021, "Overrelaxed Sinkhorn-Knopp"). Linearised, Sinkhorn is block Gauss-Seidel on a
 // 2-cyclic system, so Young's SOR theory applies: with mu^2 the plain contraction of the error per
@@ -53,7 +60,7 @@ class Relaxation {
 
   /// Takes the marginal error of the sweep just run (at the omega() it was run with).
   void observe(double error) {
-    errors_.push_back(error);
+    remember_error(errors_, error);
     if (abandoned_) return;
     ++sweeps_since_change_;
     if (omega_ > 1.0) {
@@ -142,14 +149,15 @@ class SchemeSelector {
 
   /// Takes the marginal error of OT(a, b) after the sweep just run.
   void observe(double error) {
-    errors_.push_back(error);
+    remember_error(errors_, error);
     if (phase_ == Phase::alternating) {
       relaxation_.observe(error);
       return;
     }
-    if (errors_.size() < kProbe) return;
+    if (++sweeps_measured_ < kProbe) return;
     const double rate = measured_rate();
     errors_.clear();
+    sweeps_measured_ = 0;
     if (phase_ == Phase::probe_alternating) {
       plain_rate_ = rate;
       relaxed_rate_ = rate < 1.0 ? Relaxation::optimal_omega(rate) - 1.0 : rate;
@@ -188,6 +196,7 @@ class SchemeSelector {
 
   Phase phase_ = Phase::averaged;
   std::vector<double> errors_;
+  size_t sweeps_measured_ = 0;  // sweeps since the last measurement
   bool probed_ = false;
   double averaged_rate_ = 1.0;
   double plain_rate_ = 1.0;

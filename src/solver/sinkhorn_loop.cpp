@@ -196,7 +196,6 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   // g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
   const double lambda = damping(final_eps, rho);
   state.ab.g = lambda * softmin_over(reducer, b, a, state.ab.f, final_eps);
-  // Last extrapolation of the symmetric potentials: f = lambda softmin(f) is the exact update.
   for (size_t k = 0; k < problems.size(); ++k) {
     if (problems[k].symmetric) {
       problems[k].potentials->f = lambda * softmins[k];

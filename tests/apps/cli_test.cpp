@@ -5,12 +5,14 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "cli.h"
 #include "io/array_io.h"
+#include "reduce/cost_matrix.h"
 #include "sinkhorn/divergence.h"
 
 namespace sinkhorn::cli {
@@ -164,8 +166,12 @@ TEST_F(DivergenceCommand, HostileInputEndsWithOneLineNamingTheArgument) {
   const std::string zero = (directory / "zero.npy").string();
   std::filesystem::create_symlink("/dev/zero", zero);
   expect_refusal({zero, y_path}, "zero.npy' is not a regular file");
-  // The dense backend at 100,000 x 100,000: refused from an estimate, not an 80 GB allocation.
-  const std::string big = save("big.npy", at::rand({100000, 3}, at::kDouble));
+  // The dense backend at 100,000 x 100,000 (here: twice what this machine's memory allows): refused
+  // from an estimate, not an 80 GB allocation.
+  const double usable = static_cast<double>(reduce::usable_memory_bytes(at::Device(at::kCPU)));
+  ASSERT_GT(usable, 0);
+  const int64_t points = std::max<int64_t>(100000, static_cast<int64_t>(2 * std::sqrt(usable / (3 * 8))));
+  const std::string big = save("big.npy", at::rand({points, 3}, at::kDouble));
   expect_refusal({big, big, "--backend", "tensorized"}, "--backend tensorized needs about");
   expect_refusal({big, big, "--loss", "energy"}, "--loss energy (a kernel MMD, computed with dense matrices) needs about");
 }

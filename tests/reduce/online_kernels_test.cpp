@@ -110,7 +110,12 @@ TEST(OnlineKernels, TwoThreadsGiveTheOneThreadResultBitForBit) {
     EXPECT_TRUE(at::equal(online->softmin(x, y, h, 0.05), serial));
     EXPECT_TRUE(at::equal(online->softmax_cost_gradient(x, y, h, 0.05), serial_gradient));
     at::Tensor from_thread;
-    std::thread([&] { from_thread = online->softmin(x, y, h, 0.05); }).join();
+    int threads_in_thread = 0;
+    std::thread([&] {
+      threads_in_thread = at::get_num_threads();  // what the reducer passes to the kernels there
+      from_thread = online->softmin(x, y, h, 0.05);
+    }).join();
+    EXPECT_EQ(threads_in_thread, 2);
     EXPECT_TRUE(at::equal(from_thread, serial));
   }
   at::set_num_threads(saved);

@@ -229,7 +229,7 @@ class MultiscaleCpuReducer final : public Reducer {
       problem.threads = at::get_num_threads();
       cpu::truncation_bounds(problem);
       // Threads only when each has thousands of blocks to sort through (waking a team costs more).
-      const bool parallel = count * column_clusters > (int64_t{1} << 16);
+      [[maybe_unused]] const bool parallel = count * column_clusters > (int64_t{1} << 16);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(problem.threads) if (parallel)
       for (int64_t I = 0; I < count; ++I) {
         chunk_ranges[I].clear();

@@ -269,7 +269,7 @@ void run_blocks_parallel(const OnlineProblem<T>& problem, Function function) {
     work += problem.ranges[2 * k + 1] - problem.ranges[2 * k];
   }
   work = work * (problem.d + 4) * (problem.n / std::max<int64_t>(1, problem.row_blocks));
-  const bool parallel = work > kSerialWork;
+  [[maybe_unused]] const bool parallel = work > kSerialWork;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t block = 0; block < problem.row_blocks; ++block) function(problem, block, block + 1);
 }
@@ -278,7 +278,7 @@ template <typename T, typename Function>
 void run_parallel(const OnlineProblem<T>& problem, Function function) {
   const int64_t rows = problem.batch * problem.n;
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
-  const bool parallel = rows * problem.m * (problem.d + 4) > kSerialWork;
+  [[maybe_unused]] const bool parallel = rows * problem.m * (problem.d + 4) > kSerialWork;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t first = chunk * kRowsPerChunk;
@@ -314,7 +314,7 @@ template <typename T, typename Function>
 void run_bounds_parallel(const TruncationBoundProblem<T>& problem, Function function) {
   constexpr int64_t kClustersPerTask = 8;  // amortises the task's M-entry buffer
   const int64_t tasks = (problem.clusters + kClustersPerTask - 1) / kClustersPerTask;
-  const bool parallel = problem.clusters * problem.m_padded * (problem.d + 4) > kSerialWork;
+  [[maybe_unused]] const bool parallel = problem.clusters * problem.m_padded * (problem.d + 4) > kSerialWork;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(problem.threads) if (parallel)
   for (int64_t task = 0; task < tasks; ++task) {
     function(problem, task * kClustersPerTask, std::min(problem.clusters, (task + 1) * kClustersPerTask));
