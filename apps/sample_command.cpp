@@ -6,15 +6,9 @@
 #include "gen/sample_pictures.h"
 #include "gen/saved_generator.h"
 #include "util/check.h"
+#include "util/strings.h"
 
 namespace sinkhorn::cli {
-namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
 
 int sample_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
   ArgumentParser parser("sinkhorn sample --checkpoint C --out FILE [options]",
@@ -50,11 +44,7 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
   const int64_t n = args.integer("n").value_or(64);
   if (ends_with(*output, ".png")) {
     // Refused before generating anything: a picture has room for so many samples.
-    const bool images = generator.config().generator.sample_shape.size() == 3;
-    const int64_t limit = images ? gen::kMaxPictureImages : gen::kMaxScatterPoints;
-    SINKHORN_CHECK_ARG(n <= limit, "n",
-                       n << " is more " << (images ? "images than a picture grid holds" : "points than a scatter plot draws")
-                         << " (at most " << limit << "); write a .npy for more");
+    gen::check_picture_room(n, generator.config().generator.sample_shape.size() == 3, "n");
     gen::write_samples_picture(*output, generator.sample(n, static_cast<uint64_t>(seed)));
   } else {
     gen::write_samples_npy(generator, *output, n, static_cast<uint64_t>(seed));

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "gen/atomic_file.h"
+#include "io/atomic_file.h"
 #include "io/pictures.h"
 #include "util/check.h"
 
@@ -52,16 +52,21 @@ std::vector<uint8_t> encode_png(const io::Image& image, const std::string& path)
 
 void write_picture(const std::string& path, const io::Image& image) {
   const std::vector<uint8_t> bytes = encode_png(image, path);
-  write_file_atomically(path, bytes.data(), bytes.size(), "out_dir");
+  io::write_file_atomically(path, bytes.data(), bytes.size(), "out_dir");
 }
 
 }  // namespace
 
+void check_picture_room(int64_t count, bool images, const std::string& argument) {
+  const int64_t limit = images ? kMaxPictureImages : kMaxScatterPoints;
+  SINKHORN_CHECK_ARG(count <= limit, argument,
+                     count << " is more " << (images ? "images than a picture grid holds" : "points than a scatter plot draws")
+                           << " (at most " << limit << "); write a .npy for more");
+}
+
 void write_samples_picture(const std::string& path, const at::Tensor& samples, const at::Tensor& reference) {
   if (samples.dim() == 2 && samples.size(1) == 2) {
-    SINKHORN_CHECK_ARG(samples.size(0) <= kMaxScatterPoints, "n",
-                       samples.size(0) << " is more points than a scatter plot draws (at most " << kMaxScatterPoints
-                                       << "; write a .npy for more)");
+    check_picture_room(samples.size(0), false, "samples");
     std::vector<io::ScatterLayer> layers;
     if (reference.defined()) layers.push_back(layer_of(reference, 70, 120, 220, 2));
     layers.push_back(layer_of(samples, 220, 50, 40, 1));
@@ -69,9 +74,7 @@ void write_samples_picture(const std::string& path, const at::Tensor& samples, c
     return;
   }
   SINKHORN_INTERNAL_CHECK(samples.dim() == 4, "pictures need 2-D points or (n, C, H, W) images");
-  SINKHORN_CHECK_ARG(samples.size(0) <= kMaxPictureImages, "n",
-                     samples.size(0) << " is more images than a picture grid holds (at most " << kMaxPictureImages
-                                     << "; write a .npy for more)");
+  check_picture_room(samples.size(0), true, "samples");
   const int64_t columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(samples.size(0)))));
   write_picture(path, grid_of(samples, columns, 2));
 }

@@ -33,7 +33,8 @@ SavedGenerator SavedGenerator::load(const std::string& path) {
   state->config = checkpoint.config();
   state->step = checkpoint.step();
   // Any seed: the weights are overwritten by the saved ones.
-  construct_seeded(0, [&] { state->generator = Generator(state->config.generator); });
+  checkpoint.with_saved_settings(
+      [&] { construct_seeded(0, [&] { state->generator = Generator(state->config.generator); }); });
   checkpoint.load_module("generator", *state->generator);
   state->generator->eval();
   return SavedGenerator(std::move(state));
@@ -79,7 +80,7 @@ void write_samples_npy(SavedGenerator& generator, const std::string& path, int64
   std::vector<int64_t> shape{n};
   const std::vector<int64_t>& sample_shape = generator.config().generator.sample_shape;
   shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
-  io::NpyWriter writer(path, shape, "out_dir");
+  io::NpyWriter writer(path, "float32", shape, "out_dir");
   generator.sample_in_batches(n, seed, batch, [&](const at::Tensor& samples) {
     const at::Tensor values = samples.to(at::kFloat).contiguous();
     writer.append(values.data_ptr<float>(), static_cast<size_t>(values.numel()));
