@@ -3,6 +3,11 @@
 // system calls (a full disk is an error message, not an abort in LibTorch's zip writer), and read
 // whole, bounded in size, with every zip entry's CRC-32 checked before LibTorch parses it: LibTorch
 // itself loads a checkpoint with flipped bytes in a weight without a word.
+//
+// A checkpoint is trusted input: loading one runs LibTorch's deserialisation, which was not written
+// to resist a malicious file. The checks here catch damage (a flipped bit, a truncated copy, a file
+// that is no checkpoint) and keep the checks themselves bounded on any bytes (no overlapping
+// entries, no inflation bombs), not an attacker who can hand the program a crafted archive.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -10,8 +15,10 @@
 #include <torch/serialize/input-archive.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gen/train_config.h"
@@ -19,7 +26,13 @@
 namespace sinkhorn::gen {
 
 /// Larger files are refused before they are read: a generator of the paper's sizes saves a few MB.
-inline constexpr int64_t kMaxCheckpointBytes = int64_t{4} << 30;
+inline constexpr uint64_t kMaxCheckpointBytes = uint64_t{4} << 30;
+/// The most a deflated zip entry may inflate to. LibTorch deflates only its small code and pickle
+/// records (kilobytes) and stores tensors as they are; deflate itself cannot expand data more than
+/// 1032 times, which bounds an entry further. Together they bound the work of verify_zip.
+inline constexpr uint64_t kMaxInflatedEntry = uint64_t{64} << 20;
+/// The most all deflated entries of one archive may inflate to together.
+inline constexpr uint64_t kMaxInflatedTotal = uint64_t{256} << 20;
 
 /// One entry of a zip file, as its central directory records it.
 struct ZipEntry {
@@ -33,14 +46,19 @@ struct ZipEntry {
   uint64_t data_offset = 0;            ///< where its data starts, after the local header
 };
 
-/// The entries of the zip archive `bytes`: the end-of-central-directory record (and the zip64 one
-/// when present), each central record and its local header, every offset checked to lie in the
-/// file. Throws Error(argument, "'<file>' ...") naming what is malformed.
-std::vector<ZipEntry> zip_entries(const std::vector<char>& bytes, const std::string& file, const std::string& argument);
+/// The entries of the zip archive `bytes`, in central-directory order, as LibTorch writes them: the
+/// end-of-central-directory record ends the file (no archive comment; a zip64 locator and record
+/// just before it when present), so the directory checked here is the one LibTorch reads; the
+/// central directory ends where that record begins; every record and local header lies in the
+/// file; no two entries share a name; each entry's data ends before the next local header (no
+/// overlaps: checking every entry reads each byte of the file at most once); a deflated entry
+/// inflates to at most kMaxInflatedEntry bytes and 1032 times its size, all of them together to at
+/// most kMaxInflatedTotal. Throws Error(argument, "'<file>' ...") naming what is malformed.
+std::vector<ZipEntry> zip_entries(std::string_view bytes, const std::string& file, const std::string& argument);
 
 /// Checks every entry's CRC-32 against its data (inflating deflated entries); throws
 /// Error(argument, ...) naming the file and the first corrupt entry.
-void verify_zip(const std::vector<char>& bytes, const std::string& file, const std::string& argument);
+void verify_zip(std::string_view bytes, const std::string& file, const std::string& argument);
 
 /// What a checkpoint holds, for writing; the critic and its optimiser are null for a fixed cost.
 struct CheckpointContents {
@@ -61,8 +79,9 @@ void write_checkpoint(const std::string& path, const CheckpointContents& content
 class Checkpoint {
  public:
   /// Reads `path` (a regular file of at most kMaxCheckpointBytes), checks every zip entry's CRC-32,
-  /// the format tag and the saved settings. Errors are Error(argument, "'<path>' ..."): argument
-  /// is the library's name of what the user passed ("checkpoint", "out_dir").
+  /// the format tag and the saved settings (validate(): the ranges the command line accepts).
+  /// Errors are Error(argument, "'<path>' ..."): argument is the library's name of what the user
+  /// passed ("checkpoint", "out_dir").
   static Checkpoint read(const std::string& path, const std::string& argument);
 
   Checkpoint(Checkpoint&&) noexcept;
@@ -75,10 +94,16 @@ class Checkpoint {
   /// Training time up to that step.
   double seconds() const;
   /// Loads the saved "generator" or "critic" into `module` (built from config()), refusing
-  /// weights that do not fit it or are not finite.
+  /// weights that do not fit it (another shape or type of any parameter or buffer: LibTorch would
+  /// load them anyway) or are not finite.
   void load_module(const std::string& part, torch::nn::Module& module) const;
-  /// Loads the saved "generator_optimizer" or "critic_optimizer".
+  /// Loads the saved "generator_optimizer" or "critic_optimizer", refusing state tensors that do
+  /// not fit the parameters they belong to.
   void load_optimizer(const std::string& part, torch::optim::Optimizer& optimizer) const;
+  /// Runs `build`, which builds something from config() (data, networks); an Error it throws
+  /// naming a setting becomes Error(argument, "'<path>' holds settings that cannot be used now:
+  /// <setting> <problem>"): on `--resume` and in `sample` the saved settings are not flags.
+  void with_saved_settings(const std::function<void()>& build) const;
 
  private:
   struct State;

@@ -4,6 +4,7 @@
 #include "gen/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
 #include <zlib.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 
 #include "gen/gen_test_support.h"
+#include "gen/models/networks.h"
 #include "gen/small_runs.h"
 #include "gen/trainer.h"
 #include "io/array_io.h"
@@ -34,7 +36,7 @@ std::string message_of(const std::function<void()>& action) {
   return "no error";
 }
 
-std::vector<char> as_chars(const std::vector<uint8_t>& bytes) { return std::vector<char>(bytes.begin(), bytes.end()); }
+std::string as_chars(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 
 void put_u32(std::vector<uint8_t>& bytes, uint64_t at, uint32_t value) {
   for (int k = 0; k < 4; ++k) bytes[at + static_cast<uint64_t>(k)] = static_cast<uint8_t>(value >> (8 * k));
@@ -131,6 +133,45 @@ TEST_F(CheckpointTest, NonFiniteWeightsAreRefused) {
   expect_refused("holds non-finite (NaN or Inf) weights in its generator");
 }
 
+TEST_F(CheckpointTest, WeightsThatDoNotFitTheSettingsAreRefusedNamingTheTensor) {
+  // LibTorch loads a tensor of any shape over a parameter (Tensor::set_): a checkpoint whose
+  // settings say hidden 32 but whose generator has hidden 16 must not load.
+  TrainConfig c = small_run(run);
+  c.steps = 3;
+  GeneratorSpec smaller_spec = c.generator;
+  smaller_spec.hidden = 16;
+  Generator smaller(smaller_spec), fitting(c.generator);
+  torch::optim::Adam smaller_optimizer(smaller->parameters()), fitting_optimizer(fitting->parameters());
+  CheckpointContents contents;
+  contents.config = &c;
+  contents.step = 3;
+  contents.generator = smaller.get();
+  contents.generator_optimizer = &smaller_optimizer;
+  write_checkpoint(checkpoint, contents);
+  expect_refused("holds a generator that does not fit its settings: 'head.0.weight' is [16, 2] Float where the "
+                 "settings build [32, 2] Float");
+
+  // The weights fit, the optimiser's running averages (of the smaller network) do not: `sample`
+  // reads no optimiser, `--resume` refuses it.
+  const at::Tensor z = torch::randn({8, 2});
+  smaller->forward(z).sum().backward();
+  smaller_optimizer.step();
+  contents.generator = fitting.get();
+  write_checkpoint(checkpoint, contents);
+  const auto before = file_digests(run);
+  EXPECT_EQ(message_of([&] { Trainer::resume(run); }),
+            "out_dir | '" + checkpoint + "' holds a generator_optimizer that does not fit its settings: its exp_avg is "
+            "[16, 2] Float for a parameter of [32, 2] Float");
+  EXPECT_EQ(file_digests(run), before);
+  EXPECT_NO_THROW(SavedGenerator::load(run));
+
+  // Settings of no known form are refused when the checkpoint is read, before any network is built.
+  c.generator.sample_shape = {-1, -1};
+  contents.generator_optimizer = &fitting_optimizer;
+  write_checkpoint(checkpoint, contents);
+  expect_refused("holds unusable settings: generator.sample_shape must be [2] (2-D points) or [C, H, W]");
+}
+
 TEST_F(CheckpointTest, WhatIsNotARegularFileIsRefusedBeforeReading) {
   const std::string fifo = folder.file("fifo.pt");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
@@ -177,6 +218,141 @@ TEST(ZipParser, ReadsZip64Records) {
             std::string::npos);
 }
 
+// A zip archive written field by field (APPNOTE.TXT 4.3), to make the malformed ones.
+class HandZip {
+ public:
+  struct Entry {
+    std::string name;
+    uint64_t offset = 0, compressed = 0, uncompressed = 0;
+    uint32_t crc = 0;
+    uint16_t method = 0;
+  };
+  /// A local header and `data` (stored, or deflated raw bytes with `uncompressed` inflated size).
+  Entry local(const std::string& name, const std::string& data, uint16_t method = 0, uint64_t uncompressed = 0,
+              uint32_t crc = 0) {
+    Entry entry{name, bytes.size(), data.size(), method == 0 ? data.size() : uncompressed, crc, method};
+    if (method == 0) entry.crc = static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+    put(0x04034b50, 4), put(20, 2), put(0, 2), put(method, 2), put(0, 4), put(entry.crc, 4), put(entry.compressed, 4),
+        put(entry.uncompressed, 4), put(name.size(), 2), put(0, 2);
+    bytes += name + data;
+    return entry;
+  }
+  /// A central directory of `entries`; returns where it starts.
+  uint64_t directory(const std::vector<Entry>& entries) {
+    const uint64_t start = bytes.size();
+    for (const Entry& e : entries) {
+      put(0x02014b50, 4), put(20, 2), put(20, 2), put(0, 2), put(e.method, 2), put(0, 4), put(e.crc, 4),
+          put(e.compressed, 4), put(e.uncompressed, 4), put(e.name.size(), 2), put(0, 2), put(0, 2), put(0, 2),
+          put(0, 2), put(0, 4), put(e.offset, 4);
+      bytes += e.name;
+    }
+    return start;
+  }
+  /// The central directory of `entries` and the end record, with `comment` after it.
+  void finish(const std::vector<Entry>& entries, const std::string& comment = "") {
+    const uint64_t start = directory(entries);
+    end_record(entries.size(), bytes.size() - start, start, comment.size());
+    bytes += comment;
+  }
+  void end_record(uint64_t count, uint64_t size, uint64_t offset, uint64_t comment_length) {
+    put(0x06054b50, 4), put(0, 2), put(0, 2), put(count, 2), put(count, 2), put(size, 4), put(offset, 4),
+        put(comment_length, 2);
+  }
+  void put(uint64_t value, int size) {
+    for (int k = 0; k < size; ++k) bytes.push_back(static_cast<char>(value >> (8 * k)));
+  }
+  std::string bytes;
+};
+
+std::string zip_problem(const std::string& bytes) {
+  return message_of([&] { verify_zip(bytes, "z.zip", "checkpoint"); });
+}
+
+TEST(ZipParser, AHandMadeArchivePassesItsChecks) {
+  HandZip zip;
+  const HandZip::Entry a = zip.local("a", "hello"), b = zip.local("b", std::string(1000, 'x'));
+  zip.finish({a, b});
+  EXPECT_EQ(zip_problem(zip.bytes), "no error");
+}
+
+TEST(ZipParser, OverlappingEntriesAreRefused) {
+  // Entry b's local header and data lie inside entry a's data: a checker that followed every
+  // record would read a's bytes again for b (and a million records could point at one entry).
+  HandZip inner;
+  inner.local("b", std::string(1000, 'y'));
+  HandZip zip;
+  HandZip::Entry a = zip.local("a", inner.bytes);
+  HandZip::Entry b{"b", a.offset + 30 + 1, 1000, 1000, 0, 0};
+  b.crc = static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(std::string(1000, 'y').data()), 1000));
+  zip.finish({a, b});
+  EXPECT_NE(zip_problem(zip.bytes).find("corrupt or not a checkpoint: the data of entry 'a' runs into entry 'b'"),
+            std::string::npos)
+      << zip_problem(zip.bytes);
+}
+
+TEST(ZipParser, DuplicateNamesAreRefused) {
+  HandZip zip;
+  const HandZip::Entry first = zip.local("a", "one"), second = zip.local("a", "two");
+  zip.finish({first, second});
+  EXPECT_NE(zip_problem(zip.bytes).find("two entries are named 'a'"), std::string::npos) << zip_problem(zip.bytes);
+  // The same record twice is a duplicate too (and an overlap).
+  HandZip again;
+  const HandZip::Entry only = again.local("a", "one");
+  again.finish({only, only});
+  EXPECT_NE(zip_problem(again.bytes).find("two entries are named 'a'"), std::string::npos) << zip_problem(again.bytes);
+}
+
+TEST(ZipParser, DeflatedEntriesClaimingHugeSizesAreRefusedBeforeInflating) {
+  // 100 bytes of deflate claiming 4 GiB, then 50 MiB (within the per-entry cap, past deflate's
+  // 1032:1 ratio).
+  for (const uint64_t claimed : {uint64_t{0xfffffffe}, uint64_t{50} << 20}) {
+    HandZip zip;
+    zip.finish({zip.local("a", std::string(100, '\x01'), 8, claimed)});
+    EXPECT_NE(zip_problem(zip.bytes).find("entry 'a' claims to inflate to " + std::to_string(claimed) + " bytes"),
+              std::string::npos)
+        << zip_problem(zip.bytes);
+  }
+}
+
+TEST(ZipParser, TheEndRecordMustEndTheFileWithoutAComment) {
+  HandZip good;
+  good.finish({good.local("a", "hello")});
+  EXPECT_EQ(zip_problem(good.bytes), "no error");
+  // A comment: LibTorch writes none, and a reader that searched back for the end record could be
+  // shown another directory than LibTorch's own reader.
+  HandZip commented;
+  commented.finish({commented.local("a", "hello")}, "a comment");
+  EXPECT_NE(zip_problem(commented.bytes).find("no zip end-of-central-directory record at its end"), std::string::npos)
+      << zip_problem(commented.bytes);
+  // A forged end record in the comment, pointing at a forged directory (a wrong CRC). LibTorch's
+  // reader takes the last end-record signature with 22 bytes after it; ours, the file's last 22
+  // bytes: either the forged record is the one checked, or the file is refused.
+  for (const std::string tail : {"", "X"}) {
+    SCOPED_TRACE("comment: a forged end record" + tail);
+    HandZip zip;
+    const HandZip::Entry a = zip.local("a", "hello");
+    HandZip::Entry wrong = a;
+    wrong.crc ^= 1;
+    const uint64_t forged = zip.directory({wrong});
+    const uint64_t forged_size = zip.bytes.size() - forged;
+    const uint64_t real = zip.directory({a});
+    zip.end_record(1, zip.bytes.size() - real, real, 22 + tail.size());
+    zip.end_record(1, forged_size, forged, 0);
+    zip.bytes += tail;
+    EXPECT_NE(zip_problem(zip.bytes).find(tail.empty() ? "its central directory does not end where its end record begins"
+                                                       : "no zip end-of-central-directory record at its end"),
+              std::string::npos)
+        << zip_problem(zip.bytes);
+  }
+  // An end record announcing a comment the file does not hold.
+  HandZip announced;
+  const HandZip::Entry a = announced.local("a", "hello");
+  const uint64_t directory = announced.directory({a});
+  announced.end_record(1, announced.bytes.size() - directory, directory, 5);
+  EXPECT_NE(zip_problem(announced.bytes).find("its zip end record announces a comment"), std::string::npos)
+      << zip_problem(announced.bytes);
+}
+
 TEST(Networks, BuildingThemLeavesTheGlobalGeneratorAlone) {
   ScratchFolder folder;
   torch::manual_seed(1234);
@@ -197,10 +373,14 @@ TEST(Networks, BuildingThemLeavesTheGlobalGeneratorAlone) {
 
 TEST(SavedGenerator, BatchesGiveTheOneShotSamplesBitForBit) {
   ScratchFolder folder;
+  const int threads_before = at::get_num_threads();
+  for (const int threads : {1, 2}) {
+  at::set_num_threads(threads);
   for (const char* latent : {"gaussian", "uniform"}) {
     for (const int64_t latent_dim : {2, 3}) {
-      SCOPED_TRACE(std::string(latent) + " latent of dimension " + std::to_string(latent_dim));
-      const std::string out = folder.file(std::string(latent) + std::to_string(latent_dim));
+      SCOPED_TRACE(std::string(latent) + " latent of dimension " + std::to_string(latent_dim) + ", " +
+                   std::to_string(threads) + " threads");
+      const std::string out = folder.file(std::string(latent) + std::to_string(latent_dim) + "_" + std::to_string(threads));
       TrainConfig c = small_run(out);
       c.generator.latent = latent;
       c.generator.latent_dim = latent_dim;
@@ -224,9 +404,11 @@ TEST(SavedGenerator, BatchesGiveTheOneShotSamplesBitForBit) {
       io::write_npy(folder.file("whole.npy"), array);
       write_samples_npy(saved, folder.file("streamed.npy"), 1001, 9, 48);
       EXPECT_EQ(testing::read_bytes(folder.file("streamed.npy")), testing::read_bytes(folder.file("whole.npy")));
-      EXPECT_FALSE(io::path_exists(folder.file("streamed.npy.tmp")));
+      EXPECT_TRUE(tmp_files(folder.path()).empty());
     }
   }
+  }
+  at::set_num_threads(threads_before);
 }
 
 TEST(FullDisk, ACheckpointThatDoesNotFitKeepsTheLastGoodOne) {

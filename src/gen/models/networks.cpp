@@ -134,6 +134,18 @@ void CriticImpl::clip_weights(double bound) {
   for (auto& parameter : parameters()) parameter.clamp_(-bound, bound);
 }
 
+bool all_finite(const at::Tensor& tensor) { return tensor.isfinite().all().item<bool>(); }
+
+bool all_finite(const torch::nn::Module& module) {
+  for (const auto& tensor : module.parameters()) {
+    if (!all_finite(tensor)) return false;
+  }
+  for (const auto& tensor : module.buffers()) {
+    if (!all_finite(tensor)) return false;
+  }
+  return true;
+}
+
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t count = 0;
   for (const auto& parameter : module.parameters()) count += parameter.numel();

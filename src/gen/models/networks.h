@@ -77,6 +77,11 @@ class CriticImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Critic);
 
+/// True when every element of `tensor` is finite (no NaN, no infinity).
+bool all_finite(const at::Tensor& tensor);
+/// True when every parameter and buffer of `module` is finite.
+bool all_finite(const torch::nn::Module& module);
+
 /// Number of trainable scalars of a module.
 int64_t parameter_count(const torch::nn::Module& module);
 
