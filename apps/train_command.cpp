@@ -2,12 +2,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <iostream>
 
 #include "arguments.h"
 #include "cli.h"
-#include "gen/data/toy2d.h"
+#include "gen/recipes.h"
 #include "gen/trainer.h"
 #include "loss_options.h"
 #include "progress.h"
@@ -17,15 +18,29 @@ namespace sinkhorn::cli {
 namespace {
 
 // Ctrl-C (SIGINT) and SIGTERM (a scheduler's or `kill`'s stop) alike ask the run to stop after its
-// step, saving a checkpoint; the signal decides the exit status (128 + its number, as a shell
-// reports a process killed by it).
+// step (or between its critic updates), saving a checkpoint; the signal decides the exit status
+// (128 + its number, as a shell reports a process killed by it). The handler runs once
+// (SA_RESETHAND): a second signal finds the default action and ends the process at once, for a
+// user who cannot wait for the step to end.
 std::atomic<bool> stop_requested{false};
 std::atomic<int> stop_signal{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "signal handlers may only touch lock-free atomics");
 extern "C" void request_stop(int signal) {
+  const int saved_errno = errno;
   stop_signal.store(signal);
   stop_requested.store(true);
+  // write(2) is async-signal-safe; iostreams are not. A leading newline ends a progress bar's line.
+  static const char kInterrupt[] =
+      "\nsinkhorn train: interrupted: stopping after this step and saving a checkpoint; press Ctrl-C again to quit "
+      "at once without saving\n";
+  static const char kTerminate[] =
+      "\nsinkhorn train: SIGTERM: stopping after this step and saving a checkpoint; send SIGTERM again to quit at "
+      "once without saving\n";
+  const char* text = signal == SIGTERM ? kTerminate : kInterrupt;
+  const size_t size = signal == SIGTERM ? sizeof(kTerminate) - 1 : sizeof(kInterrupt) - 1;
+  (void)!::write(STDERR_FILENO, text, size);
+  errno = saved_errno;
 }
 
 // Installs the stop handler for SIGINT and SIGTERM for the duration of a run, and restores the
@@ -36,7 +51,9 @@ class StopSignalGuard {
     struct sigaction action {};
     action.sa_handler = request_stop;
     sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;  // a write in progress completes rather than failing with EINTR
+    // A second Ctrl-C must not wait for the first one's handler to end: block neither signal in it.
+    // SA_RESTART: a write in progress completes rather than failing with EINTR.
+    action.sa_flags = SA_RESTART | SA_RESETHAND;
     ::sigaction(SIGINT, &action, &previous_interrupt_);
     ::sigaction(SIGTERM, &action, &previous_terminate_);
   }
@@ -57,7 +74,7 @@ ArgumentParser train_parser() {
       "Trains a generator g(z) by minimising a Sinkhorn loss between generated and data batches\n"
       "(Genevay, Peyre, Cuturi 2018). Writes config.json, metrics.csv, pictures and checkpoint.pt\n"
       "into --out (locked while the run lasts); --resume continues a run exactly; Ctrl-C or SIGTERM saves\n"
-      "a checkpoint and stops (exit status 130 or 143).\n"
+      "a checkpoint and stops (exit status 130 or 143; a second one quits at once without saving).\n"
       "Defaults depend on --data: toys train an MLP on raw 2-D points; mnist uses the paper's MLP\n"
       "(2-D uniform latent, 500-500 softplus, sigmoid) with blur 1; cifar10 a DCGAN generator.\n"
       "The loss flags default as for `sinkhorn divergence` except --blur (toys 0.1, images 1, learned\n"
@@ -66,32 +83,42 @@ ArgumentParser train_parser() {
   parser.option("data", "NAME", "ring8 (default), grid25, swiss_roll, moons, ellipse, mnist, cifar10")
       .option("data-path", "PATH", "mnist: IDX files (or their folder), raw or .gz; cifar10: binary batches or folder")
       .option("split", "NAME", "train (default) or test: which file of the image set to read")
-      .integer("heldout", "N", "held-out samples for evaluation (toys: drawn apart; images: the last N; default 1000)", 1, 10000000)
+      .integer("heldout", "N", "held-out samples for evaluation (toys: drawn apart; images: the last N; default 1000)",
+               gen::kHeldoutRange.min, gen::kHeldoutRange.max)
       .option("generator", "NAME", "mlp or dcgan (default: mlp, dcgan for cifar10)")
-      .integer("latent-dim", "K", "latent dimension (default 2; cifar10: 100)", 1, 4096)
+      .integer("latent-dim", "K", "latent dimension (default 2; cifar10: 100)", gen::kLatentDimRange.min,
+               gen::kLatentDimRange.max)
       .option("latent", "NAME", "uniform on [-1,1]^K (default for images, the paper's) or gaussian (default for toys)")
-      .integer("hidden", "H", "MLP hidden width (default 500 for images, 128 for toys)", 1, 65536)
+      .integer("hidden", "H", "MLP hidden width (default 500 for images, 128 for toys)", gen::kHiddenRange.min,
+               gen::kHiddenRange.max)
       .option("activation", "NAME", "MLP activation: softplus (default for images, the paper's) or relu (default for toys)")
-      .integer("width", "C", "DCGAN generator channels (default 64)", 1, 4096)
+      .integer("width", "C", "DCGAN generator channels (default 64)", gen::kWidthRange.min, gen::kWidthRange.max)
       .option("cost", "NAME", "fixed (default: the loss on raw samples) or learned (on critic features, Algorithm 2)")
       .option("critic", "NAME", "learned cost: mlp or dcgan (default: dcgan for images, mlp for toys)")
-      .integer("feature-dim", "K", "learned cost: critic feature dimension (default 16)", 1, 4096)
-      .integer("critic-width", "C", "learned cost: critic width (default 64)", 1, 4096)
-      .integer("critic-steps", "N", "learned cost: critic updates per generator update (default 5)", 1, 1000)
+      .integer("feature-dim", "K", "learned cost: critic feature dimension (default 16)", gen::kWidthRange.min,
+               gen::kWidthRange.max)
+      .integer("critic-width", "C", "learned cost: critic width (default 64)", gen::kWidthRange.min, gen::kWidthRange.max)
+      .integer("critic-steps", "N", "learned cost: critic updates per generator update (default 5)",
+               gen::kCriticStepsRange.min, gen::kCriticStepsRange.max)
       .option("clip", "C", "learned cost: weight clipping bound of the critic (default 0.01; 0: none)")
       .option("critic-lr", "LR", "learned cost: critic learning rate (default 5e-5)")
       .option("optimizer", "NAME", "adam (default) or rmsprop (default for the learned cost, as in the paper)")
       .option("lr", "LR", "generator learning rate (default 5e-3 for toys, 1e-3 for images; learned cost: 5e-5)")
       .option("lr-schedule", "NAME", "constant (default for images) or cosine (to 5% of --lr; default for toys)")
-      .integer("batch-size", "N", "samples per batch (default 200)", 2, 1000000)
-      .integer("steps", "N", "generator updates (default 2000; with --resume: the new total)", 1, kMaxSteps)
-      .integer("seed", "S", "seeds initialisation and every batch (default 0)", 0, kMaxSeed)
-      .integer("eval-every", "N", "evaluate the held-out divergence every N steps (default 100)", 1, kMaxSteps)
-      .integer("eval-samples", "N", "generated samples per evaluation (default 1000)", 2, 1000000)
+      .integer("batch-size", "N", "samples per batch (default 200)", gen::kBatchSizeRange.min, gen::kBatchSizeRange.max)
+      .integer("steps", "N", "generator updates (default 2000; with --resume: the new total)", 1, gen::kStepsRange.max)
+      .integer("seed", "S", "seeds initialisation and every batch (default 0)", 0, static_cast<long long>(gen::kMaxSeed))
+      .integer("eval-every", "N", "evaluate the held-out divergence every N steps (default 100)", gen::kEveryRange.min,
+               gen::kEveryRange.max)
+      .integer("eval-samples", "N", "generated samples per evaluation (default 1000)", gen::kEvalSamplesRange.min,
+               gen::kEvalSamplesRange.max)
       .option("eval-blur", "B", "blur of the evaluation divergence (default 0.05 for toys, 1 for images)")
-      .integer("sample-every", "N", "write pictures every N steps (default 500; 0: only at the end)", 0, kMaxSteps)
-      .integer("checkpoint-every", "N", "write checkpoint.pt every N steps (default 500)", 1, kMaxSteps)
-      .integer("log-every", "N", "append to metrics.csv every N steps (default 10)", 1, kMaxSteps)
+      .integer("sample-every", "N", "write pictures every N steps (default 500; 0: only at the end)",
+               gen::kSampleEveryRange.min, gen::kSampleEveryRange.max)
+      .integer("checkpoint-every", "N", "write checkpoint.pt every N steps (default 500)", gen::kEveryRange.min,
+               gen::kEveryRange.max)
+      .integer("log-every", "N", "append to metrics.csv every N steps (default 10)", gen::kEveryRange.min,
+               gen::kEveryRange.max)
       .option("out", "DIR", "the run folder (default runs/<data>)")
       .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps and --lr may change)")
@@ -100,54 +127,54 @@ ArgumentParser train_parser() {
   return parser;
 }
 
+// The recipe of --data and --cost (gen/recipes.h: the defaults a library user gets too), with the
+// flags the user gave on top.
 gen::TrainConfig config_from(const ParsedArguments& args) {
-  gen::TrainConfig c;
-  c.data.name = args.value("data").value_or("ring8");
-  const bool toy = gen::is_toy(c.data.name);
-  const bool cifar = c.data.name == "cifar10";
-  c.data.path = args.value("data-path").value_or("");
-  c.data.split = args.value("split").value_or("train");
-  c.data.heldout = args.integer("heldout").value_or(1000);
-  c.cost = args.value("cost").value_or("fixed");
-  const bool learned = c.cost == "learned";
-
-  c.generator.architecture = args.value("generator").value_or(cifar ? "dcgan" : "mlp");
-  c.generator.latent_dim = args.integer("latent-dim").value_or(cifar ? 100 : 2);
-  c.generator.latent = args.value("latent").value_or(toy ? "gaussian" : "uniform");
-  c.generator.hidden = args.integer("hidden").value_or(toy ? 128 : 500);
-  c.generator.activation = args.value("activation").value_or(toy ? "relu" : "softplus");
-  c.generator.width = args.integer("width").value_or(64);
-
-  SinkhornOptions loss;
-  // Toys: blur 0.1, twice the modes' std. Images: eps = 1 on pixels in [0, 1], the paper's MNIST
-  // setting. A batch's sampling noise dwarfs a 1e-3 marginal error: no need to solve tighter.
-  loss.blur = toy ? 0.1 : learned ? 0.05 : 1.0;
-  if (learned) loss.p = 1;  // the paper's learned cost c_phi(x, y) = |f_phi(x) - f_phi(y)|
-  loss.tolerance = 1e-3;
-  c.loss = loss_options_from(args, loss);
-
-  c.critic.architecture = args.value("critic").value_or(toy ? "mlp" : "dcgan");
-  c.critic.feature_dim = args.integer("feature-dim").value_or(16);
-  c.critic.width = args.integer("critic-width").value_or(64);
-  c.critic_steps = args.integer("critic-steps").value_or(5);
-  c.clip = args.number("clip").value_or(0.01);
-  c.critic_learning_rate = args.number("critic-lr").value_or(5e-5);
-  // The paper's Algorithm 2 settings (after MMD GAN): RMSprop, 5e-5, for both players.
-  c.optimizer = args.value("optimizer").value_or(learned ? "rmsprop" : "adam");
-  c.learning_rate = args.number("lr").value_or(learned ? 5e-5 : toy ? 5e-3 : 1e-3);
-  c.schedule = args.value("lr-schedule").value_or(toy && !learned ? "cosine" : "constant");
-  c.batch_size = args.integer("batch-size").value_or(200);
-  c.steps = args.integer("steps").value_or(2000);
-  const long long seed = args.integer("seed").value_or(0);
-  c.seed = static_cast<uint64_t>(seed);
-  c.eval_every = args.integer("eval-every").value_or(100);
-  c.eval_samples = args.integer("eval-samples").value_or(1000);
-  c.eval_blur = args.number("eval-blur").value_or(toy ? 0.05 : 1.0);
-  c.sample_every = args.integer("sample-every").value_or(500);
-  c.checkpoint_every = args.integer("checkpoint-every").value_or(500);
-  c.log_every = args.integer("log-every").value_or(10);
-  c.out_dir = args.value("out").value_or("runs/" + c.data.name);
+  gen::TrainConfig c = gen::recipe_for(args.value("data").value_or("ring8"), args.value("cost").value_or("fixed"));
+  const auto set_text = [&](const char* flag, std::string& field) {
+    if (auto value = args.value(flag)) field = *value;
+  };
+  const auto set_integer = [&](const char* flag, int64_t& field) {
+    if (auto value = args.integer(flag)) field = *value;
+  };
+  const auto set_number = [&](const char* flag, double& field) {
+    if (auto value = args.number(flag)) field = *value;
+  };
+  set_text("data-path", c.data.path);
+  set_text("split", c.data.split);
+  set_integer("heldout", c.data.heldout);
+  set_text("generator", c.generator.architecture);
+  set_integer("latent-dim", c.generator.latent_dim);
+  set_text("latent", c.generator.latent);
+  set_integer("hidden", c.generator.hidden);
+  set_text("activation", c.generator.activation);
+  set_integer("width", c.generator.width);
+  c.loss = loss_options_from(args, c.loss);
+  set_text("critic", c.critic.architecture);
+  set_integer("feature-dim", c.critic.feature_dim);
+  set_integer("critic-width", c.critic.width);
+  set_integer("critic-steps", c.critic_steps);
+  set_number("clip", c.clip);
+  set_number("critic-lr", c.critic_learning_rate);
+  set_text("optimizer", c.optimizer);
+  set_number("lr", c.learning_rate);
+  set_text("lr-schedule", c.schedule);
+  set_integer("batch-size", c.batch_size);
+  set_integer("steps", c.steps);
+  if (auto seed = args.integer("seed")) c.seed = static_cast<uint64_t>(*seed);  // parse() checked >= 0
+  set_integer("eval-every", c.eval_every);
+  set_integer("eval-samples", c.eval_samples);
+  set_number("eval-blur", c.eval_blur);
+  set_integer("sample-every", c.sample_every);
+  set_integer("checkpoint-every", c.checkpoint_every);
+  set_integer("log-every", c.log_every);
+  set_text("out", c.out_dir);
   return c;
+}
+
+// Problems that did not stop the run, one line each; on a terminal after the progress bar's line.
+void print_warnings(std::ostream& err, bool terminal, const std::vector<std::string>& warnings) {
+  for (const std::string& warning : warnings) err << (terminal ? "\n" : "") << "sinkhorn train: warning: " << warning << "\n";
 }
 
 }  // namespace
@@ -176,7 +203,6 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
     trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides));
-    for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
     out << "resuming " << trainer->config().out_dir << " at step " << trainer->step() << " of "
         << trainer->config().steps << "\n";
   } else {
@@ -186,14 +212,19 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
         << to_string(c.loss.loss) << " (p " << c.loss.p << ", blur " << c.loss.blur << ", " << c.cost
         << " cost) for " << c.steps << " steps into " << c.out_dir << "\n";
   }
+  for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
   out << std::flush;
 
   const bool terminal = &err == &std::cerr && ::isatty(STDERR_FILENO);
   ProgressReporter progress(err, terminal, trainer->step(), trainer->config().steps);
   const gen::TrainOutcome outcome = trainer->run(
-      [&](const gen::StepReport& r) { progress.update(r.step, r.loss, r.critic_loss, r.eval_divergence); },
+      [&](const gen::StepReport& r) {
+        print_warnings(err, terminal, r.warnings);
+        progress.update(r.step, r.loss, r.critic_loss, r.eval_divergence);
+      },
       &stop_requested);
   progress.finish();
+  print_warnings(err, false, outcome.warnings);
   switch (outcome.status) {
     case gen::TrainStatus::interrupted: {
       const int signal = stop_signal.load();

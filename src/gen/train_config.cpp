@@ -2,36 +2,129 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <limits>
+#include <sstream>
+
 #include "util/check.h"
 
 namespace sinkhorn::gen {
+namespace {
 
 using nlohmann::json;
 
+void check_range(int64_t value, IntegerRange range, const char* name) {
+  SINKHORN_CHECK_ARG(value >= range.min && value <= range.max, name,
+                     "must be between " << range.min << " and " << range.max << ", got " << value);
+}
+
+void check_positive(double value, const char* name) {
+  SINKHORN_CHECK_ARG(value > 0 && std::isfinite(value), name, "must be positive, got " << value);
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream text;
+  text << "[";
+  for (size_t k = 0; k < shape.size(); ++k) text << (k ? ", " : "") << shape[k];
+  text << "]";
+  return text.str();
+}
+
+// The shapes the data sets give: [2] for 2-D points, [C, H, W] for grey or colour images.
+void check_sample_shape(const std::vector<int64_t>& shape, const char* name) {
+  const bool points = shape == std::vector<int64_t>{2};
+  const auto side = [](int64_t s) { return s >= 1 && s <= kMaxImageSide; };
+  const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3) && side(shape[1]) && side(shape[2]);
+  SINKHORN_CHECK_ARG(points || image, name,
+                     "must be [2] (2-D points) or [C, H, W] (images: C 1 or 3, sides 1 to " << kMaxImageSide
+                                                                                          << "), got " << shape_text(shape));
+}
+
+// Typed readers of one field: nlohmann's get<int>() would narrow 4294967298 to 2 and read 2.5 as
+// 2 without a word. `name` is the field's library name, carried by the error.
+const json& field(const json& object, const char* key) { return object.at(key); }
+
+int64_t integer_field(const json& object, const char* key, const std::string& name) {
+  const json& value = field(object, key);
+  if (value.is_number_unsigned()) {
+    const uint64_t unsigned_value = value.get<uint64_t>();
+    SINKHORN_CHECK_ARG(unsigned_value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), name,
+                       "is too large, got " << unsigned_value);
+    return static_cast<int64_t>(unsigned_value);
+  }
+  SINKHORN_CHECK_ARG(value.is_number_integer(), name, "must be an integer, got " << value.dump());
+  return value.get<int64_t>();
+}
+
+// An int field (the loss's p and iteration counts), refused outside `range` before narrowing.
+int int_field(const json& object, const char* key, const std::string& name, IntegerRange range) {
+  const int64_t value = integer_field(object, key, name);
+  check_range(value, range, name.c_str());
+  return static_cast<int>(value);
+}
+
+double number_field(const json& object, const char* key, const std::string& name) {
+  const json& value = field(object, key);
+  SINKHORN_CHECK_ARG(value.is_number(), name, "must be a number, got " << value.dump());
+  return value.get<double>();
+}
+
+std::string string_field(const json& object, const char* key, const std::string& name) {
+  const json& value = field(object, key);
+  SINKHORN_CHECK_ARG(value.is_string(), name, "must be a string, got " << value.dump());
+  return value.get<std::string>();
+}
+
+std::vector<int64_t> shape_field(const json& object, const char* key, const std::string& name) {
+  const json& value = field(object, key);
+  SINKHORN_CHECK_ARG(value.is_array() && value.size() <= 8, name, "must be a short list of sizes, got " << value.dump());
+  std::vector<int64_t> shape;
+  for (size_t k = 0; k < value.size(); ++k) {
+    SINKHORN_CHECK_ARG(value[k].is_number_integer(), name, "must hold integers, got " << value.dump());
+    // A size past int64 is as wrong as any other huge one: check_sample_shape refuses it.
+    const bool huge = value[k].is_number_unsigned() &&
+                      value[k].get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    shape.push_back(huge ? std::numeric_limits<int64_t>::max() : value[k].get<int64_t>());
+  }
+  return shape;
+}
+
+}  // namespace
+
 void validate(const TrainConfig& config) {
+  check_range(config.data.heldout, kHeldoutRange, "data.heldout");
+  check_range(config.generator.latent_dim, kLatentDimRange, "generator.latent_dim");
+  check_range(config.generator.hidden, kHiddenRange, "generator.hidden");
+  check_range(config.generator.width, kWidthRange, "generator.width");
+  check_sample_shape(config.generator.sample_shape, "generator.sample_shape");
   SINKHORN_CHECK_ARG(config.cost == "fixed" || config.cost == "learned", "cost",
                      "must be 'fixed' or 'learned', got '" << config.cost << "'");
+  check_range(config.critic.feature_dim, kWidthRange, "critic.feature_dim");
+  check_range(config.critic.width, kWidthRange, "critic.width");
+  check_sample_shape(config.critic.sample_shape, "critic.sample_shape");
+  SINKHORN_CHECK_ARG(config.critic.sample_shape == config.generator.sample_shape, "critic.sample_shape",
+                     "must be the generator's " << shape_text(config.generator.sample_shape) << ", got "
+                                                << shape_text(config.critic.sample_shape));
+  check_range(config.critic_steps, kCriticStepsRange, "critic_steps");
+  SINKHORN_CHECK_ARG(config.clip >= 0 && std::isfinite(config.clip), "clip", "must be >= 0, got " << config.clip);
   SINKHORN_CHECK_ARG(config.optimizer == "adam" || config.optimizer == "rmsprop", "optimizer",
                      "must be 'adam' or 'rmsprop', got '" << config.optimizer << "'");
-  SINKHORN_CHECK_ARG(config.learning_rate > 0 && std::isfinite(config.learning_rate), "learning_rate",
-                     "must be positive, got " << config.learning_rate);
+  check_positive(config.learning_rate, "learning_rate");
   SINKHORN_CHECK_ARG(config.schedule == "constant" || config.schedule == "cosine", "schedule",
                      "must be 'constant' or 'cosine', got '" << config.schedule << "'");
-  SINKHORN_CHECK_ARG(config.critic_learning_rate > 0 && std::isfinite(config.critic_learning_rate),
-                     "critic_learning_rate", "must be positive, got " << config.critic_learning_rate);
-  SINKHORN_CHECK_ARG(config.critic_steps >= 1, "critic_steps", "must be at least 1, got " << config.critic_steps);
-  SINKHORN_CHECK_ARG(config.clip >= 0 && std::isfinite(config.clip), "clip", "must be >= 0, got " << config.clip);
-  SINKHORN_CHECK_ARG(config.batch_size >= 2, "batch_size", "must be at least 2, got " << config.batch_size);
-  SINKHORN_CHECK_ARG(config.steps >= 0, "steps", "must be >= 0, got " << config.steps);
-  SINKHORN_CHECK_ARG(config.eval_every >= 1, "eval_every", "must be at least 1, got " << config.eval_every);
-  SINKHORN_CHECK_ARG(config.eval_samples >= 2, "eval_samples", "must be at least 2, got " << config.eval_samples);
-  SINKHORN_CHECK_ARG(config.eval_blur > 0 && std::isfinite(config.eval_blur), "eval_blur",
-                     "must be positive, got " << config.eval_blur);
-  SINKHORN_CHECK_ARG(config.sample_every >= 0, "sample_every", "must be >= 0, got " << config.sample_every);
-  SINKHORN_CHECK_ARG(config.checkpoint_every >= 1, "checkpoint_every",
-                     "must be at least 1, got " << config.checkpoint_every);
-  SINKHORN_CHECK_ARG(config.log_every >= 1, "log_every", "must be at least 1, got " << config.log_every);
+  check_positive(config.critic_learning_rate, "critic_learning_rate");
+  check_range(config.batch_size, kBatchSizeRange, "batch_size");
+  check_range(config.steps, kStepsRange, "steps");
+  SINKHORN_CHECK_ARG(config.seed <= kMaxSeed, "seed", "must be at most " << kMaxSeed << ", got " << config.seed);
+  check_range(config.eval_every, kEveryRange, "eval_every");
+  check_range(config.eval_samples, kEvalSamplesRange, "eval_samples");
+  check_positive(config.eval_blur, "eval_blur");
+  check_range(config.sample_every, kSampleEveryRange, "sample_every");
+  check_range(config.checkpoint_every, kEveryRange, "checkpoint_every");
+  check_range(config.log_every, kEveryRange, "log_every");
   SINKHORN_CHECK_ARG(!config.out_dir.empty(), "out_dir", "must name a folder");
+  check_range(config.loss.max_iterations, kLossIterationsRange, "max_iterations");
+  if (config.loss.iterations) check_range(*config.loss.iterations, {1, kLossIterationsRange.max}, "iterations");
   validate(config.loss);  // its errors name the loss's own settings (blur, p, ...)
 }
 
@@ -87,53 +180,58 @@ TrainConfig train_config_from_json(const std::string& text) {
   TrainConfig c;
   try {
     const json j = json::parse(text);
+    SINKHORN_CHECK(j.is_object(), "malformed training configuration: not a JSON object");
     const json& data = j.at("data");
-    c.data.name = data.at("name").get<std::string>();
-    c.data.path = data.at("path").get<std::string>();
-    c.data.split = data.at("split").get<std::string>();
-    c.data.heldout = data.at("heldout").get<int64_t>();
+    c.data.name = string_field(data, "name", "data.name");
+    c.data.path = string_field(data, "path", "data.path");
+    c.data.split = string_field(data, "split", "data.split");
+    c.data.heldout = integer_field(data, "heldout", "data.heldout");
     const json& g = j.at("generator");
-    c.generator.architecture = g.at("architecture").get<std::string>();
-    c.generator.latent_dim = g.at("latent_dim").get<int64_t>();
-    c.generator.latent = g.at("latent").get<std::string>();
-    c.generator.hidden = g.at("hidden").get<int64_t>();
-    c.generator.activation = g.at("activation").get<std::string>();
-    c.generator.width = g.at("width").get<int64_t>();
-    c.generator.sample_shape = g.at("sample_shape").get<std::vector<int64_t>>();
+    c.generator.architecture = string_field(g, "architecture", "generator.architecture");
+    c.generator.latent_dim = integer_field(g, "latent_dim", "generator.latent_dim");
+    c.generator.latent = string_field(g, "latent", "generator.latent");
+    c.generator.hidden = integer_field(g, "hidden", "generator.hidden");
+    c.generator.activation = string_field(g, "activation", "generator.activation");
+    c.generator.width = integer_field(g, "width", "generator.width");
+    c.generator.sample_shape = shape_field(g, "sample_shape", "generator.sample_shape");
     const json& l = j.at("loss");
-    c.loss.loss = parse_loss(l.at("loss").get<std::string>());
-    c.loss.p = l.at("p").get<int>();
-    c.loss.blur = l.at("blur").get<double>();
-    c.loss.scaling = l.at("scaling").get<double>();
-    c.loss.tolerance = l.at("tolerance").get<double>();
-    c.loss.max_iterations = l.at("max_iterations").get<int>();
-    c.loss.gradient = parse_gradient_mode(l.at("gradient").get<std::string>());
-    c.loss.backend = parse_backend(l.at("backend").get<std::string>());
-    if (!l.at("reach").is_null()) c.loss.reach = l.at("reach").get<double>();
-    if (!l.at("diameter").is_null()) c.loss.diameter = l.at("diameter").get<double>();
-    if (!l.at("iterations").is_null()) c.loss.iterations = l.at("iterations").get<int>();
-    c.cost = j.at("cost").get<std::string>();
+    c.loss.loss = parse_loss(string_field(l, "loss", "loss"));
+    c.loss.p = int_field(l, "p", "p", {1, 2});
+    c.loss.blur = number_field(l, "blur", "blur");
+    c.loss.scaling = number_field(l, "scaling", "scaling");
+    c.loss.tolerance = number_field(l, "tolerance", "tolerance");
+    c.loss.max_iterations = int_field(l, "max_iterations", "max_iterations", kLossIterationsRange);
+    c.loss.gradient = parse_gradient_mode(string_field(l, "gradient", "gradient"));
+    c.loss.backend = parse_backend(string_field(l, "backend", "backend"));
+    if (!l.at("reach").is_null()) c.loss.reach = number_field(l, "reach", "reach");
+    if (!l.at("diameter").is_null()) c.loss.diameter = number_field(l, "diameter", "diameter");
+    if (!l.at("iterations").is_null()) {
+      c.loss.iterations = int_field(l, "iterations", "iterations", {1, kLossIterationsRange.max});
+    }
+    c.cost = string_field(j, "cost", "cost");
     const json& f = j.at("critic");
-    c.critic.architecture = f.at("architecture").get<std::string>();
-    c.critic.feature_dim = f.at("feature_dim").get<int64_t>();
-    c.critic.width = f.at("width").get<int64_t>();
-    c.critic.sample_shape = f.at("sample_shape").get<std::vector<int64_t>>();
-    c.critic_steps = j.at("critic_steps").get<int64_t>();
-    c.clip = j.at("clip").get<double>();
-    c.optimizer = j.at("optimizer").get<std::string>();
-    c.learning_rate = j.at("learning_rate").get<double>();
-    c.schedule = j.at("schedule").get<std::string>();
-    c.critic_learning_rate = j.at("critic_learning_rate").get<double>();
-    c.batch_size = j.at("batch_size").get<int64_t>();
-    c.steps = j.at("steps").get<int64_t>();
-    c.seed = j.at("seed").get<uint64_t>();
-    c.eval_every = j.at("eval_every").get<int64_t>();
-    c.eval_samples = j.at("eval_samples").get<int64_t>();
-    c.eval_blur = j.at("eval_blur").get<double>();
-    c.sample_every = j.at("sample_every").get<int64_t>();
-    c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
-    c.log_every = j.at("log_every").get<int64_t>();
-    c.out_dir = j.at("out_dir").get<std::string>();
+    c.critic.architecture = string_field(f, "architecture", "critic.architecture");
+    c.critic.feature_dim = integer_field(f, "feature_dim", "critic.feature_dim");
+    c.critic.width = integer_field(f, "width", "critic.width");
+    c.critic.sample_shape = shape_field(f, "sample_shape", "critic.sample_shape");
+    c.critic_steps = integer_field(j, "critic_steps", "critic_steps");
+    c.clip = number_field(j, "clip", "clip");
+    c.optimizer = string_field(j, "optimizer", "optimizer");
+    c.learning_rate = number_field(j, "learning_rate", "learning_rate");
+    c.schedule = string_field(j, "schedule", "schedule");
+    c.critic_learning_rate = number_field(j, "critic_learning_rate", "critic_learning_rate");
+    c.batch_size = integer_field(j, "batch_size", "batch_size");
+    c.steps = integer_field(j, "steps", "steps");
+    const int64_t seed = integer_field(j, "seed", "seed");
+    SINKHORN_CHECK_ARG(seed >= 0, "seed", "must be >= 0, got " << seed);
+    c.seed = static_cast<uint64_t>(seed);
+    c.eval_every = integer_field(j, "eval_every", "eval_every");
+    c.eval_samples = integer_field(j, "eval_samples", "eval_samples");
+    c.eval_blur = number_field(j, "eval_blur", "eval_blur");
+    c.sample_every = integer_field(j, "sample_every", "sample_every");
+    c.checkpoint_every = integer_field(j, "checkpoint_every", "checkpoint_every");
+    c.log_every = integer_field(j, "log_every", "log_every");
+    c.out_dir = string_field(j, "out_dir", "out_dir");
   } catch (const json::exception& error) {
     SINKHORN_CHECK(false, "malformed training configuration: " << error.what());
   }

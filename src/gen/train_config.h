@@ -11,6 +11,46 @@
 
 namespace sinkhorn::gen {
 
+/// An inclusive range of an integer setting.
+struct IntegerRange {
+  int64_t min = 0;  ///< smallest value accepted
+  int64_t max = 0;  ///< largest value accepted
+};
+
+// The ranges of the integer settings, in one place: validate() enforces them on every config (typed
+// on the command line, or read back from a config.json or a checkpoint), and `sinkhorn train`
+// declares its options with them, so that no value passes one door and not the other. Each bound
+// keeps the run's memory and time finite and every value inside its C++ type.
+/// Step counts (steps, eval_every, ...): a run of 10^9 steps is years long already.
+inline constexpr int64_t kMaxSteps = 1000000000;
+/// The largest seed: any 63-bit value (the command line's --seed range).
+inline constexpr uint64_t kMaxSeed = (uint64_t{1} << 63) - 1;
+/// data.heldout: held-out samples kept in memory.
+inline constexpr IntegerRange kHeldoutRange{1, 10000000};
+/// generator.latent_dim.
+inline constexpr IntegerRange kLatentDimRange{1, 4096};
+/// generator.hidden: an MLP layer of 65536^2 weights is 16 GiB already.
+inline constexpr IntegerRange kHiddenRange{1, 65536};
+/// generator.width, critic.width, critic.feature_dim: channels and features.
+inline constexpr IntegerRange kWidthRange{1, 4096};
+/// critic_steps.
+inline constexpr IntegerRange kCriticStepsRange{1, 1000};
+/// batch_size: two batches of 10^6 samples.
+inline constexpr IntegerRange kBatchSizeRange{2, 1000000};
+/// eval_samples.
+inline constexpr IntegerRange kEvalSamplesRange{2, 1000000};
+/// steps (0: a run that only evaluates its untrained generator).
+inline constexpr IntegerRange kStepsRange{0, kMaxSteps};
+/// eval_every, checkpoint_every, log_every.
+inline constexpr IntegerRange kEveryRange{1, kMaxSteps};
+/// sample_every (0: pictures only at the end).
+inline constexpr IntegerRange kSampleEveryRange{0, kMaxSteps};
+/// The loss's max_iterations and iterations (the latter at least 1).
+inline constexpr IntegerRange kLossIterationsRange{0, 10000000};
+/// Images: the side of an image (generator.sample_shape and critic.sample_shape are [2] for 2-D
+/// points, or [C, H, W] with C 1 or 3 and H, W up to this).
+inline constexpr int64_t kMaxImageSide = 1024;
+
 struct TrainConfig {
   /// The data and its held-out split.
   DataSpec data;
@@ -59,11 +99,17 @@ struct TrainConfig {
 };
 
 /// Throws sinkhorn::Error naming the first bad setting (Error::argument(): its field name here,
-/// "batch_size", "learning_rate", or the loss's own "blur"; the command line shows the flag).
+/// "batch_size", "learning_rate", "generator.hidden", or the loss's own "blur"; the command line
+/// shows the flag): integer settings outside their range above, rates and blurs that are not
+/// positive and finite, unknown names, sample shapes of no known form.
 void validate(const TrainConfig& config);
 
+/// The settings as JSON (config.json, and inside checkpoints).
 std::string to_json(const TrainConfig& config);
-/// Parses what to_json wrote; throws sinkhorn::Error on malformed or incomplete JSON.
+/// Parses what to_json wrote. Throws sinkhorn::Error on malformed or incomplete JSON, and naming
+/// the field (Error::argument()) on a value of the wrong JSON type: an integer setting must be a
+/// JSON integer that fits its C++ type (2.5, "2" and 4294967298 for p are refused, never
+/// narrowed). Call validate() for the ranges.
 TrainConfig train_config_from_json(const std::string& json);
 
 }  // namespace sinkhorn::gen

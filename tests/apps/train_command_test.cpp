@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "gen/checkpoint.h"
+#include "gen/recipes.h"
 #include "gen/gen_test_support.h"
 #include "gen/run_folder.h"
 #include "io/array_io.h"
@@ -85,6 +86,26 @@ TEST_F(TrainCommand, TrainsResumesAndSamples) {
   EXPECT_NE(err.str().find("--lattice needs a generator of images"), std::string::npos) << err.str();
 }
 
+TEST_F(TrainCommand, StartsFromTheRecipeOfItsDataAndCostWithTheGivenFlagsOnTop) {
+  for (const char* cost : {"fixed", "learned"}) {
+    SCOPED_TRACE(cost);
+    std::vector<std::string> args = quick_train(std::string("run_") + cost, 1);
+    args.insert(args.end(), {"--cost", cost});
+    ASSERT_EQ(run_command(args), 0) << err.str();
+    gen::TrainConfig expected = gen::recipe_for("ring8", cost);
+    expected.steps = 1;
+    expected.out_dir = path(std::string("run_") + cost);
+    expected.batch_size = 32;
+    expected.generator.hidden = 16;
+    expected.eval_samples = 100;
+    expected.data.heldout = 100;
+    expected.loss.blur = 0.3;
+    expected.eval_every = 2;
+    const std::vector<uint8_t> bytes = sinkhorn::testing::read_bytes(path(std::string("run_") + cost + "/config.json"));
+    EXPECT_EQ(std::string(bytes.begin(), bytes.end()), gen::to_json(expected));
+  }
+}
+
 TEST_F(TrainCommand, BadInputExitsWithTwoNamingTheOption) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
       {{"train", "--data", "mnist", "--out", path("a")}, "--data-path"},
@@ -155,7 +176,7 @@ TEST_F(TrainCommand, ACorruptCheckpointIsRefusedBySampleAndResume) {
   ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
   const std::string checkpoint = path("run/checkpoint.pt");
   std::vector<uint8_t> bytes = sinkhorn::testing::read_bytes(checkpoint);
-  const std::vector<char> chars(bytes.begin(), bytes.end());
+  const std::string chars(bytes.begin(), bytes.end());
   std::string entry_name;
   for (const gen::ZipEntry& entry : gen::zip_entries(chars, checkpoint, "checkpoint")) {
     if (entry.name.find("/data/") != std::string::npos && entry.compressed_size >= 64) {
@@ -182,7 +203,7 @@ TEST_F(TrainCommand, SampleRefusesPicturesTooLargeToDrawAndStreamsArrays) {
   ASSERT_EQ(run_command({"sample", "--checkpoint", path("run"), "--n", "150000", "--out", path("s.npy"), "--threads", "1"}), 0)
       << err.str();
   EXPECT_EQ(io::read_npy(path("s.npy")).shape, (std::vector<int64_t>{150000, 2}));
-  EXPECT_FALSE(fs::exists(path("s.npy.tmp")));
+  EXPECT_TRUE(tmp_files(directory.string()).empty());
 }
 
 TEST_F(TrainCommand, AFullDiskEndsTheRunWithOneLineAndKeepsTheLastCheckpoint) {
@@ -206,7 +227,8 @@ TEST_F(TrainCommand, AFullDiskEndsTheRunWithOneLineAndKeepsTheLastCheckpoint) {
   std::ofstream(disk.file("more"), std::ios::binary) << std::string(4 << 20, 'x');
   expect_error({"sample", "--checkpoint", run, "--n", "20000", "--out", disk.file("s.npy"), "--threads", "1"},
                "--out cannot write '" + disk.file("s.npy") + "': No space left on device");
-  EXPECT_FALSE(fs::exists(disk.file("s.npy.tmp")));
+  EXPECT_FALSE(fs::exists(disk.file("s.npy")));
+  EXPECT_TRUE(tmp_files(disk.file("")).empty());
 }
 
 TEST_F(TrainCommand, TrainsThePaperMlpOnRealMnist) {

@@ -90,7 +90,7 @@ TEST(LoadMnist, FolderWithDistributedNamesGivesImagesAndLabels) {
   // The images file given directly finds its labels beside it.
   EXPECT_TRUE(load_mnist(folder.file("t10k-images-idx3-ubyte.gz")).labels.defined());
   expect_error([&] { load_mnist(folder.path(), "train"); }, "holds no MNIST train images");
-  expect_error([&] { load_mnist(folder.path(), "validation"); }, "--split");
+  expect_error([&] { load_mnist(folder.path(), "validation"); }, "data.split must be 'train' or 'test'");
   write_bytes(folder.file("t10k-labels-idx1-ubyte"), idx_bytes({4}, {7, 2, 1, 0}));
   expect_error([&] { load_mnist(folder.path(), "test"); }, "4 labels for 5 images");
   write_bytes(folder.file("flat-images-idx3-ubyte"), idx_bytes({10}, std::vector<uint8_t>(10, 1)));

@@ -21,7 +21,7 @@ std::string find_in_folder(const std::string& folder, const std::vector<std::str
 }
 
 void check_split(const std::string& split) {
-  SINKHORN_CHECK(split == "train" || split == "test", "--split must be 'train' or 'test', got '" << split << "'");
+  SINKHORN_CHECK_ARG(split == "train" || split == "test", "data.split", "must be 'train' or 'test', got '" << split << "'");
 }
 
 }  // namespace
@@ -73,8 +73,8 @@ ImageSet load_mnist(const std::string& path, const std::string& split) {
   if (io::is_directory(path)) {
     const std::string prefix = split == "train" ? "train" : "t10k";
     images_path = find_in_folder(path, {prefix + "-images-idx3-ubyte", prefix + "-images.idx3-ubyte"});
-    SINKHORN_CHECK(!images_path.empty(), "--data-path '" << path << "' holds no MNIST " << split << " images ("
-                                                         << prefix << "-images-idx3-ubyte[.gz])");
+    SINKHORN_CHECK_ARG(!images_path.empty(), "data.path",
+                       "'" << path << "' holds no MNIST " << split << " images (" << prefix << "-images-idx3-ubyte[.gz])");
     labels_path = find_in_folder(path, {prefix + "-labels-idx1-ubyte", prefix + "-labels.idx1-ubyte"});
   } else {
     const size_t at = images_path.rfind("images");
@@ -119,7 +119,7 @@ ImageSet load_cifar10(const std::string& path, const std::string& split) {
                          : std::vector<std::string>{"test_batch"};
     for (const std::string& name : names) {
       const std::string file = find_in_folder(folder, {name + ".bin"});
-      SINKHORN_CHECK(!file.empty(), "--data-path '" << path << "' holds no CIFAR-10 file " << name << ".bin");
+      SINKHORN_CHECK_ARG(!file.empty(), "data.path", "'" << path << "' holds no CIFAR-10 file " << name << ".bin");
       files.push_back(file);
     }
   } else {

@@ -34,7 +34,8 @@ class ImageData final : public TrainingData {
   ImageData(const std::string& name, const at::Tensor& images, int64_t heldout) {
     name_ = name;
     const int64_t n = images.size(0);
-    SINKHORN_CHECK(heldout < n, "--heldout (" << heldout << ") must leave training images (the set has " << n << ")");
+    SINKHORN_CHECK_ARG(heldout < n, "data.heldout",
+                       heldout << " must leave training images (the set has " << n << ")");
     train_ = images.narrow(0, 0, n - heldout);
     heldout_ = to_unit(images.narrow(0, n - heldout, heldout));
   }
@@ -55,17 +56,18 @@ class ImageData final : public TrainingData {
 }  // namespace
 
 std::unique_ptr<TrainingData> make_training_data(const DataSpec& spec) {
-  SINKHORN_CHECK(spec.heldout >= 1, "--heldout must be at least 1, got " << spec.heldout);
+  SINKHORN_CHECK_ARG(spec.heldout >= 1, "data.heldout", "must be at least 1, got " << spec.heldout);
   if (is_toy(spec.name)) return std::make_unique<ToyData>(spec.name, spec.heldout);
   if (spec.name == "mnist" || spec.name == "cifar10") {
-    SINKHORN_CHECK(!spec.path.empty(), "--data " << spec.name << " needs --data-path (a folder or file in the "
-                                                 << (spec.name == "mnist" ? "IDX" : "CIFAR-10 binary") << " format)");
-    SINKHORN_CHECK(io::path_exists(spec.path), "--data-path '" << spec.path << "' does not exist");
+    SINKHORN_CHECK_ARG(!spec.path.empty(), "data.path",
+                       "must name a folder or file in the " << (spec.name == "mnist" ? "IDX" : "CIFAR-10 binary")
+                                                            << " format for " << spec.name);
+    SINKHORN_CHECK_ARG(io::path_exists(spec.path), "data.path", "'" << spec.path << "' does not exist");
     const ImageSet set = spec.name == "mnist" ? load_mnist(spec.path, spec.split) : load_cifar10(spec.path, spec.split);
     return std::make_unique<ImageData>(spec.name, set.images, spec.heldout);
   }
-  SINKHORN_CHECK(false, "--data must be one of ring8, grid25, swiss_roll, moons, ellipse, mnist, cifar10; got '"
-                            << spec.name << "'");
+  SINKHORN_CHECK_ARG(false, "data.name",
+                     "must be one of ring8, grid25, swiss_roll, moons, ellipse, mnist, cifar10; got '" << spec.name << "'");
   return nullptr;
 }
 
