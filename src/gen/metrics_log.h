@@ -1,6 +1,10 @@
 // metrics.csv: one row per logged step of a run, appended as the run goes. A resumed run rewrites it
 // to read as if the run had never stopped: rows past the checkpoint are dropped, and a last row cut
 // short by a kill is removed, so that the next rows follow on from the checkpoint's step.
+//
+// A resume reads the file whole, so it accepts at most kMaxMetricsBytes: about 15 million rows,
+// e.g. 15 million steps logged every step or 150 million every tenth. A longer log is refused on
+// resume with what to do (move it away; the resume then starts a new one).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +13,9 @@
 #include <vector>
 
 namespace sinkhorn::gen {
+
+/// The largest metrics.csv a resume reads (a row is under 70 bytes).
+inline constexpr uint64_t kMaxMetricsBytes = uint64_t{1} << 30;
 
 /// The header line of metrics.csv.
 inline constexpr const char* kMetricsHeader =
@@ -39,9 +46,11 @@ struct MetricsResume {
 };
 
 /// Reads `path` without writing and plans its content for a resume from `step`: rows past it
-/// dropped, a last row cut short removed, a missing or empty file restarted. Throws
-/// Error("out_dir", ...) naming the file and the row when it cannot be repaired (a malformed
-/// complete row, another header).
+/// dropped, a last row cut short removed, a row glued to one cut short (a failed append whose
+/// part row could not be cut back) removed when no kept row follows it, a missing or empty file
+/// restarted. Throws Error("out_dir", ...) naming the file, the line (its invisible bytes as \xHH)
+/// and what to do when it cannot be repaired (another malformed row, another header, a file past
+/// kMaxMetricsBytes).
 MetricsResume plan_metrics_resume(const std::string& path, int64_t step);
 
 }  // namespace sinkhorn::gen

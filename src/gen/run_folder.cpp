@@ -10,10 +10,12 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <sstream>
 
-#include "gen/atomic_file.h"
+#include "io/atomic_file.h"
 #include "io/file_bytes.h"
 #include "util/check.h"
+#include "util/strings.h"
 
 namespace sinkhorn::gen {
 namespace {
@@ -21,11 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string join(const std::string& folder, const std::string& name) { return folder + "/" + name; }
-
-bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // The names in `folder` (files and folders), sorted; throws naming the folder.
 std::vector<std::string> entries_of(const std::string& folder) {
@@ -52,9 +49,9 @@ void remove_folder_of_files(const std::string& folder) {
                      "cannot remove '" << folder << "': " << std::strerror(errno));
 }
 
-void move_file(const std::string& from, const std::string& to) {
-  SINKHORN_CHECK_ARG(std::rename(from.c_str(), to.c_str()) == 0, "out_dir",
-                     "cannot move '" << from << "' to '" << to << "': " << std::strerror(errno));
+void sync_or_throw(const std::string& folder) {
+  const int error = io::sync_folder(folder);
+  SINKHORN_CHECK_ARG(error == 0, "out_dir", "cannot write '" << folder << "' to the disk: " << std::strerror(error));
 }
 
 // The PID a lock holder wrote into the lock file, or "" when there is none yet.
@@ -72,7 +69,7 @@ std::string holder_of(int fd) {
 int take_lock(const std::string& folder) {
   const std::string path = join(folder, kLockFile);
   for (int attempt = 0; attempt < 100; ++attempt) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     SINKHORN_CHECK_ARG(fd >= 0, "out_dir", "cannot create the lock file '" << path << "': " << std::strerror(errno));
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
@@ -89,7 +86,7 @@ int take_lock(const std::string& folder) {
         locked.st_dev == named.st_dev) {
       // The PID only informs whoever is refused; on a full disk the lock holds without it.
       const std::string pid = std::to_string(::getpid()) + "\n";
-      if (::ftruncate(fd, 0) == 0) (void)write_all(fd, pid.data(), pid.size());
+      if (::ftruncate(fd, 0) == 0) (void)io::write_all(fd, pid.data(), pid.size());
       return fd;
     }
     ::close(fd);
@@ -100,17 +97,25 @@ int take_lock(const std::string& folder) {
 
 }  // namespace
 
-bool is_run_file(const std::string& file) {
-  const std::string name = ends_with(file, ".tmp") ? file.substr(0, file.size() - 4) : file;
+bool is_run_file(const std::string& name) {
   if (name == kCheckpointFile || name == "config.json" || name == "metrics.csv") return true;
   return ends_with(name, ".png") &&
          (starts_with(name, "samples_") || starts_with(name, "scatter_") || starts_with(name, "latent_grid_"));
 }
 
+bool is_run_temporary(const std::string& name) {
+  const std::string_view final_name = io::final_name_of_temporary(name);
+  return !final_name.empty() && is_run_file(std::string(final_name));
+}
+
 RunFolder::RunFolder(std::string path, int lock_fd) : path_(std::move(path)), lock_fd_(lock_fd) {}
 
 RunFolder::RunFolder(RunFolder&& other) noexcept
-    : path_(std::move(other.path_)), lock_fd_(other.lock_fd_), staging_(other.staging_), fresh_(other.fresh_) {
+    : path_(std::move(other.path_)),
+      lock_fd_(other.lock_fd_),
+      staging_(other.staging_),
+      fresh_(other.fresh_),
+      repairs_(std::move(other.repairs_)) {
   other.lock_fd_ = -1;
 }
 
@@ -121,6 +126,7 @@ RunFolder& RunFolder::operator=(RunFolder&& other) noexcept {
     lock_fd_ = other.lock_fd_;
     staging_ = other.staging_;
     fresh_ = other.fresh_;
+    repairs_ = std::move(other.repairs_);
     other.lock_fd_ = -1;
   }
   return *this;
@@ -144,6 +150,7 @@ RunFolder RunFolder::for_new_run(const std::string& path, bool overwrite) {
   fs::create_directories(path, error);
   SINKHORN_CHECK_ARG(!error, "out_dir", "cannot create folder '" << path << "': " << error.message());
   RunFolder folder(path, take_lock(path));
+  folder.recover();
 
   std::vector<std::string> others;  // what is there besides our lock and a dead run's staging folder
   for (const std::string& name : entries_of(path)) {
@@ -159,6 +166,11 @@ RunFolder RunFolder::for_new_run(const std::string& path, bool overwrite) {
                            << (others.size() > 1 ? " and " + std::to_string(others.size() - 1) + " more" : "")
                            << "): choose a new or empty folder, or pass --overwrite to start a run there anyway");
   }
+  // What a finished commit left there is someone's: the next commit could not take that name.
+  const std::string committing = join(path, kCommittingFolder);
+  SINKHORN_CHECK_ARG(!io::path_exists(committing), "out_dir",
+                     "'" << committing << "' holds files this program did not write; move them away to start a run "
+                         << "in '" << path << "'");
   folder.remove_leftovers();
   if (!others.empty()) {
     const std::string staging = join(path, kStagingFolder);
@@ -175,32 +187,112 @@ RunFolder RunFolder::for_resume(const std::string& path) {
   SINKHORN_CHECK_ARG(io::is_directory(path), "out_dir",
                      "'" << path << "' holds no checkpoint.pt to resume from ("
                          << (io::path_exists(path) ? "it is not a folder" : "no such folder") << ")");
-  return RunFolder(path, take_lock(path));
+  RunFolder folder(path, take_lock(path));
+  folder.recover();
+  return folder;
 }
 
 std::string RunFolder::file(const std::string& name) const {
   return staging_ ? join(join(path_, kStagingFolder), name) : join(path_, name);
 }
 
-void RunFolder::commit() {
+bool RunFolder::pending_commit() const { return io::is_directory(join(path_, kCommittingFolder)); }
+
+std::vector<std::string> RunFolder::commit() {
   fresh_ = false;
-  if (!staging_) return;
-  const std::string staging = join(path_, kStagingFolder);
+  if (!staging_) return {};
+  const std::string staging = join(path_, kStagingFolder), committing = join(path_, kCommittingFolder);
   const std::vector<std::string> staged = entries_of(staging);
   SINKHORN_INTERNAL_CHECK(std::find(staged.begin(), staged.end(), kCheckpointFile) != staged.end(),
                           "commit() before the staged run's first checkpoint");
-  for (const std::string& name : staged) {
-    if (name != kCheckpointFile) move_file(join(staging, name), join(path_, name));
-  }
-  // The old run's checkpoint is replaced last, in one rename: until then it is there to resume.
-  move_file(join(staging, kCheckpointFile), join(path_, kCheckpointFile));
+  // Which of the old run's files go is decided now and written down, so that whoever finishes
+  // the commit removes exactly those, even after some new files have moved in.
   const std::set<std::string> new_files(staged.begin(), staged.end());
+  std::string old_files;
   for (const std::string& name : entries_of(path_)) {
-    if (is_run_file(name) && !new_files.count(name)) remove_file(join(path_, name));
+    if (is_run_file(name) && !new_files.count(name)) old_files += name + "\n";
   }
-  SINKHORN_CHECK_ARG(::rmdir(staging.c_str()) == 0, "out_dir",
-                     "cannot remove '" << staging << "': " << std::strerror(errno));
+  io::write_file_atomically(join(staging, kOldRunFilesList), old_files, "out_dir");
+  sync_or_throw(staging);
+  // The commit point.
+  SINKHORN_CHECK_ARG(std::rename(staging.c_str(), committing.c_str()) == 0, "out_dir",
+                     "cannot move '" << staging << "' to '" << committing << "': " << std::strerror(errno));
   staging_ = false;
+  std::vector<std::string> warnings;
+  if (const int error = io::sync_folder(path_)) {
+    warnings.push_back("cannot write '" + path_ + "' to the disk: " + std::strerror(error));
+  }
+  for (std::string& warning : finish_commit()) warnings.push_back(std::move(warning));
+  return warnings;
+}
+
+std::vector<std::string> RunFolder::finish_commit() {
+  const std::string committing = join(path_, kCommittingFolder);
+  std::vector<std::string> warnings;
+  if (!io::is_directory(committing)) return warnings;
+  std::vector<std::string> names;
+  for (const std::string& name : entries_of(committing)) {
+    if (is_run_file(name)) names.push_back(name);
+  }
+  // The checkpoint first: from then on the folder's checkpoint is the new run's.
+  std::stable_partition(names.begin(), names.end(), [](const std::string& name) { return name == kCheckpointFile; });
+  for (const std::string& name : names) {
+    const std::string from = join(committing, name), to = join(path_, name);
+    SINKHORN_CHECK_ARG(std::rename(from.c_str(), to.c_str()) == 0, "out_dir",
+                       "cannot move '" << from << "' to '" << to << "': " << std::strerror(errno)
+                                       << " (the new run is committed; the next start or resume of '" << path_
+                                       << "' finishes moving it in)");
+  }
+  // Durable moves before removals: after a power cut the folder never lacks both runs' files.
+  if (const int error = io::sync_folder(path_)) {
+    warnings.push_back("cannot write '" + path_ + "' to the disk: " + std::strerror(error));
+  }
+  // Cleanup from here on: best effort, the new run is in place whatever fails.
+  const std::string list = join(committing, kOldRunFilesList);
+  if (io::path_exists(list)) {
+    try {
+      std::istringstream names_to_remove(io::read_regular_file(list, uint64_t{1} << 20, "out_dir"));
+      for (std::string name; std::getline(names_to_remove, name);) {
+        if (!is_run_file(name) || std::find(names.begin(), names.end(), name) != names.end()) continue;
+        const std::string old_file = join(path_, name);
+        if (::unlink(old_file.c_str()) != 0 && errno != ENOENT) {
+          warnings.push_back("cannot remove the old run's '" + old_file + "': " + std::strerror(errno));
+        }
+      }
+      remove_file(list);
+    } catch (const Error& error) {
+      warnings.push_back(error.what());
+    }
+  }
+  if (::rmdir(committing.c_str()) != 0) {
+    const int error = errno;
+    std::vector<std::string> left;
+    std::error_code ignored;
+    for (fs::directory_iterator it(committing, ignored), end; !ignored && it != end; it.increment(ignored)) {
+      left.push_back(it->path().filename().string());
+    }
+    warnings.push_back("'" + committing + "' was left in place (" +
+                       (error == ENOTEMPTY || error == EEXIST
+                            ? "it holds files this program did not write: '" + (left.empty() ? "" : left.front()) +
+                                  "'" + (left.size() > 1 ? " and " + std::to_string(left.size() - 1) + " more" : "")
+                            : std::string(std::strerror(error))) +
+                       "); move them away before the next start in '" + path_ + "'");
+  }
+  return warnings;
+}
+
+void RunFolder::recover() {
+  if (!pending_commit()) return;
+  const std::string committing = join(path_, kCommittingFolder);
+  const std::vector<std::string> held = entries_of(committing);
+  const bool cut_short = std::any_of(held.begin(), held.end(), [](const std::string& name) {
+    return is_run_file(name) || name == kOldRunFilesList;
+  });
+  if (cut_short) {
+    repairs_.push_back("'" + path_ + "' held a new run whose commit was cut short (in '" + committing +
+                       "'); it was finished: that run is the folder's run");
+  }
+  for (std::string& warning : finish_commit()) repairs_.push_back(std::move(warning));
 }
 
 void RunFolder::abandon() {
@@ -209,7 +301,7 @@ void RunFolder::abandon() {
     staging_ = false;
   } else if (fresh_) {
     for (const std::string& name : entries_of(path_)) {
-      if (is_run_file(name)) remove_file(join(path_, name));
+      if (is_run_file(name) || is_run_temporary(name)) remove_file(join(path_, name));
     }
   }
   fresh_ = false;
@@ -218,7 +310,7 @@ void RunFolder::abandon() {
 void RunFolder::remove_leftovers() {
   remove_folder_of_files(join(path_, kStagingFolder));
   for (const std::string& name : entries_of(path_)) {
-    if (ends_with(name, ".tmp") && is_run_file(name)) remove_file(join(path_, name));
+    if (is_run_temporary(name)) remove_file(join(path_, name));
   }
 }
 

@@ -4,18 +4,20 @@
 #include <torch/optim.h>
 
 #include <chrono>
+#include <map>
+#include <utility>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
 
-#include "gen/atomic_file.h"
 #include "gen/checkpoint.h"
 #include "gen/data/toy2d.h"
 #include "gen/metrics_log.h"
 #include "gen/models/networks.h"
 #include "gen/sample_pictures.h"
 #include "gen/seeds.h"
+#include "io/atomic_file.h"
 #include "io/file_bytes.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
@@ -24,8 +26,6 @@ namespace sinkhorn::gen {
 namespace {
 
 constexpr int64_t kLatticeRows = 15;  // the paper's latent-manifold figure
-
-bool all_finite(const at::Tensor& tensor) { return tensor.isfinite().all().item<bool>(); }
 
 std::string step_tag(int64_t step) {
   std::ostringstream tag;
@@ -78,6 +78,60 @@ Error with_note(const Error& error, const std::string& note) {
   return error.argument().empty() ? Error(problem) : Error(error.argument(), problem);
 }
 
+// A copy of an optimiser's state for one parameter that owns its tensors (clone() alone shares
+// them, and the optimiser updates them in place).
+std::unique_ptr<torch::optim::OptimizerParamState> deep_copy(const torch::optim::OptimizerParamState& state) {
+  std::unique_ptr<torch::optim::OptimizerParamState> copy = state.clone();
+  const auto owned = [](const at::Tensor& tensor) { return tensor.defined() ? tensor.clone() : tensor; };
+  if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(copy.get())) {
+    adam->exp_avg(owned(adam->exp_avg()));
+    adam->exp_avg_sq(owned(adam->exp_avg_sq()));
+    adam->max_exp_avg_sq(owned(adam->max_exp_avg_sq()));
+  } else if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropParamState*>(copy.get())) {
+    rmsprop->square_avg(owned(rmsprop->square_avg()));
+    rmsprop->momentum_buffer(owned(rmsprop->momentum_buffer()));
+    rmsprop->grad_avg(owned(rmsprop->grad_avg()));
+  } else {
+    SINKHORN_INTERNAL_CHECK(false, "an optimiser state of a kind the trainer does not build");
+  }
+  return copy;
+}
+
+// What a step's critic updates change: the critic, its optimiser, and the generator's buffers
+// (batch norm's running statistics move as the critic's batches are generated in training mode).
+// Taken before the updates and put back when a stop request interrupts them, so that the
+// checkpoint then written is the last finished step's and a resume redoes this step from its start.
+class CriticStepSnapshot {
+ public:
+  CriticStepSnapshot(torch::nn::Module& critic, torch::optim::Optimizer& optimizer, torch::nn::Module& generator)
+      : critic_(critic), optimizer_(optimizer), generator_(generator) {
+    for (const at::Tensor& tensor : tensors()) saved_.push_back(tensor.detach().clone());
+    for (const auto& [key, state] : optimizer_.state()) state_.emplace(key, deep_copy(*state));
+  }
+
+  void restore() {
+    torch::NoGradGuard no_grad;
+    const std::vector<at::Tensor> current = tensors();
+    for (size_t k = 0; k < current.size(); ++k) current[k].copy_(saved_[k]);
+    optimizer_.state().clear();
+    for (const auto& [key, state] : state_) optimizer_.state()[key] = deep_copy(*state);
+  }
+
+ private:
+  std::vector<at::Tensor> tensors() const {
+    std::vector<at::Tensor> all = critic_.parameters();
+    for (const at::Tensor& buffer : critic_.buffers()) all.push_back(buffer);
+    for (const at::Tensor& buffer : generator_.buffers()) all.push_back(buffer);
+    return all;
+  }
+
+  torch::nn::Module& critic_;
+  torch::optim::Optimizer& optimizer_;
+  torch::nn::Module& generator_;
+  std::vector<at::Tensor> saved_;
+  std::map<void*, std::unique_ptr<torch::optim::OptimizerParamState>> state_;
+};
+
 }  // namespace
 
 struct Trainer::State {
@@ -89,10 +143,19 @@ struct Trainer::State {
   int64_t step = 0;
   double seconds = 0;
   std::optional<RunFolder> folder;         // claimed once every check passed
+  bool replaces_old_run = false;           // a new run staged beside an old one
+  bool files_removed = false;              // a run that wrote no checkpoint gave its files up
   std::optional<int64_t> checkpoint_step;  // this run's last good checkpoint in the folder
   std::vector<std::string> repairs;
+  std::vector<std::string> warnings;       // not yet handed to a StepReport
 
-  explicit State(TrainConfig c) : config(std::move(c)) {
+  // `saved`: the checkpoint the settings come from (resume), whose name their errors then carry.
+  explicit State(TrainConfig c, const Checkpoint* saved = nullptr) : config(std::move(c)) {
+    if (saved) saved->with_saved_settings([&] { build(); });
+    else build();
+  }
+
+  void build() {
     data = make_training_data(config.data);
     config.generator.sample_shape = data->sample_shape();
     config.critic.sample_shape = data->sample_shape();
@@ -107,12 +170,33 @@ struct Trainer::State {
 
   std::string path(const std::string& name) const { return folder->file(name); }
 
-  // Where a stopped run can be picked up again, for the messages that end it.
-  std::string checkpoint_note() const {
-    const std::string file = folder->path() + "/" + kCheckpointFile;
-    if (checkpoint_step) return "the last good checkpoint (step " + std::to_string(*checkpoint_step) + ") is kept in " + file;
-    if (folder->staging()) return "no checkpoint of this run was written yet; the previous run in " + folder->path() + " is kept";
+  // What a run that ends early leaves to continue from, for every message that ends it.
+  std::string what_is_kept() const {
+    const std::string& out = folder->path();
+    if (checkpoint_step) {
+      const std::string step_text = "the last good checkpoint (step " + std::to_string(*checkpoint_step) + ")";
+      if (folder->pending_commit()) {
+        return step_text + " waits in " + out + "/" + kCommittingFolder + "; the next start or resume of " + out +
+               " moves it in";
+      }
+      return step_text + " is kept in " + out + "/" + kCheckpointFile;
+    }
+    if (replaces_old_run) return "no checkpoint of this run was committed; the previous run in " + out + " is kept";
+    if (files_removed) return "no checkpoint was written; the run's files were removed, leaving " + out + " as it was";
     return "no checkpoint was written yet";
+  }
+
+  // A run that wrote no checkpoint gives up its files (a staging folder, or those it wrote into a
+  // folder that was empty): the folder is as the run found it, and starting again needs no
+  // --overwrite. Best effort: a failure here must not hide the error that ended the run.
+  void give_up_files() {
+    if (checkpoint_step) return;
+    try {
+      folder->abandon();
+      files_removed = true;
+    } catch (const Error& error) {
+      warnings.push_back(std::string("the run's files could not all be removed: ") + error.what());
+    }
   }
 
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
@@ -124,9 +208,7 @@ struct Trainer::State {
   }
 
   void save_checkpoint() {
-    for (const auto& parameter : networks.generator->parameters()) {
-      SINKHORN_CHECK(all_finite(parameter), "refusing to checkpoint non-finite generator parameters at step " << step);
-    }
+    SINKHORN_INTERNAL_CHECK(all_finite(*networks.generator), "a non-finite generator reached a checkpoint at step " << step);
     CheckpointContents contents;
     contents.config = &config;
     contents.step = step;
@@ -138,8 +220,17 @@ struct Trainer::State {
       contents.critic_optimizer = critic_optimizer.get();
     }
     write_checkpoint(path(kCheckpointFile), contents);
-    folder->commit();  // a new run over an old one replaces it now, at its first checkpoint
+    // A new run over an old one replaces it now, at its first checkpoint. Past the commit point
+    // (staging() false) this checkpoint is the run's, even if moving files in fails.
+    std::vector<std::string> commit_warnings;
+    try {
+      commit_warnings = folder->commit();
+    } catch (const Error&) {
+      if (!folder->staging()) checkpoint_step = step;
+      throw;
+    }
     checkpoint_step = step;
+    warnings.insert(warnings.end(), commit_warnings.begin(), commit_warnings.end());
   }
 
   void load_checkpoint(const Checkpoint& checkpoint) {
@@ -152,6 +243,19 @@ struct Trainer::State {
       checkpoint.load_optimizer("critic_optimizer", *critic_optimizer);
     }
   }
+
+  // A stop request: a checkpoint of the last finished step, or, for a new run over an old one
+  // that has not finished a step, nothing (an untrained run does not replace the old one).
+  TrainOutcome stop_now() {
+    if (step == 0 && folder->staging()) {
+      folder->abandon();
+      return {TrainStatus::interrupted, step, "the previous run in " + folder->path() + " is kept", std::nullopt, take_warnings()};
+    }
+    save_checkpoint();
+    return {TrainStatus::interrupted, step, "checkpoint saved in " + folder->path(), std::nullopt, take_warnings()};
+  }
+
+  std::vector<std::string> take_warnings() { return std::exchange(warnings, {}); }
 
   // Step 0 (the initial generator) has an evaluation but no loss: its loss column stays empty.
   void append_metrics(const StepReport& report, const std::optional<Evaluation>& evaluation) {
@@ -234,6 +338,7 @@ struct Trainer::State {
   }
 
   TrainOutcome run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop);
+  TrainOutcome stopped_by_non_finite(int64_t failed_step, const std::string& what);
 };
 
 Trainer::Trainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -247,8 +352,10 @@ Trainer Trainer::start(TrainConfig config, bool overwrite) {
   // Settings, data and networks first: a bad setting leaves the folder untouched.
   auto state = std::make_unique<State>(std::move(config));
   state->folder.emplace(RunFolder::for_new_run(state->config.out_dir, overwrite));
+  state->replaces_old_run = state->folder->staging();
+  state->repairs = state->folder->repairs();
   try {
-    write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
+    io::write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
     create_metrics_log(state->path("metrics.csv"));
     // The untrained generator's score: the reference every later evaluation is read against.
     state->append_metrics(StepReport{}, state->evaluate(state->evaluation_samples()));
@@ -271,6 +378,8 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
   const Checkpoint checkpoint = Checkpoint::read(file, "out_dir");
   TrainConfig config = checkpoint.config();
   config.out_dir = out_dir;  // the folder may have been moved since
+  // The overrides are the user's: checked here naming them, so that the errors of what follows
+  // are the saved settings' alone.
   if (overrides.steps) {
     SINKHORN_CHECK_ARG(*overrides.steps >= checkpoint.step(), "steps",
                        *overrides.steps << " is below the step of the checkpoint in '" << out_dir << "' ("
@@ -279,15 +388,17 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
     config.steps = *overrides.steps;
   }
   if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
-  auto state = std::make_unique<State>(std::move(config));
+  validate(config);  // names learning_rate or steps: the saved settings passed Checkpoint::read
+  auto state = std::make_unique<State>(std::move(config), &checkpoint);
   state->load_checkpoint(checkpoint);
   const MetricsResume metrics = plan_metrics_resume(out_dir + "/metrics.csv", state->step);
 
   state->folder.emplace(std::move(folder));
+  state->repairs = state->folder->repairs();
   state->folder->remove_leftovers();
-  write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
-  write_file_atomically(state->path("metrics.csv"), metrics.text, "out_dir");
-  state->repairs = metrics.repairs;
+  io::write_file_atomically(state->path("config.json"), to_json(state->config), "out_dir");
+  io::write_file_atomically(state->path("metrics.csv"), metrics.text, "out_dir");
+  state->repairs.insert(state->repairs.end(), metrics.repairs.begin(), metrics.repairs.end());
   state->checkpoint_step = state->step;
   return Trainer(std::move(state));
 }
@@ -295,46 +406,29 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
 TrainOutcome Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   State& s = *state_;
   try {
-    const TrainOutcome outcome = s.run(on_step, stop);
-    // A new run over an old one gives up its staged files; the old run stays as it was.
-    if (outcome.status == TrainStatus::non_finite && s.folder->staging()) s.folder->abandon();
-    return outcome;
+    return s.run(on_step, stop);
   } catch (const Error& error) {
     // A write failed (a full disk) or a check did: say what is left to resume from.
-    const std::string note = s.checkpoint_note();
-    try {
-      if (s.folder->staging()) s.folder->abandon();
-    } catch (const Error&) {
-      // the staging folder stays; the next start removes it
-    }
-    throw with_note(error, note);
+    s.give_up_files();
+    throw with_note(error, s.what_is_kept());
   }
+}
+
+TrainOutcome Trainer::State::stopped_by_non_finite(int64_t failed_step, const std::string& what) {
+  give_up_files();
+  const std::string advice = checkpoint_step ? "continue from it with --resume and a smaller --lr"
+                                             : "start again with a smaller --lr";
+  return {TrainStatus::non_finite, failed_step - 1,
+          "step " + std::to_string(failed_step) + ": " + what + "; training stopped. " + what_is_kept() + " (" + advice + ")",
+          std::nullopt, take_warnings()};
 }
 
 TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   std::optional<Evaluation> last_evaluation;
-  auto non_finite = [&](int64_t failed_step, const std::string& what) {
-    TrainOutcome outcome{TrainStatus::non_finite, failed_step - 1, "", std::nullopt};
-    std::ostringstream message;
-    message << "step " << failed_step << ": " << what << "; training stopped. The last good checkpoint ";
-    if (checkpoint_step) message << "is " << folder->path() << "/" << kCheckpointFile << " (step " << *checkpoint_step << ")";
-    else message << "does not exist (no checkpoint was written yet)";
-    if (folder->staging()) message << "; the previous run in " << folder->path() << " is kept";
-    message << " (continue from it with --resume and a smaller --lr)";
-    outcome.message = message.str();
-    return outcome;
-  };
+  const auto stop_requested = [&] { return stop && stop->load(); };
 
   while (step < config.steps) {
-    if (stop && stop->load()) {
-      if (step == 0 && folder->staging()) {
-        // Stopped before it began: an untrained run does not replace the old one.
-        folder->abandon();
-        return {TrainStatus::interrupted, step, "the previous run in " + folder->path() + " is kept", std::nullopt};
-      }
-      save_checkpoint();
-      return {TrainStatus::interrupted, step, "checkpoint saved in " + folder->path(), std::nullopt};
-    }
+    if (stop_requested()) return stop_now();
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;
     at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
@@ -342,24 +436,35 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     report.step = next;
     report.steps = config.steps;
     if (networks.critic) {
+      // Only a run that can be stopped pays for the copy.
+      std::optional<CriticStepSnapshot> before;
+      if (stop) before.emplace(*networks.critic, *critic_optimizer, *networks.generator);
       double critic_value = 0;
       for (int64_t k = 0; k < config.critic_steps; ++k) {
+        if (k > 0 && stop_requested()) {
+          before->restore();
+          return stop_now();
+        }
         critic_value = critic_update(generator);
-        if (!std::isfinite(critic_value)) return non_finite(next, "the critic's loss is not finite");
+        if (!std::isfinite(critic_value)) return stopped_by_non_finite(next, "the critic's loss is not finite");
+      }
+      if (stop_requested()) {
+        before->restore();
+        return stop_now();
       }
       report.critic_loss = critic_value;
     }
     const at::Tensor generated = networks.generator->forward(networks.generator->sample_latent(config.batch_size, generator));
-    if (!all_finite(generated)) return non_finite(next, "the generator produced non-finite samples");
+    if (!all_finite(generated)) return stopped_by_non_finite(next, "the generator produced non-finite samples");
     const at::Tensor value = loss(generated, data->sample(config.batch_size, generator));
     report.loss = value.item<double>();
-    if (!std::isfinite(report.loss)) return non_finite(next, "the loss is " + std::to_string(report.loss));
+    if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
     value.backward();
     for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
-        return non_finite(next, "a gradient of the generator is not finite");
+        return stopped_by_non_finite(next, "a gradient of the generator is not finite");
       }
     }
     generator_optimizer->step();
@@ -385,13 +490,16 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     if (step % config.checkpoint_every == 0 || last) {
       // A finite loss does not prove the update left a usable generator: probe it before it
       // replaces the last good checkpoint.
-      if (!all_finite(samples())) return non_finite(step, "the updated generator produces non-finite samples");
+      if (!all_finite(samples()) || !all_finite(*networks.generator)) {
+        return stopped_by_non_finite(step, "the updated generator produces non-finite samples");
+      }
       save_checkpoint();
     }
     if (last) write_pictures("final", samples());
+    report.warnings = take_warnings();
     if (on_step) on_step(report);
   }
-  return {TrainStatus::finished, step, "", last_evaluation};
+  return {TrainStatus::finished, step, "", last_evaluation, take_warnings()};
 }
 
 Evaluation Trainer::evaluate() { return state_->evaluate(state_->evaluation_samples()); }

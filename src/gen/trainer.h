@@ -28,14 +28,20 @@ struct StepReport {
   std::optional<double> critic_loss;     ///< learned cost: the critic's last loss value (the loss it maximises)
   std::optional<double> eval_divergence; ///< set on evaluation steps
   double seconds = 0;                    ///< training time so far, across resumes
+  /// Problems this step met that did not stop the run (an old run's file that a commit could not
+  /// remove), one line each; the command line prints them as warnings.
+  std::vector<std::string> warnings;
 };
 
 enum class TrainStatus {
   finished,     ///< every step done; final checkpoint and pictures written
-  /// The stop flag was raised: a checkpoint of the last finished step was written, except for a
-  /// new run over an old one stopped before its first step (then the old run is kept; `message`).
+  /// The stop flag was raised (it is read between steps and between a step's critic updates): a
+  /// checkpoint of the last finished step was written, except for a new run over an old one
+  /// stopped before its first step (then the old run is kept; `message`).
   interrupted,
-  non_finite,   ///< a loss, gradient or sample was NaN/Inf; the last good checkpoint is kept
+  /// A loss, gradient or sample was NaN/Inf. The last good checkpoint is kept; a run that had
+  /// written none leaves its folder as it found it (its own files removed, an old run kept).
+  non_finite,
 };
 
 struct Evaluation {
@@ -50,6 +56,8 @@ struct TrainOutcome {
   std::string message;  ///< for non_finite: what went wrong, where; for interrupted: what was kept
   /// For finished: the evaluation of the last step (unset when there was no step left to run).
   std::optional<Evaluation> evaluation;
+  /// Warnings met after the last StepReport (at the checkpoint of an interruption).
+  std::vector<std::string> warnings;
 };
 
 
@@ -69,7 +77,9 @@ class Trainer {
   static Trainer start(TrainConfig config, bool overwrite);
   /// Continues the run saved in out_dir exactly where its checkpoint left it. Checks everything
   /// first (the lock, the checkpoint, the settings, --steps not below the saved step, metrics.csv)
-  /// and writes nothing unless all is well.
+  /// and writes nothing unless all is well (it only finishes a commit a killed process cut short:
+  /// see RunFolder). Errors about the saved settings name the checkpoint (Error("out_dir", "'<out>/
+  /// checkpoint.pt' holds settings that ...")), those about the overrides "steps" or "learning_rate".
   static Trainer resume(const std::string& out_dir, const ResumeOverrides& overrides = {});
 
   Trainer(Trainer&&) noexcept;
@@ -77,7 +87,9 @@ class Trainer {
   ~Trainer();
 
   /// Trains up to config().steps. Calls on_step after every update; stops cleanly (checkpoint
-  /// first) when *stop becomes true.
+  /// first) when *stop becomes true. A stop inside a step's critic updates puts the critic and the
+  /// generator's batch-norm statistics back as they were before the step, so the checkpoint is the
+  /// last finished step's and a resume stays exact. Errors (a full disk) carry what is kept.
   TrainOutcome run(const std::function<void(const StepReport&)>& on_step = {},
                    const std::atomic<bool>* stop = nullptr);
 
@@ -87,7 +99,8 @@ class Trainer {
   int64_t step() const;
   /// Copies of the generator's parameters and buffers, in registration order (for comparisons).
   std::vector<at::Tensor> generator_state() const;
-  /// What resume() repaired in the run folder (a metrics.csv row cut short), one line each.
+  /// What start() or resume() repaired in the run folder (a commit cut short, a metrics.csv row
+  /// cut short), one line each.
   const std::vector<std::string>& repairs() const;
 
  private:

@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "gen/gen_test_support.h"
 #include "gen/metrics_log.h"
+#include "gen/saved_generator.h"
 #include "gen/small_runs.h"
 #include "gen/trainer.h"
 #include "io/file_bytes.h"
@@ -156,20 +159,162 @@ TEST(RunFolder, OverwriteKeepsTheOldRunUntilTheNewRunsFirstCheckpoint) {
   EXPECT_EQ(file_digests(out), kept);
 }
 
-TEST(RunFolder, AStaleStagingFolderAndTmpFilesAreRemovedAtTheNextStart) {
+TEST(RunFolder, AStaleStagingFolderAndTemporariesAreRemovedByTheNextResumeOrStart) {
   ScratchFolder folder;
   const std::string out = folder.file("run");
   finished_run(out, 2);
-  // What a new run killed before its first checkpoint, and a write cut short, leave behind.
-  std::filesystem::create_directories(out + "/" + kStagingFolder);
-  testing::write_bytes(out + "/" + kStagingFolder + "/metrics.csv", {'x'});
-  testing::write_bytes(out + "/checkpoint.pt.tmp", {'x'});
-  testing::write_bytes(out + "/" + kLockFile, {'1', '\n'});  // a dead holder's PID: not a lock
   const std::string checkpoint = read_text(out + "/checkpoint.pt");
-  Trainer resumed = Trainer::resume(out, {3, std::nullopt});
+  // What a new run killed before its first checkpoint, and a write cut short, leave behind.
+  const auto leave_leftovers = [&] {
+    std::filesystem::create_directories(out + "/" + kStagingFolder);
+    testing::write_bytes(out + "/" + kStagingFolder + "/metrics.csv", {'x'});
+    testing::write_bytes(out + "/checkpoint.pt.0123abcd.tmp", {'x'});
+    testing::write_bytes(out + "/" + kLockFile, {'1', '\n'});  // a dead holder's PID: not a lock
+  };
+  testing::write_bytes(out + "/notes.tmp", {'n'});  // no run file's temporary: someone's, kept
+  const std::vector<std::string> notes{out + "/notes.tmp"};
+  leave_leftovers();
+  {
+    Trainer resumed = Trainer::resume(out, {3, std::nullopt});
+    EXPECT_FALSE(io::path_exists(out + "/" + kStagingFolder));
+    EXPECT_EQ(tmp_files(out), notes);
+    EXPECT_EQ(read_text(out + "/checkpoint.pt"), checkpoint);
+  }
+  // A new run over the old one removes them as well, then stages its own files.
+  leave_leftovers();
+  {
+    Trainer started = Trainer::start(small_run(out), true);
+    EXPECT_EQ(tmp_files(out), notes);
+    EXPECT_EQ(read_text(out + "/" + kStagingFolder + "/metrics.csv").rfind("step,", 0), 0u);
+    EXPECT_EQ(read_text(out + "/checkpoint.pt"), checkpoint);
+  }
+}
+
+// Two finished runs to stage one over the other by hand: the files a killed commit leaves.
+class KilledCommit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TrainConfig old_config = small_run(old_run);
+    old_config.steps = 4;
+    old_config.sample_every = 2;  // scatter_000002.png, scatter_000004.png: the new run has none
+    ASSERT_EQ(Trainer::start(old_config, false).run().status, TrainStatus::finished);
+    TrainConfig new_config = small_run(new_run);
+    new_config.steps = 3;
+    new_config.seed = 7;
+    ASSERT_EQ(Trainer::start(new_config, false).run().status, TrainStatus::finished);
+    old_files = file_digests(old_run);
+    new_files = file_digests(new_run);
+    ASSERT_TRUE(old_files.count("scatter_000002.png"));
+  }
+
+  // A copy of the old run into which the new run's commit was killed: the new run's files in
+  // `holder` (.staging before the commit point, .committing after it), the first `moved` of them
+  // already in the folder (commit() moves checkpoint.pt first).
+  std::string killed_commit(const std::string& name, const char* holder, size_t moved) {
+    const std::string out = folder.file(name);
+    std::filesystem::copy(old_run, out, std::filesystem::copy_options::recursive);
+    const std::string held = out + "/" + holder;
+    std::filesystem::create_directories(held);
+    const std::vector<std::string> names{kCheckpointFile, "config.json", "metrics.csv", "scatter_final.png"};
+    for (size_t k = 0; k < names.size(); ++k) {
+      std::filesystem::copy_file(new_run + "/" + names[k], (k < moved ? out : held) + "/" + names[k],
+                                 std::filesystem::copy_options::overwrite_existing);
+    }
+    std::ofstream(held + "/" + kOldRunFilesList) << "scatter_000002.png\nscatter_000004.png\n";
+    return out;
+  }
+
+  ScratchFolder folder;
+  std::string old_run = folder.file("old"), new_run = folder.file("new");
+  std::map<std::string, std::string> old_files, new_files;
+};
+
+TEST_F(KilledCommit, BeforeTheCommitPointTheOldRunStaysTheRun) {
+  const std::string refused = killed_commit("refused", kStagingFolder, 0);
+  EXPECT_THROW(Trainer::start(small_run(refused), false), Error);
+  EXPECT_EQ(file_digests(refused, {kStagingFolder}), old_files);  // a refused start removes nothing
+
+  const std::string resumed = killed_commit("resumed", kStagingFolder, 0);
+  {
+    Trainer trainer = Trainer::resume(resumed);
+    EXPECT_EQ(trainer.step(), 4);
+    EXPECT_EQ(trainer.config().seed, 0u);
+    EXPECT_TRUE(trainer.repairs().empty());
+  }
+  EXPECT_FALSE(io::path_exists(resumed + "/" + kStagingFolder));
+  EXPECT_TRUE(io::path_exists(resumed + "/scatter_000002.png"));
+}
+
+TEST_F(KilledCommit, AfterTheCommitPointTheNextStartOrResumeFinishesIt) {
+  // Killed right after the commit point, after checkpoint.pt moved in, after every file moved in.
+  for (const size_t moved : {0, 1, 4}) {
+    SCOPED_TRACE(std::to_string(moved) + " files moved in");
+    // A start finishes the commit, then refuses the folder (it holds a run): the new run's files
+    // alone are left, the old run's pictures gone.
+    const std::string refused = killed_commit("refused" + std::to_string(moved), kCommittingFolder, moved);
+    const Error error = error_of([&] { Trainer::start(small_run(refused), false); });
+    EXPECT_NE(error.problem().find("already holds a run"), std::string::npos) << error.what();
+    EXPECT_EQ(file_digests(refused), new_files);
+
+    const std::string resumed = killed_commit("resumed" + std::to_string(moved), kCommittingFolder, moved);
+    {
+      Trainer trainer = Trainer::resume(resumed, {4, std::nullopt});
+      EXPECT_EQ(trainer.step(), 3);
+      EXPECT_EQ(trainer.config().seed, 7u);
+      ASSERT_FALSE(trainer.repairs().empty());
+      EXPECT_NE(trainer.repairs()[0].find("whose commit was cut short"), std::string::npos) << trainer.repairs()[0];
+      EXPECT_FALSE(io::path_exists(resumed + "/" + kCommittingFolder));
+      EXPECT_FALSE(io::path_exists(resumed + "/scatter_000002.png"));
+      EXPECT_EQ(read_text(resumed + "/scatter_final.png"), read_text(new_run + "/scatter_final.png"));
+      ASSERT_EQ(trainer.run().status, TrainStatus::finished);
+    }
+    EXPECT_EQ(SavedGenerator::load(resumed).step(), 4);
+  }
+}
+
+TEST(RunFolder, ProblemsAfterTheCommitPointAreWarningsNotAFailedRun) {
+  ScratchFolder folder;
+  const std::string out = folder.file("run");
+  TrainConfig old_run = small_run(out);
+  old_run.steps = 4;
+  old_run.sample_every = 2;
+  ASSERT_EQ(Trainer::start(old_run, false).run().status, TrainStatus::finished);
+  // An old picture that cannot be removed (a folder by its name, not empty).
+  std::filesystem::remove(out + "/scatter_000002.png");
+  std::filesystem::create_directories(out + "/scatter_000002.png");
+  testing::write_bytes(out + "/scatter_000002.png/keep", {'k'});
+
+  TrainConfig new_run = small_run(out);
+  new_run.steps = 3;
+  new_run.checkpoint_every = 2;
+  new_run.seed = 7;
+  std::vector<std::string> warnings;
+  {
+    Trainer trainer = Trainer::start(new_run, true);
+    const TrainOutcome outcome = trainer.run([&](const StepReport& r) {
+      // Someone's file dropped into the staging folder before the first checkpoint.
+      if (r.step == 1) testing::write_bytes(out + "/" + kStagingFolder + "/notes.txt", {'n'});
+      warnings.insert(warnings.end(), r.warnings.begin(), r.warnings.end());
+    });
+    ASSERT_EQ(outcome.status, TrainStatus::finished) << outcome.message;
+  }
+  ASSERT_EQ(warnings.size(), 2u) << ::testing::PrintToString(warnings);
+  EXPECT_NE(warnings[0].find("cannot remove the old run's '" + out + "/scatter_000002.png'"), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[1].find("'" + out + "/" + kCommittingFolder +
+                             "' was left in place (it holds files this program did not write: 'notes.txt')"),
+            std::string::npos)
+      << warnings[1];
+  // The new run is the run all the same.
+  EXPECT_EQ(SavedGenerator::load(out).config().seed, 7u);
+  EXPECT_FALSE(io::path_exists(out + "/scatter_000004.png"));
   EXPECT_FALSE(io::path_exists(out + "/" + kStagingFolder));
-  EXPECT_TRUE(tmp_files(out).empty());
-  EXPECT_EQ(read_text(out + "/checkpoint.pt"), checkpoint);
+  EXPECT_EQ(Trainer::resume(out).step(), 3);
+  // A new run there waits for the leftover to be moved away.
+  const Error error = error_of([&] { Trainer::start(new_run, true); });
+  EXPECT_NE(error.problem().find("holds files this program did not write"), std::string::npos) << error.what();
+  std::filesystem::remove_all(out + "/" + kCommittingFolder);
+  EXPECT_NO_THROW(Trainer::start(new_run, true));
 }
 
 TEST(Resume, ARefusedResumeWritesNothingAndLeavesNoTmpFile) {
@@ -257,6 +402,37 @@ TEST(MetricsLog, PlansAResumeWithoutWriting) {
   // A complete row that is not a row cannot be repaired by guessing.
   std::ofstream(path, std::ios::trunc) << header << "1,2,3\n";
   EXPECT_THROW(plan_metrics_resume(path, 3), Error);
+}
+
+TEST(MetricsLog, ARowGluedToOneCutShortIsRemovedUnlessAKeptRowFollowsIt) {
+  ScratchFolder folder;
+  const std::string path = folder.file("metrics.csv");
+  const std::string header = kMetricsHeader;
+  const std::string kept = header + "0,,,0,0.25,,\n1,0.5,,0.1,,,\n2,0.4,,0.2,,,\n3,0.3,,0.3,,,\n";
+  // Step 4's append failed half way and could not be cut back; step 5's (after a resume that did
+  // not rewrite the file) landed on the same line.
+  const std::string glued = "4,0.2" "5,0.1,,0.5,,,";
+  std::ofstream(path, std::ios::binary) << kept << glued << "\n6,0.05,,0.6,,,\n";
+  const MetricsResume plan = plan_metrics_resume(path, 3);
+  EXPECT_EQ(plan.text, kept);
+  ASSERT_EQ(plan.repairs.size(), 1u);
+  EXPECT_NE(plan.repairs[0].find("had a row glued to one cut short by a failed write ('" + glued + "', line 6)"),
+            std::string::npos)
+      << plan.repairs[0];
+  // Past a later checkpoint a kept row follows it: then it is not the end of a log, and refused.
+  const Error error = error_of([&] { plan_metrics_resume(path, 6); });
+  EXPECT_NE(error.problem().find("has a malformed row: '" + glued + "' (line 6); fix or delete that line to resume"),
+            std::string::npos)
+      << error.what();
+}
+
+TEST(MetricsLog, AMalformedRowIsQuotedWithItsInvisibleBytesShown) {
+  ScratchFolder folder;
+  const std::string path = folder.file("metrics.csv");
+  std::ofstream(path, std::ios::binary) << kMetricsHeader << "1,0.5\t,,0.1,,,\x01\n";
+  const Error error = error_of([&] { plan_metrics_resume(path, 3); });
+  EXPECT_NE(error.problem().find("has a malformed row: '1,0.5\\x09,,0.1,,,\\x01' (line 2)"), std::string::npos)
+      << error.what();
 }
 
 }  // namespace

@@ -2,11 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "flag_names.h"
+#include "gen/checkpoint.h"
 #include "gen/gen_test_support.h"
+#include "gen/models/networks.h"
+#include "gen/recipes.h"
 #include "gen/small_runs.h"
 #include "io/file_bytes.h"
 #include "io/pictures.h"
@@ -308,10 +314,20 @@ TEST(Trainer, NonFiniteValuesStopTheRunAndKeepTheLastGoodCheckpoint) {
   // From scratch with that rate there is no good checkpoint at all, and the message says so.
   c.out_dir = folder.file("fresh");
   c.learning_rate = 1e30;
-  Trainer fresh = Trainer::start(c, false);
-  const TrainOutcome fresh_outcome = fresh.run();
-  ASSERT_EQ(fresh_outcome.status, TrainStatus::non_finite);
-  EXPECT_NE(fresh_outcome.message.find("no checkpoint was written"), std::string::npos) << fresh_outcome.message;
+  {
+    Trainer fresh = Trainer::start(c, false);
+    const TrainOutcome fresh_outcome = fresh.run();
+    ASSERT_EQ(fresh_outcome.status, TrainStatus::non_finite);
+    EXPECT_NE(fresh_outcome.message.find("no checkpoint was written; the run's files were removed, leaving " +
+                                         c.out_dir + " as it was (start again with a smaller --lr)"),
+              std::string::npos)
+        << fresh_outcome.message;
+    EXPECT_EQ(fresh_outcome.message.find("--resume"), std::string::npos) << fresh_outcome.message;
+  }
+  // The folder is as the run found it: empty, so a new start needs no --overwrite.
+  EXPECT_TRUE(std::filesystem::is_empty(c.out_dir));
+  c.learning_rate = 5e-3;
+  EXPECT_NO_THROW(Trainer::start(c, false));
 }
 
 TEST(SavedGenerator, SamplesTheTrainedGeneratorReproducibly) {
@@ -364,6 +380,190 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
   EXPECT_NE(message_of([](TrainConfig& c) { c.generator.architecture = "dcgan"; }).find("--generator dcgan"),
             std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.learning_rate = 0; }).find("--lr"), std::string::npos);
+}
+
+TEST(Trainer, AStopBetweenCriticUpdatesCheckpointsTheLastFinishedStepExactly) {
+  // A learned cost with many critic updates per step and a batch-norm generator (its running
+  // statistics move while the critic's batches are generated): a stop request lands inside a
+  // step's critic updates almost always, and the checkpoint must still be the last finished
+  // step's, so that the resumed run ends where an uninterrupted one does.
+  ScratchFolder folder;
+  auto config = [&](const std::string& name) {
+    TrainConfig c = small_image_run(folder, folder.file(name));
+    c.cost = "learned";
+    c.optimizer = "rmsprop";
+    c.critic.architecture = "dcgan";
+    c.critic.width = 4;
+    c.critic.feature_dim = 4;
+    c.critic_steps = 60;
+    c.critic_learning_rate = 1e-3;
+    c.steps = 3;
+    return c;
+  };
+  Trainer whole = Trainer::start(config("whole"), false);
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(whole.run().status, TrainStatus::finished);
+  const auto step_time = (std::chrono::steady_clock::now() - started) / 3;
+  {
+    Trainer stopped = Trainer::start(config("stopped"), false);
+    std::atomic<bool> stop{false};
+    // Half way through the second step's critic updates.
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(step_time * 3 / 2);
+      stop = true;
+    });
+    const TrainOutcome outcome = stopped.run({}, &stop);
+    stopper.join();
+    ASSERT_EQ(outcome.status, TrainStatus::interrupted);
+    EXPECT_LT(outcome.step, 3);
+  }
+  Trainer resumed = Trainer::resume(folder.file("stopped"));
+  ASSERT_EQ(resumed.run().status, TrainStatus::finished);
+  expect_same_state(whole.generator_state(), resumed.generator_state());
+  // The critic too: the next step of each would differ otherwise. Compare the checkpoints' critics.
+  const at::Tensor probe = at::rand({4, 1, 28, 28}, at::TensorOptions().dtype(at::kFloat));
+  const auto critic_of = [&](const std::string& name) {
+    const Checkpoint checkpoint = Checkpoint::read(folder.file(name + "/checkpoint.pt"), "checkpoint");
+    Critic critic{nullptr};
+    construct_seeded(0, [&] { critic = Critic(checkpoint.config().critic); });
+    checkpoint.load_module("critic", *critic);
+    torch::NoGradGuard no_grad;
+    return critic->forward(probe);
+  };
+  EXPECT_TRUE(critic_of("whole").equal(critic_of("stopped")));
+}
+
+TEST(Trainer, ResumeNamesTheCheckpointWhenItsSavedSettingsNoLongerWork) {
+  ScratchFolder folder;
+  TrainConfig c = small_image_run(folder, folder.file("run"));
+  c.data.path = folder.file("digits");
+  std::filesystem::create_directories(c.data.path);
+  std::filesystem::rename(folder.file("train-images-idx3-ubyte"), c.data.path + "/train-images-idx3-ubyte");
+  c.steps = 1;
+  ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
+  std::filesystem::remove_all(c.data.path);
+  try {
+    Trainer::resume(folder.file("run"), {2, std::nullopt});
+    FAIL() << "a resume whose data is gone should be refused";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.argument(), "out_dir");
+    EXPECT_EQ(error.problem(), "'" + folder.file("run/checkpoint.pt") + "' holds settings that cannot be used now: "
+                                   "data.path '" + c.data.path + "' does not exist");
+    EXPECT_EQ(cli::message_for(error).rfind("--out '", 0), 0u) << cli::message_for(error);
+  }
+}
+
+TEST(TrainConfig, NumbersOutsideTheirTypeOrRangeAreRefusedNeverNarrowed) {
+  const std::string json = to_json(small_run("/tmp/x"));
+  auto changed = [&](const std::string& from, const std::string& to) {
+    std::string text = json;
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return at == std::string::npos ? text : text.replace(at, from.size(), to);
+  };
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      validate(train_config_from_json(text));
+    } catch (const Error& error) {
+      return error.argument() + " | " + error.problem();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(error_of(json), "no error");
+  EXPECT_EQ(error_of(changed("\"p\": 2", "\"p\": 4294967298")), "p | must be between 1 and 2, got 4294967298");
+  EXPECT_EQ(error_of(changed("\"hidden\": 32", "\"hidden\": 2.5")), "generator.hidden | must be an integer, got 2.5");
+  EXPECT_EQ(error_of(changed("\"hidden\": 32", "\"hidden\": 100000")),
+            "generator.hidden | must be between 1 and 65536, got 100000");
+  EXPECT_EQ(error_of(changed("\"batch_size\": 64", "\"batch_size\": \"64\"")),
+            "batch_size | must be an integer, got \"64\"");
+  EXPECT_EQ(error_of(changed("\"seed\": 0", "\"seed\": -1")), "seed | must be >= 0, got -1");
+  EXPECT_EQ(error_of(changed("\"seed\": 0", "\"seed\": 18446744073709551615")),
+            "seed | is too large, got 18446744073709551615");
+  EXPECT_EQ(error_of(changed("\"max_iterations\": 1000", "\"max_iterations\": 2147483648")),
+            "max_iterations | must be between 0 and 10000000, got 2147483648");
+  EXPECT_EQ(error_of(changed("\"learning_rate\": 0.005", "\"learning_rate\": true")),
+            "learning_rate | must be a number, got true");
+  // The critic's shape comes first in the JSON (its keys are sorted), the generator's second.
+  const std::string shape = "[\n      2\n    ]";
+  const std::string negative = changed(shape, "[-1, -1]");
+  EXPECT_EQ(error_of(negative), "critic.sample_shape | must be [2] (2-D points) or [C, H, W] (images: C 1 or 3, "
+                                "sides 1 to 1024), got [-1, -1]");
+  const size_t second = negative.find(shape);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_EQ(error_of(std::string(negative).replace(second, shape.size(), "[-1, -1]")),
+            "generator.sample_shape | must be [2] (2-D points) or [C, H, W] (images: C 1 or 3, sides 1 to 1024), got "
+            "[-1, -1]");
+  EXPECT_EQ(error_of(changed(shape, "[1, 28, 28]")), "critic.sample_shape | must be the generator's [2], got [1, 28, 28]");
+}
+
+TEST(Recipes, AreWhatTheCommandLineStartsFrom) {
+  struct Expected {
+    const char* data;
+    const char* cost;
+    const char* generator;
+    int64_t latent_dim;
+    const char* latent;
+    int64_t hidden;
+    const char* activation;
+    double blur;
+    int p;
+    const char* critic;
+    const char* optimizer;
+    double learning_rate;
+    const char* schedule;
+    double eval_blur;
+  };
+  // The values `sinkhorn train` chose before its defaults moved to gen/recipes.cpp.
+  const std::vector<Expected> recipes{
+      {"ring8", "fixed", "mlp", 2, "gaussian", 128, "relu", 0.1, 2, "mlp", "adam", 5e-3, "cosine", 0.05},
+      {"grid25", "learned", "mlp", 2, "gaussian", 128, "relu", 0.1, 1, "mlp", "rmsprop", 5e-5, "constant", 0.05},
+      {"mnist", "fixed", "mlp", 2, "uniform", 500, "softplus", 1.0, 2, "dcgan", "adam", 1e-3, "constant", 1.0},
+      {"mnist", "learned", "mlp", 2, "uniform", 500, "softplus", 0.05, 1, "dcgan", "rmsprop", 5e-5, "constant", 1.0},
+      {"cifar10", "fixed", "dcgan", 100, "uniform", 500, "softplus", 1.0, 2, "dcgan", "adam", 1e-3, "constant", 1.0},
+      {"cifar10", "learned", "dcgan", 100, "uniform", 500, "softplus", 0.05, 1, "dcgan", "rmsprop", 5e-5, "constant",
+       1.0},
+  };
+  for (const Expected& e : recipes) {
+    SCOPED_TRACE(std::string(e.data) + " " + e.cost);
+    const TrainConfig c = recipe_for(e.data, e.cost);
+    EXPECT_EQ(c.data.name, e.data);
+    EXPECT_EQ(c.data.path, "");
+    EXPECT_EQ(c.data.split, "train");
+    EXPECT_EQ(c.data.heldout, 1000);
+    EXPECT_EQ(c.cost, e.cost);
+    EXPECT_EQ(c.generator.architecture, e.generator);
+    EXPECT_EQ(c.generator.latent_dim, e.latent_dim);
+    EXPECT_EQ(c.generator.latent, e.latent);
+    EXPECT_EQ(c.generator.hidden, e.hidden);
+    EXPECT_EQ(c.generator.activation, e.activation);
+    EXPECT_EQ(c.generator.width, 64);
+    SinkhornOptions loss;  // the library's defaults, but for these three
+    loss.blur = e.blur;
+    loss.p = e.p;
+    loss.tolerance = 1e-3;
+    TrainConfig expected_loss = c;
+    expected_loss.loss = loss;
+    EXPECT_EQ(to_json(c), to_json(expected_loss));
+    EXPECT_EQ(c.critic.architecture, e.critic);
+    EXPECT_EQ(c.critic.feature_dim, 16);
+    EXPECT_EQ(c.critic.width, 64);
+    EXPECT_EQ(c.critic_steps, 5);
+    EXPECT_EQ(c.clip, 0.01);
+    EXPECT_EQ(c.critic_learning_rate, 5e-5);
+    EXPECT_EQ(c.optimizer, e.optimizer);
+    EXPECT_EQ(c.learning_rate, e.learning_rate);
+    EXPECT_EQ(c.schedule, e.schedule);
+    EXPECT_EQ(c.batch_size, 200);
+    EXPECT_EQ(c.steps, 2000);
+    EXPECT_EQ(c.seed, 0u);
+    EXPECT_EQ(c.eval_every, 100);
+    EXPECT_EQ(c.eval_samples, 1000);
+    EXPECT_EQ(c.eval_blur, e.eval_blur);
+    EXPECT_EQ(c.sample_every, 500);
+    EXPECT_EQ(c.checkpoint_every, 500);
+    EXPECT_EQ(c.log_every, 10);
+    EXPECT_EQ(c.out_dir, std::string("runs/") + e.data);
+  }
 }
 
 }  // namespace
