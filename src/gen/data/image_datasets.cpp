@@ -46,14 +46,21 @@ at::Tensor read_idx(const std::string& path) {
   const size_t header = 4 + 4 * static_cast<size_t>(rank);
   SINKHORN_CHECK(bytes.size() >= header, "'" << path << "' is truncated (inside the IDX header)");
   std::vector<int64_t> shape(rank);
-  int64_t count = 1;
+  // Dimensions are 32-bit: their product is checked in overflow-safe arithmetic against the bytes
+  // actually there (found by make fuzz: 4294967295 x 4294967040 overflowed a signed product).
+  uint64_t count = 1, data_bytes = 0;
+  bool overflow = false;
   for (int64_t d = 0; d < rank; ++d) {
     const uint8_t* p = &bytes[4 + 4 * d];
     shape[d] = (int64_t(p[0]) << 24) | (int64_t(p[1]) << 16) | (int64_t(p[2]) << 8) | int64_t(p[3]);
-    count *= shape[d];
-    SINKHORN_CHECK(count <= (int64_t(1) << 40), "'" << path << "' declares an impossible size");
+    overflow = overflow || __builtin_mul_overflow(count, static_cast<uint64_t>(shape[d]), &count);
   }
-  const size_t expected = header + static_cast<size_t>(count * element_size);
+  overflow = overflow || __builtin_mul_overflow(count, static_cast<uint64_t>(element_size), &data_bytes);
+  SINKHORN_CHECK(!overflow && data_bytes <= bytes.size() - header,
+                 "'" << path << "' is truncated or corrupt: its IDX header declares "
+                     << (overflow ? std::string("more values than any file holds") : std::to_string(count) + " values")
+                     << ", the file has " << bytes.size() - header << " bytes of data");
+  const size_t expected = header + static_cast<size_t>(data_bytes);
   SINKHORN_CHECK(bytes.size() >= expected, "'" << path << "' is truncated: the header declares " << expected
                                                 << " bytes, the file has " << bytes.size());
   SINKHORN_CHECK(bytes.size() == expected, "'" << path << "' has " << bytes.size() - expected
@@ -61,7 +68,7 @@ at::Tensor read_idx(const std::string& path) {
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(type));
   auto* dst = static_cast<uint8_t*>(out.data_ptr());
   // IDX stores multi-byte values big-endian; swap each element into the machine's order.
-  for (int64_t i = 0; i < count; ++i) {
+  for (int64_t i = 0; i < static_cast<int64_t>(count); ++i) {
     for (int64_t b = 0; b < element_size; ++b) dst[i * element_size + b] = bytes[header + i * element_size + element_size - 1 - b];
   }
   return out;
