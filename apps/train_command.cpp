@@ -19,9 +19,10 @@ namespace {
 
 // Ctrl-C (SIGINT) and SIGTERM (a scheduler's or `kill`'s stop) alike ask the run to stop after its
 // step (or between its critic updates), saving a checkpoint; the signal decides the exit status
-// (128 + its number, as a shell reports a process killed by it). The handler runs once
-// (SA_RESETHAND): a second signal finds the default action and ends the process at once, for a
-// user who cannot wait for the step to end.
+// (128 + its number, as a shell reports a process killed by it). The handler runs once: it puts
+// both signals back to their default action (SA_RESETHAND does so for the one delivered, before
+// the handler runs), so a second Ctrl-C or SIGTERM ends the process at once, for a user or a
+// scheduler that cannot wait for the step to end.
 std::atomic<bool> stop_requested{false};
 std::atomic<int> stop_signal{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
@@ -30,7 +31,12 @@ extern "C" void request_stop(int signal) {
   const int saved_errno = errno;
   stop_signal.store(signal);
   stop_requested.store(true);
-  // write(2) is async-signal-safe; iostreams are not. A leading newline ends a progress bar's line.
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  sigemptyset(&default_action.sa_mask);
+  ::sigaction(SIGINT, &default_action, nullptr);  // sigaction(2) and write(2) are async-signal-safe
+  ::sigaction(SIGTERM, &default_action, nullptr);
+  // iostreams are not async-signal-safe. A leading newline ends a progress bar's line.
   static const char kInterrupt[] =
       "\nsinkhorn train: interrupted: stopping after this step and saving a checkpoint; press Ctrl-C again to quit "
       "at once without saving\n";

@@ -36,7 +36,7 @@ inline constexpr uint64_t kMaxInflatedTotal = uint64_t{256} << 20;
 
 /// One entry of a zip file, as its central directory records it.
 struct ZipEntry {
-  std::string name;
+  std::string name;                    ///< its path inside the archive
   uint16_t method = 0;                 ///< 0: stored, 8: deflated
   uint32_t crc32 = 0;                  ///< CRC-32 of the uncompressed data
   uint64_t compressed_size = 0;        ///< bytes of data in the file
@@ -66,9 +66,9 @@ struct CheckpointContents {
   int64_t step = 0;                                    ///< the last finished step
   double seconds = 0;                                  ///< training time up to it
   torch::nn::Module* generator = nullptr;              ///< its parameters and buffers
-  torch::optim::Optimizer* generator_optimizer = nullptr;
-  torch::nn::Module* critic = nullptr;
-  torch::optim::Optimizer* critic_optimizer = nullptr;
+  torch::optim::Optimizer* generator_optimizer = nullptr;  ///< its state (running averages, options)
+  torch::nn::Module* critic = nullptr;                 ///< learned cost only
+  torch::optim::Optimizer* critic_optimizer = nullptr;  ///< learned cost only
 };
 
 /// Serialises `contents` in memory and replaces `path` atomically. On failure nothing but the

@@ -23,7 +23,8 @@ namespace sinkhorn::gen {
 
 /// What the trainer reports after each generator update.
 struct StepReport {
-  int64_t step = 0, steps = 0;
+  int64_t step = 0;                      ///< the update just finished (1-based)
+  int64_t steps = 0;                     ///< the run's total
   double loss = 0;                       ///< the generator's loss on this step's batches
   std::optional<double> critic_loss;     ///< learned cost: the critic's last loss value (the loss it maximises)
   std::optional<double> eval_divergence; ///< set on evaluation steps
@@ -47,7 +48,7 @@ enum class TrainStatus {
 struct Evaluation {
   double divergence = 0;  ///< S_eps (p = 2, blur eval_blur) between generated and held-out samples
   std::optional<int64_t> modes_covered, modes;  ///< mixtures of Gaussians only
-  std::optional<double> high_quality_fraction;
+  std::optional<double> high_quality_fraction;  ///< samples within 3 std of a mode (mixtures only)
 };
 
 struct TrainOutcome {
@@ -95,7 +96,9 @@ class Trainer {
 
   /// The held-out evaluation of the current generator (deterministic: fixed latent sample).
   Evaluation evaluate();
+  /// The run's settings (the saved ones with the overrides, after a resume).
   const TrainConfig& config() const;
+  /// The last finished step.
   int64_t step() const;
   /// Copies of the generator's parameters and buffers, in registration order (for comparisons).
   std::vector<at::Tensor> generator_state() const;
