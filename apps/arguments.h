@@ -9,16 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "gen/train_config.h"
+
 namespace sinkhorn::cli {
 
 // Ranges shared by several commands' integer options (each option states its own range where it is
 // declared; parse() enforces it before any value is narrowed or allocated).
 /// --threads: beyond this, starting the threads takes longer than any solve they would speed up.
 constexpr long long kMaxThreads = 1024;
-/// --seed: any 63-bit value.
-constexpr long long kMaxSeed = std::numeric_limits<long long>::max();
-/// Step counts (--steps, --eval-every, ...): a run of 10^9 steps is years long already.
-constexpr long long kMaxSteps = 1000000000;
+/// --seed: any 63-bit value (the training settings' range, gen/train_config.h).
+constexpr long long kMaxSeed = static_cast<long long>(gen::kMaxSeed);
+/// Step counts (--steps, --eval-every, ...): the training settings' range, 10^9 steps.
+constexpr long long kMaxSteps = gen::kMaxSteps;
 /// sample --n: written in batches, so bounded by the disk, not memory: 10^9 samples.
 constexpr long long kMaxSamples = 1000000000;
 

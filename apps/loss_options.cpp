@@ -15,9 +15,11 @@ void add_loss_options(ArgumentParser& parser) {
       .option("reach", "R", "unbalanced transport with rho = reach^p (default: balanced)")
       .option("scaling", "S", "eps-scaling ratio in (0,1) (default 0.5)")
       .option("diameter", "D", "largest distance, where eps-scaling starts (default: bounding box)")
-      .integer("iterations", "L", "the paper's mode: exactly L iterations at eps = blur^p, no annealing", 1, 10000000)
+      .integer("iterations", "L", "the paper's mode: exactly L iterations at eps = blur^p, no annealing", 1,
+               gen::kLossIterationsRange.max)
       .option("tolerance", "T", "stop when the relative marginal error is under T (default 1e-4)")
-      .integer("max-iterations", "N", "iterations allowed at the final eps (default 1000)", 0, 10000000)
+      .integer("max-iterations", "N", "iterations allowed at the final eps (default 1000)", 0,
+               gen::kLossIterationsRange.max)
       .option("gradient", "MODE", "auto (default), envelope or unrolled")
       .option("cluster-scale", "S", "multiscale backend: grid cell side (default: max(2 blur, diameter / (sqrt(D) (2N)^(1/D))))")
       .option("backend", "NAME",

@@ -5,10 +5,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "io/file_bytes.h"
+#include "io/npy_writer.h"
+#include "util/strings.h"
 #include "util/check.h"
 
 namespace sinkhorn::io {
@@ -17,27 +18,6 @@ namespace {
 constexpr char kNpyMagic[] = "\x93NUMPY";
 constexpr size_t kNpyMagicLength = 6;
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         std::equal(suffix.rbegin(), suffix.rend(), text.rbegin(),
-                    [](char a, char b) { return std::tolower(a) == std::tolower(b); });
-}
-
-// Bytes shown inside quotes in messages: printable ASCII as is, anything else (a BOM, a tab, a
-// byte of UTF-8) as \xHH, so that an invisible character is seen.
-std::string visible(const std::string& text) {
-  std::string shown;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte >= 0x20 && byte < 0x7f) {
-      shown += c;
-    } else {
-      constexpr char kHex[] = "0123456789ABCDEF";
-      shown += std::string("\\x") + kHex[byte >> 4] + kHex[byte & 15];
-    }
-  }
-  return shown;
-}
 
 // The value of `key` in the .npy header, a Python dict literal such as
 // {'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }.
@@ -66,7 +46,7 @@ std::string header_field(const std::string& header, const std::string& key, cons
 
 std::vector<int64_t> parse_shape(const std::string& tuple, const std::string& path) {
   SINKHORN_CHECK(tuple.size() >= 2 && tuple.front() == '(' && tuple.back() == ')',
-                 path << ": malformed .npy header (shape '" << visible(tuple) << "' is not a tuple)");
+                 path << ": malformed .npy header (shape '" << visible_bytes(tuple) << "' is not a tuple)");
   std::vector<int64_t> shape;
   std::string inner = tuple.substr(1, tuple.size() - 2);
   std::replace(inner.begin(), inner.end(), ',', ' ');
@@ -77,7 +57,7 @@ std::vector<int64_t> parse_shape(const std::string& tuple, const std::string& pa
     errno = 0;
     const long long value = std::strtoll(token.c_str(), &end, 10);
     SINKHORN_CHECK(*end == '\0' && value >= 0 && errno != ERANGE,
-                   path << ": bad dimension '" << visible(token) << "' in .npy shape");
+                   path << ": bad dimension '" << visible_bytes(token) << "' in .npy shape");
     shape.push_back(value);
   }
   return shape;
@@ -146,8 +126,10 @@ bool parse_number(const std::string& field, double& value) {
 }  // namespace
 
 Array read_array(const std::string& path) {
-  if (ends_with(path, ".npy")) return read_npy(path);
-  if (ends_with(path, ".csv") || ends_with(path, ".txt")) return read_csv(path);
+  std::string lower = path;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ends_with(lower, ".npy")) return read_npy(path);
+  if (ends_with(lower, ".csv") || ends_with(lower, ".txt")) return read_csv(path);
   SINKHORN_CHECK(false, path << ": unknown file type (expected .npy or .csv)");
   return {};
 }
@@ -244,10 +226,10 @@ Array read_csv(const std::string& path) {
     }
     first_content_line = false;
     SINKHORN_CHECK(!has_decimal_comma(bad_field),
-                   path << ": line " << line_number << ", column " << bad_column << ": '" << visible(bad_field)
+                   path << ": line " << line_number << ", column " << bad_column << ": '" << visible_bytes(bad_field)
                         << "' has a decimal comma; write numbers with a decimal point (1.5)");
     SINKHORN_CHECK(bad_column == 0, path << ": line " << line_number << ", column " << bad_column << ": '"
-                                         << visible(bad_field) << "' is not a number");
+                                         << visible_bytes(bad_field) << "' is not a number");
     if (columns < 0) columns = static_cast<int64_t>(row.size());
     SINKHORN_CHECK(static_cast<int64_t>(row.size()) == columns,
                    path << ": line " << line_number << " has " << row.size() << " columns, expected "
@@ -263,39 +245,9 @@ Array read_csv(const std::string& path) {
 void write_npy(const std::string& path, const Array& array) {
   SINKHORN_CHECK(array.dtype == "float32" || array.dtype == "float64",
                  path << ": can only write float32 or float64, not " << array.dtype);
-  const bool is_double = array.dtype == "float64";
-  std::string shape = "(";
-  for (size_t k = 0; k < array.shape.size(); ++k) {
-    shape += std::to_string(array.shape[k]) + (array.shape.size() == 1 || k + 1 < array.shape.size() ? "," : "");
-    if (k + 1 < array.shape.size()) shape += " ";
-  }
-  shape += ")";
-  std::string header = std::string("{'descr': '") + (is_double ? "<f8" : "<f4") +
-                       "', 'fortran_order': False, 'shape': " + shape + ", }";
-  // Pad so that the data starts on a multiple of 64 bytes, ending the header with '\n'.
-  const size_t unpadded = kNpyMagicLength + 4 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  SINKHORN_CHECK(file.good(), path << ": cannot write file (" << std::strerror(errno) << ")");
-  file.write(kNpyMagic, kNpyMagicLength);
-  const char version[2] = {1, 0};
-  file.write(version, 2);
-  const char length[2] = {static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
-  file.write(length, 2);
-  file.write(header.data(), static_cast<std::streamsize>(header.size()));
-  SINKHORN_CHECK(host_is_little_endian(), "write_npy: big-endian hosts are not supported");
-  for (const double value : array.values) {
-    if (is_double) {
-      file.write(reinterpret_cast<const char*>(&value), sizeof(double));
-    } else {
-      const float narrowed = static_cast<float>(value);
-      file.write(reinterpret_cast<const char*>(&narrowed), sizeof(float));
-    }
-  }
-  file.close();
-  SINKHORN_CHECK(!file.fail(), path << ": write failed");
+  NpyWriter writer(path, array.dtype, array.shape);
+  writer.append(array.values.data(), array.values.size());
+  writer.finish();
 }
 
 }  // namespace sinkhorn::io
