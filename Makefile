@@ -1,5 +1,5 @@
 # Entry points. Each target installs what is missing, so each works on a fresh Debian machine.
-#   make demo   build, then train a generator on a built-in 2-D toy (ring of 8 Gaussians, < 2 min)
+#   make demo   build, then train a generator on a built-in 2-D toy (ring of 8 Gaussians, ~3.5 min)
 #   make test   build, then run the whole test suite
 #   make build  build/sinkhorn (the command-line tool), the library and the tests
 #   make bench  build the kernel benchmarks and install what bench/compare_cpu.py needs

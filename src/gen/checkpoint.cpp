@@ -364,8 +364,11 @@ struct Checkpoint::State {
     } catch (const std::exception& error) {
       detail = error.what();
     }
-    // LibTorch's messages run over several lines: the first says what went wrong.
-    fail("is not a usable sinkhorn checkpoint: cannot read its " + what + " (" + detail.substr(0, detail.find('\n')) + ")");
+    // LibTorch's messages run over several lines: the first says what went wrong (when it says
+    // anything: its TorchScript lexer throws some errors with an empty first line).
+    const std::string first_line = detail.substr(0, detail.find('\n'));
+    fail("is not a usable sinkhorn checkpoint: cannot read its " + what + " (" +
+         (first_line.empty() ? std::string("LibTorch could not parse it") : first_line) + ")");
   }
 };
 

@@ -29,10 +29,7 @@ using testing::ScratchFolder;
 using testing::small_run;
 using testing::tmp_files;
 
-std::string read_text(const std::string& path) {
-  const std::vector<uint8_t> bytes = testing::read_bytes(path);
-  return std::string(bytes.begin(), bytes.end());
-}
+using testing::read_text;
 
 // Runs `action` in a forked child whose files cannot grow past `limit` bytes, and returns what it
 // returned (or the exception it threw) as text. The tests run on one thread (test_main.cpp), so

@@ -70,6 +70,12 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
 }
 
+/// The file's bytes as text.
+inline std::string read_text(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
 /// Every file under `folder` (relative path -> size and CRC-32 of its bytes), to show that a
 /// refused command left a run folder byte for byte as it was. `skip`: names left out (e.g. the
 /// lock file of a run that was killed).

@@ -26,10 +26,7 @@ using testing::ScratchFolder;
 using testing::small_run;
 using testing::tmp_files;
 
-std::string read_text(const std::string& path) {
-  const std::vector<uint8_t> bytes = testing::read_bytes(path);
-  return std::string(bytes.begin(), bytes.end());
-}
+using testing::read_text;
 
 // The error `action` throws; fails the test when it throws none.
 Error error_of(const std::function<void()>& action) {

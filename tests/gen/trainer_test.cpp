@@ -57,12 +57,7 @@ void expect_same_state(const std::vector<at::Tensor>& a, const std::vector<at::T
   for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(a[k].equal(b[k])) << "tensor " << k << " differs";
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
+using testing::read_text;
 
 TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
   TrainConfig c = small_run("/tmp/x");

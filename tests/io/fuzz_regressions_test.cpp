@@ -8,6 +8,7 @@
 #include <map>
 
 #include "gen/data/image_datasets.h"
+#include "gen/saved_generator.h"
 #include "gen/train_config.h"
 #include "io/array_io.h"
 #include "io/file_bytes.h"
@@ -23,6 +24,7 @@ const std::map<std::string, std::function<void(const std::string&)>>& readers() 
       {"csv", [](const std::string& path) { io::read_csv(path); }},
       {"idx", [](const std::string& path) { gen::read_idx(path); }},
       {"cifar", [](const std::string& path) { gen::load_cifar10(path); }},
+      {"checkpoint", [](const std::string& path) { gen::SavedGenerator::load(path); }},
       {"config",
        [](const std::string& path) { gen::validate(gen::train_config_from_json(io::read_regular_file(path))); }},
   };
