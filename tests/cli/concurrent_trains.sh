@@ -6,10 +6,8 @@ set -euo pipefail
 sinkhorn="$1"
 source "$(dirname "$0")/lib.sh"
 run="$scratch/run"
-"$sinkhorn" train --steps 1000000 --out "$run" --checkpoint-every 2 "${quick_run[@]}" > "$scratch/first.log" 2>&1 &
-first=$!
-started+=("$first")
-wait_for 60 grep -q '^3,' "$run/metrics.csv"
+start_training "$scratch/first.log" 3 "$run" --checkpoint-every 2
+first=$training_pid
 # Paused, the first run still holds its lock but writes nothing: the folder's bytes stand still.
 kill -STOP "$first"
 before="$(digest "$run")"

@@ -39,3 +39,13 @@ fail() {
 # A quick, never-ending toy run (stopped by the test): small network, a row of metrics.csv a step.
 quick_run=(--threads 1 --hidden 16 --batch-size 32 --blur 0.3 --eval-every 1000000 --eval-samples 100
            --heldout 100 --log-every 1)
+
+# start_training LOG ROW OUT [FLAGS...]: a never-ending quick_run into OUT in the background, its
+# output in LOG, its PID in $training_pid (killed on exit); returns once metrics.csv has step ROW.
+start_training() {
+  local log="$1" row="$2" out="$3"; shift 3
+  "$sinkhorn" train --steps 1000000 --out "$out" "${quick_run[@]}" "$@" > "$log" 2>&1 &
+  training_pid=$!
+  started+=("$training_pid")
+  wait_for 60 grep -q "^$row," "$out/metrics.csv"
+}

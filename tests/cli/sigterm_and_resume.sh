@@ -6,10 +6,8 @@ set -euo pipefail
 sinkhorn="$1"
 source "$(dirname "$0")/lib.sh"
 run="$scratch/run"
-"$sinkhorn" train --steps 1000000 --out "$run" --checkpoint-every 1000000 "${quick_run[@]}" > "$scratch/log" 2>&1 &
-pid=$!
-started+=("$pid")
-wait_for 60 grep -q '^5,' "$run/metrics.csv"
+start_training "$scratch/log" 5 "$run" --checkpoint-every 1000000
+pid=$training_pid
 kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
