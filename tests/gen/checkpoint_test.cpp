@@ -415,11 +415,7 @@ TEST(FullDisk, ACheckpointThatDoesNotFitKeepsTheLastGoodOne) {
   testing::TmpfsMount disk(2 << 20);
   if (!disk.mounted()) GTEST_SKIP() << "needs root to mount a small tmpfs";
   const std::string out = disk.file("run");
-  TrainConfig c = small_run(out);
-  c.generator.hidden = 128;  // a checkpoint of about 200 KB
-  c.steps = 2;
-  c.checkpoint_every = 2;
-  ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
+  ASSERT_EQ(Trainer::start(testing::large_checkpoint_run(out), false).run().status, TrainStatus::finished);
   const std::vector<uint8_t> checkpoint = testing::read_bytes(out + "/checkpoint.pt");
   ASSERT_GT(checkpoint.size(), 100000u);
   // Room for config.json and metrics.csv, not for a second checkpoint beside the first.

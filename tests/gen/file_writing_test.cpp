@@ -70,11 +70,7 @@ std::string in_child_with_file_size_limit(rlim_t limit, const std::function<std:
 TEST(FileSizeLimit, ACheckpointThatCannotBeWrittenKeepsTheLastGoodOne) {
   ScratchFolder folder;
   const std::string out = folder.file("run");
-  TrainConfig c = small_run(out);
-  c.generator.hidden = 128;  // a checkpoint of about 200 KB
-  c.steps = 2;
-  c.checkpoint_every = 2;
-  ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
+  ASSERT_EQ(Trainer::start(testing::large_checkpoint_run(out), false).run().status, TrainStatus::finished);
   const std::vector<uint8_t> checkpoint = testing::read_bytes(out + "/checkpoint.pt");
   ASSERT_GT(checkpoint.size(), 150000u);
   // Room for config.json and metrics.csv, not for the checkpoint.

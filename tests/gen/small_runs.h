@@ -28,4 +28,14 @@ inline gen::TrainConfig small_run(const std::string& out) {
   return c;
 }
 
+/// small_run ending after 2 steps with a checkpoint of about 200 KB: the full-disk tests leave room
+/// for config.json and metrics.csv but not for a second such checkpoint.
+inline gen::TrainConfig large_checkpoint_run(const std::string& out) {
+  gen::TrainConfig c = small_run(out);
+  c.generator.hidden = 128;
+  c.steps = 2;
+  c.checkpoint_every = 2;
+  return c;
+}
+
 }  // namespace sinkhorn::testing
