@@ -1,12 +1,8 @@
 #include "gen/sample_pictures.h"
 
-#include <png.h>
-
 #include <cmath>
-#include <cstring>
 #include <vector>
 
-#include "io/atomic_file.h"
 #include "io/pictures.h"
 #include "util/check.h"
 
@@ -27,33 +23,7 @@ io::Image grid_of(const at::Tensor& images, int64_t columns, int64_t padding) {
                         columns, padding);
 }
 
-// The PNG file of `image`, in memory (libpng's simplified API), so that writing it is one checked
-// atomic write.
-std::vector<uint8_t> encode_png(const io::Image& image, const std::string& path) {
-  SINKHORN_INTERNAL_CHECK(image.channels == 1 || image.channels == 3, "a picture with " << image.channels << " channels");
-  png_image description;
-  std::memset(&description, 0, sizeof(description));
-  description.version = PNG_IMAGE_VERSION;
-  description.width = static_cast<png_uint_32>(image.width);
-  description.height = static_cast<png_uint_32>(image.height);
-  description.format = image.channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  const auto stride = static_cast<png_int_32>(image.width * image.channels);
-  png_alloc_size_t size = 0;
-  // First call: the size only; second: the bytes.
-  bool ok = png_image_write_to_memory(&description, nullptr, &size, 0, image.pixels.data(), stride, nullptr) != 0;
-  std::vector<uint8_t> bytes(ok ? size : 0);
-  if (ok) ok = png_image_write_to_memory(&description, bytes.data(), &size, 0, image.pixels.data(), stride, nullptr) != 0;
-  const std::string message = description.message;
-  png_image_free(&description);
-  SINKHORN_CHECK_ARG(ok, "out_dir", "cannot encode the picture '" << path << "': " << message);
-  bytes.resize(size);
-  return bytes;
-}
-
-void write_picture(const std::string& path, const io::Image& image) {
-  const std::vector<uint8_t> bytes = encode_png(image, path);
-  io::write_file_atomically(path, bytes.data(), bytes.size(), "out_dir");
-}
+void write_picture(const std::string& path, const io::Image& image) { io::write_png(path, image, "out_dir"); }
 
 }  // namespace
 

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
+#include "io/atomic_file.h"
 #include "util/check.h"
 
 namespace sinkhorn::io {
@@ -14,23 +16,30 @@ Image::Image(int64_t height_, int64_t width_, int64_t channels_, uint8_t fill)
     : height(height_), width(width_), channels(channels_),
       pixels(static_cast<size_t>(height_ * width_ * channels_), fill) {}
 
-void write_png(const std::string& path, const Image& img) {
-  SINKHORN_CHECK(img.channels == 1 || img.channels == 3,
-                 "write_png: images have 1 or 3 channels, got " << img.channels);
-  SINKHORN_CHECK(img.height > 0 && img.width > 0 &&
-                     img.pixels.size() == static_cast<size_t>(img.height * img.width * img.channels),
-                 "write_png: the image's pixel buffer does not match its size");
+void write_png(const std::string& path, const Image& img, const std::string& argument) {
+  SINKHORN_INTERNAL_CHECK(img.channels == 1 || img.channels == 3, "write_png: a picture with " << img.channels
+                                                                                              << " channels");
+  SINKHORN_INTERNAL_CHECK(img.height > 0 && img.width > 0 &&
+                              img.pixels.size() == static_cast<size_t>(img.height * img.width * img.channels),
+                          "write_png: the image's pixel buffer does not match its size");
+  // Encoded in memory (libpng's simplified API), so that writing it is one checked atomic write.
   png_image description;
   std::memset(&description, 0, sizeof(description));
   description.version = PNG_IMAGE_VERSION;
   description.width = static_cast<png_uint_32>(img.width);
   description.height = static_cast<png_uint_32>(img.height);
   description.format = img.channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  const int ok = png_image_write_to_file(&description, path.c_str(), 0, img.pixels.data(),
-                                         static_cast<png_int_32>(img.width * img.channels), nullptr);
+  const auto stride = static_cast<png_int_32>(img.width * img.channels);
+  png_alloc_size_t size = 0;
+  // First call: the size only; second: the bytes.
+  bool ok = png_image_write_to_memory(&description, nullptr, &size, 0, img.pixels.data(), stride, nullptr) != 0;
+  std::vector<uint8_t> bytes(ok ? size : 0);
+  if (ok) ok = png_image_write_to_memory(&description, bytes.data(), &size, 0, img.pixels.data(), stride, nullptr) != 0;
   const std::string message = description.message;
   png_image_free(&description);
-  SINKHORN_CHECK(ok, "cannot write PNG file '" << path << "': " << message);
+  if (!ok && argument.empty()) throw Error("cannot encode the picture '" + path + "': " + message);
+  SINKHORN_CHECK_ARG(ok, argument, "cannot encode the picture '" << path << "': " << message);
+  write_file_atomically(path, bytes.data(), size, argument);
 }
 
 Image read_png(const std::string& path) {

@@ -16,8 +16,9 @@ struct Image {
   Image(int64_t height, int64_t width, int64_t channels, uint8_t fill);
 };
 
-/// Writes img as a PNG file; throws sinkhorn::Error naming the path if it cannot.
-void write_png(const std::string& path, const Image& img);
+/// Writes img as a PNG file, atomically (encoded in memory, then io::write_file_atomically): a
+/// failure leaves `path` as it was and throws sinkhorn::Error naming it (carrying `argument` when set).
+void write_png(const std::string& path, const Image& img, const std::string& argument = "");
 /// Reads a PNG file as grey or RGB 8-bit (used by tests and tools); throws naming the path.
 Image read_png(const std::string& path);
 
