@@ -2,6 +2,7 @@
 
 #include "reduce/cpu/multiscale_reducer.h"
 #include "reduce/cpu/online_reducer.h"
+#include "reduce/cuda/cuda_reducer.h"
 #include "reduce/reference/reference_reducer.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 #include "util/check.h"
@@ -11,15 +12,23 @@ namespace sinkhorn::reduce {
 Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd) {
   if (backend != Backend::automatic) return backend;
   // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
-  if (needs_autograd || !x.device().is_cpu()) return Backend::tensorized;
+  if (needs_autograd) return Backend::tensorized;
+  const int64_t pairs_per_entry = x.size(1) * y.size(1);
+  const int64_t pairs = x.size(0) * pairs_per_entry;
+  if (x.is_cuda() && cuda_reducer_built()) {
+    // On the GPU a stored cost matrix costs 4 bytes of memory traffic per pair and sweep, the
+    // online kernel about D + 8 float instructions per pair: the matrix wins from D ~ 16 (both
+    // near 10^12 pairs/s on an H100), as long as it fits (kCudaTensorizedMaxPairs).
+    const bool stored_matrix_pays = x.size(2) >= kCudaTensorizedMinDimension && pairs <= kCudaTensorizedMaxPairs;
+    return stored_matrix_pays ? Backend::tensorized : Backend::online;
+  }
+  if (!x.device().is_cpu()) return Backend::tensorized;
   // On the CPU the online kernels win (docs/benchmarks.md), except for small clouds in high
   // dimension: there the tensorized backend computes each cost matrix once per solve with one
   // matrix product, where the online kernels redo N M D multiply-adds every sweep (MNIST batches:
   // 2.5x faster at D = 784). 2^22 pairs bound its cached matrices to 64 MB in float32. Large
   // low-dimensional clouds: the multiscale backend skips the pairs of negligible weight.
-  const int64_t pairs_per_entry = x.size(1) * y.size(1);
   if (x.size(2) <= kMultiscaleMaxDimension && pairs_per_entry >= kMultiscaleMinPairs) return Backend::multiscale;
-  const int64_t pairs = x.size(0) * pairs_per_entry;
   const bool small_and_high_dimensional = x.size(2) >= kTensorizedMinDimension && pairs <= (int64_t{1} << 22);
   return small_and_high_dimensional ? Backend::tensorized : Backend::online;
 }
@@ -30,6 +39,7 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
     case Backend::reference:
       return make_reference_reducer(p);
     case Backend::online:
+      if (x.is_cuda()) return make_online_cuda_reducer(p);
       return make_online_cpu_reducer(p);
     case Backend::multiscale:
       SINKHORN_CHECK_ARG(x.device().is_cpu() && y.device().is_cpu(), "backend",

@@ -59,7 +59,9 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
                                       double cluster_scale = 0);
 
 /// The one place that decides what Backend::automatic means: tensorized when autograd must run
-/// through the reductions (unrolled gradients) or off the CPU; on the CPU multiscale for large
+/// through the reductions (unrolled gradients); on CUDA tensors (with the CUDA reducer built)
+/// tensorized for D >= kCudaTensorizedMinDimension up to kCudaTensorizedMaxPairs pairs, online
+/// otherwise; on other devices tensorized; on the CPU multiscale for large
 /// low-dimensional clouds (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per batch
 /// entry), tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension, online
 /// otherwise. Other backends are returned as they are (validate() refuses a non-differentiable
@@ -69,6 +71,12 @@ Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& 
 /// From this dimension on, a cached cost matrix beats recomputing distances every sweep
 /// (measured crossover between D = 32 and 64 on AVX-512; docs/benchmarks.md).
 inline constexpr int64_t kTensorizedMinDimension = 48;
+
+/// On the GPU a stored cost matrix beats the online kernel from this dimension on (one 4-byte read
+/// per pair against D + 8 instructions), up to this many pairs in all batch entries (2^27: 512 MB
+/// per float32 matrix; the solver keeps up to four).
+inline constexpr int64_t kCudaTensorizedMinDimension = 16;
+inline constexpr int64_t kCudaTensorizedMaxPairs = int64_t{1} << 27;
 
 /// Grids cluster points usefully in low dimension only (a cell per point beyond).
 inline constexpr int64_t kMultiscaleMaxDimension = 3;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -34,56 +35,148 @@ class DeviceBuffer {
   size_t size_;
 };
 
+struct Case {
+  int64_t batch, n, m, d;
+  int p;
+  Reduction reduction;
+  bool force_generic = false;
+  bool zero_weights = false;  // every third h_j = -inf
+};
+
+// Batched reference: the double-precision kernels one batch entry at a time.
+std::vector<double> reference_result(const Case& c, const std::vector<double>& x, const std::vector<double>& y,
+                                     const std::vector<double>& h, double eps) {
+  const int64_t width = c.reduction == Reduction::softmax_cost_gradient ? c.d : 1;
+  std::vector<double> expected(c.batch * c.n * width);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const double* xb = x.data() + b * c.n * c.d;
+    const double* yb = y.data() + b * c.m * c.d;
+    const double* hb = h.data() + b * c.m;
+    double* out = expected.data() + b * c.n * width;
+    switch (c.reduction) {
+      case Reduction::softmin: reference::softmin(xb, yb, hb, c.n, c.m, c.d, c.p, eps, out); break;
+      case Reduction::softmax_cost_gradient:
+        reference::softmax_cost_gradient(xb, yb, hb, c.n, c.m, c.d, c.p, eps, out);
+        break;
+      case Reduction::softmax_cost: reference::softmax_cost(xb, yb, hb, c.n, c.m, c.d, c.p, eps, out); break;
+    }
+  }
+  return expected;
+}
+
 template <typename T>
-void compare_with_reference(int64_t n, int64_t m, int64_t d, int p, Reduction reduction, double tolerance) {
-  std::mt19937_64 random(n * 1000003 + m * 101 + d * 7 + p);
+void compare_with_reference(const Case& c, double tolerance) {
+  std::mt19937_64 random(c.n * 1000003 + c.m * 101 + c.d * 7 + c.p + c.batch * 13);
   std::normal_distribution<double> normal;
-  std::vector<double> x(n * d), y(m * d), h(m);
+  std::vector<double> x(c.batch * c.n * c.d), y(c.batch * c.m * c.d), h(c.batch * c.m);
   for (double& v : x) v = normal(random);
   for (double& v : y) v = normal(random);
-  for (double& v : h) v = 0.3 * normal(random);
-  const double eps = 0.5;
-  const int64_t width = reduction == Reduction::softmax_cost_gradient ? d : 1;
-  std::vector<double> expected(n * width);
-  switch (reduction) {
-    case Reduction::softmin: reference::softmin(x.data(), y.data(), h.data(), n, m, d, p, eps, expected.data()); break;
-    case Reduction::softmax_cost_gradient:
-      reference::softmax_cost_gradient(x.data(), y.data(), h.data(), n, m, d, p, eps, expected.data());
-      break;
-    case Reduction::softmax_cost: reference::softmax_cost(x.data(), y.data(), h.data(), n, m, d, p, eps, expected.data()); break;
+  for (size_t j = 0; j < h.size(); ++j) {
+    h[j] = c.zero_weights && j % 3 == 1 ? -INFINITY : 0.3 * normal(random);
   }
+  const double eps = 0.5;
+  const int64_t width = c.reduction == Reduction::softmax_cost_gradient ? c.d : 1;
+  const std::vector<double> expected = reference_result(c, x, y, h, eps);
   const auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
-  DeviceBuffer<T> dx(cast(x)), dy(cast(y)), dh(cast(h)), dout(std::vector<T>(n * width, T(0)));
+  DeviceBuffer<T> dx(cast(x)), dy(cast(y)), dh(cast(h)), dout(std::vector<T>(c.batch * c.n * width, T(0)));
   CudaProblem<T> problem;
   problem.x = dx.get(), problem.y = dy.get(), problem.h = dh.get();
-  problem.n = n, problem.m = m, problem.d = d, problem.p = p, problem.eps = eps;
-  problem.reduction = reduction;
+  problem.batch = c.batch, problem.n = c.n, problem.m = c.m, problem.d = c.d, problem.p = c.p, problem.eps = eps;
+  problem.reduction = c.reduction;
+  problem.force_generic = c.force_generic;
   problem.out = dout.get();
   online_reduce(problem);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<T> got = dout.to_host();
   double scale = 0;
   for (double v : expected) scale = std::max(scale, std::abs(v));
-  for (int64_t k = 0; k < n * width; ++k) {
+  for (int64_t k = 0; k < c.batch * c.n * width; ++k) {
     ASSERT_NEAR(static_cast<double>(got[k]), expected[k], tolerance * (scale + eps))
-        << "n " << n << " m " << m << " d " << d << " p " << p << " entry " << k;
+        << "batch " << c.batch << " n " << c.n << " m " << c.m << " d " << c.d << " p " << c.p << " reduction "
+        << static_cast<int>(c.reduction) << (c.force_generic ? " (generic)" : "") << " entry " << k;
   }
 }
+
+constexpr Reduction kReductions[] = {Reduction::softmin, Reduction::softmax_cost_gradient, Reduction::softmax_cost};
 
 TEST(CudaOnlineKernels, MatchTheDoubleReference) {
   if (device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA kernels are compiled but not run here";
   for (const int64_t n : {1, 7, 130, 1023}) {
     for (const int64_t m : {1, 2, 17, 300}) {
-      for (const int64_t d : {1, 3, 8, 17, 64, 784}) {
+      for (const int64_t d : {1, 2, 3, 4, 5, 8, 17, 64, 784}) {
         for (const int p : {1, 2}) {
-          for (const Reduction r : {Reduction::softmin, Reduction::softmax_cost_gradient, Reduction::softmax_cost}) {
-            compare_with_reference<float>(n, m, d, p, r, 1e-5);
-            compare_with_reference<double>(n, m, d, p, r, 1e-12);
+          for (const Reduction r : kReductions) {
+            for (const bool generic : {false, true}) {
+              compare_with_reference<float>({1, n, m, d, p, r, generic}, 1e-5);
+            }
+            compare_with_reference<double>({1, n, m, d, p, r}, 1e-12);
           }
         }
       }
     }
   }
+}
+
+// Few rows and many columns: the fast kernel splits the columns over blocks and merges the
+// partial sums; batches and zero weights (h = -inf) on the way.
+TEST(CudaOnlineKernels, SplitColumnsBatchesAndZeroWeightsMatchTheReference) {
+  if (device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA kernels are compiled but not run here";
+  for (const int64_t batch : {1, 3}) {
+    for (const int64_t d : {1, 3, 64}) {
+      for (const int p : {1, 2}) {
+        for (const Reduction r : kReductions) {
+          compare_with_reference<float>({batch, 5, 20000, d, p, r, false, true}, 1e-5);
+          compare_with_reference<float>({batch, 300, 2049, d, p, r, false, true}, 1e-5);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void check_dense_softmin(int64_t batch, int64_t n, int64_t m, double tolerance) {
+  std::mt19937_64 random(batch * 7 + n * 31 + m);
+  std::uniform_real_distribution<double> uniform(0.0, 4.0);
+  std::normal_distribution<double> normal;
+  std::vector<double> cost(batch * n * m), h(batch * m), expected(batch * n);
+  for (double& v : cost) v = uniform(random);
+  for (size_t j = 0; j < h.size(); ++j) h[j] = j % 5 == 2 ? -INFINITY : 0.3 * normal(random);
+  const double eps = 0.1;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < n; ++i) {  // the log-sum-exp, shifted by its max, in double
+      double top = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < m; ++j) top = std::max(top, h[b * m + j] - cost[(b * n + i) * m + j] / eps);
+      for (int64_t j = 0; j < m; ++j) sum += std::exp(h[b * m + j] - cost[(b * n + i) * m + j] / eps - top);
+      expected[b * n + i] = -eps * (top + std::log(sum));
+    }
+  }
+  const auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
+  DeviceBuffer<T> dcost(cast(cost)), dh(cast(h)), dout(std::vector<T>(batch * n, T(0)));
+  DenseSoftminProblem<T> problem;
+  problem.cost = dcost.get(), problem.h = dh.get(), problem.out = dout.get();
+  problem.batch = batch, problem.n = n, problem.m = m, problem.eps = eps;
+  dense_softmin(problem);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<T> got = dout.to_host();
+  for (int64_t k = 0; k < batch * n; ++k) {
+    ASSERT_NEAR(static_cast<double>(got[k]), expected[k], tolerance * (std::abs(expected[k]) + eps))
+        << "batch " << batch << " n " << n << " m " << m << " entry " << k;
+  }
+}
+
+TEST(CudaDenseSoftmin, MatchesTheDoubleLogSumExp) {
+  if (device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA kernels are compiled but not run here";
+  for (const int64_t m : {1, 3, 4, 255, 1024, 5001}) {  // m % 4 == 0 takes the 16-byte loads
+    check_dense_softmin<float>(2, 33, m, 1e-5);
+    check_dense_softmin<double>(2, 33, m, 1e-12);
+  }
+}
+
+TEST(CudaExpThroughput, IsPositiveAndFinite) {
+  if (device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA kernels are compiled but not run here";
+  const double rate = exp_throughput(int64_t{1} << 26);
+  EXPECT_GT(rate, 1e9);
+  EXPECT_TRUE(std::isfinite(rate));
 }
 
 TEST(CudaOnlineKernels, DeviceCountIsAnswerableWithoutAGpu) {

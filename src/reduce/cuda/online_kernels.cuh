@@ -1,22 +1,35 @@
-// Online (streaming) reductions on NVIDIA GPUs: the CUDA twin of reduce/cpu/online_kernels.h,
-// with raw pointers only, so it compiles wherever nvcc exists (even beside a CPU-only LibTorch).
+// Reductions on NVIDIA GPUs: the CUDA twin of reduce/cpu/online_kernels.h, with raw pointers only,
+// so it compiles wherever nvcc exists (even beside a CPU-only LibTorch). reduce/cuda/cuda_reducer.h
+// wraps it for LibTorch's CUDA tensors.
 //
-// One thread per row i; the block stages tiles of y (and h) in shared memory and every thread
-// streams its row's pair terms v_j = h_j - C(x_i, y_j) / eps through the running (max, sum) pair
-// of the log-sum-exp, one exp per pair:
-//   v > m:  s <- s e^{m - v} + 1, m <- v        v <= m:  s <- s + e^{v - m}
-// (KeOps' Max_SumShiftExpWeight), the weighted sums of the gradient and cost reductions rescaled
-// the same way.
+// Online (streaming) reductions, memory O(N + M D), never an N x M matrix: one thread per row i;
+// the block stages tiles of y (and h) in shared memory and every thread streams its row's pair
+// terms v_j = h_j - C(x_i, y_j) / eps through a running (max, sum) pair of the log-sum-exp. Two
+// kernels:
+// - fast (float32, D in {1, 2, 3, 4}, and D = 64 for the scalar reductions): x_i in registers,
+//   base-2 exponents (log2(e) folded into h and 1/eps once per tile, so one FMA gives the exponent
+//   and ex2.approx one exponential), 32 columns at a time: their exponents in registers, their max
+//   first, then one exp per pair and one rescale of the running sums per 32 columns at most
+//   (FlashAttention's blockwise softmax; KeOps' Max_SumShiftExpWeight merged per chunk);
+// - generic (float64, and float32 at any other D): the same streaming, one pair at a time, the
+//   gradient's D sums kept in the output row itself (no per-thread storage for large D).
 //
 // Numeric contract:
-// - dtypes float32 and float64 (float16 / bfloat16 inputs are promoted to float32 by the API);
-//   costs from the exact differences x_i - y_j (no expansion);
-// - pair terms in the input dtype, the running (max, sum) and the cost sum in double, as on the
-//   CPU: softmin agrees with the double reference to about u (|softmin| + eps); the gradient's D
-//   weighted sums accumulate in the output row itself, in the input dtype (no per-thread storage
-//   for large D): about sqrt(M) u relative in float32;
-// - h_j = -inf (zero weight) contributes nothing; a row whose h is all -inf gives +inf;
-// - memory O(N + M D): never an N x M matrix. Launches go on the caller's stream and are checked.
+// - dtypes float32 and float64 (float16 / bfloat16 inputs are computed in float32 by the
+//   reducer); costs from the exact differences x_i - y_j (no expansion);
+// - fast kernel: pair terms, exponentials (ex2.approx, relative error 2^-22) and each 32-column
+//   chunk's sums in float32; the running sums across chunks in double, so the error does not grow
+//   with M: softmin agrees with the double reference to about u (|softmin| + eps) with u the float32
+//   epsilon, weighted sums to a few u relative (tested against the reference at 1e-5);
+// - generic kernel: pair terms in the input dtype, the running (max, sum) and the cost sum in
+//   double; the gradient's sums in the output row, in the input dtype: about sqrt(M) u relative;
+// - h_j = -inf (zero weight) contributes nothing; a row whose h is all -inf gives +inf (softmin)
+//   and NaN (the weighted means), as on the CPU.
+// Launches go on the caller's stream and are checked (std::runtime_error with CUDA's message).
+//
+// Dense softmin (the tensorized backend on the GPU): the same log-sum-exp over a cost matrix kept
+// in device memory, one block per row, read once with 16-byte loads: a sweep then costs one pass
+// over N M floats (4.8 TB/s on an H200) instead of N M D multiply-adds.
 #pragma once
 
 #include <cstdint>
@@ -41,11 +54,37 @@ struct CudaProblem {
   Reduction reduction = Reduction::softmin;
   T* out = nullptr;       ///< device (batch, n) or (batch, n, d)
   void* stream = nullptr; ///< a cudaStream_t; nullptr: the default stream
+  /// Tests only: run the generic kernel even where a fast one exists.
+  bool force_generic = false;
 };
 
 /// Launches the reduction; throws std::runtime_error with CUDA's message if the launch fails.
 void online_reduce(const CudaProblem<float>& problem);
 void online_reduce(const CudaProblem<double>& problem);
+
+/// True when online_reduce runs the fast float32 kernel for this problem (the others run the
+/// generic one).
+bool has_fast_kernel(int64_t d, Reduction reduction);
+
+template <typename T>
+struct DenseSoftminProblem {
+  const T* cost = nullptr;  ///< device (batch, n, m), contiguous
+  const T* h = nullptr;     ///< device (batch, m)
+  int64_t batch = 1, n = 0, m = 0;
+  double eps = 1.0;
+  T* out = nullptr;         ///< device (batch, n): -eps log sum_j exp(h_j - cost_ij / eps)
+  void* stream = nullptr;
+};
+
+/// The softmin over a stored cost matrix, same contract as the online softmin (float32 sums per
+/// thread over at most ceil(m / 256) columns, double across threads).
+void dense_softmin(const DenseSoftminProblem<float>& problem);
+void dense_softmin(const DenseSoftminProblem<double>& problem);
+
+/// Measures this GPU's float32 exponential throughput (ex2.approx, the instruction the fast
+/// kernel spends one of per pair): exponentials per second over `count` of them, timed with CUDA
+/// events on the current device. The ceiling of any reduction that costs one exp per pair.
+double exp_throughput(int64_t count);
 
 /// Number of CUDA devices visible (0 when there is no GPU or no driver).
 int device_count();

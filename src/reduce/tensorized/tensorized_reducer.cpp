@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include "reduce/cost_matrix.h"
+#include "reduce/cuda/cuda_reducer.h"
+#include "reduce/reducer.h"
 
 #include <vector>
 
@@ -20,12 +22,17 @@ class CostCache {
   explicit CostCache(int p) : p_(p) {}
 
   at::Tensor cost(const at::Tensor& x, const at::Tensor& y) {
+    at::Tensor cost;
     for (const Entry& entry : entries_) {
       if (entry.matches(x, y)) return entry.cost;
-      if (entry.matches(y, x)) return entry.cost.transpose(1, 2);
+      if (entry.matches(y, x)) {
+        // The GPU's dense softmin reads rows: there the transpose is stored as its own entry.
+        if (!x.is_cuda()) return entry.cost.transpose(1, 2);
+        cost = entry.cost.transpose(1, 2).contiguous();
+      }
     }
-    at::Tensor cost = cost_matrix(x, y, p_);
-    if (cost.numel() <= kLargestCachedEntries) {
+    if (!cost.defined()) cost = cost_matrix(x, y, p_);
+    if (cost.numel() <= (x.is_cuda() ? kCudaTensorizedMaxPairs : kLargestCachedEntries)) {
       if (entries_.size() == kMaxEntries) entries_.clear();
       entries_.push_back({x, y, x._version(), y._version(), cost});
     }
@@ -33,8 +40,9 @@ class CostCache {
   }
 
  private:
-  // 64 MB of float32: larger matrices are recomputed, as the user of a forced tensorized backend
-  // on big clouds expects memory O(N M), not a multiple of it.
+  // 64 MB of float32 on the CPU: larger matrices are recomputed, as the user of a forced
+  // tensorized backend on big clouds expects memory O(N M), not a multiple of it. On the GPU up to
+  // kCudaTensorizedMaxPairs (512 MB of float32), where resolve_backend picks this backend.
   static constexpr int64_t kLargestCachedEntries = int64_t{1} << 24;
   static constexpr size_t kMaxEntries = 4;
   struct Entry {
@@ -55,6 +63,10 @@ class TensorizedReducer final : public Reducer {
 
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                      double eps) const override {
+    // On the GPU one kernel reads each stored entry once (ATen's would write and read the
+    // exponents, then reduce them twice); not under autograd, which needs ATen's graph.
+    const at::Tensor fused = dense_cuda_softmin(cache_.cost(x, y), h, eps);
+    if (fused.defined()) return fused;
     return -eps * at::logsumexp(exponents(x, y, h, eps), /*dim=*/2);
   }
 

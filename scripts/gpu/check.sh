@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The whole GPU check, run on a lent GPU machine (CUDA, CMake, ninja, a compiler and PyTorch there;
+# no -dev packages, no registry) in one call of about 8 minutes:
+#   1. unpacks the Debian packages of .gpu-deps/ (scripts/gpu/fetch-deps.sh, run beforehand on a
+#      machine with a registry) into a prefix with dpkg -x;
+#   2. configures against the machine's own PyTorch (python3 there) and that prefix, builds with
+#      all its cores for its GPU's architecture;
+#   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp), `sinkhorn divergence
+#      --device cuda` and `sinkhorn train --device cuda` (ring8, and MNIST when .gpu-deps/mnist has
+#      it), each under its own time limit;
+# writing logs and tables into RESULTS_DIR. A failing step is recorded in RESULTS_DIR/steps.txt and
+# the next one still runs: whatever was measured comes back.
+# Usage: scripts/gpu/check.sh RESULTS_DIR
+set -uo pipefail
+results="${1:?usage: scripts/gpu/check.sh RESULTS_DIR}"
+mkdir -p "$results"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+prefix="${SINKHORN_GPU_PREFIX:-/tmp/sinkhorn-gpu-prefix}"
+build="${SINKHORN_GPU_BUILD:-$root/build-gpu}"
+python="${SINKHORN_GPU_PYTHON:-$(command -v python3)}"
+jobs="$(nproc)"
+start=$SECONDS
+
+# step NAME SECONDS COMMAND...: runs it with a time limit, its output into RESULTS_DIR/NAME.log.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$results/$name.log" 2>&1
+  local status=$?
+  printf '%-22s exit %3d  %4d s  (at %4d s)\n' "$name" "$status" $((SECONDS - t0)) $((SECONDS - start)) | tee -a "$results/steps.txt"
+  tail -n 5 "$results/$name.log"
+  return $status
+}
+
+{
+  nvidia-smi
+  nvcc --version | tail -n 2
+  "$python" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+  g++ --version | head -n 1
+  cmake --version | head -n 1
+  nproc
+} >"$results/machine.txt" 2>&1
+cat "$results/machine.txt"
+
+mkdir -p "$prefix"
+for deb in .gpu-deps/*.deb; do dpkg -x "$deb" "$prefix"; done
+libdir="$prefix/usr/lib/x86_64-linux-gnu"
+# zlib1g-dev's libz.so points at Debian's own runtime file by absolute path: point it at this
+# machine's libz.so.1 (or, lacking one, drop it so the static libz.a links).
+if [[ ! -e "$libdir/libz.so" ]]; then
+  system_zlib="$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')"
+  if [[ -n "$system_zlib" ]]; then ln -sf "$system_zlib" "$libdir/libz.so"; else rm -f "$libdir/libz.so"; fi
+fi
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+arch="$("$python" -c 'import torch; c = torch.cuda.get_device_capability(0); print(f"{c[0]}{c[1]}")' 2>/dev/null || echo 90)"
+
+step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DSINKHORN_PYTHON="$python" -DSINKHORN_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+  -DCMAKE_PREFIX_PATH="$prefix/usr;$libdir/cmake" \
+  -DLEMON_INCLUDE_DIR="$prefix/usr/include" -DLEMON_LIBRARY="$libdir/liblemon.a" \
+  -DCMAKE_CUDA_FLAGS="-Xptxas=-v" || { echo "configure failed"; exit 1; }
+step build 300 cmake --build "$build" -j "$jobs" --target sinkhorn sinkhorn_cuda_tests sinkhorn_gpu_benchmark sinkhorn_tests -- -k 0
+grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E "registers|spill" | head -n 4 >"$results/ptxas-fast-kernel.txt"
+
+# The kernels first (minutes of checks), then the numbers, then the rest of the tests.
+step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
+  --gtest_output="xml:$results/cuda-kernel-tests.xml"
+step gpu-benchmark 240 "$build/sinkhorn_gpu_benchmark" --out "$results"
+step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
+  --gtest_output="xml:$results/cuda-solve-tests.xml"
+step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*' \
+  --gtest_output="xml:$results/cuda-training-tests.xml"
+
+# The command line on CUDA.
+work="$(mktemp -d)"
+"$python" -c "
+import numpy as np
+r = np.random.default_rng(0)
+np.save('$work/x.npy', r.random((20000, 3), dtype=np.float32))
+np.save('$work/y.npy', (0.6 + 0.1 * r.standard_normal((20000, 3))).astype(np.float32))"
+step cli-divergence 60 bash -c "'$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cuda --json --grad-x '$work/gx.npy' && '$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cpu --threads $jobs --json"
+step cli-train-ring8 90 "$build/sinkhorn" train --data ring8 --device cuda --steps 300 --out "$work/ring8"
+cp "$work/ring8/metrics.csv" "$results/train-ring8-metrics.csv" 2>/dev/null
+if [[ -d .gpu-deps/mnist ]]; then
+  step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
+  cp "$work/mnist/metrics.csv" "$results/train-mnist-metrics.csv" 2>/dev/null
+  step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
+fi
+rm -rf "$work"
+echo "total $((SECONDS - start)) s" | tee -a "$results/steps.txt"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run here (a Debian machine with a package registry), before a GPU check: downloads the Debian
+# packages the build needs into .gpu-deps/ (git-ignored), for scripts/gpu/check.sh to unpack on a
+# GPU machine that has CUDA, CMake, ninja, a compiler and PyTorch but no -dev packages and no
+# registry. Also copies the MNIST test split there when ../shared/data/mnist exists (the GPU
+# machine gets the repository only). Carry .gpu-deps with the call: about 6 MB.
+# Usage: scripts/gpu/fetch-deps.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+deps="$root/.gpu-deps"
+# Headers and static or shared libraries for every find_package of CMakeLists.txt and tests/,
+# with the shared libraries' runtime packages (Debian's names).
+packages=(libhwy-dev libhwy1 libpng-dev libpng16-16 zlib1g-dev nlohmann-json3-dev
+          liblemon-dev liblemon1.3.1 libgtest-dev googletest)
+mkdir -p "$deps"
+rm -f "$deps"/*.deb
+if ! (cd "$deps" && apt-get download "${packages[@]}" >/dev/null 2>&1); then
+  apt-get update -q >/dev/null
+  (cd "$deps" && apt-get download "${packages[@]}")
+fi
+mnist="$root/../shared/data/mnist"
+if [[ -d "$mnist" ]]; then
+  mkdir -p "$deps/mnist"
+  cp "$mnist"/t10k-*-idx*-ubyte.gz "$deps/mnist/"
+fi
+du -sh "$deps"
+ls "$deps"
