@@ -1,5 +1,9 @@
 #include "arguments.h"
 
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/util/Exception.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -141,6 +145,26 @@ std::string ArgumentParser::help() const {
         << entry.help << "\n";
   }
   return out.str();
+}
+
+at::Device device_from(const ParsedArguments& args) {
+  const std::string name = args.value("device").value_or("cpu");
+  SINKHORN_CHECK(name == "cpu" || name.rfind("cuda", 0) == 0, "--device: expected cpu or cuda[:K], got '" << name << "'");
+  if (name == "cpu") return at::Device(at::kCPU);
+  std::optional<at::Device> device;
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    SINKHORN_CHECK(false, "--device: cannot parse '" << name << "' (expected cpu or cuda[:K])");
+  }
+  SINKHORN_CHECK(at::hasCUDA(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
+                                            << "(use --device cpu, or a CUDA-enabled LibTorch, e.g. the one inside PyTorch, "
+                                            << "on a machine with a GPU)");
+  const int gpus = at::detail::getCUDAHooks().deviceCount();
+  SINKHORN_CHECK(!device->has_index() || device->index() < gpus,
+                 "--device " << name << ": this machine has " << gpus << " GPU" << (gpus == 1 ? "" : "s")
+                             << " (cuda:0 to cuda:" << gpus - 1 << ")");
+  return *device;
 }
 
 }  // namespace sinkhorn::cli

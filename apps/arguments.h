@@ -2,6 +2,8 @@
 // generated --help. Mistakes throw sinkhorn::Error naming the option.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <limits>
 #include <map>
 #include <optional>
@@ -71,5 +73,10 @@ class ArgumentParser {
   std::vector<Entry> options_, positionals_;
   const Entry* find(const std::string& name) const;
 };
+
+/// --device: cpu (the default, when the option is absent) or cuda / cuda:K, for every command that
+/// has the option (divergence, train, sample). Refused naming --device when the name is not one of
+/// these, or when this LibTorch has no CUDA support, the machine no GPU, or no GPU K.
+at::Device device_from(const ParsedArguments& args);
 
 }  // namespace sinkhorn::cli

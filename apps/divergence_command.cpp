@@ -67,21 +67,6 @@ void write_gradient(const std::string& path, const at::Tensor& gradient) {
   io::write_npy(path, array);
 }
 
-// --device cpu (default) or cuda / cuda:K; refused with a reason when this LibTorch or machine has no GPU.
-at::Device device_from(const ParsedArguments& args) {
-  const std::string name = args.value("device").value_or("cpu");
-  SINKHORN_CHECK(name == "cpu" || name.rfind("cuda", 0) == 0, "--device: expected cpu or cuda[:K], got '" << name << "'");
-  if (name == "cpu") return at::Device(at::kCPU);
-  SINKHORN_CHECK(at::hasCUDA(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
-                                            << "(build against a CUDA-enabled LibTorch, e.g. the one inside PyTorch)");
-  try {
-    return at::Device(name);
-  } catch (const c10::Error&) {
-    SINKHORN_CHECK(false, "--device: cannot parse '" << name << "'");
-  }
-  return at::Device(at::kCPU);
-}
-
 at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {
   const std::optional<std::string> name = args.value("dtype");
   if (!name) return x_array.dtype == "float32" ? at::kFloat : at::kDouble;

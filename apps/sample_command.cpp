@@ -20,7 +20,8 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
       .integer("n", "N", "number of samples (default 64)", 1, kMaxSamples)
       .integer("seed", "S", "seed of the latent draws (default 0)", 0, kMaxSeed)
       .integer("lattice", "R", "2-D latent only: decode an R x R lattice of the latent square instead (.png)", 2, 100)
-      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads);
+      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
+      .option("device", "NAME", "cpu (default) or cuda[:K]: where the generator runs (any run's checkpoint loads on either)");
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
@@ -31,8 +32,9 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
   SINKHORN_CHECK(ends_with(*output, ".png") || ends_with(*output, ".npy"),
                  "--out must end in .png or .npy, got '" << *output << "'");
   const long long seed = args.integer("seed").value_or(0);
+  const at::Device device = device_from(args);
 
-  gen::SavedGenerator generator = gen::SavedGenerator::load(*checkpoint);
+  gen::SavedGenerator generator = gen::SavedGenerator::load(*checkpoint, device);
   if (const auto rows = args.integer("lattice")) {
     SINKHORN_CHECK(ends_with(*output, ".png"), "--lattice writes a picture: --out must end in .png");
     SINKHORN_CHECK(generator.config().generator.sample_shape.size() == 3,

@@ -127,7 +127,10 @@ ArgumentParser train_parser() {
                gen::kEveryRange.max)
       .option("out", "DIR", "the run folder (default runs/<data>)")
       .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
-      .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps and --lr may change)")
+      .option("device", "NAME",
+              "cpu (default) or cuda[:K]: where the networks, batches and loss live (with --resume: default "
+              "the run's saved device; a run may continue on another)")
+      .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps, --lr and --device may change)")
       .flag("overwrite", "start again in an --out folder that already holds a run");
   add_loss_options(parser);
   return parser;
@@ -175,6 +178,7 @@ gen::TrainConfig config_from(const ParsedArguments& args) {
   set_integer("checkpoint-every", c.checkpoint_every);
   set_integer("log-every", c.log_every);
   set_text("out", c.out_dir);
+  c.device = device_from(args).str();
   return c;
 }
 
@@ -201,22 +205,26 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     SINKHORN_CHECK(args.value("out").has_value(), "--resume needs --out, the run folder to continue");
     // A resumed run keeps its saved settings: a flag that would change them silently is refused.
     for (const std::string& given : args.given_options()) {
-      const bool allowed = given == "out" || given == "steps" || given == "lr" || given == "threads";
+      const bool allowed =
+          given == "out" || given == "steps" || given == "lr" || given == "threads" || given == "device";
       SINKHORN_CHECK(allowed, "--" << given << " cannot change when resuming (the run keeps the settings "
-                                   << "in its checkpoint; only --steps and --lr may change)");
+                                   << "in its checkpoint; only --steps, --lr and --device may change)");
     }
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
+    if (args.value("device")) overrides.device = device_from(args).str();
     trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides));
     out << "resuming " << trainer->config().out_dir << " at step " << trainer->step() << " of "
-        << trainer->config().steps << "\n";
+        << trainer->config().steps << (trainer->config().device == "cpu" ? "" : " on " + trainer->config().device)
+        << "\n";
   } else {
     trainer.emplace(gen::Trainer::start(config_from(args), args.flag("overwrite")));
     const gen::TrainConfig& c = trainer->config();
     out << "training a " << c.generator.architecture << " generator on " << c.data.name << " with "
         << to_string(c.loss.loss) << " (p " << c.loss.p << ", blur " << c.loss.blur << ", " << c.cost
-        << " cost) for " << c.steps << " steps into " << c.out_dir << "\n";
+        << " cost) for " << c.steps << " steps into " << c.out_dir
+        << (c.device == "cpu" ? "" : " on " + c.device) << "\n";
   }
   for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
   out << std::flush;

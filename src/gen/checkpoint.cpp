@@ -383,7 +383,9 @@ Checkpoint Checkpoint::read(const std::string& path, const std::string& argument
   s.argument = argument;
   s.bytes = io::read_regular_file(path, kMaxCheckpointBytes, argument);
   verify_zip(s.bytes, path, argument);
-  s.guarded("archive", [&] { s.archive.load_from(s.bytes.data(), s.bytes.size()); });
+  // Onto the CPU whatever device wrote it (a run trained on a GPU is read on a machine without
+  // one); the trainer moves what it loads to its own device.
+  s.guarded("archive", [&] { s.archive.load_from(s.bytes.data(), s.bytes.size(), at::Device(at::kCPU)); });
   c10::IValue value;
   bool tagged = false;
   s.guarded("format tag", [&] {

@@ -17,6 +17,7 @@ namespace sinkhorn::gen {
 struct SavedGenerator::State {
   TrainConfig config;
   Generator generator{nullptr};
+  at::Device device{at::kCPU};
   int64_t step = 0;
 };
 
@@ -24,7 +25,7 @@ SavedGenerator::SavedGenerator(std::unique_ptr<State> state) : state_(std::move(
 SavedGenerator::SavedGenerator(SavedGenerator&&) noexcept = default;
 SavedGenerator::~SavedGenerator() = default;
 
-SavedGenerator SavedGenerator::load(const std::string& path) {
+SavedGenerator SavedGenerator::load(const std::string& path, const at::Device& device) {
   SINKHORN_CHECK_ARG(io::path_exists(path), "checkpoint", "'" << path << "' does not exist");
   const std::string file = io::is_directory(path) ? path + "/" + kCheckpointFile : path;
   SINKHORN_CHECK_ARG(io::path_exists(file), "checkpoint", "'" << path << "' holds no " << kCheckpointFile);
@@ -37,6 +38,8 @@ SavedGenerator SavedGenerator::load(const std::string& path) {
       [&] { construct_seeded(0, [&] { state->generator = Generator(state->config.generator); }); });
   checkpoint.load_module("generator", *state->generator);
   state->generator->eval();
+  state->generator->to(device);  // read onto the CPU (Checkpoint::read), then moved
+  state->device = device;
   return SavedGenerator(std::move(state));
 }
 
@@ -44,7 +47,7 @@ at::Tensor SavedGenerator::sample(int64_t n, uint64_t seed) {
   SINKHORN_CHECK_ARG(n >= 1, "n", "must be at least 1, got " << n);
   torch::NoGradGuard no_grad;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(mix(seed));
-  return state_->generator->forward(state_->generator->sample_latent(n, generator));
+  return state_->generator->forward(state_->generator->sample_latent(n, generator).to(state_->device));
 }
 
 void SavedGenerator::sample_in_batches(int64_t n, uint64_t seed, int64_t batch,
@@ -62,7 +65,7 @@ void SavedGenerator::sample_in_batches(int64_t n, uint64_t seed, int64_t batch,
   for (int64_t done = 0; done < n;) {
     int64_t size = std::min(batch, n - done);
     if (n - done - size < kRows) size = n - done;
-    consume(state_->generator->forward(state_->generator->sample_latent(size, generator)));
+    consume(state_->generator->forward(state_->generator->sample_latent(size, generator).to(state_->device)));
     done += size;
   }
 }
@@ -70,7 +73,7 @@ void SavedGenerator::sample_in_batches(int64_t n, uint64_t seed, int64_t batch,
 at::Tensor SavedGenerator::decode_lattice(int64_t rows) {
   SINKHORN_CHECK_ARG(rows >= 2, "lattice", "must be at least 2 rows, got " << rows);
   torch::NoGradGuard no_grad;
-  return state_->generator->forward(state_->generator->latent_lattice(rows));
+  return state_->generator->forward(state_->generator->latent_lattice(rows).to(state_->device));
 }
 
 const TrainConfig& SavedGenerator::config() const { return state_->config; }
@@ -82,7 +85,7 @@ void write_samples_npy(SavedGenerator& generator, const std::string& path, int64
   shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
   io::NpyWriter writer(path, "float32", shape, "out_dir");
   generator.sample_in_batches(n, seed, batch, [&](const at::Tensor& samples) {
-    const at::Tensor values = samples.to(at::kFloat).contiguous();
+    const at::Tensor values = samples.to(at::kCPU, at::kFloat).contiguous();
     writer.append(values.data_ptr<float>(), static_cast<size_t>(values.numel()));
   });
   writer.finish();

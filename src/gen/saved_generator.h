@@ -19,7 +19,10 @@ class SavedGenerator {
  public:
   /// Loads `path` (a checkpoint.pt, or a run folder holding one) after checking it (see
   /// Checkpoint::read: its CRCs, settings and finite weights). Errors are Error("checkpoint", ...).
-  static SavedGenerator load(const std::string& path);
+  /// The generator runs on `device` (whatever device trained it); latents are drawn on the CPU and
+  /// moved, and the samples returned are on `device`. On a GPU the samples equal the CPU's only to
+  /// rounding, and batches need not give the one-shot samples bit for bit.
+  static SavedGenerator load(const std::string& path, const at::Device& device = at::Device(at::kCPU));
   SavedGenerator(SavedGenerator&&) noexcept;
   ~SavedGenerator();
   /// n samples (n, sample_shape...) from latents drawn with `seed`, in one piece.

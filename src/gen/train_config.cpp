@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -91,6 +92,14 @@ std::vector<int64_t> shape_field(const json& object, const char* key, const std:
 
 }  // namespace
 
+bool is_device_name(const std::string& name) {
+  if (name == "cpu" || name == "cuda") return true;
+  const std::string prefix = "cuda:";
+  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 3) return false;
+  return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
 void validate(const TrainConfig& config) {
   check_range(config.data.heldout, kHeldoutRange, "data.heldout");
   check_range(config.generator.latent_dim, kLatentDimRange, "generator.latent_dim");
@@ -123,6 +132,8 @@ void validate(const TrainConfig& config) {
   check_range(config.checkpoint_every, kEveryRange, "checkpoint_every");
   check_range(config.log_every, kEveryRange, "log_every");
   SINKHORN_CHECK_ARG(!config.out_dir.empty(), "out_dir", "must name a folder");
+  SINKHORN_CHECK_ARG(is_device_name(config.device), "device",
+                     "must be 'cpu', 'cuda' or 'cuda:K', got '" << config.device << "'");
   check_range(config.loss.max_iterations, kLossIterationsRange, "max_iterations");
   if (config.loss.iterations) check_range(*config.loss.iterations, {1, kLossIterationsRange.max}, "iterations");
   validate(config.loss);  // its errors name the loss's own settings (blur, p, ...)
@@ -172,7 +183,8 @@ std::string to_json(const TrainConfig& c) {
       {"sample_every", c.sample_every},
       {"checkpoint_every", c.checkpoint_every},
       {"log_every", c.log_every},
-      {"out_dir", c.out_dir}};
+      {"out_dir", c.out_dir},
+      {"device", c.device}};
   return document.dump(2) + "\n";
 }
 
@@ -232,6 +244,8 @@ TrainConfig train_config_from_json(const std::string& text) {
     c.checkpoint_every = integer_field(j, "checkpoint_every", "checkpoint_every");
     c.log_every = integer_field(j, "log_every", "log_every");
     c.out_dir = string_field(j, "out_dir", "out_dir");
+    // Optional: runs written before the setting existed trained on the CPU.
+    if (j.contains("device")) c.device = string_field(j, "device", "device");
   } catch (const json::exception& error) {
     SINKHORN_CHECK(false, "malformed training configuration: " << error.what());
   }

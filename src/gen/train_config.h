@@ -96,7 +96,17 @@ struct TrainConfig {
   int64_t log_every = 10;
   /// The run folder.
   std::string out_dir = "runs/train";
+  /// Where the networks, their optimisers' state, the batches and the loss live: "cpu", "cuda" or
+  /// "cuda:K". Random numbers are drawn on the CPU whatever the device (and the batches moved), so
+  /// a run draws the same latents and data on any device. Not a setting a run must keep: a resumed
+  /// run may continue on another device (checkpoints are read onto the CPU, then moved), and a
+  /// config.json or checkpoint without it (written before it existed) means "cpu".
+  std::string device = "cpu";
 };
+
+/// Whether `name` is a device name a TrainConfig accepts: "cpu", "cuda", or "cuda:K" with K a
+/// decimal GPU number. Whether the machine has that GPU is the trainer's check.
+bool is_device_name(const std::string& name);
 
 /// Throws sinkhorn::Error naming the first bad setting (Error::argument(): its field name here,
 /// "batch_size", "learning_rate", "generator.hidden", or the loss's own "blur"; the command line

@@ -1,5 +1,6 @@
 #include "gen/trainer.h"
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
 
@@ -97,6 +98,39 @@ std::unique_ptr<torch::optim::OptimizerParamState> deep_copy(const torch::optim:
   return copy;
 }
 
+// Moves an optimiser's state (its running averages) to `device`, as Module::to moves parameters:
+// a checkpoint's state is read onto the CPU.
+void move_state(torch::optim::Optimizer& optimizer, const at::Device& device) {
+  const auto moved = [&](const at::Tensor& tensor) { return tensor.defined() ? tensor.to(device) : tensor; };
+  for (auto& entry : optimizer.state()) {
+    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(entry.second.get())) {
+      adam->exp_avg(moved(adam->exp_avg()));
+      adam->exp_avg_sq(moved(adam->exp_avg_sq()));
+      adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq()));
+    } else if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropParamState*>(entry.second.get())) {
+      rmsprop->square_avg(moved(rmsprop->square_avg()));
+      rmsprop->momentum_buffer(moved(rmsprop->momentum_buffer()));
+      rmsprop->grad_avg(moved(rmsprop->grad_avg()));
+    } else {
+      SINKHORN_INTERNAL_CHECK(false, "an optimiser state of a kind the trainer does not build");
+    }
+  }
+}
+
+// The device of config.device (validate() checked its form), refused naming "device" when this
+// LibTorch or machine has no such GPU.
+at::Device device_of(const TrainConfig& config) {
+  const at::Device device(config.device);
+  if (device.is_cpu()) return device;
+  SINKHORN_CHECK_ARG(at::hasCUDA(), "device",
+                     "'" << config.device << "' needs a GPU, and this LibTorch has no CUDA support or the machine "
+                         << "no GPU (train, or resume, with device cpu)");
+  const int gpus = at::detail::getCUDAHooks().deviceCount();
+  SINKHORN_CHECK_ARG(!device.has_index() || device.index() < gpus, "device",
+                     "'" << config.device << "': this machine has " << gpus << " GPU(s)");
+  return device;
+}
+
 // What a step's critic updates change: the critic, its optimiser, and the generator's buffers
 // (batch norm's running statistics move as the critic's batches are generated in training mode).
 // Taken before the updates and put back when a stop request interrupts them, so that the
@@ -140,6 +174,8 @@ struct Trainer::State {
   Networks networks;
   std::unique_ptr<torch::optim::Optimizer> generator_optimizer, critic_optimizer;
   SinkhornOptions evaluation_options;
+  at::Device device{at::kCPU};
+  at::Tensor heldout;  // the data's held-out samples, on `device`
   int64_t step = 0;
   double seconds = 0;
   std::optional<RunFolder> folder;         // claimed once every check passed
@@ -160,12 +196,26 @@ struct Trainer::State {
     config.generator.sample_shape = data->sample_shape();
     config.critic.sample_shape = data->sample_shape();
     validate(config);
+    device = device_of(config);
     networks = build_networks(config);
     generator_optimizer = make_optimizer(config.optimizer, networks.generator->parameters(), config.learning_rate);
     if (networks.critic) {
       critic_optimizer = make_optimizer(config.optimizer, networks.critic->parameters(), config.critic_learning_rate);
     }
     evaluation_options.blur = config.eval_blur;
+  }
+
+  // Networks are built (from the seed, on the CPU: the same weights on any device) and checkpoints
+  // read on the CPU; this moves them, with their optimisers' state, to the run's device. Module::to
+  // keeps each parameter's identity (set_data), which the optimisers' state is keyed by.
+  void move_to_device() {
+    networks.generator->to(device);
+    move_state(*generator_optimizer, device);
+    if (networks.critic) {
+      networks.critic->to(device);
+      move_state(*critic_optimizer, device);
+    }
+    heldout = data->heldout().to(device);
   }
 
   std::string path(const std::string& name) const { return folder->file(name); }
@@ -285,7 +335,7 @@ struct Trainer::State {
   // Always from the same latent draws, so that evaluations differ only by the generator.
   at::Tensor evaluation_samples() {
     at::Generator generator = generator_for(config.seed, kEvaluationStream);
-    return generate(networks.generator->sample_latent(config.eval_samples, generator));
+    return generate(networks.generator->sample_latent(config.eval_samples, generator).to(device));
   }
 
   Evaluation evaluate(const at::Tensor& samples) {
@@ -296,10 +346,10 @@ struct Trainer::State {
     }
     torch::NoGradGuard no_grad;
     evaluation.divergence =
-        divergence(samples.flatten(1), data->heldout().flatten(1), evaluation_options).item<double>();
+        divergence(samples.flatten(1), heldout.flatten(1), evaluation_options).item<double>();
     const ToyModes modes = toy_modes(config.data.name);
     if (modes.centres.defined()) {
-      const ModeCoverage coverage = mode_coverage(modes, samples);
+      const ModeCoverage coverage = mode_coverage(modes, samples.to(at::kCPU));
       evaluation.modes_covered = coverage.covered;
       evaluation.modes = coverage.modes;
       evaluation.high_quality_fraction = coverage.high_quality_fraction;
@@ -311,7 +361,7 @@ struct Trainer::State {
     if (data->is_image()) {
       write_samples_picture(path("samples_" + tag + ".png"), samples.narrow(0, 0, std::min<int64_t>(64, samples.size(0))));
       if (config.generator.latent_dim == 2) {
-        const at::Tensor lattice = generate(networks.generator->latent_lattice(kLatticeRows));
+        const at::Tensor lattice = generate(networks.generator->latent_lattice(kLatticeRows).to(device));
         write_lattice_picture(path("latent_grid_" + tag + ".png"), lattice, kLatticeRows);
       }
     } else {
@@ -325,9 +375,9 @@ struct Trainer::State {
     at::Tensor generated;
     {
       torch::NoGradGuard no_grad;
-      generated = networks.generator->forward(networks.generator->sample_latent(batch, generator));
+      generated = networks.generator->forward(networks.generator->sample_latent(batch, generator).to(device));
     }
-    const at::Tensor real = data->sample(batch, generator);
+    const at::Tensor real = data->sample(batch, generator).to(device);
     const at::Tensor value = loss(generated, real);
     if (!all_finite(value)) return std::nan("");
     critic_optimizer->zero_grad();
@@ -351,6 +401,7 @@ Trainer Trainer::start(TrainConfig config, bool overwrite) {
   if (!config.data.path.empty()) config.data.path = std::filesystem::absolute(config.data.path).lexically_normal().string();
   // Settings, data and networks first: a bad setting leaves the folder untouched.
   auto state = std::make_unique<State>(std::move(config));
+  state->move_to_device();
   state->folder.emplace(RunFolder::for_new_run(state->config.out_dir, overwrite));
   state->replaces_old_run = state->folder->staging();
   state->repairs = state->folder->repairs();
@@ -388,9 +439,11 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
     config.steps = *overrides.steps;
   }
   if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
+  if (overrides.device) config.device = *overrides.device;
   validate(config);  // names learning_rate or steps: the saved settings passed Checkpoint::read
   auto state = std::make_unique<State>(std::move(config), &checkpoint);
   state->load_checkpoint(checkpoint);
+  state->move_to_device();
   const MetricsResume metrics = plan_metrics_resume(out_dir + "/metrics.csv", state->step);
 
   state->folder.emplace(std::move(folder));
@@ -454,9 +507,11 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
       }
       report.critic_loss = critic_value;
     }
-    const at::Tensor generated = networks.generator->forward(networks.generator->sample_latent(config.batch_size, generator));
+    // Drawn on the CPU, then moved: the same latents and batches on any device.
+    const at::Tensor generated =
+        networks.generator->forward(networks.generator->sample_latent(config.batch_size, generator).to(device));
     if (!all_finite(generated)) return stopped_by_non_finite(next, "the generator produced non-finite samples");
-    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator));
+    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator).to(device));
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
@@ -509,8 +564,8 @@ const std::vector<std::string>& Trainer::repairs() const { return state_->repair
 
 std::vector<at::Tensor> Trainer::generator_state() const {
   std::vector<at::Tensor> tensors;
-  for (const auto& parameter : state_->networks.generator->parameters()) tensors.push_back(parameter.detach().clone());
-  for (const auto& buffer : state_->networks.generator->buffers()) tensors.push_back(buffer.detach().clone());
+  for (const auto& parameter : state_->networks.generator->parameters()) tensors.push_back(parameter.detach().to(at::kCPU).clone());
+  for (const auto& buffer : state_->networks.generator->buffers()) tensors.push_back(buffer.detach().to(at::kCPU).clone());
   return tensors;
 }
 

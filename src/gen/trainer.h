@@ -68,6 +68,10 @@ struct ResumeOverrides {
   std::optional<int64_t> steps;
   /// A new generator learning rate, e.g. a smaller one after a non-finite stop.
   std::optional<double> learning_rate;
+  /// Another device to continue on ("cpu", "cuda", "cuda:K"); unset: the one the run was saved with.
+  /// The checkpoint is read onto the CPU and moved, so a run saved on a GPU continues on a CPU.
+  /// (Initialised, so that the older two-field braces {steps, learning_rate} stay warning-free.)
+  std::optional<std::string> device = std::nullopt;
 };
 
 class Trainer {
@@ -100,7 +104,7 @@ class Trainer {
   const TrainConfig& config() const;
   /// The last finished step.
   int64_t step() const;
-  /// Copies of the generator's parameters and buffers, in registration order (for comparisons).
+  /// CPU copies of the generator's parameters and buffers, in registration order (for comparisons).
   std::vector<at::Tensor> generator_state() const;
   /// What start() or resume() repaired in the run folder (a commit cut short, a metrics.csv row
   /// cut short), one line each.

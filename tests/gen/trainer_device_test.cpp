@@ -1,0 +1,157 @@
+// The trainer on a GPU (config.device): networks, optimiser state, batches and the loss on the
+// device, checkpoints readable on any device. The GPU tests skip on a machine without one; the
+// refusals and the config's device setting are checked everywhere.
+#include <ATen/Context.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+
+#include "gen/checkpoint.h"
+#include "gen/gen_test_support.h"
+#include "gen/saved_generator.h"
+#include "gen/small_runs.h"
+#include "gen/trainer.h"
+#include "io/file_bytes.h"
+#include "sinkhorn/error.h"
+
+namespace sinkhorn::gen {
+namespace {
+
+using testing::ScratchFolder;
+using testing::small_run;
+
+#define SKIP_WITHOUT_GPU() \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)"
+
+// Runs `trainer` to its end; every step's loss must be finite, and the run must finish.
+void run_to_the_end(Trainer& trainer) {
+  const TrainOutcome outcome = trainer.run([](const StepReport& r) {
+    EXPECT_TRUE(std::isfinite(r.loss)) << "step " << r.step;
+    if (r.critic_loss) EXPECT_TRUE(std::isfinite(*r.critic_loss)) << "step " << r.step;
+  });
+  ASSERT_EQ(outcome.status, TrainStatus::finished) << outcome.message;
+  ASSERT_TRUE(outcome.evaluation.has_value());
+  EXPECT_TRUE(std::isfinite(outcome.evaluation->divergence));
+}
+
+void expect_finite_cpu_state(const Trainer& trainer) {
+  for (const at::Tensor& tensor : trainer.generator_state()) {
+    EXPECT_TRUE(tensor.device().is_cpu());
+    EXPECT_TRUE(tensor.isfinite().all().item<bool>());
+  }
+}
+
+TEST(TrainerDevice, TheDeviceIsASettingThatOldConfigsReadAsCpu) {
+  TrainConfig c = small_run("/tmp/x");
+  EXPECT_EQ(c.device, "cpu");
+  c.device = "cuda:1";
+  EXPECT_EQ(train_config_from_json(to_json(c)).device, "cuda:1");
+  // A config.json or checkpoint written before the setting existed: a CPU run.
+  nlohmann::json old = nlohmann::json::parse(to_json(small_run("/tmp/x")));
+  ASSERT_EQ(old.erase("device"), 1u);
+  const std::string json = old.dump();
+  EXPECT_EQ(train_config_from_json(json).device, "cpu");
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "CUDA", "cuda:0:1", ""}) {
+    c.device = bad;
+    try {
+      validate(c);
+      ADD_FAILURE() << "'" << bad << "' accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.argument(), "device") << bad;
+    }
+  }
+  for (const char* good : {"cpu", "cuda", "cuda:0", "cuda:12"}) EXPECT_TRUE(is_device_name(good)) << good;
+}
+
+TEST(TrainerDevice, AGpuRunOnAMachineWithoutOneIsRefusedBeforeTheFolderIsTouched) {
+  if (at::hasCUDA()) GTEST_SKIP() << "this machine has a GPU";
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.device = "cuda";
+  try {
+    Trainer::start(c, false);
+    FAIL() << "a CUDA run started without a GPU";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.argument(), "device") << error.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(folder.file("run")));
+  // A CPU run saved, then resumed on a GPU this machine lacks: refused, the run untouched.
+  TrainConfig cpu = small_run(folder.file("cpu"));
+  cpu.steps = 2;
+  ASSERT_EQ(Trainer::start(cpu, false).run().status, TrainStatus::finished);
+  ResumeOverrides overrides;
+  overrides.steps = 4;
+  overrides.device = "cuda";
+  EXPECT_THROW(Trainer::resume(folder.file("cpu"), overrides), Error);
+  EXPECT_EQ(Checkpoint::read(folder.file("cpu/checkpoint.pt"), "x").step(), 2);
+}
+
+TEST(TrainerDevice, ARing8RunOnTheGpuResumesOnTheCpuAndBack) {
+  SKIP_WITHOUT_GPU();
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.device = "cuda";
+  c.steps = 4;
+  c.sample_every = 2;  // pictures from device tensors
+  Trainer gpu = Trainer::start(c, false);
+  run_to_the_end(gpu);
+  expect_finite_cpu_state(gpu);
+  EXPECT_TRUE(io::path_exists(folder.file("run/scatter_final.png")));
+  EXPECT_EQ(Checkpoint::read(folder.file("run/checkpoint.pt"), "x").config().device, "cuda");
+
+  // The checkpoint written on the GPU continues on the CPU...
+  ResumeOverrides to_cpu;
+  to_cpu.steps = 8;
+  to_cpu.device = "cpu";
+  Trainer cpu = Trainer::resume(folder.file("run"), to_cpu);
+  EXPECT_EQ(cpu.step(), 4);
+  EXPECT_EQ(cpu.config().device, "cpu");
+  // ... from exactly the weights the GPU run ended with.
+  const std::vector<at::Tensor> saved = gpu.generator_state(), loaded = cpu.generator_state();
+  ASSERT_EQ(saved.size(), loaded.size());
+  for (size_t k = 0; k < saved.size(); ++k) EXPECT_TRUE(saved[k].equal(loaded[k])) << "tensor " << k;
+  run_to_the_end(cpu);
+  EXPECT_EQ(cpu.step(), 8);
+
+  // ... and a CPU checkpoint (with Adam's state) continues on the GPU again.
+  ResumeOverrides to_gpu;
+  to_gpu.steps = 10;
+  to_gpu.device = "cuda:0";
+  Trainer again = Trainer::resume(folder.file("run"), to_gpu);
+  run_to_the_end(again);
+  expect_finite_cpu_state(again);
+
+  // The saved generator samples on either device.
+  SavedGenerator on_cpu = SavedGenerator::load(folder.file("run"));
+  SavedGenerator on_gpu = SavedGenerator::load(folder.file("run"), at::Device("cuda"));
+  const at::Tensor a = on_cpu.sample(50, 3), b = on_gpu.sample(50, 3);
+  EXPECT_TRUE(b.is_cuda());
+  EXPECT_TRUE(at::allclose(a, b.cpu(), 1e-4, 1e-4));
+}
+
+TEST(TrainerDevice, ALearnedCostRunWithRmspropOnTheGpuResumesOnTheCpu) {
+  SKIP_WITHOUT_GPU();
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.device = "cuda";
+  c.cost = "learned";
+  c.critic.architecture = "mlp";
+  c.critic.feature_dim = 4;
+  c.critic.width = 16;
+  c.critic_steps = 2;
+  c.optimizer = "rmsprop";
+  c.steps = 3;
+  Trainer gpu = Trainer::start(c, false);
+  run_to_the_end(gpu);
+  ResumeOverrides to_cpu;
+  to_cpu.steps = 5;
+  to_cpu.device = "cpu";
+  Trainer cpu = Trainer::resume(folder.file("run"), to_cpu);
+  run_to_the_end(cpu);
+  expect_finite_cpu_state(cpu);
+}
+
+}  // namespace
+}  // namespace sinkhorn::gen
