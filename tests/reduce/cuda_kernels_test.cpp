@@ -106,8 +106,10 @@ TEST(CudaOnlineKernels, MatchTheDoubleReference) {
       for (const int64_t d : {1, 2, 3, 4, 5, 8, 17, 64, 784}) {
         for (const int p : {1, 2}) {
           for (const Reduction r : kReductions) {
+            // float32 pair terms carry about u C / eps of rounding, and C grows like D here.
+            const double tolerance = 1e-5 * std::max(1.0, d / 64.0);
             for (const bool generic : {false, true}) {
-              compare_with_reference<float>({1, n, m, d, p, r, generic}, 1e-5);
+              compare_with_reference<float>({1, n, m, d, p, r, generic}, tolerance);
             }
             compare_with_reference<double>({1, n, m, d, p, r}, 1e-12);
           }

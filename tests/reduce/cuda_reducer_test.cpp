@@ -120,8 +120,9 @@ void compare_solve(const SolveCase& c) {
   const std::vector<int64_t> xs = c.batch > 1 ? std::vector<int64_t>{c.batch, 150, c.d} : std::vector<int64_t>{150, c.d};
   const std::vector<int64_t> ys = c.batch > 1 ? std::vector<int64_t>{c.batch, 230, c.d} : std::vector<int64_t>{230, c.d};
   const at::Tensor x = at::randn(xs, at::kDouble), y = at::randn(ys, at::kDouble) + 0.5;
-  const at::Tensor a = at::rand(std::vector<int64_t>(xs.begin(), xs.end() - 1), at::kDouble) + 0.1;
-  const at::Tensor b = at::rand(std::vector<int64_t>(ys.begin(), ys.end() - 1), at::kDouble) + 0.1;
+  at::Tensor a = at::rand(std::vector<int64_t>(xs.begin(), xs.end() - 1), at::kDouble) + 0.1;
+  at::Tensor b = at::rand(std::vector<int64_t>(ys.begin(), ys.end() - 1), at::kDouble) + 0.1;
+  a = a / a.sum(-1, true), b = b / b.sum(-1, true);  // balanced: equal masses
   SinkhornOptions options;
   options.p = c.p;
   options.blur = 0.1;

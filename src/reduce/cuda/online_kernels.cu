@@ -206,10 +206,10 @@ void launch_fast(const CudaProblem<float>& problem) {
   using Shape = FastShape<DIM>;
   const auto stream = static_cast<cudaStream_t>(problem.stream);
   const int64_t row_blocks = (problem.n + kFastThreads - 1) / kFastThreads;
-  // Few rows leave most multiprocessors idle: split the columns so that about four blocks per
+  // Few rows leave most multiprocessors idle: split the columns so that about eight blocks per
   // multiprocessor run, each split a whole number of tiles, then merge the partial sums.
   const int64_t blocks = row_blocks * problem.batch;
-  const int64_t wanted = 4 * static_cast<int64_t>(multiprocessors());
+  const int64_t wanted = 8 * static_cast<int64_t>(multiprocessors());
   const int64_t tiles = (problem.m + Shape::tile - 1) / Shape::tile;
   const int64_t splits = std::clamp<int64_t>((wanted + blocks - 1) / blocks, 1, std::min<int64_t>(tiles, 65535));
   const int64_t split_columns = (tiles + splits - 1) / splits * Shape::tile;
