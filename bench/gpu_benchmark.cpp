@@ -301,9 +301,8 @@ int main(int argc, char** argv) {
                         reference ? gradient_error(theirs.gradient, exact.gradient) : NAN, theirs.sweeps});
       }
       if (reference) rows.push_back({n, d, "ours float64", exact.backend, exact.seconds, exact.value, 0, 0, exact.sweeps});
-      const Row& last = rows[rows.size() - (reference ? 2 : 1)];
       std::printf("N = M = %lld, D = %lld: ours %.3g s (%d sweeps, %s), value %.8g\n", static_cast<long long>(n),
-                  static_cast<long long>(d), last.seconds, last.sweeps, last.backend.c_str(), last.value);
+                  static_cast<long long>(d), mine.seconds, mine.sweeps, mine.backend.c_str(), mine.value);
       std::fflush(stdout);
       } catch (const std::exception& failure) {
         std::printf("N = M = %lld, D = %lld failed: %s\n", static_cast<long long>(n), static_cast<long long>(d), failure.what());

@@ -11,6 +11,8 @@
 # writing logs and tables into RESULTS_DIR. A failing step is recorded in RESULTS_DIR/steps.txt and
 # the next one still runs: whatever was measured comes back.
 # Usage: scripts/gpu/check.sh RESULTS_DIR
+# Through the device tool (at most 8 files come back): carry .gpu-deps and run
+#   timeout 465 bash scripts/gpu/check.sh /tmp/res; tar czf $OUT/res.tgz -C /tmp res
 set -uo pipefail
 results="${1:?usage: scripts/gpu/check.sh RESULTS_DIR}"
 mkdir -p "$results"
@@ -67,7 +69,8 @@ grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E 
 # The kernels first (minutes of checks), then the numbers, then the rest of the tests.
 step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
   --gtest_output="xml:$results/cuda-kernel-tests.xml"
-step gpu-benchmark 240 "$build/sinkhorn_gpu_benchmark" --out "$results"
+# 10^6 points take minutes (130 s for the 3-D divergence on an H200): only with SINKHORN_GPU_LARGE=1.
+step gpu-benchmark 200 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
 step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
   --gtest_output="xml:$results/cuda-solve-tests.xml"
 step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*' \

@@ -29,7 +29,9 @@ using testing::small_run;
 void run_to_the_end(Trainer& trainer) {
   const TrainOutcome outcome = trainer.run([](const StepReport& r) {
     EXPECT_TRUE(std::isfinite(r.loss)) << "step " << r.step;
-    if (r.critic_loss) EXPECT_TRUE(std::isfinite(*r.critic_loss)) << "step " << r.step;
+    if (r.critic_loss) {
+      EXPECT_TRUE(std::isfinite(*r.critic_loss)) << "step " << r.step;
+    }
   });
   ASSERT_EQ(outcome.status, TrainStatus::finished) << outcome.message;
   ASSERT_TRUE(outcome.evaluation.has_value());
@@ -95,33 +97,42 @@ TEST(TrainerDevice, ARing8RunOnTheGpuResumesOnTheCpuAndBack) {
   c.device = "cuda";
   c.steps = 4;
   c.sample_every = 2;  // pictures from device tensors
-  Trainer gpu = Trainer::start(c, false);
-  run_to_the_end(gpu);
-  expect_finite_cpu_state(gpu);
+  // Each trainer holds the run folder's lock until it is destroyed: one at a time.
+  std::vector<at::Tensor> saved;
+  {
+    Trainer gpu = Trainer::start(c, false);
+    run_to_the_end(gpu);
+    expect_finite_cpu_state(gpu);
+    saved = gpu.generator_state();
+  }
   EXPECT_TRUE(io::path_exists(folder.file("run/scatter_final.png")));
   EXPECT_EQ(Checkpoint::read(folder.file("run/checkpoint.pt"), "x").config().device, "cuda");
 
   // The checkpoint written on the GPU continues on the CPU...
-  ResumeOverrides to_cpu;
-  to_cpu.steps = 8;
-  to_cpu.device = "cpu";
-  Trainer cpu = Trainer::resume(folder.file("run"), to_cpu);
-  EXPECT_EQ(cpu.step(), 4);
-  EXPECT_EQ(cpu.config().device, "cpu");
-  // ... from exactly the weights the GPU run ended with.
-  const std::vector<at::Tensor> saved = gpu.generator_state(), loaded = cpu.generator_state();
-  ASSERT_EQ(saved.size(), loaded.size());
-  for (size_t k = 0; k < saved.size(); ++k) EXPECT_TRUE(saved[k].equal(loaded[k])) << "tensor " << k;
-  run_to_the_end(cpu);
-  EXPECT_EQ(cpu.step(), 8);
+  {
+    ResumeOverrides to_cpu;
+    to_cpu.steps = 8;
+    to_cpu.device = "cpu";
+    Trainer cpu = Trainer::resume(folder.file("run"), to_cpu);
+    EXPECT_EQ(cpu.step(), 4);
+    EXPECT_EQ(cpu.config().device, "cpu");
+    // ... from exactly the weights the GPU run ended with.
+    const std::vector<at::Tensor> loaded = cpu.generator_state();
+    ASSERT_EQ(saved.size(), loaded.size());
+    for (size_t k = 0; k < saved.size(); ++k) EXPECT_TRUE(saved[k].equal(loaded[k])) << "tensor " << k;
+    run_to_the_end(cpu);
+    EXPECT_EQ(cpu.step(), 8);
+  }
 
   // ... and a CPU checkpoint (with Adam's state) continues on the GPU again.
-  ResumeOverrides to_gpu;
-  to_gpu.steps = 10;
-  to_gpu.device = "cuda:0";
-  Trainer again = Trainer::resume(folder.file("run"), to_gpu);
-  run_to_the_end(again);
-  expect_finite_cpu_state(again);
+  {
+    ResumeOverrides to_gpu;
+    to_gpu.steps = 10;
+    to_gpu.device = "cuda:0";
+    Trainer again = Trainer::resume(folder.file("run"), to_gpu);
+    run_to_the_end(again);
+    expect_finite_cpu_state(again);
+  }
 
   // The saved generator samples on either device.
   SavedGenerator on_cpu = SavedGenerator::load(folder.file("run"));
@@ -143,8 +154,10 @@ TEST(TrainerDevice, ALearnedCostRunWithRmspropOnTheGpuResumesOnTheCpu) {
   c.critic_steps = 2;
   c.optimizer = "rmsprop";
   c.steps = 3;
-  Trainer gpu = Trainer::start(c, false);
-  run_to_the_end(gpu);
+  {
+    Trainer gpu = Trainer::start(c, false);  // releases the run folder's lock at the end of the block
+    run_to_the_end(gpu);
+  }
   ResumeOverrides to_cpu;
   to_cpu.steps = 5;
   to_cpu.device = "cpu";

@@ -269,14 +269,17 @@ int tile_columns(int64_t d) {
   return static_cast<int>(fit < 1 ? 1 : (fit > kThreads ? kThreads : fit));
 }
 
+// The squared distance summed in double: at large D (MNIST's 784) a float32 sum of D squares
+// carries about sqrt(D) u C of rounding, which 1/eps turns into percent-level weight errors
+// (measured on an H200: 1e-3 relative gradient errors at D = 784, eps = 0.5).
 template <typename T>
 __device__ T pair_cost(const T* __restrict__ xi, const T* __restrict__ yj, int64_t d, int p) {
-  T squared = 0;
+  double squared = 0;
   for (int64_t k = 0; k < d; ++k) {
-    const T diff = xi[k] - yj[k];
+    const double diff = static_cast<double>(xi[k] - yj[k]);
     squared += diff * diff;
   }
-  return p == 2 ? squared / T(2) : sqrt(squared);
+  return static_cast<T>(p == 2 ? squared / 2 : sqrt(squared));
 }
 
 template <typename T>

@@ -22,13 +22,17 @@ class CostCache {
   explicit CostCache(int p) : p_(p) {}
 
   at::Tensor cost(const at::Tensor& x, const at::Tensor& y) {
-    at::Tensor cost;
     for (const Entry& entry : entries_) {
       if (entry.matches(x, y)) return entry.cost;
+    }
+    at::Tensor cost;
+    for (const Entry& entry : entries_) {
       if (entry.matches(y, x)) {
-        // The GPU's dense softmin reads rows: there the transpose is stored as its own entry.
+        // The GPU's dense softmin reads rows: there the transpose is stored as its own entry
+        // (copied once; searching for it after the exact match keeps it from being copied again).
         if (!x.is_cuda()) return entry.cost.transpose(1, 2);
         cost = entry.cost.transpose(1, 2).contiguous();
+        break;
       }
     }
     if (!cost.defined()) cost = cost_matrix(x, y, p_);
