@@ -45,12 +45,14 @@ enum class GradientMode {
 /// Which reduction backend runs the softmin reductions.
 enum class Backend {
   /// Picks by size and device: on the CPU multiscale for large clouds with D <= 3, online
-  /// otherwise, tensorized for small high-dimensional clouds; tensorized off the CPU and for
-  /// autograd (unrolled gradients).
+  /// otherwise, tensorized for small high-dimensional clouds; on CUDA tensors online below D = 16,
+  /// tensorized (stored matrices) from D = 16 up to 2^27 pairs; tensorized on other devices and
+  /// for autograd (unrolled gradients).
   automatic,
   /// Dense ATen operations on any device LibTorch supports; memory O(N M).
   tensorized,
-  /// Streaming SIMD + OpenMP kernels on the CPU; memory O(N + M D). Envelope gradients only.
+  /// Streaming kernels, memory O(N + M D): SIMD + OpenMP on the CPU, CUDA on GPU tensors (when
+  /// built with nvcc and a CUDA LibTorch). Envelope gradients only.
   online,
   /// The online kernels with kernel truncation and a coarse-to-fine start on grid clusters
   /// (Schmitzer 2019): sub-quadratic for large low-dimensional clouds (D <= 3). CPU, envelope only.
