@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/command_test_support.h"
 #include "cli.h"
 #include "gen/checkpoint.h"
 #include "gen/gen_test_support.h"
@@ -20,28 +21,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class DeviceOption : public ::testing::Test {
+class DeviceOption : public CommandTest {
  protected:
-  int run_command(const std::vector<std::string>& args) {
-    out.str("");
-    err.str("");
-    return run(args, out, err);
-  }
-  std::string path(const std::string& name) const { return (directory / name).string(); }
-
   std::vector<std::string> quick_train(const std::string& folder, int steps, const std::string& device) const {
-    return {"train", "--steps", std::to_string(steps), "--out", path(folder), "--batch-size", "32", "--hidden", "16",
-            "--eval-samples", "100", "--heldout", "100", "--blur", "0.3", "--eval-every", "2", "--threads", "1",
-            "--device", device};
+    std::vector<std::string> args = CommandTest::quick_train(folder, steps);
+    args.insert(args.end(), {"--device", device});
+    return args;
   }
 
   // Exit status 2 and one line, "sinkhorn <command>: error: --device ...".
   void expect_device_error(const std::vector<std::string>& args, const std::string& fragment) {
-    EXPECT_EQ(run_command(args), 2) << err.str();
-    const std::string text = err.str();
-    EXPECT_EQ(text.rfind("sinkhorn " + args[0] + ": error: --device", 0), 0u) << text;
-    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
-    EXPECT_NE(text.find(fragment), std::string::npos) << text;
+    expect_error(args, fragment);
+    EXPECT_EQ(err.str().rfind("sinkhorn " + args[0] + ": error: --device", 0), 0u) << err.str();
   }
 
   // The metrics.csv loss column: every row after step 0 holds a finite loss.
@@ -60,9 +51,6 @@ class DeviceOption : public ::testing::Test {
     EXPECT_EQ(seen, rows);
   }
 
-  sinkhorn::testing::ScratchFolder scratch;
-  fs::path directory{scratch.path()};
-  std::ostringstream out, err;
 };
 
 TEST_F(DeviceOption, BadNamesAreRefusedNamingTheOption) {
