@@ -155,6 +155,7 @@ std::string number(double v, int precision = 3) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto run_start = Clock::now();
   std::string out_dir = ".";
   bool quick = false;
   int64_t max_n = 1000000;  // --max-n: leave out the larger sizes (the 10^6 solve takes minutes)
@@ -277,13 +278,34 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  // The divergence grid.
+  // The divergence grid, the small sizes first: each row is printed (and appended to
+  // divergence_rows.md) as soon as it is measured, so a run cut short still reports what it did.
   std::vector<Row> rows;
-  for (const int64_t d : {3, 64}) {
-    for (const int64_t n : {int64_t{10000} / scale, int64_t{100000} / scale, int64_t{1000000} / scale}) {
-      if (n > max_n) continue;
-      if (n >= 1000000 / scale && d == 64 && !quick) continue;  // 6 s per sweep: one sweep is measured above
-      try {
+  const std::string table_header =
+      "| N = M | D | method | backend | seconds (value + gradient) | sweeps | S_eps | rel. error of S_eps | rel. error of grad |\n"
+      "|---|---|---|---|---|---|---|---|---|\n";
+  const auto table_row = [](const Row& r) {
+    std::ostringstream line;
+    line << "| " << r.n << " | " << r.d << " | " << r.method << " | " << r.backend << " | " << number(r.seconds, 4)
+         << " | " << r.sweeps << " | " << number(r.value, 8) << " | " << number(r.value_error, 2) << " | "
+         << number(r.gradient_error, 2) << " |\n";
+    return line.str();
+  };
+  std::ofstream(out_dir + "/divergence_rows.md") << table_header;
+  const auto record = [&](const Row& r) {
+    rows.push_back(r);
+    std::ofstream(out_dir + "/divergence_rows.md", std::ios::app) << table_row(r);
+    std::printf("%s", table_row(r).c_str());
+    std::fflush(stdout);
+  };
+  const std::vector<std::pair<int64_t, int64_t>> grid = {
+      {10000 / scale, 3}, {10000 / scale, 64}, {100000 / scale, 3}, {100000 / scale, 64}, {1000000 / scale, 3}};
+  for (const auto& [n, d] : grid) {
+    if (n > max_n) continue;
+    std::printf("N = M = %lld, D = %lld: starting at %.0f s\n", static_cast<long long>(n), static_cast<long long>(d),
+                seconds_since(run_start));
+    std::fflush(stdout);
+    try {
       const auto [x, y] = clouds(n, d, 1);
       // A float64 reference where it fits in the run (the float64 kernels are ~30x slower).
       const bool reference = n <= 10000 || (d == 3 && n <= 100000);
@@ -291,32 +313,23 @@ int main(int argc, char** argv) {
       if (reference) exact = ours(x, y, at::kDouble, 1e-7);
       ours(x.narrow(0, 0, std::min<int64_t>(n, 1000)), y.narrow(0, 0, std::min<int64_t>(n, 1000)), at::kFloat, 1e-4);  // warm-up
       const Outcome mine = ours(x, y, at::kFloat, 1e-4);
-      rows.push_back({n, d, "ours float32", mine.backend, mine.seconds, mine.value,
-                      reference ? relative_error(mine.value, exact.value) : NAN,
-                      reference ? gradient_error(mine.gradient, exact.gradient) : NAN, mine.sweeps});
+      record({n, d, "ours float32", mine.backend, mine.seconds, mine.value,
+              reference ? relative_error(mine.value, exact.value) : NAN,
+              reference ? gradient_error(mine.gradient, exact.gradient) : NAN, mine.sweeps});
       if (n <= 10000) {  // 3 matrices of N^2 floats and autograd's copies: 10^5 would need > 140 GB
         const Outcome theirs = dense(x, y, at::kFloat);
-        rows.push_back({n, d, "dense ATen float32", theirs.backend, theirs.seconds, theirs.value,
-                        reference ? relative_error(theirs.value, exact.value) : NAN,
-                        reference ? gradient_error(theirs.gradient, exact.gradient) : NAN, theirs.sweeps});
+        record({n, d, "dense ATen float32", theirs.backend, theirs.seconds, theirs.value,
+                reference ? relative_error(theirs.value, exact.value) : NAN,
+                reference ? gradient_error(theirs.gradient, exact.gradient) : NAN, theirs.sweeps});
       }
-      if (reference) rows.push_back({n, d, "ours float64", exact.backend, exact.seconds, exact.value, 0, 0, exact.sweeps});
-      std::printf("N = M = %lld, D = %lld: ours %.3g s (%d sweeps, %s), value %.8g\n", static_cast<long long>(n),
-                  static_cast<long long>(d), mine.seconds, mine.sweeps, mine.backend.c_str(), mine.value);
-      std::fflush(stdout);
-      } catch (const std::exception& failure) {
-        std::printf("N = M = %lld, D = %lld failed: %s\n", static_cast<long long>(n), static_cast<long long>(d), failure.what());
-      }
+      if (reference) record({n, d, "ours float64", exact.backend, exact.seconds, exact.value, 0, 0, exact.sweeps});
+    } catch (const std::exception& failure) {
+      std::printf("N = M = %lld, D = %lld failed: %s\n", static_cast<long long>(n), static_cast<long long>(d), failure.what());
     }
   }
-  std::printf("\n| N = M | D | method | backend | seconds (value + gradient) | sweeps | S_eps | rel. error of S_eps | rel. error of grad |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   json << "  \"divergence\": [\n";
   for (size_t k = 0; k < rows.size(); ++k) {
     const Row& r = rows[k];
-    std::printf("| %lld | %lld | %s | %s | %s | %d | %.8g | %s | %s |\n", static_cast<long long>(r.n),
-                static_cast<long long>(r.d), r.method.c_str(), r.backend.c_str(), number(r.seconds, 4).c_str(), r.sweeps,
-                r.value, number(r.value_error, 2).c_str(), number(r.gradient_error, 2).c_str());
     json << "    {\"n\": " << r.n << ", \"d\": " << r.d << ", \"method\": \"" << r.method << "\", \"backend\": \""
          << r.backend << "\", \"seconds\": " << r.seconds << ", \"sweeps\": " << r.sweeps << ", \"value\": " << r.value
          << ", \"value_error\": " << (std::isnan(r.value_error) ? std::string("null") : number(r.value_error, 4))

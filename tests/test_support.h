@@ -5,14 +5,26 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ftw.h>
+#include <stdio.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <string>
 #include <optional>
 #include <vector>
 
 namespace sinkhorn::testing {
+
+/// Removes a folder and everything under it (nothing when it is missing). Not
+/// std::filesystem::remove_all: the PyTorch wheel exports its own copy of that function, which
+/// jumps to address 0, and which copy a test binary binds to depends on the link order.
+inline void remove_tree(const std::string& path) {
+  ::nftw(
+      path.c_str(), [](const char* entry, const struct stat*, int, struct FTW*) { return ::remove(entry); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
 
 /// A dense cloud in doubles: n points of dimension d, row-major, with weights.
 struct DenseCloud {

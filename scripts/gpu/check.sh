@@ -70,11 +70,21 @@ grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E 
 step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
   --gtest_output="xml:$results/cuda-kernel-tests.xml"
 # 10^6 points take minutes (130 s for the 3-D divergence on an H200): only with SINKHORN_GPU_LARGE=1.
-step gpu-benchmark 200 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
+step gpu-benchmark 180 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
 step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
   --gtest_output="xml:$results/cuda-solve-tests.xml"
-step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*' \
+step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*:TrainerDevice.*:DeviceOption.*' \
   --gtest_output="xml:$results/cuda-training-tests.xml"
+# Which libraries the test binary binds to first (libstdc++ must precede libtorch: the wheel's copy
+# of std::filesystem::remove_all jumps to address 0), and a backtrace of the in-process CLI on CUDA
+# should it still crash.
+{
+  readelf -d "$build/tests/sinkhorn_tests" | grep NEEDED
+  if command -v gdb >/dev/null; then
+    timeout 60 gdb -batch -ex run -ex bt -ex 'x/8a $sp' --args "$build/tests/sinkhorn_tests" \
+      --gtest_filter='DivergenceCommand.*' 2>&1 | grep -v 'New Thread\|Cuda Driver\|Thread .* exited'
+  fi
+} >"$results/cli-in-process.log" 2>&1
 
 # The command line on CUDA.
 work="$(mktemp -d)"
@@ -84,7 +94,7 @@ r = np.random.default_rng(0)
 np.save('$work/x.npy', r.random((20000, 3), dtype=np.float32))
 np.save('$work/y.npy', (0.6 + 0.1 * r.standard_normal((20000, 3))).astype(np.float32))"
 step cli-divergence 60 bash -c "'$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cuda --json --grad-x '$work/gx.npy' && '$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cpu --threads $jobs --json"
-step cli-train-ring8 90 "$build/sinkhorn" train --data ring8 --device cuda --steps 300 --out "$work/ring8"
+step cli-train-ring8 60 "$build/sinkhorn" train --data ring8 --device cuda --steps 100 --out "$work/ring8"
 cp "$work/ring8/metrics.csv" "$results/train-ring8-metrics.csv" 2>/dev/null
 if [[ -d .gpu-deps/mnist ]]; then
   step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
@@ -92,4 +102,6 @@ if [[ -d .gpu-deps/mnist ]]; then
   step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
 fi
 rm -rf "$work"
+# Every other test of the suite on this machine (the CPU ones see a GPU beside them here).
+step all-tests 75 ctest --test-dir "$build" -j "$jobs" --timeout 60 --output-on-failure
 echo "total $((SECONDS - start)) s" | tee -a "$results/steps.txt"

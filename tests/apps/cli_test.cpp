@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "test_support.h"
 #include "io/array_io.h"
 #include "reduce/cost_matrix.h"
 #include "sinkhorn/divergence.h"
@@ -30,7 +31,7 @@ class DivergenceCommand : public ::testing::Test {
     x_path = save("x.npy", x);
     y_path = save("y.npy", y);
   }
-  void TearDown() override { std::filesystem::remove_all(directory); }
+  void TearDown() override { testing::remove_tree(directory.string()); }
 
   std::string save(const std::string& name, const at::Tensor& t) const {
     io::Array array;

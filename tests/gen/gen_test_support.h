@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
+
 namespace sinkhorn::testing {
 
 /// A fresh folder under /tmp, removed at the end of the test.
@@ -27,7 +29,7 @@ class ScratchFolder {
     char pattern[] = "/tmp/sinkhorn-test-XXXXXX";
     path_ = ::mkdtemp(pattern);
   }
-  ~ScratchFolder() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  ~ScratchFolder() { remove_tree(path_); }
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 

@@ -310,7 +310,7 @@ TEST(RunFolder, ProblemsAfterTheCommitPointAreWarningsNotAFailedRun) {
   // A new run there waits for the leftover to be moved away.
   const Error error = error_of([&] { Trainer::start(new_run, true); });
   EXPECT_NE(error.problem().find("holds files this program did not write"), std::string::npos) << error.what();
-  std::filesystem::remove_all(out + "/" + kCommittingFolder);
+  testing::remove_tree(out + "/" + kCommittingFolder);
   EXPECT_NO_THROW(Trainer::start(new_run, true));
 }
 

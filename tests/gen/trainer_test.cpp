@@ -436,7 +436,7 @@ TEST(Trainer, ResumeNamesTheCheckpointWhenItsSavedSettingsNoLongerWork) {
   std::filesystem::rename(folder.file("train-images-idx3-ubyte"), c.data.path + "/train-images-idx3-ubyte");
   c.steps = 1;
   ASSERT_EQ(Trainer::start(c, false).run().status, TrainStatus::finished);
-  std::filesystem::remove_all(c.data.path);
+  testing::remove_tree(c.data.path);
   try {
     Trainer::resume(folder.file("run"), {2, std::nullopt});
     FAIL() << "a resume whose data is gone should be refused";

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "sinkhorn/error.h"
+#include "test_support.h"
 
 namespace sinkhorn::io {
 namespace {
@@ -26,7 +27,7 @@ class ArrayIo : public ::testing::Test {
                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(directory);
   }
-  void TearDown() override { std::filesystem::remove_all(directory); }
+  void TearDown() override { testing::remove_tree(directory.string()); }
 
   std::string write(const std::string& name, const std::string& bytes) const {
     const std::string path = (directory / name).string();
