@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <random>
 
 #include "reduce/cpu/online_reducer.h"
@@ -111,11 +112,14 @@ struct SolveCase {
   int64_t d;
 };
 
-// One solve on the GPU against the same solve on the CPU in float64: value, potentials and the
-// gradients of x, y, a and b.
-void compare_solve(const SolveCase& c) {
-  SCOPED_TRACE(::testing::Message() << "backend " << to_string(c.backend) << " gradient " << to_string(c.gradient)
-                                    << " dtype " << c.dtype << " p " << c.p << " batch " << c.batch << " d " << c.d);
+// Balanced potentials are defined up to f + c, g - c (and so are the gradients in a and b, which
+// are potentials): they are compared after removing their mean; the value and the gradients in x
+// and y are unique and compared as they are.
+at::Tensor without_gauge(const at::Tensor& t) { return t - t.mean(-1, true); }
+
+// One solve on `device` in `dtype` against the same solve on the CPU in float64: value, potentials
+// and the gradients of x, y, a and b. Returns each quantity's relative gap.
+std::vector<double> solve_gaps(const SolveCase& c, at::Device device, at::ScalarType dtype) {
   at::manual_seed(3);
   const std::vector<int64_t> xs = c.batch > 1 ? std::vector<int64_t>{c.batch, 150, c.d} : std::vector<int64_t>{150, c.d};
   const std::vector<int64_t> ys = c.batch > 1 ? std::vector<int64_t>{c.batch, 230, c.d} : std::vector<int64_t>{230, c.d};
@@ -125,32 +129,50 @@ void compare_solve(const SolveCase& c) {
   a = a / a.sum(-1, true), b = b / b.sum(-1, true);  // balanced: equal masses
   SinkhornOptions options;
   options.p = c.p;
-  options.blur = 0.1;
+  // 0.1 in 3-D, and the same temperature relative to the typical cost in other dimensions.
+  options.blur = 0.1 * std::sqrt(c.d / 3.0);
   options.gradient = c.gradient;
-  options.tolerance = c.dtype == at::kDouble ? 1e-9 : 1e-5;
   if (c.gradient == GradientMode::unrolled) options.iterations = 30;  // the paper's fixed-L mode
-  const auto solve = [&](const at::Device device, at::ScalarType dtype, Backend backend) {
+  const auto solve = [&](const at::Device on, at::ScalarType type, Backend backend) {
     std::vector<at::Tensor> leaves;
-    for (const at::Tensor& t : {a, x, b, y}) leaves.push_back(t.detach().to(device, dtype, false, true).requires_grad_(true));
+    for (const at::Tensor& t : {a, x, b, y}) leaves.push_back(t.detach().to(on, type, false, true).requires_grad_(true));
     SinkhornOptions o = options;
     o.backend = backend;
+    o.tolerance = type == at::kDouble ? 1e-9 : 1e-5;
     DivergenceResult result = divergence_with_details(leaves[0], leaves[1], leaves[2], leaves[3], o);
     result.value.sum().backward();
-    std::vector<at::Tensor> out = {result.value.detach(), result.potentials.f_ab, result.potentials.g_ab};
+    std::vector<at::Tensor> out = {result.value.detach(), without_gauge(result.potentials.f_ab),
+                                   without_gauge(result.potentials.g_ab)};
     for (const at::Tensor& leaf : leaves) out.push_back(leaf.grad());
+    out[3] = without_gauge(out[3]), out[5] = without_gauge(out[5]);  // the gradients in a and b
+    for (const at::Tensor& t : out) {
+      EXPECT_EQ(t.device(), on);
+      EXPECT_EQ(t.scalar_type(), type);
+    }
     return std::make_pair(out, result.diagnostics.backend);
   };
   const auto [expected, cpu_backend] = solve(at::kCPU, at::kDouble, Backend::automatic);
-  const auto [got, gpu_backend] = solve(at::kCUDA, c.dtype, c.backend);
-  EXPECT_EQ(gpu_backend, to_string(resolve_backend(c.backend, at::empty({1, 1, c.d}, at::kCUDA), at::empty({1, 1, c.d}, at::kCUDA),
-                                                   c.gradient == GradientMode::unrolled)));
-  const double tolerance = c.dtype == at::kDouble ? 1e-6 : 2e-3;
+  const auto [got, backend] = solve(device, dtype, c.backend);
+  EXPECT_EQ(backend, to_string(resolve_backend(c.backend, at::empty({1, 1, c.d}, device), at::empty({1, 1, c.d}, device),
+                                               c.gradient == GradientMode::unrolled)));
+  std::vector<double> gaps;
+  for (size_t k = 0; k < expected.size(); ++k) gaps.push_back(relative_gap(got[k], expected[k], 1e-3));
+  return gaps;
+}
+
+// The GPU against the CPU's float64. In float32 the bar is the CPU's own float32 solve: its
+// tolerance is raised to the float32 floor (about 1.3e-3 here, docs/numerics.md), where the
+// potentials of these small clouds are 0.3-17% off and the gradients in x and y 0.3-1%, on
+// either device; the GPU may be no more than 3x further off than the CPU (or 2e-3).
+void compare_solve(const SolveCase& c) {
+  SCOPED_TRACE(::testing::Message() << "backend " << to_string(c.backend) << " gradient " << to_string(c.gradient)
+                                    << " dtype " << c.dtype << " p " << c.p << " batch " << c.batch << " d " << c.d);
+  const std::vector<double> gpu = solve_gaps(c, at::kCUDA, c.dtype);
+  const std::vector<double> cpu = c.dtype == at::kDouble ? std::vector<double>(gpu.size(), 0.0) : solve_gaps(c, at::kCPU, c.dtype);
   const char* names[] = {"value", "f_ab", "g_ab", "grad a", "grad x", "grad b", "grad y"};
-  for (size_t k = 0; k < expected.size(); ++k) {
-    ASSERT_TRUE(got[k].defined()) << names[k];
-    EXPECT_TRUE(got[k].is_cuda()) << names[k];
-    EXPECT_EQ(got[k].scalar_type(), c.dtype) << names[k];
-    EXPECT_LT(relative_gap(got[k], expected[k], 1e-3), tolerance) << names[k];
+  for (size_t k = 0; k < gpu.size(); ++k) {
+    const double tolerance = c.dtype == at::kDouble ? 1e-6 : std::max(2e-3, 3 * cpu[k]);
+    EXPECT_LT(gpu[k], tolerance) << names[k] << " (the CPU's float32 solve is " << cpu[k] << " off)";
   }
 }
 
