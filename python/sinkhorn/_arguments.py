@@ -1,0 +1,65 @@
+"""Input checks of the Python entry points: every problem is a ValueError naming the argument."""
+import numbers
+
+import torch
+
+_FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def fail(argument, problem):
+    raise ValueError(f"{argument}: {problem}")
+
+
+def check_points(name, points):
+    """x or y: a floating tensor (N, D) or (B, N, D)."""
+    if not isinstance(points, torch.Tensor):
+        fail(name, f"expected a torch.Tensor of points, got {type(points).__name__}")
+    if points.dim() not in (2, 3):
+        fail(name, f"expected shape (N, D) or (B, N, D), got {tuple(points.shape)}")
+    if points.dtype not in _FLOATING:
+        fail(name, f"expected a floating dtype (float32, float64, float16, bfloat16), got {points.dtype}")
+    return points
+
+
+def check_weights(name, weights, points, points_name):
+    """a or b: None (uniform), or (N,), (N, 1), (B, N), (B, N, 1) matching the points.
+
+    Returns the weights shaped for the library ((N,) or (B, N)), or None."""
+    if weights is None:
+        return None
+    if not isinstance(weights, torch.Tensor):
+        fail(name, f"expected a torch.Tensor of weights, got {type(weights).__name__}")
+    leading = tuple(points.shape[:-1])  # (N,) or (B, N)
+    if tuple(weights.shape) == leading:
+        return weights
+    if tuple(weights.shape) == leading + (1,):
+        return weights.squeeze(-1)
+    fail(name, f"expected shape {leading} or {leading + (1,)} to match {points_name} of shape "
+               f"{tuple(points.shape)}, got {tuple(weights.shape)}")
+
+
+def check_number(name, value, *, integer=False, optional=False):
+    if value is None and optional:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        fail(name, f"expected {'an integer' if integer else 'a number'}"
+                   f"{' or None' if optional else ''}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        fail(name, f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
+
+def check_pair(x, y):
+    if x.dim() != y.dim():
+        fail("y", f"has {y.dim()} dimensions where x has {x.dim()}: both (N, D) or both (B, N, D)")
+    if x.shape[-1] != y.shape[-1]:
+        fail("y", f"points of dimension {y.shape[-1]} where x has {x.shape[-1]}")
+    if x.dim() == 3 and x.shape[0] != y.shape[0]:
+        fail("y", f"batch of {y.shape[0]} where x has {x.shape[0]}")
+    if x.device != y.device:
+        fail("y", f"is on {y.device} where x is on {x.device}")

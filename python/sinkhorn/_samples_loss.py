@@ -1,0 +1,161 @@
+"""sinkhorn.SamplesLoss: GeomLoss 0.2.6's SamplesLoss, argument for argument, on this library."""
+import torch
+
+from ._arguments import check_number, fail
+from ._solve import checked_options, run
+
+_KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
+_TRANSPORT = ("sinkhorn", "primal", "ot")
+_LIBRARY_NAMES = {"divergence": "sinkhorn", "ot_eps": "sinkhorn"}
+
+
+class SamplesLoss(torch.nn.Module):
+    """A loss between weighted point clouds, with GeomLoss's signature and conventions.
+
+    SamplesLoss(loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
+                cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False,
+                verbose=False, backend="auto", *, tolerance=1e-4, max_iterations=1000,
+                iterations=None, gradient="auto")
+
+    loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
+        "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
+        paper's E_eps), "ot" (exact OT, small clouds), "gaussian_mixture" (MMD GAN's kernel).
+    p: cost |x - y|^p / p, p = 1 or 2. blur: eps = blur**p (the kernels' width for the kernel
+        losses). reach: unbalanced transport, rho = reach**p. diameter, scaling: eps-scaling from
+        diameter**p down to blur**p by scaling**p. cluster_scale: the multiscale backend's cells.
+    truncate: GeomLoss's multiscale truncation; only its default (5) or None: the multiscale
+        backend here bounds what it neglects itself. cost, kernel: only None (the built-in costs
+        and kernels); a callable or formula raises ValueError.
+    debias: see loss. potentials: return the pair (F, G) shaped like the weights instead of the
+        value, with GeomLoss's meaning: debiased F = f_ab - f_aa, G = g_ab - g_bb; else
+        F = f_ab, G = g_ab; for the kernel losses F = K_xx a - K_xy b, G = K_yy b - K_yx a.
+        They are detached. verbose: print the solver's diagnostics after each call.
+    backend: "auto", "tensorized", "online", "multiscale" (GeomLoss's names) or "reference".
+    This library's own options (keyword only): tolerance (the relative L1 marginal error to stop
+        at; GeomLoss stops after a fixed schedule), max_iterations (sweeps allowed at the final
+        eps), iterations (the paper's fixed-L mode: exactly L sweeps at eps), gradient ("auto",
+        "envelope" or "unrolled").
+
+    Call forms: loss(x, y) and loss(a, x, b, y); x (N, D) or (B, N, D); weights (N,), (N, 1),
+    (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
+    differentiable in x, y, a and b.
+    """
+
+    def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
+                 cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False, verbose=False,
+                 backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto"):
+        super().__init__()
+        if not isinstance(loss, str):
+            fail("loss", f"expected a name, got {loss!r}")
+        name = _LIBRARY_NAMES.get(loss, loss)
+        if name == "hausdorff":
+            fail("loss", "'hausdorff' is not supported by this library; use 'sinkhorn' (S_eps), or GeomLoss")
+        if name not in _TRANSPORT + _KERNELS:
+            fail("loss", f"must be one of {', '.join(repr(n) for n in _TRANSPORT + _KERNELS)}, got {loss!r}")
+        if loss == "ot_eps":
+            debias = False
+        if cost is not None:
+            fail("cost", "only None is supported (the built-in |x - y| for p = 1 and |x - y|^2 / 2 for p = 2); "
+                         "a callable or formula cost is not")
+        if kernel is not None:
+            fail("kernel", "only None is supported (the built-in kernel of the loss); a callable or formula "
+                           "kernel is not")
+        if truncate is not None and truncate != 5:
+            fail("truncate", f"only GeomLoss's default 5 or None is accepted, got {truncate!r}: the multiscale "
+                             "backend here bounds the mass its truncation neglects by itself")
+        for flag, value in (("debias", debias), ("potentials", potentials), ("verbose", verbose)):
+            if not isinstance(value, bool):
+                fail(flag, f"expected True or False, got {value!r}")
+        if name in _KERNELS:
+            # GeomLoss ignores the transport options on its kernel losses; here they are refused.
+            for option, value, default in (("p", p, 2), ("reach", reach, None), ("diameter", diameter, None),
+                                           ("scaling", scaling, 0.5), ("cluster_scale", cluster_scale, None),
+                                           ("iterations", iterations, None), ("debias", debias, True)):
+                if value != default:
+                    fail(option, f"does not apply to the kernel loss {name!r} (leave it at {default!r})")
+        elif not debias and name != "sinkhorn":
+            fail("debias", f"False applies to loss='sinkhorn' only (OT_eps); {name!r} has no biased form here")
+        library_loss = {"sinkhorn": "divergence" if debias else "ot_eps"}.get(name, name)
+        self.loss = name
+        self.debias = debias
+        self.potentials = potentials
+        self.verbose = verbose
+        self.truncate = truncate
+        self.options = checked_options(loss=library_loss, p=p, blur=blur, reach=reach, diameter=diameter,
+                                       scaling=scaling, cluster_scale=cluster_scale, tolerance=tolerance,
+                                       max_iterations=max_iterations, iterations=iterations, gradient=gradient,
+                                       backend=backend)
+        self.last_diagnostics = None
+
+    def extra_repr(self):
+        shown = [f"loss={self.loss!r}"]
+        for key, value in self.options.items():
+            if key != "loss":
+                shown.append(f"{key}={value!r}")
+        shown.append(f"debias={self.debias}")
+        if self.potentials:
+            shown.append("potentials=True")
+        return ", ".join(shown)
+
+    def forward(self, *args):
+        if len(args) == 1 and isinstance(args[0], (tuple, list)):
+            args = tuple(args[0])  # loss((x, y)): the output of a previous module in nn.Sequential
+        if len(args) == 2:
+            x, y = args
+            a_given = b_given = None
+        elif len(args) == 4:
+            a_given, x, b_given, y = args
+        elif len(args) == 6:
+            fail("args", "the 6-argument form (cluster labels, weights, points) of GeomLoss's multiscale mode "
+                         "is not supported: pass (x, y) or (a, x, b, y) and backend='multiscale'")
+        else:
+            fail("args", f"expected loss(x, y) or loss(a, x, b, y), got {len(args)} arguments")
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options)
+        self.last_diagnostics = diagnostics
+        if self.verbose:
+            print(f"sinkhorn.SamplesLoss({self.loss}): {diagnostics['backend']}, {diagnostics['iterations']} "
+                  f"sweeps, marginal error {diagnostics['marginal_error']:.3g}"
+                  f"{'' if diagnostics['converged'] else ' (not converged)'}, eps {diagnostics['epsilon']:.3g}")
+        if not self.potentials:
+            return value
+        if self.loss in _KERNELS:
+            F, G = self._kernel_potentials(a_given, x, b_given, y)
+        elif self.loss == "ot":
+            F, G = f_ab, g_ab
+        elif self.debias:
+            F, G = f_ab - f_aa, g_ab - g_bb
+        else:
+            F, G = f_ab, g_ab
+        F = F.reshape(a_given.shape) if a_given is not None else F
+        G = G.reshape(b_given.shape) if b_given is not None else G
+        return F, G
+
+    def _kernel_potentials(self, a, x, b, y):
+        """F = K_xx a - K_xy b and G = K_yy b - K_yx a (dense: O(N M) memory), detached."""
+        with torch.no_grad():
+            a = _weights(a, x)
+            b = _weights(b, y)
+            k_xx, k_xy, k_yy = (self._kernel(u, v) for u, v in ((x, x), (x, y), (y, y)))
+            F = (k_xx @ a.unsqueeze(-1)).squeeze(-1) - (k_xy @ b.unsqueeze(-1)).squeeze(-1)
+            G = (k_yy @ b.unsqueeze(-1)).squeeze(-1) - (k_xy.transpose(-1, -2) @ a.unsqueeze(-1)).squeeze(-1)
+            return F, G
+
+    def _kernel(self, u, v):
+        u, v = u.detach(), v.detach()
+        blur = self.options["blur"]
+        distances = torch.cdist(u, v)
+        if self.loss == "energy":
+            return -distances
+        if self.loss == "laplacian":
+            return torch.exp(-distances / blur)
+        squared = distances ** 2
+        if self.loss == "gaussian":
+            return torch.exp(-squared / (2 * blur ** 2))
+        return sum(torch.exp(-squared / (2 * (blur * 2 ** k) ** 2)) for k in range(5))  # gaussian_mixture
+
+
+def _weights(weights, points):
+    if weights is None:
+        n = points.shape[-2]
+        return torch.full(points.shape[:-1], 1.0 / n, dtype=points.dtype, device=points.device)
+    return weights.detach().reshape(points.shape[:-1]).to(points.dtype)

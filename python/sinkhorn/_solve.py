@@ -1,0 +1,98 @@
+"""sinkhorn.solve: one loss with its potentials and the solver's diagnostics."""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import _C
+from ._arguments import check_choice, check_number, check_pair, check_points, check_weights
+
+LOSSES = ("divergence", "ot_eps", "primal", "ot", "energy", "gaussian", "laplacian", "gaussian_mixture")
+GRADIENTS = ("auto", "envelope", "unrolled")
+BACKENDS = ("auto", "tensorized", "online", "multiscale", "reference")
+
+
+@dataclass(frozen=True)
+class Solution:
+    """What sinkhorn.solve returns.
+
+    value: the loss, a 0-d tensor or (B,), differentiable in x, y, a and b.
+    f_ab, g_ab: dual potentials of OT_eps(a, b) on x and on y (detached; shaped like the weights,
+        (N,) or (B, N)); f_aa, g_bb: those of the symmetric problems OT_eps(a, a) and OT_eps(b, b).
+        None where the loss does not use them (all four for the kernel losses).
+    iterations: Sinkhorn sweeps run, eps-annealing included; schedule_length: eps values visited.
+    marginal_error: largest relative L1 marginal error at the end; converged: under `tolerance`,
+        the tolerance actually used (the one asked for, raised to what the dtype can resolve).
+    epsilon: the final eps = blur**p; diameter: where eps-scaling started.
+    backend: the backend that ran ("online", "tensorized", "multiscale", ...).
+    visited_pairs_fraction, truncation_rebuilds: the multiscale backend's truncation (1 and 0 else).
+    """
+    value: torch.Tensor
+    f_ab: Optional[torch.Tensor]
+    g_ab: Optional[torch.Tensor]
+    f_aa: Optional[torch.Tensor]
+    g_bb: Optional[torch.Tensor]
+    iterations: int
+    marginal_error: float
+    converged: bool
+    schedule_length: int
+    tolerance: float
+    epsilon: float
+    diameter: float
+    backend: str
+    visited_pairs_fraction: float
+    truncation_rebuilds: int
+
+
+def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
+                    iterations, gradient, backend):
+    """The keyword options of _C.solve, each checked for its type here (the library checks ranges)."""
+    return dict(
+        loss=check_choice("loss", loss, LOSSES),
+        p=check_number("p", p, integer=True),
+        blur=check_number("blur", blur),
+        reach=check_number("reach", reach, optional=True),
+        diameter=check_number("diameter", diameter, optional=True),
+        scaling=check_number("scaling", scaling),
+        cluster_scale=check_number("cluster_scale", cluster_scale, optional=True),
+        tolerance=check_number("tolerance", tolerance),
+        max_iterations=check_number("max_iterations", max_iterations, integer=True),
+        iterations=check_number("iterations", iterations, integer=True, optional=True),
+        gradient=check_choice("gradient", gradient, GRADIENTS),
+        backend=check_choice("backend", backend, BACKENDS),
+    )
+
+
+def run(a, x, b, y, options):
+    """Checks the tensors and calls the library: returns (value, potentials..., diagnostics)."""
+    check_points("x", x)
+    check_points("y", y)
+    check_pair(x, y)
+    a = check_weights("a", a, x, "x")
+    b = check_weights("b", b, y, "y")
+    return _C.solve(a, x, b, y, **options)
+
+
+def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
+          cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
+          backend="auto"):
+    """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
+
+    x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
+    (B, N, 1); None: uniform 1/N). Options (docs/python.md):
+      loss: "divergence" (S_eps, debiased), "ot_eps" (OT_eps), "primal" (the paper's E_eps), "ot"
+        (exact OT, small clouds), "energy", "gaussian", "laplacian", "gaussian_mixture" (kernel MMDs).
+      p: 1 (C = |x - y|) or 2 (C = |x - y|^2 / 2). blur: eps = blur**p. reach: unbalanced
+        transport, rho = reach**p. diameter, scaling: the eps-scaling schedule. cluster_scale: the
+        multiscale backend's cells.
+      tolerance: stop when the relative L1 marginal error is under it; max_iterations: sweeps allowed
+        at the final eps; iterations: the paper's fixed-L mode (exactly L sweeps at eps, no annealing).
+      gradient: "auto", "envelope" (exact at convergence, linear memory) or "unrolled" (autograd
+        through the iterations). backend: "auto", "tensorized", "online", "multiscale", "reference".
+    Raises ValueError naming the argument on bad input.
+    """
+    options = checked_options(loss=loss, p=p, blur=blur, reach=reach, diameter=diameter, scaling=scaling,
+                              cluster_scale=cluster_scale, tolerance=tolerance, max_iterations=max_iterations,
+                              iterations=iterations, gradient=gradient, backend=backend)
+    value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options)
+    return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)

@@ -1,0 +1,89 @@
+// sinkhorn._C: the compiled half of the Python package. One entry, `solve`, over
+// sinkhorn::divergence_with_details; python/sinkhorn/ turns it into GeomLoss's SamplesLoss and
+// sinkhorn.solve. Tensors cross without copies (LibTorch's own pybind11 casters wrap the same
+// TensorImpl), the autograd graph built in C++ is the one Python's backward() walks, and the GIL
+// is released while the solve runs.
+#include <torch/extension.h>
+
+#include <optional>
+#include <string>
+
+#include "sinkhorn/divergence.h"
+#include "sinkhorn/error.h"
+#include "sinkhorn/options.h"
+
+namespace py = pybind11;
+
+namespace {
+
+at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
+
+py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const std::optional<at::Tensor>& b,
+                const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
+                std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
+                double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
+                const std::string& backend) {
+  sinkhorn::SinkhornOptions options;
+  options.loss = sinkhorn::parse_loss(loss);
+  options.p = p;
+  options.blur = blur;
+  options.reach = reach;
+  options.diameter = diameter;
+  options.scaling = scaling;
+  options.cluster_scale = cluster_scale;
+  options.tolerance = tolerance;
+  options.max_iterations = max_iterations;
+  options.iterations = iterations;
+  options.gradient = sinkhorn::parse_gradient_mode(gradient);
+  options.backend = sinkhorn::parse_backend(backend);
+  sinkhorn::DivergenceResult result;
+  {
+    py::gil_scoped_release no_gil;  // other Python threads run while we solve
+    result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+  }
+  const sinkhorn::Diagnostics& d = result.diagnostics;
+  py::dict diagnostics;
+  diagnostics["iterations"] = d.iterations;
+  diagnostics["marginal_error"] = d.marginal_error;
+  diagnostics["schedule_length"] = d.schedule_length;
+  diagnostics["converged"] = d.converged;
+  diagnostics["tolerance"] = d.tolerance;
+  diagnostics["epsilon"] = d.epsilon;
+  diagnostics["diameter"] = d.diameter;
+  diagnostics["backend"] = d.backend;
+  diagnostics["visited_pairs_fraction"] = d.visited_pairs_fraction;
+  diagnostics["truncation_rebuilds"] = d.truncation_rebuilds;
+  // Undefined tensors (potentials a loss does not use) become None.
+  const sinkhorn::Potentials& f = result.potentials;
+  return py::make_tuple(result.value, f.f_ab, f.g_ab, f.f_aa, f.g_bb, diagnostics);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "sinkhorn's compiled core; use sinkhorn.SamplesLoss and sinkhorn.solve";
+  // A user's mistake is a ValueError with the library's message, which names the argument; a
+  // broken invariant of the library is a RuntimeError (a bug to report).
+  py::register_exception_translator([](std::exception_ptr failure) {
+    try {
+      if (failure) std::rethrow_exception(failure);
+    } catch (const sinkhorn::Error& error) {
+      const std::string message = error.argument().empty() ? std::string(error.what()) : error.argument() + ": " + error.problem();
+      PyErr_SetString(PyExc_ValueError, message.c_str());
+    } catch (const sinkhorn::InternalError& error) {
+      PyErr_SetString(PyExc_RuntimeError, (std::string("sinkhorn internal error (please report): ") + error.what()).c_str());
+    }
+  });
+  m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
+        py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
+        py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),
+        py::arg("gradient"), py::arg("backend"),
+        "The loss between (a, x) and (b, y) with its potentials and diagnostics: "
+        "(value, f_ab, g_ab, f_aa, g_bb, diagnostics).");
+  m.attr("__version__") = SINKHORN_VERSION;
+#ifdef SINKHORN_CUDA_REDUCER
+  m.attr("cuda_kernels") = true;
+#else
+  m.attr("cuda_kernels") = false;
+#endif
+}
