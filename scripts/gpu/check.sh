@@ -5,12 +5,14 @@
 #      machine with a registry) into a prefix with dpkg -x;
 #   2. configures against the machine's own PyTorch (python3 there) and that prefix, builds with
 #      all its cores for its GPU's architecture;
-#   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp), `sinkhorn divergence
+#   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp), the Python package's tests
+#      on CUDA tensors (when this machine's Python has its headers), `sinkhorn divergence
 #      --device cuda` and `sinkhorn train --device cuda` (ring8, and MNIST when .gpu-deps/mnist has
 #      it), each under its own time limit;
 # writing logs and tables into RESULTS_DIR. A failing step is recorded in RESULTS_DIR/steps.txt and
 # the next one still runs: whatever was measured comes back.
 # Usage: scripts/gpu/check.sh RESULTS_DIR
+# SINKHORN_GPU_QUICK=1 leaves out the benchmark and the training runs (a re-check of the tests).
 # Through the device tool (at most 8 files come back): carry .gpu-deps and run
 #   timeout 465 bash scripts/gpu/check.sh /tmp/res; tar czf $OUT/res.tgz -C /tmp res
 set -uo pipefail
@@ -64,13 +66,17 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DLEMON_INCLUDE_DIR="$prefix/usr/include" -DLEMON_LIBRARY="$libdir/liblemon.a" \
   -DCMAKE_CUDA_FLAGS="-Xptxas=-v" || { echo "configure failed"; exit 1; }
 step build 300 cmake --build "$build" -j "$jobs" --target sinkhorn sinkhorn_cuda_tests sinkhorn_gpu_benchmark sinkhorn_tests -- -k 0
+# The Python package, when this machine's Python has its headers (configure says "Python package ON").
+if grep -q "Python package ON" "$results/configure.log"; then
+  step build-python 120 cmake --build "$build" -j "$jobs" --target sinkhorn_python sinkhorn_python_files
+fi
 grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E "registers|spill" | head -n 4 >"$results/ptxas-fast-kernel.txt"
 
 # The kernels first (minutes of checks), then the numbers, then the rest of the tests.
 step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
   --gtest_output="xml:$results/cuda-kernel-tests.xml"
 # 10^6 points take minutes (130 s for the 3-D divergence on an H200): only with SINKHORN_GPU_LARGE=1.
-step gpu-benchmark 180 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
+[[ "${SINKHORN_GPU_QUICK:-0}" == 1 ]] || step gpu-benchmark 180 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
 step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
   --gtest_output="xml:$results/cuda-solve-tests.xml"
 step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*:TrainerDevice.*:DeviceOption.*' \
@@ -86,6 +92,18 @@ step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda
   fi
 } >"$results/cli-in-process.log" 2>&1
 
+# The Python package on CUDA tensors (GPU against CPU); its other tests run with the whole suite below.
+if [[ -x "$build/sinkhorn-python" ]]; then
+  missing=()
+  for module in pytest numpy; do "$python" -c "import $module" 2>/dev/null || missing+=("$module"); done
+  if (( ${#missing[@]} )); then
+    "$python" -m pip install --quiet --no-index --find-links .gpu-deps/wheels --target /tmp/sinkhorn-python-extra \
+      "${missing[@]}" >"$results/python-extra.log" 2>&1
+    export PYTHONPATH="/tmp/sinkhorn-python-extra${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  step python-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_samples_loss.py
+fi
+
 # The command line on CUDA.
 work="$(mktemp -d)"
 "$python" -c "
@@ -94,12 +112,14 @@ r = np.random.default_rng(0)
 np.save('$work/x.npy', r.random((20000, 3), dtype=np.float32))
 np.save('$work/y.npy', (0.6 + 0.1 * r.standard_normal((20000, 3))).astype(np.float32))"
 step cli-divergence 60 bash -c "'$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cuda --json --grad-x '$work/gx.npy' && '$build/sinkhorn' divergence '$work/x.npy' '$work/y.npy' --device cpu --threads $jobs --json"
-step cli-train-ring8 60 "$build/sinkhorn" train --data ring8 --device cuda --steps 100 --out "$work/ring8"
-cp "$work/ring8/metrics.csv" "$results/train-ring8-metrics.csv" 2>/dev/null
-if [[ -d .gpu-deps/mnist ]]; then
-  step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
-  cp "$work/mnist/metrics.csv" "$results/train-mnist-metrics.csv" 2>/dev/null
-  step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
+if [[ "${SINKHORN_GPU_QUICK:-0}" != 1 ]]; then
+  step cli-train-ring8 60 "$build/sinkhorn" train --data ring8 --device cuda --steps 100 --out "$work/ring8"
+  cp "$work/ring8/metrics.csv" "$results/train-ring8-metrics.csv" 2>/dev/null
+  if [[ -d .gpu-deps/mnist ]]; then
+    step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
+    cp "$work/mnist/metrics.csv" "$results/train-mnist-metrics.csv" 2>/dev/null
+    step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
+  fi
 fi
 rm -rf "$work"
 # Every other test of the suite on this machine (the CPU ones see a GPU beside them here).
