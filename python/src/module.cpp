@@ -23,23 +23,39 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
                 std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
                 double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
                 const std::string& backend) {
-  sinkhorn::SinkhornOptions options;
-  options.loss = sinkhorn::parse_loss(loss);
-  options.p = p;
-  options.blur = blur;
-  options.reach = reach;
-  options.diameter = diameter;
-  options.scaling = scaling;
-  options.cluster_scale = cluster_scale;
-  options.tolerance = tolerance;
-  options.max_iterations = max_iterations;
-  options.iterations = iterations;
-  options.gradient = sinkhorn::parse_gradient_mode(gradient);
-  options.backend = sinkhorn::parse_backend(backend);
+  // The library's exceptions are caught here and raised as Python errors through
+  // error_already_set, which pybind11's dispatcher catches by type: no exception translator and no
+  // std::rethrow_exception between a C++ exception and the user.
+  std::string value_error, internal_error;
   sinkhorn::DivergenceResult result;
   {
     py::gil_scoped_release no_gil;  // other Python threads run while we solve
-    result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+    try {
+      sinkhorn::SinkhornOptions options;
+      options.loss = sinkhorn::parse_loss(loss);
+      options.p = p;
+      options.blur = blur;
+      options.reach = reach;
+      options.diameter = diameter;
+      options.scaling = scaling;
+      options.cluster_scale = cluster_scale;
+      options.tolerance = tolerance;
+      options.max_iterations = max_iterations;
+      options.iterations = iterations;
+      options.gradient = sinkhorn::parse_gradient_mode(gradient);
+      options.backend = sinkhorn::parse_backend(backend);
+      result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+    } catch (const sinkhorn::Error& error) {
+      // "blur: must be ...": the argument's name first, as the Python layer's own checks say it.
+      value_error = error.argument().empty() ? std::string(error.what()) : error.argument() + ": " + error.problem();
+    } catch (const sinkhorn::InternalError& error) {
+      internal_error = std::string("sinkhorn internal error (please report): ") + error.what();
+    }
+  }
+  if (!value_error.empty() || !internal_error.empty()) {
+    PyErr_SetString(value_error.empty() ? PyExc_RuntimeError : PyExc_ValueError,
+                    (value_error.empty() ? internal_error : value_error).c_str());
+    throw py::error_already_set();
   }
   const sinkhorn::Diagnostics& d = result.diagnostics;
   py::dict diagnostics;
@@ -63,17 +79,7 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sinkhorn's compiled core; use sinkhorn.SamplesLoss and sinkhorn.solve";
   // A user's mistake is a ValueError with the library's message, which names the argument; a
-  // broken invariant of the library is a RuntimeError (a bug to report).
-  py::register_exception_translator([](std::exception_ptr failure) {
-    try {
-      if (failure) std::rethrow_exception(failure);
-    } catch (const sinkhorn::Error& error) {
-      const std::string message = error.argument().empty() ? std::string(error.what()) : error.argument() + ": " + error.problem();
-      PyErr_SetString(PyExc_ValueError, message.c_str());
-    } catch (const sinkhorn::InternalError& error) {
-      PyErr_SetString(PyExc_RuntimeError, (std::string("sinkhorn internal error (please report): ") + error.what()).c_str());
-    }
-  });
+  // broken invariant of the library is a RuntimeError (a bug to report): see solve above.
   m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
         py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
         py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),

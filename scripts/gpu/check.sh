@@ -86,6 +86,8 @@ step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda
 # should it still crash.
 {
   readelf -d "$build/tests/sinkhorn_tests" | grep NEEDED
+  readelf -d "$build"/python/sinkhorn/_C*.so 2>/dev/null | grep NEEDED
+  ninja -C "$build" -t commands tests/sinkhorn_tests 2>/dev/null | tail -n 1 | tr ' ' '\n' | grep -n -- '-l\|Wl\|\.so' | head -n 20
   if command -v gdb >/dev/null; then
     timeout 60 gdb -batch -ex run -ex bt -ex 'x/8a $sp' --args "$build/tests/sinkhorn_tests" \
       --gtest_filter='DivergenceCommand.*' 2>&1 | grep -v 'New Thread\|Cuda Driver\|Thread .* exited'
@@ -102,6 +104,14 @@ if [[ -x "$build/sinkhorn-python" ]]; then
     export PYTHONPATH="/tmp/sinkhorn-python-extra${PYTHONPATH:+:$PYTHONPATH}"
   fi
   step python-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_samples_loss.py
+  # A bad option reaches the library, which throws: the path that crashed Python on the H100.
+  step python-errors 60 "$build/sinkhorn-python" -X faulthandler -m pytest -q -p no:cacheprovider python/tests/test_errors.py
+  if ! grep -q passed "$results/python-errors.log" && command -v gdb >/dev/null; then
+    timeout 60 gdb -batch -ex run -ex bt --args "$python" -c "
+import sys; sys.path.insert(0, '$build/python')
+import torch, sinkhorn
+sinkhorn.solve(torch.randn(5, 2), torch.randn(4, 2), p=3)" 2>&1 | grep -v 'New Thread\|Cuda Driver\|Thread .* exited' >"$results/python-errors-gdb.log"
+  fi
 fi
 
 # The command line on CUDA.
