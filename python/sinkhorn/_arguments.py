@@ -48,9 +48,10 @@ def check_number(name, value, *, integer=False, optional=False):
     return int(value) if integer else float(value)
 
 
-def check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        fail(name, f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+def check_name(name, value):
+    """A name option (loss, gradient, backend): a string; which names exist, the library says."""
+    if not isinstance(value, str):
+        fail(name, f"expected a name, got {value!r}")
     return value
 
 

@@ -5,11 +5,8 @@ from typing import Optional
 import torch
 
 from . import _C
-from ._arguments import check_choice, check_number, check_pair, check_points, check_weights
+from ._arguments import check_name, check_number, check_pair, check_points, check_weights
 
-LOSSES = ("divergence", "ot_eps", "primal", "ot", "energy", "gaussian", "laplacian", "gaussian_mixture")
-GRADIENTS = ("auto", "envelope", "unrolled")
-BACKENDS = ("auto", "tensorized", "online", "multiscale", "reference")
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,9 @@ class Solution:
 
 def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
                     iterations, gradient, backend):
-    """The keyword options of _C.solve, each checked for its type here (the library checks ranges)."""
-    return dict(
-        loss=check_choice("loss", loss, LOSSES),
+    """The keyword options of _C.solve: their types checked here, their names and ranges by the library."""
+    options = dict(
+        loss=check_name("loss", loss),
         p=check_number("p", p, integer=True),
         blur=check_number("blur", blur),
         reach=check_number("reach", reach, optional=True),
@@ -58,9 +55,11 @@ def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, t
         tolerance=check_number("tolerance", tolerance),
         max_iterations=check_number("max_iterations", max_iterations, integer=True),
         iterations=check_number("iterations", iterations, integer=True, optional=True),
-        gradient=check_choice("gradient", gradient, GRADIENTS),
-        backend=check_choice("backend", backend, BACKENDS),
+        gradient=check_name("gradient", gradient),
+        backend=check_name("backend", backend),
     )
+    _C.check_options(**options)
+    return options
 
 
 def run(a, x, b, y, options):

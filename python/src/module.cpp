@@ -1,5 +1,5 @@
 // sinkhorn._C: the compiled half of the Python package. One entry, `solve`, over
-// sinkhorn::divergence_with_details; python/sinkhorn/ turns it into GeomLoss's SamplesLoss and
+// sinkhorn::divergence_with_details (and `check_options`, the library's checks of the options); python/sinkhorn/ turns it into GeomLoss's SamplesLoss and
 // sinkhorn.solve. Tensors cross without copies (LibTorch's own pybind11 casters wrap the same
 // TensorImpl), the autograd graph built in C++ is the one Python's backward() walks, and the GIL
 // is released while the solve runs.
@@ -18,35 +18,42 @@ namespace {
 
 at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
 
-py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const std::optional<at::Tensor>& b,
-                const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
-                std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
-                double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                const std::string& backend) {
-  // The library's exceptions are caught here and raised as Python errors through
-  // error_already_set, which pybind11's dispatcher catches by type: no exception translator and no
-  // std::rethrow_exception between a C++ exception and the user.
+// The options both entries take, as the Python layer passes them (python/sinkhorn/_solve.py).
+sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double blur, std::optional<double> reach,
+                                       std::optional<double> diameter, double scaling,
+                                       std::optional<double> cluster_scale, double tolerance, int max_iterations,
+                                       std::optional<int> iterations, const std::string& gradient,
+                                       const std::string& backend) {
+  sinkhorn::SinkhornOptions options;
+  options.loss = sinkhorn::parse_loss(loss);
+  options.p = p;
+  options.blur = blur;
+  options.reach = reach;
+  options.diameter = diameter;
+  options.scaling = scaling;
+  options.cluster_scale = cluster_scale;
+  options.tolerance = tolerance;
+  options.max_iterations = max_iterations;
+  options.iterations = iterations;
+  options.gradient = sinkhorn::parse_gradient_mode(gradient);
+  options.backend = sinkhorn::parse_backend(backend);
+  return options;
+}
+
+// Runs `work` (without the GIL when `release_gil`) and raises the library's exceptions as Python
+// errors: sinkhorn::Error as ValueError, its argument's name first ("blur: must be ..."), as the
+// Python layer's own checks say it; InternalError as RuntimeError (a bug to report). They go
+// through error_already_set, which pybind11's dispatcher catches by type: no exception translator
+// and no std::rethrow_exception between a C++ exception and the user.
+template <typename Work>
+void raising_python_errors(bool release_gil, Work&& work) {
   std::string value_error, internal_error;
-  sinkhorn::DivergenceResult result;
   {
-    py::gil_scoped_release no_gil;  // other Python threads run while we solve
+    std::optional<py::gil_scoped_release> no_gil;
+    if (release_gil) no_gil.emplace();
     try {
-      sinkhorn::SinkhornOptions options;
-      options.loss = sinkhorn::parse_loss(loss);
-      options.p = p;
-      options.blur = blur;
-      options.reach = reach;
-      options.diameter = diameter;
-      options.scaling = scaling;
-      options.cluster_scale = cluster_scale;
-      options.tolerance = tolerance;
-      options.max_iterations = max_iterations;
-      options.iterations = iterations;
-      options.gradient = sinkhorn::parse_gradient_mode(gradient);
-      options.backend = sinkhorn::parse_backend(backend);
-      result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+      work();
     } catch (const sinkhorn::Error& error) {
-      // "blur: must be ...": the argument's name first, as the Python layer's own checks say it.
       value_error = error.argument().empty() ? std::string(error.what()) : error.argument() + ": " + error.problem();
     } catch (const sinkhorn::InternalError& error) {
       internal_error = std::string("sinkhorn internal error (please report): ") + error.what();
@@ -57,6 +64,31 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
                     (value_error.empty() ? internal_error : value_error).c_str());
     throw py::error_already_set();
   }
+}
+
+// The options' names and ranges, checked by the library when a loss object is made (its own
+// tables: the Python layer keeps no copy of them).
+void check_options(const std::string& loss, int p, double blur, std::optional<double> reach,
+                   std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
+                   double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
+                   const std::string& backend) {
+  raising_python_errors(false, [&] {
+    sinkhorn::validate(make_options(loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
+                                    iterations, gradient, backend));
+  });
+}
+
+py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const std::optional<at::Tensor>& b,
+                const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
+                std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
+                double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
+                const std::string& backend) {
+  sinkhorn::DivergenceResult result;
+  raising_python_errors(true, [&] {  // other Python threads run while we solve
+    const sinkhorn::SinkhornOptions options = make_options(loss, p, blur, reach, diameter, scaling, cluster_scale,
+                                                           tolerance, max_iterations, iterations, gradient, backend);
+    result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+  });
   const sinkhorn::Diagnostics& d = result.diagnostics;
   py::dict diagnostics;
   diagnostics["iterations"] = d.iterations;
@@ -79,13 +111,17 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sinkhorn's compiled core; use sinkhorn.SamplesLoss and sinkhorn.solve";
   // A user's mistake is a ValueError with the library's message, which names the argument; a
-  // broken invariant of the library is a RuntimeError (a bug to report): see solve above.
+  // broken invariant of the library is a RuntimeError (a bug to report): raising_python_errors.
   m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
         py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
         py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),
         py::arg("gradient"), py::arg("backend"),
         "The loss between (a, x) and (b, y) with its potentials and diagnostics: "
         "(value, f_ab, g_ab, f_aa, g_bb, diagnostics).");
+  m.def("check_options", &check_options, py::kw_only(), py::arg("loss"), py::arg("p"), py::arg("blur"),
+        py::arg("reach"), py::arg("diameter"), py::arg("scaling"), py::arg("cluster_scale"), py::arg("tolerance"),
+        py::arg("max_iterations"), py::arg("iterations"), py::arg("gradient"), py::arg("backend"),
+        "Raises ValueError naming the first option the library refuses (names and ranges).");
   m.attr("__version__") = SINKHORN_VERSION;
 #ifdef SINKHORN_CUDA_REDUCER
   m.attr("cuda_kernels") = true;
