@@ -38,8 +38,7 @@ struct SolveContext {
   Loss loss = Loss::divergence;
   const reduce::Reducer* reducer = nullptr;
   solver::LoopSettings loop;
-  bool weights_need_gradient = false;
-  bool points_need_gradient = false;
+  solver::GradientsWanted gradients_wanted;
   int p = 2;
   // Multiscale backend: the grid cell of its clusters; 0 for the other backends.
   double multiscale_cell = 0;
@@ -76,8 +75,7 @@ class EnvelopeFunction : public torch::autograd::Function<EnvelopeFunction> {
     at::Tensor value = solve(*context, cloud_a, cloud_b);
     const solver::EnvelopeGradients gradients = solver::envelope_gradients(
         context->loss, *context->reducer, cloud_a, cloud_b, context->state,
-        context->loop.epsilons.back(), context->loop.rho, context->weights_need_gradient,
-        context->points_need_gradient);
+        context->loop.epsilons.back(), context->loop.rho, context->gradients_wanted);
     const std::pair<const char*, const at::Tensor*> saved[] = {
         {"a", &gradients.a}, {"x", &gradients.x}, {"b", &gradients.b}, {"y", &gradients.y}};
     for (const auto& [name, gradient] : saved) {
@@ -123,9 +121,8 @@ at::Tensor to_caller_layout(const at::Tensor& tensor, const api::BatchedInputs& 
   return result.to(inputs.dtype);
 }
 
-bool requires_grad(const at::Tensor& first, const at::Tensor& second) {
-  const auto one = [](const at::Tensor& t) { return t.defined() && t.requires_grad(); };
-  return at::GradMode::is_enabled() && (one(first) || one(second));
+bool requires_grad(const at::Tensor& tensor) {
+  return at::GradMode::is_enabled() && tensor.defined() && tensor.requires_grad();
 }
 
 }  // namespace
@@ -141,7 +138,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   if (options.loss == Loss::ot) {
     diagnostics.backend = "network_simplex";
     diagnostics.epsilon = 0;
-    diagnostics.diameter = solver::bounding_box_diameter(inputs.x.detach(), inputs.y.detach());
+    diagnostics.diameter = inputs.diameter;
     result.value = to_caller_layout(solver::exact_ot_loss(inputs.a, inputs.x, inputs.b, inputs.y, options.p), inputs);
     return result;
   }
@@ -160,7 +157,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   const at::Tensor y_centred = inputs.y - centre;
 
   const int p = options.p;
-  const double data_diameter = solver::bounding_box_diameter(x_centred, y_centred);
+  const double data_diameter = inputs.diameter;  // translation invariant: the centring changes nothing
   diagnostics.diameter = options.diameter.value_or(data_diameter);
   diagnostics.epsilon = std::pow(options.blur, p);
 
@@ -177,10 +174,9 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   context.loop.fixed_iterations = options.iterations;
   context.loop.solve_symmetric = solver::needs_symmetric_problems(options.loss);
 
-  const bool weights_need_gradient = requires_grad(a, b);
-  const bool points_need_gradient = requires_grad(x, y);
+  const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
   const GradientMode mode = resolve_gradient_mode(options);
-  const bool unrolled = mode == GradientMode::unrolled && (weights_need_gradient || points_need_gradient);
+  const bool unrolled = mode == GradientMode::unrolled && wanted.any();
   const Backend resolved = reduce::resolve_backend(options.backend, x_centred, y_centred, unrolled);
   if (resolved == Backend::multiscale) {
     context.multiscale_cell = options.cluster_scale.value_or(
@@ -203,15 +199,14 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
       reduce::make_reducer(resolved, p, x_centred, y_centred, context.multiscale_cell);
   context.reducer = reducer.get();
   at::Tensor value;
-  if (!weights_need_gradient && !points_need_gradient) {
+  if (!wanted.any()) {
     c10::NoGradGuard no_grad;
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else if (unrolled) {
     SINKHORN_INTERNAL_CHECK(reducer->differentiable(), "unrolled gradients through backend " << reducer->name());
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else {
-    context.weights_need_gradient = weights_need_gradient;
-    context.points_need_gradient = points_need_gradient;
+    context.gradients_wanted = wanted;
     value = EnvelopeFunction::apply(inputs.a, x_centred, inputs.b, y_centred, &context);
   }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "solver/epsilon_schedule.h"
 #include "util/check.h"
 
 namespace sinkhorn::api {
@@ -15,7 +16,6 @@ void check_points(const at::Tensor& points, const char* name) {
   SINKHORN_CHECK_ARG(at::isFloatingType(points.scalar_type()), name, "must be a floating-point tensor, got " << points.scalar_type());
   SINKHORN_CHECK_ARG(points.size(-2) > 0, name, "is an empty cloud: it has no points");
   SINKHORN_CHECK_ARG(points.size(-1) > 0, name, "has points of dimension 0");
-  SINKHORN_CHECK_ARG(at::isfinite(points.detach()).all().item<bool>(), name, "contains NaN or infinite values");
 }
 
 // Weights for `points` (already batched, B x N x D): uniform when undefined.
@@ -40,28 +40,26 @@ at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, 
   return result;
 }
 
-// The diagonal of the bounding box of the points (B, N, D), in doubles, without overflow.
-double extent_of(const at::Tensor& points) {
-  const at::Tensor flat = points.detach().reshape({-1, points.size(-1)}).to(at::kDouble);
-  const at::Tensor extent = std::get<0>(flat.max(0)) - std::get<0>(flat.min(0));
-  const double widest = extent.max().item<double>();
-  return widest > 0 ? widest * (extent / widest).norm().item<double>() : 0.0;
-}
-
-// Costs up to diameter^p must stay inside the range where every backend's arithmetic holds
-// (the same 1e30 as blur^p, options.cpp): coordinates near 1e154 would make |x - y|^2 infinite.
-void check_extent(const BatchedInputs& inputs, int p) {
+// Finite coordinates, and costs up to diameter^p inside the range where every backend's
+// arithmetic holds (the same 1e30 as blur^p, options.cpp): coordinates near 1e154 would make
+// |x - y|^2 infinite. Returns the diameter of both clouds, from one pass over each.
+double check_extent(const at::Tensor& x, const at::Tensor& y, int p) {
   constexpr double kLargestCost = 1e30;
   const double limit = std::pow(kLargestCost, 1.0 / p);
   const char* const advice = " overflow; rescale the points (the losses scale as length^p)";
-  for (const auto& [name, points] : {std::pair<const char*, const at::Tensor&>{"x", inputs.x}, {"y", inputs.y}}) {
-    const double extent = extent_of(points);
+  const solver::BoundingBox box_x = solver::BoundingBox::of(x), box_y = solver::BoundingBox::of(y);
+  for (const auto& [name, box] : {std::pair<const char*, const solver::BoundingBox&>{"x", box_x}, {"y", box_y}}) {
+    SINKHORN_CHECK_ARG(box.finite(), name, "contains NaN or infinite values");
+  }
+  for (const auto& [name, box] : {std::pair<const char*, const solver::BoundingBox&>{"x", box_x}, {"y", box_y}}) {
+    const double extent = box.diagonal();
     SINKHORN_CHECK_ARG(extent <= limit, name,
                        "spans " << extent << " (bounding-box diagonal): costs |x - y|^" << p << " beyond 1e30" << advice);
   }
-  const double together = extent_of(at::cat({inputs.x, inputs.y}, 1));
+  const double together = box_x.merged(box_y).diagonal();
   SINKHORN_CHECK(together <= limit, "x and y lie " << together << " apart (bounding-box diagonal): costs |x - y|^" << p
                                                    << " beyond 1e30" << advice);
+  return together;
 }
 
 at::ScalarType compute_dtype(at::ScalarType dtype) {
@@ -91,9 +89,9 @@ BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   const at::ScalarType dtype = compute_dtype(x.scalar_type());
   inputs.x = (inputs.batched ? x : x.unsqueeze(0)).to(dtype);
   inputs.y = (inputs.batched ? y : y.unsqueeze(0)).to(dtype);
+  inputs.diameter = check_extent(inputs.x, inputs.y, options.p);
   inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x");
   inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y");
-  check_extent(inputs, options.p);
 
   if ((is_sinkhorn_loss(options.loss) || options.loss == Loss::ot) && !options.reach) {
     // Balanced transport between unequal masses has no solution: the potentials drift forever.

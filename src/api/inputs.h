@@ -14,6 +14,8 @@ struct BatchedInputs {
   bool batched = false;
   /// dtype of the callers' points; results are returned in it.
   at::ScalarType dtype = at::kFloat;
+  /// Diagonal of the bounding box of both clouds (all batch entries): where eps-scaling starts.
+  double diameter = 0;
 };
 
 /// Throws sinkhorn::Error naming the argument (x, y, a, b) and the problem: undefined or empty

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 
@@ -24,15 +25,42 @@ std::vector<double> epsilon_schedule(int p, double diameter, double blur, double
   return epsilons;
 }
 
-double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y) {
-  const int64_t d = x.size(-1);
-  const at::Tensor points = at::cat({x.detach().reshape({-1, d}), y.detach().reshape({-1, d})}, 0).to(at::kDouble);
-  // In doubles, scaled by the widest extent: coordinates near 1e154 (or float32's 3e38) would
-  // overflow |extent|^2 and make the diameter infinite.
-  const at::Tensor extent = std::get<0>(points.max(0)) - std::get<0>(points.min(0));
-  const double widest = extent.max().item<double>();
+BoundingBox BoundingBox::of(const at::Tensor& points) {
+  // amin and amax apart: ATen's fused aminmax over the leading axis is 6x slower (torch 2.11).
+  const at::Tensor flat = points.detach().reshape({-1, points.size(-1)});
+  const at::Tensor bounds = at::stack({flat.amin(0), flat.amax(0)}).to(at::kCPU, at::kDouble).contiguous();
+  const double* data = bounds.data_ptr<double>();
+  const int64_t d = points.size(-1);
+  return {std::vector<double>(data, data + d), std::vector<double>(data + d, data + 2 * d)};
+}
+
+BoundingBox BoundingBox::merged(const BoundingBox& other) const {
+  BoundingBox box = *this;
+  for (size_t k = 0; k < lower.size(); ++k) {
+    box.lower[k] = std::min(lower[k], other.lower[k]);
+    box.upper[k] = std::max(upper[k], other.upper[k]);
+  }
+  return box;
+}
+
+bool BoundingBox::finite() const {
+  const auto all_finite = [](const std::vector<double>& values) {
+    return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
+  };
+  return all_finite(lower) && all_finite(upper);
+}
+
+double BoundingBox::diagonal() const {
+  double widest = 0.0;
+  for (size_t k = 0; k < lower.size(); ++k) widest = std::max(widest, upper[k] - lower[k]);
   if (!(widest > 0)) return 0.0;
-  return widest * (extent / widest).norm().item<double>();
+  double sum = 0.0;
+  for (size_t k = 0; k < lower.size(); ++k) sum += std::pow((upper[k] - lower[k]) / widest, 2);
+  return widest * std::sqrt(sum);
+}
+
+double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y) {
+  return BoundingBox::of(x).merged(BoundingBox::of(y)).diagonal();
 }
 
 }  // namespace sinkhorn::solver

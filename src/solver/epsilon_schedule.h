@@ -18,8 +18,24 @@ constexpr double kLongestEpsilonSchedule = 10000;
 /// scaling when the schedule would be longer than kLongestEpsilonSchedule.
 std::vector<double> epsilon_schedule(int p, double diameter, double blur, double scaling);
 
-/// Length of the diagonal of the bounding box of both clouds (all batches): the largest distance
-/// between any two points, up to a factor sqrt(D). x is (B, N, D), y is (B, M, D).
+/// The coordinate-wise bounds of a cloud over all its points and batch entries, in doubles on the
+/// host: one pass over the points (min and max are exact in any dtype), which also tells whether
+/// every coordinate is finite (NaN and infinities reach the bounds).
+struct BoundingBox {
+  std::vector<double> lower, upper;  ///< (D)
+  /// The box of a cloud (B, N, D) or (N, D).
+  static BoundingBox of(const at::Tensor& points);
+  /// The smallest box holding both.
+  BoundingBox merged(const BoundingBox& other) const;
+  /// False when some coordinate of the cloud is NaN or infinite.
+  bool finite() const;
+  /// Length of the diagonal, the largest distance between two points up to a factor sqrt(D);
+  /// computed relative to the widest side, so coordinates near 1e154 (or float32's 3e38) do not
+  /// overflow its square. 0 for a single point.
+  double diagonal() const;
+};
+
+/// Length of the diagonal of the bounding box of both clouds (all batches). x is (B, N, D), y is (B, M, D).
 double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y);
 
 }  // namespace sinkhorn::solver

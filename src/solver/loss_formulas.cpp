@@ -114,11 +114,14 @@ at::Tensor sinkhorn_loss_value(Loss loss, const reduce::Reducer& reducer, const 
 
 EnvelopeGradients envelope_gradients(Loss loss, const reduce::Reducer& reducer, const Cloud& a,
                                      const Cloud& b, const DualState& state, double eps,
-                                     const std::optional<double>& rho, bool weights, bool points) {
+                                     const std::optional<double>& rho, const GradientsWanted& wanted) {
   SINKHORN_INTERNAL_CHECK(loss == Loss::divergence || loss == Loss::ot_eps,
                  "envelope gradients exist only for variational losses (divergence, ot_eps), not '"
                      << to_string(loss) << "'");
   EnvelopeGradients gradients;
+  // Per cloud: its weight and point gradient slots and whether each is wanted.
+  const auto wants_weights = [&](const Cloud* cloud) { return cloud == &a ? wanted.a : wanted.b; };
+  const auto wants_points = [&](const Cloud* cloud) { return cloud == &a ? wanted.x : wanted.y; };
   const auto weight_slot = [&](const Cloud* cloud) -> at::Tensor& {
     return cloud == &a ? gradients.a : gradients.b;
   };
@@ -130,32 +133,26 @@ EnvelopeGradients envelope_gradients(Loss loss, const reduce::Reducer& reducer, 
     const Cloud& target = *term.target;
     const PotentialPair& pair = *term.potentials;
     const bool symmetric_pair = pair.f.is_same(pair.g) && &source == &target;
-    if (weights) {
-      const at::Tensor from_source = weight_gradient(pair.f, target.weights.sum(1), eps, rho);
-      if (symmetric_pair) {
-        accumulate(weight_slot(&source), 2 * term.coefficient * from_source);
-      } else {
-        accumulate(weight_slot(&source), term.coefficient * from_source);
-        accumulate(weight_slot(&target),
-                   term.coefficient * weight_gradient(pair.g, source.weights.sum(1), eps, rho));
-      }
+    const double source_share = symmetric_pair ? 2 * term.coefficient : term.coefficient;
+    if (wants_weights(&source)) {
+      accumulate(weight_slot(&source), source_share * weight_gradient(pair.f, target.weights.sum(1), eps, rho));
     }
-    if (points) {
-      const at::Tensor from_source = point_gradient(reducer, source, pair.f, target, pair.g, eps, rho);
-      if (symmetric_pair) {
-        accumulate(point_slot(&source), 2 * term.coefficient * from_source);
-      } else {
-        accumulate(point_slot(&source), term.coefficient * from_source);
-        accumulate(point_slot(&target),
-                   term.coefficient * point_gradient(reducer, target, pair.g, source, pair.f, eps, rho));
-      }
+    if (!symmetric_pair && wants_weights(&target)) {
+      accumulate(weight_slot(&target), term.coefficient * weight_gradient(pair.g, source.weights.sum(1), eps, rho));
+    }
+    if (wants_points(&source)) {
+      accumulate(point_slot(&source), source_share * point_gradient(reducer, source, pair.f, target, pair.g, eps, rho));
+    }
+    if (!symmetric_pair && wants_points(&target)) {
+      accumulate(point_slot(&target),
+                 term.coefficient * point_gradient(reducer, target, pair.g, source, pair.f, eps, rho));
     }
   }
-  if (weights && loss == Loss::divergence && rho) {
+  if (loss == Loss::divergence && rho) {
     // Derivative of the constant eps/2 (|a| - |b|)^2 added to the value.
     const at::Tensor difference = (a.weights.sum(1) - b.weights.sum(1)).unsqueeze(1);
-    gradients.a = gradients.a + eps * difference;
-    gradients.b = gradients.b - eps * difference;
+    if (wanted.a) gradients.a = gradients.a + eps * difference;
+    if (wanted.b) gradients.b = gradients.b - eps * difference;
   }
   return gradients;
 }

@@ -34,12 +34,18 @@ struct EnvelopeGradients {
   at::Tensor y;  ///< (B, M, D)
 };
 
+/// Which inputs need a gradient (the others cost nothing: a data batch's y needs none).
+struct GradientsWanted {
+  bool a = false, x = false, b = false, y = false;
+  bool any() const { return a || x || b || y; }
+};
+
 /// Envelope gradients of a variational loss (divergence or ot_eps) per batch entry. Only the
 /// requested ones are computed; the point gradients cost one softmax reduction per plan side.
 /// For balanced transport the weight gradients are defined up to an additive constant (only their
 /// component tangent to the simplex is meaningful).
 EnvelopeGradients envelope_gradients(Loss loss, const reduce::Reducer& reducer, const Cloud& a,
                                      const Cloud& b, const DualState& state, double eps,
-                                     const std::optional<double>& rho, bool weights, bool points);
+                                     const std::optional<double>& rho, const GradientsWanted& wanted);
 
 }  // namespace sinkhorn::solver

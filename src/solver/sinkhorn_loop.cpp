@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "solver/acceleration.h"
+#include "solver/potential_arithmetic.h"
 
 namespace sinkhorn::solver {
 namespace {
@@ -27,19 +29,40 @@ struct Problem {
 at::Tensor softmin_over(const reduce::Reducer& reducer, const Cloud& source, const Cloud& target,
                         const at::Tensor& target_potential, double eps) {
   return reducer.softmin(source.points, target.points,
-                         target.log_weights + target_potential / eps, eps);
+                         linear_combination(1.0, target.log_weights, 1.0 / eps, target_potential), eps);
 }
 
-// Each problem's largest marginal error over its batch entries, with one host synchronisation
-// for all of them (a sweep checks every plan; each .item() would wait for the device).
+// Each problem's largest marginal error over its batch entries, written into errors[k] for the
+// problems not `frozen` (all when it is empty): on the host directly, on a device with one
+// synchronisation for all of them (each .item() would wait for the device).
+void update_marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
+                            double eps, const std::optional<double>& rho, const std::vector<char>& frozen,
+                            std::vector<double>& errors) {
+  errors.resize(problems.size(), std::numeric_limits<double>::quiet_NaN());
+  std::vector<at::Tensor> on_device;
+  std::vector<size_t> device_problems;
+  for (size_t k = 0; k < problems.size(); ++k) {
+    if (!frozen.empty() && frozen[k]) continue;
+    const at::Tensor& weights = problems[k].source->weights;
+    const at::Tensor& f = problems[k].potentials->f;
+    if (f.device().is_cpu()) {
+      errors[k] = largest_marginal_error(weights, f, softmins[k], eps, rho);
+    } else {
+      on_device.push_back(marginal_error_per_entry(weights, f, softmins[k], eps, rho).amax());
+      device_problems.push_back(k);
+    }
+  }
+  if (!on_device.empty()) {
+    const at::Tensor values = at::stack(on_device).to(at::kCPU, at::kDouble).contiguous();
+    for (size_t k = 0; k < device_problems.size(); ++k) errors[device_problems[k]] = values.data_ptr<double>()[k];
+  }
+}
+
 std::vector<double> marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
                                     double eps, const std::optional<double>& rho) {
-  std::vector<at::Tensor> errors;
-  for (size_t k = 0; k < problems.size(); ++k) {
-    errors.push_back(marginal_error(*problems[k].source, problems[k].potentials->f, softmins[k], eps, rho).amax());
-  }
-  const at::Tensor values = at::stack(errors).to(at::kCPU, at::kDouble).contiguous();
-  return std::vector<double>(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+  std::vector<double> errors;
+  update_marginal_errors(problems, softmins, eps, rho, {}, errors);
+  return errors;
 }
 
 // The largest of errors[first, last); NaN when any is NaN, so that an unconverged NaN is never
@@ -58,11 +81,11 @@ double largest_of(const std::vector<double>& errors, size_t first, size_t last) 
 void alternating_update(const reduce::Reducer& reducer, const Problem& problem,
                         const at::Tensor& softmin_of_g, double eps, double lambda, double omega) {
   PotentialPair& pair = *problem.potentials;
-  const auto relaxed = [omega](const at::Tensor& old, const at::Tensor& update) {
-    return omega == 1.0 ? update : (1.0 - omega) * old + omega * update;
+  const auto relaxed = [omega, lambda](const at::Tensor& old, const at::Tensor& softmin) {
+    return omega == 1.0 ? scaled(lambda, softmin) : linear_combination(1.0 - omega, old, omega * lambda, softmin);
   };
-  pair.f = relaxed(pair.f, lambda * softmin_of_g);
-  pair.g = relaxed(pair.g, lambda * softmin_over(reducer, *problem.target, *problem.source, pair.f, eps));
+  pair.f = relaxed(pair.f, softmin_of_g);
+  pair.g = relaxed(pair.g, softmin_over(reducer, *problem.target, *problem.source, pair.f, eps));
 }
 
 // GeomLoss's symmetric (Jacobi) update: both potentials from the old ones, then averaged,
@@ -74,26 +97,14 @@ void averaged_update(const reduce::Reducer& reducer, const Problem& problem,
                      const at::Tensor& softmin_of_g, double eps, double lambda) {
   PotentialPair& pair = *problem.potentials;
   const at::Tensor softmin_of_f = softmin_over(reducer, *problem.target, *problem.source, pair.f, eps);
-  pair.f = 0.5 * (pair.f + lambda * softmin_of_g);
-  pair.g = 0.5 * (pair.g + lambda * softmin_of_f);
+  pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmin_of_g);
+  pair.g = linear_combination(0.5, pair.g, 0.5 * lambda, softmin_of_f);
 }
 
 }  // namespace
 
 double damping(double eps, const std::optional<double>& rho) {
   return rho ? 1.0 / (1.0 + eps / *rho) : 1.0;
-}
-
-at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Tensor& softmin_of_g,
-                          double eps, const std::optional<double>& rho) {
-  c10::NoGradGuard no_grad;
-  const at::Tensor potential = f.detach();
-  // Clamped exponent: far from convergence the mass may overflow; the error is then just large.
-  const at::Tensor mass =
-      source.weights * ((potential - softmin_of_g.detach()) / eps).clamp_max(80.0).exp();
-  const at::Tensor target =
-      rho ? source.weights * (-potential / *rho).clamp_max(80.0).exp() : source.weights;
-  return (mass - target).abs().sum(1) / source.weights.sum(1);
 }
 
 LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const Cloud& b,
@@ -107,22 +118,28 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     problems.push_back({&a, &a, &state.aa, !fixed});
     problems.push_back({&b, &b, &state.bb, !fixed});
   }
-  const auto softmins_of_g = [&](double eps) {
-    std::vector<at::Tensor> softmins;
-    for (const Problem& problem : problems) {
-      softmins.push_back(softmin_over(reducer, *problem.source, *problem.target,
-                                      problem.potentials->g, eps));
+  // Problems that have converged at the final eps stop there (frozen): the three problems are
+  // independent, and a converged one would only confirm its error every sweep, at up to half of
+  // the sweep's reductions, while OT(a, b) (the slowest, its plan farthest from diagonal) goes on.
+  std::vector<char> frozen;
+  const auto softmins_of_g = [&](double eps, std::vector<at::Tensor> softmins = {}) {
+    softmins.resize(problems.size());
+    for (size_t k = 0; k < problems.size(); ++k) {
+      if (!frozen.empty() && frozen[k]) continue;
+      softmins[k] = softmin_over(reducer, *problems[k].source, *problems[k].target, problems[k].potentials->g, eps);
     }
     return softmins;
   };
-  // One sweep over every problem. OT(a, b) takes alternating updates (over-relaxed by omega) or,
-  // when `averaged`, GeomLoss's averaged ones; symmetric problems the averaged symmetric update.
+  // One sweep over every problem not frozen. OT(a, b) takes alternating updates (over-relaxed by
+  // omega) or, when `averaged`, GeomLoss's averaged ones; symmetric problems the averaged
+  // symmetric update.
   const auto update = [&](const std::vector<at::Tensor>& softmins, double eps, bool averaged, double omega) {
     const double lambda = damping(eps, rho);
     for (size_t k = 0; k < problems.size(); ++k) {
+      if (!frozen.empty() && frozen[k]) continue;
       if (problems[k].symmetric) {
         PotentialPair& pair = *problems[k].potentials;
-        pair.f = 0.5 * (pair.f + lambda * softmins[k]);
+        pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmins[k]);
         pair.g = pair.f;
       } else if (averaged) {
         averaged_update(reducer, problems[k], softmins[k], eps, lambda);
@@ -157,10 +174,10 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       PotentialPair& pair = *problem.potentials;
       const at::Tensor zeros_source = at::zeros_like(problem.source->weights);
       const at::Tensor zeros_target = at::zeros_like(problem.target->weights);
-      pair.f = lambda * softmin_over(reducer, *problem.source, *problem.target, zeros_target, eps);
+      pair.f = scaled(lambda, softmin_over(reducer, *problem.source, *problem.target, zeros_target, eps));
       pair.g = problem.symmetric
                    ? pair.f
-                   : lambda * softmin_over(reducer, *problem.target, *problem.source, zeros_source, eps);
+                   : scaled(lambda, softmin_over(reducer, *problem.target, *problem.source, zeros_source, eps));
     }
   }
   // Annealing (Schmitzer 2019, section 3.2): at each eps, averaged sweeps until every plan's
@@ -179,26 +196,28 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     }
   }
   std::vector<at::Tensor> softmins;
+  std::vector<double> errors;
+  frozen.assign(problems.size(), false);
   SchemeSelector scheme;
   for (int sweep = 0;; ++sweep) {
-    softmins = softmins_of_g(final_eps);
-    // The scheme watches OT(a, b) alone (problem 0); convergence needs every plan.
-    const std::vector<double> errors = marginal_errors(problems, softmins, final_eps, rho);
-    const double error_ab = largest_of(errors, 0, 1);
+    softmins = softmins_of_g(final_eps, std::move(softmins));
+    update_marginal_errors(problems, softmins, final_eps, rho, frozen, errors);
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
     if (report.converged || sweep == settings.max_iterations) break;
-    scheme.observe(error_ab);
+    for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
+    // The scheme watches OT(a, b) alone (problem 0).
+    if (!frozen[0]) scheme.observe(errors[0]);
     update(softmins, final_eps, scheme.averaged(), scheme.omega());
     ++report.iterations;
   }
   // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates leave
   // g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
   const double lambda = damping(final_eps, rho);
-  state.ab.g = lambda * softmin_over(reducer, b, a, state.ab.f, final_eps);
+  state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
   for (size_t k = 0; k < problems.size(); ++k) {
     if (problems[k].symmetric) {
-      problems[k].potentials->f = lambda * softmins[k];
+      problems[k].potentials->f = scaled(lambda, softmins[k]);
       problems[k].potentials->g = problems[k].potentials->f;
     }
   }

@@ -65,12 +65,6 @@ struct LoopReport {
 /// lambda = 1 / (1 + eps / rho), or 1 when rho is unset.
 double damping(double eps, const std::optional<double>& rho);
 
-/// sum_i |row mass of the plan (f, g)_i - its target|, divided by sum_i a_i, per batch entry.
-/// `softmin_of_g` is softmin_eps(C, log b + g/eps) over the target; the plan's row mass is
-/// a_i exp((f_i - softmin_i) / eps), its target a_i (balanced) or a_i exp(-f_i / rho).
-at::Tensor marginal_error(const Cloud& source, const at::Tensor& f, const at::Tensor& softmin_of_g,
-                          double eps, const std::optional<double>& rho);
-
 /// Runs the Sinkhorn iterations of `settings` and returns the final potentials in `state`.
 /// Differentiable (unrolled) when the reducer is and autograd is on.
 ///

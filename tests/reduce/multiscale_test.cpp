@@ -336,8 +336,10 @@ TEST(MultiscaleDivergence, MatchesTheOnlineBackendValueAndGradient) {
     const DivergenceResult multiscale = solve(Backend::multiscale, multiscale_gradient);
     ASSERT_TRUE(online.diagnostics.converged && multiscale.diagnostics.converged);
     EXPECT_EQ(multiscale.diagnostics.backend, "multiscale");
-    // p = 1's Lipschitz bound is looser than p = 2's tangent bound (docs/numerics.md).
-    EXPECT_LT(multiscale.diagnostics.visited_pairs_fraction, p == 2 ? 0.6 : 0.85);
+    // p = 1's Lipschitz bound is looser than p = 2's tangent bound (docs/numerics.md). The
+    // fraction is over the reductions run: once the symmetric problems (near-diagonal plans, the
+    // most truncated) converge they stop, and OT(a, b)'s reductions weigh more.
+    EXPECT_LT(multiscale.diagnostics.visited_pairs_fraction, p == 2 ? 0.6 : 0.9);
     std::cout << "[ VISITED  ] p = " << p << ": " << multiscale.diagnostics.visited_pairs_fraction
               << " of the pairs, " << multiscale.diagnostics.iterations << " vs " << online.diagnostics.iterations
               << " sweeps\n";

@@ -1,11 +1,14 @@
 // The tensorized backend against the double-precision reference, over awkward sizes, both costs,
 // both dtypes and batches.
 #include "reduce/cost_matrix.h"
+#include "reduce/cpu/dense_kernels.h"
+#include "reduce/cpu/online_kernels.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <tuple>
 
 #include "reduce/reduction_gaps.h"
@@ -57,6 +60,110 @@ INSTANTIATE_TEST_SUITE_P(CostsAndDtypes, TensorizedVsReference,
                            return "p" + std::to_string(std::get<0>(info.param)) +
                                   (std::get<1>(info.param) ? "_float32" : "_float64");
                          });
+
+// The CPU's dense kernels (reduce/cpu/dense_kernels.h), which the tensorized backend runs outside
+// autograd, at every SIMD level against the double reference: rows shorter than a vector, tails,
+// several tiles, batches, and zero weights (h = -inf) in some columns.
+class DenseKernels : public ::testing::TestWithParam<std::tuple<int, bool>> {
+ protected:
+  void TearDown() override { cpu::force_simd_target(-1); }
+};
+
+TEST_P(DenseKernels, EverySimdLevelMatchesReference) {
+  const auto [p, single] = GetParam();
+  const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+  const auto reference = make_reference_reducer(p);
+  for (int target = 0; target < cpu::simd_target_count(); ++target) {
+    cpu::force_simd_target(target);
+    at::manual_seed(19);
+    for (const auto& [batch, n, m] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1, 1, 1}, {2, 7, 3}, {1, 17, 31}, {3, 65, 200}, {1, 130, 1023}}) {
+      const auto tensorized = make_tensorized_reducer(p);  // a fresh cost cache per shape
+      const at::Tensor x = at::randn({batch, n, 3}, at::kDouble).to(dtype);
+      const at::Tensor y = (at::randn({batch, m, 3}, at::kDouble) * 1.5).to(dtype);
+      at::Tensor h = at::randn({batch, m}, at::kDouble);
+      if (m > 2) h.select(1, 1).fill_(-std::numeric_limits<double>::infinity());
+      h = h.to(dtype);
+      for (const double eps : {0.01, 1.0}) {
+        SCOPED_TRACE(::testing::Message() << cpu::simd_target_name(target) << " B=" << batch << " N=" << n << " M=" << m
+                                          << " eps=" << eps);
+        const testing::ReductionGaps gaps = testing::reduction_gaps(*tensorized, *reference, x, y, h, eps);
+        // The cost matrix's expansion costs a few ulps of |x|^2 in float32 (see above), then the
+        // kernel's own exp (2 ulp) and sums.
+        EXPECT_LE(gaps.softmin, (single ? 2e-5 : 1e-11) * (1 + gaps.softmin_scale) * (1 + 0.1 / eps * (single ? 1 : 0)));
+        EXPECT_LE(gaps.gradient, (single ? 1e-3 : 1e-9) * (1 + gaps.gradient_scale));
+        EXPECT_LE(gaps.cost, (single ? 1e-3 : 1e-9) * (1 + gaps.cost_scale));
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CostsAndDtypes, DenseKernels, ::testing::Combine(::testing::Values(1, 2), ::testing::Bool()),
+                         [](const auto& info) {
+                           return "p" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_float32" : "_float64");
+                         });
+
+// The kernel's exponentials themselves: its softmax weights against a double-precision softmax
+// of the same C and h, entry by entry relative (a log-sum-exp would hide their errors), at every
+// SIMD level.
+TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
+  for (int target = 0; target < cpu::simd_target_count(); ++target) {
+    cpu::force_simd_target(target);
+    at::manual_seed(11);
+    const int64_t n = 37, m = 301;
+    const at::Tensor cost = at::rand({1, n, m}, at::kDouble) * 3;
+    const at::Tensor h = at::randn({1, m}, at::kDouble);
+    for (const double eps : {0.05, 0.7}) {
+      for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+        SCOPED_TRACE(::testing::Message() << cpu::simd_target_name(target) << " eps " << eps << " " << dtype);
+        const at::Tensor c = cost.to(dtype).contiguous(), hs = h.to(dtype).contiguous();
+        const at::Tensor expected = at::softmax(hs.to(at::kDouble).unsqueeze(1) - c.to(at::kDouble) / eps, 2);
+        at::Tensor weights = at::empty({1, n, m}, c.options());
+        const auto run = [&](auto zero) {
+          using T = decltype(zero);
+          cpu::DenseProblem<T> problem;
+          problem.cost = c.data_ptr<T>();
+          problem.h = hs.data_ptr<T>();
+          problem.n = n;
+          problem.m = m;
+          problem.eps = eps;
+          problem.reduction = cpu::DenseReduction::softmax_weights;
+          problem.out = weights.data_ptr<T>();
+          cpu::dense_reduce(problem);
+        };
+        if (dtype == at::kFloat) run(0.0f); else run(0.0);
+        // Each weight exp(v_ij - max_i) / sum inherits the rounding of its exponent, u (|v_ij| +
+        // |max_i|), u the dtype's unit roundoff; the exp and the sum add a few u.
+        const double u = dtype == at::kFloat ? 0x1p-24 : 0x1p-53;
+        const at::Tensor v = hs.to(at::kDouble).unsqueeze(1) - c.to(at::kDouble) / eps;
+        const at::Tensor bound = u * (4 * (v.abs() + std::get<0>(v.max(2, true)).abs()) + 8);
+        const at::Tensor kept = expected > 1e-30;  // below, the clamp at the smallest normal rules
+        const at::Tensor excess = ((weights.to(at::kDouble) - expected).abs() / expected / bound).masked_select(kept);
+        EXPECT_LT(excess.max().item<double>(), 1.0);
+      }
+    }
+  }
+  cpu::force_simd_target(-1);
+}
+
+// Under autograd the backend runs ATen's differentiable log-sum-exp: both paths agree, and rows
+// with every weight zero give +inf in both.
+TEST(DenseKernels, AgreeWithTheDifferentiablePathAndEmptyRowsAreInfinite) {
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    at::manual_seed(3);
+    const auto tensorized = make_tensorized_reducer(2);
+    const at::Tensor x = at::randn({2, 50, 4}, dtype), y = at::randn({2, 40, 4}, dtype);
+    at::Tensor h = at::randn({2, 40}, dtype);
+    h[1].fill_(-std::numeric_limits<double>::infinity());
+    const at::Tensor fused = tensorized->softmin(x, y, h, 0.3);
+    const at::Tensor traced = tensorized->softmin(x, y, h.clone().requires_grad_(true), 0.3);
+    ASSERT_TRUE(traced.requires_grad());
+    EXPECT_TRUE(at::isinf(fused[1]).all().item<bool>() && (fused[1] > 0).all().item<bool>());
+    EXPECT_TRUE(at::isinf(traced[1]).all().item<bool>());
+    EXPECT_LT((fused[0] - traced[0].detach()).abs().max().item<double>(), dtype == at::kFloat ? 1e-5 : 1e-12);
+  }
+}
 
 TEST(TensorizedCostMatrix, EuclideanCostHasFiniteGradientAtCoincidentPoints) {
   const at::Tensor x = at::randn({1, 4, 3}, at::kDouble).requires_grad_(true);

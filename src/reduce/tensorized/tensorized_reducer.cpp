@@ -2,7 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
 #include "reduce/cost_matrix.h"
+#include "reduce/cpu/dense_kernels.h"
 #include "reduce/cuda/cuda_reducer.h"
 #include "reduce/reducer.h"
 
@@ -11,6 +15,40 @@
 namespace sinkhorn::reduce {
 
 namespace {
+
+// The CPU's dense kernels (reduce/cpu/dense_kernels.h) on a stored cost matrix (B, N, M) and h
+// (B, M). Returns an undefined tensor where they do not apply (other devices, half precision,
+// autograd recording through C or h), so that the caller runs ATen's differentiable version.
+at::Tensor dense_cpu_reduction(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h,
+                               double eps) {
+  const at::ScalarType dtype = cost.scalar_type();
+  if (!cost.device().is_cpu() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
+  if (at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
+  const at::Tensor c = cost.contiguous(), potentials = h.contiguous();
+  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2);
+  at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty({batch, n, m}, c.options())
+                                                                      : at::empty({batch, n}, c.options());
+  const auto run = [&](auto zero) {
+    using T = decltype(zero);
+    cpu::DenseProblem<T> problem;
+    problem.cost = c.data_ptr<T>();
+    problem.h = potentials.data_ptr<T>();
+    problem.batch = batch;
+    problem.n = n;
+    problem.m = m;
+    problem.eps = eps;
+    problem.reduction = reduction;
+    problem.out = out.data_ptr<T>();
+    problem.threads = at::get_num_threads();
+    cpu::dense_reduce(problem);
+  };
+  if (dtype == at::kDouble) {
+    run(0.0);
+  } else {
+    run(0.0f);
+  }
+  return out;
+}
 
 // The solver reduces over the same few pairs of clouds (x, y), (y, x), (x, x), (y, y) hundreds of
 // times per solve, so the reducer keeps their cost matrices: each sweep then costs one pass of
@@ -28,9 +66,8 @@ class CostCache {
     at::Tensor cost;
     for (const Entry& entry : entries_) {
       if (entry.matches(y, x)) {
-        // The GPU's dense softmin reads rows: there the transpose is stored as its own entry
-        // (copied once; searching for it after the exact match keeps it from being copied again).
-        if (!x.is_cuda()) return entry.cost.transpose(1, 2);
+        // The dense kernels read rows: the transpose is stored as its own entry (copied once;
+        // searching for it after the exact match keeps it from being copied again).
         cost = entry.cost.transpose(1, 2).contiguous();
         break;
       }
@@ -69,15 +106,19 @@ class TensorizedReducer final : public Reducer {
                      double eps) const override {
     // On the GPU one kernel reads each stored entry once (ATen's would write and read the
     // exponents, then reduce them twice); not under autograd, which needs ATen's graph.
-    const at::Tensor fused = dense_cuda_softmin(cache_.cost(x, y), h, eps);
+    // On the CPU likewise, with no N x M temporaries.
+    const at::Tensor cost = cache_.cost(x, y);
+    at::Tensor fused = dense_cuda_softmin(cost, h, eps);
+    if (!fused.defined()) fused = dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h, eps);
     if (fused.defined()) return fused;
-    return -eps * at::logsumexp(exponents(x, y, h, eps), /*dim=*/2);
+    return -eps * at::logsumexp(h.unsqueeze(1) - cost / eps, /*dim=*/2);
   }
 
   at::Tensor softmax_cost_gradient(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                                    double eps) const override {
     const at::Tensor cost = cache_.cost(x, y);
-    at::Tensor weights = at::softmax(h.unsqueeze(1) - cost / eps, /*dim=*/2);
+    at::Tensor weights = dense_cpu_reduction(cpu::DenseReduction::softmax_weights, cost, h, eps);
+    if (!weights.defined()) weights = at::softmax(h.unsqueeze(1) - cost / eps, /*dim=*/2);
     if (p_ == 2) return x - at::bmm(weights, y);  // sum_j w_ij (x_i - y_j)
     // p = 1: sum_j (w_ij / |x_i - y_j|) (x_i - y_j), with the j = i-like terms (distance 0) dropped.
     const at::Tensor positive = cost > 0;
@@ -89,6 +130,8 @@ class TensorizedReducer final : public Reducer {
   at::Tensor softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                           double eps) const override {
     const at::Tensor cost = cache_.cost(x, y);
+    const at::Tensor fused = dense_cpu_reduction(cpu::DenseReduction::softmax_cost, cost, h, eps);
+    if (fused.defined()) return fused;
     return (at::softmax(h.unsqueeze(1) - cost / eps, 2) * cost).sum(2);
   }
 
@@ -96,11 +139,6 @@ class TensorizedReducer final : public Reducer {
   std::string name() const override { return "tensorized"; }
 
  private:
-  at::Tensor exponents(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
-                       double eps) const {
-    return h.unsqueeze(1) - cache_.cost(x, y) / eps;
-  }
-
   int p_;
   mutable CostCache cache_;
 };

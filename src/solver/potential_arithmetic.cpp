@@ -1,0 +1,113 @@
+#include "solver/potential_arithmetic.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/check.h"
+
+namespace sinkhorn::solver {
+namespace {
+
+// Exponents above this are clamped in the marginal errors (e^80 is far past any mass worth
+// telling apart, and finite in float32).
+constexpr double kLargestExponent = 80.0;
+
+bool records_gradient(const at::Tensor& t) { return at::GradMode::is_enabled() && t.requires_grad(); }
+
+// The host loops read raw memory: contiguous tensors of the first one's dtype and size.
+bool same_layout(const at::Tensor& first, const at::Tensor& other) {
+  return other.device().is_cpu() && other.scalar_type() == first.scalar_type() && other.sizes() == first.sizes() &&
+         other.is_contiguous() && !records_gradient(other);
+}
+
+template <typename T>
+at::Tensor combine_on_host(double alpha, const at::Tensor& u, double beta, const at::Tensor& v) {
+  at::Tensor out = at::empty_like(u);
+  const T* u_data = u.data_ptr<T>();
+  const T* v_data = v.defined() ? v.data_ptr<T>() : nullptr;
+  T* out_data = out.data_ptr<T>();
+  const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
+  const int64_t count = u.numel();
+  if (v_data) {
+    for (int64_t i = 0; i < count; ++i) out_data[i] = a * u_data[i] + b * v_data[i];
+  } else {
+    for (int64_t i = 0; i < count; ++i) out_data[i] = a * u_data[i];
+  }
+  return out;
+}
+
+template <typename T>
+double largest_error_on_host(const at::Tensor& weights, const at::Tensor& f, const at::Tensor& softmin, double eps,
+                             const std::optional<double>& rho) {
+  const T* a = weights.data_ptr<T>();
+  const T* f_data = f.data_ptr<T>();
+  const T* s = softmin.data_ptr<T>();
+  const int64_t batch = f.size(0), n = f.size(1);
+  double largest = 0.0;
+  for (int64_t entry = 0; entry < batch; ++entry) {
+    double error = 0.0, mass = 0.0;
+    for (int64_t i = entry * n; i < (entry + 1) * n; ++i) {
+      // As ATen does it: the exponent and the products in the dtype, the sums in double.
+      const T exponent = std::min(static_cast<T>((f_data[i] - s[i]) / static_cast<T>(eps)), static_cast<T>(kLargestExponent));
+      const T row_mass = a[i] * std::exp(exponent);
+      const T target =
+          rho ? a[i] * std::exp(std::min(static_cast<T>(-f_data[i] / static_cast<T>(*rho)), static_cast<T>(kLargestExponent)))
+              : a[i];
+      error += std::abs(static_cast<double>(row_mass - target));
+      mass += static_cast<double>(a[i]);
+    }
+    const double relative = error / mass;
+    if (std::isnan(relative)) return relative;
+    largest = std::max(largest, relative);
+  }
+  return largest;
+}
+
+}  // namespace
+
+bool host_arithmetic_applies(const at::Tensor& u) {
+  return u.device().is_cpu() && (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble) &&
+         u.is_contiguous() && !records_gradient(u);
+}
+
+at::Tensor linear_combination(double alpha, const at::Tensor& u, double beta, const at::Tensor& v) {
+  if (host_arithmetic_applies(u) && same_layout(u, v)) {
+    return u.scalar_type() == at::kDouble ? combine_on_host<double>(alpha, u, beta, v)
+                                          : combine_on_host<float>(alpha, u, beta, v);
+  }
+  return alpha * u + beta * v;
+}
+
+at::Tensor scaled(double alpha, const at::Tensor& u) {
+  if (alpha == 1.0) return u;
+  if (host_arithmetic_applies(u)) {
+    return u.scalar_type() == at::kDouble ? combine_on_host<double>(alpha, u, 0.0, at::Tensor())
+                                          : combine_on_host<float>(alpha, u, 0.0, at::Tensor());
+  }
+  return alpha * u;
+}
+
+at::Tensor marginal_error_per_entry(const at::Tensor& weights, const at::Tensor& f, const at::Tensor& softmin,
+                                    double eps, const std::optional<double>& rho) {
+  c10::NoGradGuard no_grad;
+  const at::Tensor potential = f.detach();
+  const at::Tensor mass =
+      weights * ((potential - softmin.detach()) / eps).clamp_max(kLargestExponent).exp();
+  const at::Tensor target = rho ? weights * (-potential / *rho).clamp_max(kLargestExponent).exp() : weights;
+  return (mass - target).abs().sum(1) / weights.sum(1);
+}
+
+double largest_marginal_error(const at::Tensor& weights, const at::Tensor& f, const at::Tensor& softmin, double eps,
+                              const std::optional<double>& rho) {
+  const at::Tensor potential = f.detach(), s = softmin.detach(), a = weights.detach();
+  if (host_arithmetic_applies(potential) && same_layout(potential, s) && same_layout(potential, a)) {
+    return potential.scalar_type() == at::kDouble ? largest_error_on_host<double>(a, potential, s, eps, rho)
+                                                  : largest_error_on_host<float>(a, potential, s, eps, rho);
+  }
+  return marginal_error_per_entry(a, potential, s, eps, rho).amax().item<double>();  // amax keeps NaN
+}
+
+}  // namespace sinkhorn::solver

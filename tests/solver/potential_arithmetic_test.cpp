@@ -1,0 +1,49 @@
+// The loop's arithmetic on potentials: the host loops (CPU tensors outside autograd) against
+// ATen's ops (the path GPU tensors and unrolled gradients take) on the same numbers.
+#include "solver/potential_arithmetic.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace sinkhorn::solver {
+namespace {
+
+TEST(PotentialArithmetic, HostLoopsMatchAten) {
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    at::manual_seed(5);
+    const at::Tensor u = at::randn({3, 17}, dtype), v = at::randn({3, 17}, dtype);
+    ASSERT_TRUE(host_arithmetic_applies(u));
+    const double tolerance = dtype == at::kFloat ? 1e-6 : 1e-15;
+    EXPECT_LT((linear_combination(0.3, u, -1.7, v) - (0.3 * u - 1.7 * v)).abs().max().item<double>(), tolerance);
+    EXPECT_LT((scaled(0.25, u) - 0.25 * u).abs().max().item<double>(), tolerance);
+    EXPECT_TRUE(scaled(1.0, u).is_same(u));
+    // Under autograd the ATen path runs, and records.
+    const at::Tensor traced = u.clone().requires_grad_(true);
+    EXPECT_FALSE(host_arithmetic_applies(traced));
+    EXPECT_TRUE(linear_combination(0.3, traced, -1.7, v).requires_grad());
+    EXPECT_TRUE(linear_combination(0.3, v, -1.7, traced).requires_grad());
+
+    // Marginal errors, balanced and unbalanced, including exponents past the clamp (80).
+    const at::Tensor weights = at::rand({3, 17}, dtype) + 0.1;
+    const at::Tensor f = at::randn({3, 17}, dtype) * 0.1;
+    at::Tensor softmin = f + at::randn({3, 17}, dtype) * 0.01;
+    softmin[2][4] = f[2][4] - 100;  // exp(100 / eps) would overflow: clamped
+    for (const std::optional<double> rho : {std::optional<double>(), std::optional<double>(0.7)}) {
+      for (const double eps : {0.05, 1.0}) {
+        const double expected = marginal_error_per_entry(weights, f, softmin, eps, rho).amax().item<double>();
+        const double actual = largest_marginal_error(weights, f, softmin, eps, rho);
+        EXPECT_TRUE(std::isfinite(actual));
+        EXPECT_NEAR(actual, expected, (dtype == at::kFloat ? 1e-5 : 1e-12) * expected);
+      }
+    }
+    at::Tensor broken = softmin.clone();
+    broken[1][3] = std::numeric_limits<double>::quiet_NaN();
+    EXPECT_TRUE(std::isnan(largest_marginal_error(weights, f, broken, 0.5, std::nullopt)));
+  }
+}
+
+}  // namespace
+}  // namespace sinkhorn::solver
