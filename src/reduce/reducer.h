@@ -61,16 +61,15 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
 /// The one place that decides what Backend::automatic means: tensorized when autograd must run
 /// through the reductions (unrolled gradients); on CUDA tensors (with the CUDA reducer built)
 /// tensorized for D >= kCudaTensorizedMinDimension up to kCudaTensorizedMaxPairs pairs, online
-/// otherwise; on other devices tensorized; on the CPU multiscale for large
-/// low-dimensional clouds (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per batch
-/// entry), tensorized for small clouds (B N M <= 2^22) with D >= kTensorizedMinDimension, online
-/// otherwise. Other backends are returned as they are (validate() refuses a non-differentiable
-/// one with unrolled gradients).
+/// otherwise; on other devices tensorized; on the CPU multiscale for large low-dimensional clouds
+/// (D <= kMultiscaleMaxDimension, N M >= kMultiscaleMinPairs per batch entry), tensorized for
+/// small clouds (B N M <= kTensorizedMaxPairs), online otherwise. Other backends are returned as
+/// they are (validate() refuses a non-differentiable one with unrolled gradients).
 Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd = false);
 
-/// From this dimension on, a cached cost matrix beats recomputing distances every sweep
-/// (measured crossover between D = 32 and 64 on AVX-512; docs/benchmarks.md).
-inline constexpr int64_t kTensorizedMinDimension = 48;
+/// Up to this many pairs (all batch entries) the CPU keeps dense cost matrices (64 MB each in
+/// float32): their dense kernels beat the online ones at every D (docs/benchmarks.md).
+inline constexpr int64_t kTensorizedMaxPairs = int64_t{1} << 22;
 
 /// On the GPU a stored cost matrix beats the online kernel from this dimension on (one 4-byte read
 /// per pair against D + 8 instructions), up to this many pairs in all batch entries (2^27: 512 MB

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -58,6 +59,27 @@ void expect_same_state(const std::vector<at::Tensor>& a, const std::vector<at::T
 }
 
 using testing::read_text;
+
+// The trainer's finiteness probe (a bit test on the host) against ATen's isfinite, on every kind of
+// value: the largest finite numbers and subnormals are finite, NaN and both infinities are not,
+// wherever they sit (a strided view takes ATen's path).
+TEST(AllFinite, AgreesWithIsfiniteOnEveryKindOfValue) {
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    const double largest = dtype == at::kFloat ? 3.4e38 : 1.7e308;
+    const double tiny = dtype == at::kFloat ? 1e-45 : 5e-324;
+    at::Tensor values = at::tensor({0.0, -0.0, 1.5, -largest, largest, tiny}, at::TensorOptions().dtype(at::kDouble)).to(dtype);
+    EXPECT_TRUE(all_finite(values));
+    for (const double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+      for (const int64_t where : {0, 3, 5}) {
+        at::Tensor broken = values.clone();
+        broken[where] = bad;
+        EXPECT_EQ(all_finite(broken), broken.isfinite().all().item<bool>());
+        EXPECT_FALSE(all_finite(broken));
+        EXPECT_FALSE(all_finite(at::stack({broken, broken}).t()));  // not contiguous
+      }
+    }
+  }
+}
 
 TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
   TrainConfig c = small_run("/tmp/x");

