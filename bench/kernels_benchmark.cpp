@@ -58,7 +58,7 @@ void BM_OnlineSoftmin(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n * n);
 }
 BENCHMARK_TEMPLATE(BM_OnlineSoftmin, float)
-    ->ArgsProduct({{200, 1000, 5000}, {3, 16, 64}, {2}})
+    ->ArgsProduct({{200, 1000, 5000}, {3, 16, 32, 64}, {2}})
     ->Args({5000, 3, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_OnlineSoftmin, double)->Args({5000, 3, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

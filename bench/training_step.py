@@ -193,7 +193,7 @@ def main():
     print("\n".join(lines), flush=True)
     for name in args.workloads:
         steps = args.steps // 4 if name in ("toy-2000", "mnist-eeps") else args.steps
-        methods = [m for m in sorted(args.methods, key=lambda m: m != "geomloss") if m != "ours-cli" or name == "mnist"]
+        methods = [m for m in sorted(args.methods, key=lambda m: m != "geomloss") if m not in CLI_VARIANTS or name == "mnist"]
         rates = {m: [] for m in methods}
         losses = {}
         for _ in range(args.repeats):

@@ -112,7 +112,7 @@ TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
     cpu::force_simd_target(target);
     at::manual_seed(11);
     const int64_t n = 37, m = 301;
-    const at::Tensor cost = at::rand({1, n, m}, at::kDouble) * 3;
+    const at::Tensor cost = at::rand({1, n, m}, at::kDouble) * 3;  // eps = 0.05: weights down to e^-120
     const at::Tensor h = at::randn({1, m}, at::kDouble);
     for (const double eps : {0.05, 0.7}) {
       for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
@@ -138,9 +138,12 @@ TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
         const double u = dtype == at::kFloat ? 0x1p-24 : 0x1p-53;
         const at::Tensor v = hs.to(at::kDouble).unsqueeze(1) - c.to(at::kDouble) / eps;
         const at::Tensor bound = u * (4 * (v.abs() + std::get<0>(v.max(2, true)).abs()) + 8);
-        const at::Tensor kept = expected > 1e-30;  // below, the clamp at the smallest normal rules
+        // Weights under 2^-64 (float32) / 2^-512 (float64) are stored as 0 (dense_kernels.h).
+        const double smallest = dtype == at::kFloat ? 0x1p-64 : 0x1p-512;
+        const at::Tensor kept = expected > 2 * smallest;
         const at::Tensor excess = ((weights.to(at::kDouble) - expected).abs() / expected / bound).masked_select(kept);
         EXPECT_LT(excess.max().item<double>(), 1.0);
+        EXPECT_TRUE((weights.masked_select(expected < smallest / 2) == 0).all().item<bool>());
       }
     }
   }

@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <limits>
 
+#include "reduce/cpu/dense_kernels.h"
 #include "util/check.h"
 
 namespace sinkhorn::reduce {
@@ -32,6 +34,7 @@ class OnlineCpuReducer final : public Reducer {
   at::Tensor run(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y,
                  const at::Tensor& h, double eps) const {
     SINKHORN_CHECK_ARG(x.device().is_cpu(), "backend", "online runs on CPU tensors, got " << x.device());
+    if (p_ == 2 && x.size(2) >= kBlockedMinDimension) return run_blocked(reduction, x, y, h, eps);
     const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     const int64_t batch = x.size(0), n = x.size(1), m = y.size(1), d = x.size(2);
     const int64_t padded = (m + cpu::kColumnPadding - 1) / cpu::kColumnPadding * cpu::kColumnPadding;
@@ -48,6 +51,69 @@ class OnlineCpuReducer final : public Reducer {
       cpu::online_reduce(online_problem<double>(reduction, points, y_t, h_padded, m, p_, eps, out));
     } else {
       cpu::online_reduce(online_problem<float>(reduction, points, y_t, h_padded, m, p_, eps, out));
+    }
+    return out.to(x.scalar_type());
+  }
+
+  // From this dimension on (p = 2), row blocks of the cost matrix by BLAS and the dense kernels
+  // over them beat the streaming kernel, whose D multiply-adds per pair run at a fraction of a
+  // matrix product's rate (docs/benchmarks.md).
+  static constexpr int64_t kBlockedMinDimension = 16;
+  // A block holds at most this many entries (64 MB in float32) and 16 to 512 rows: enough rows
+  // for the matrix product to run near its peak.
+  static constexpr int64_t kBlockEntries = int64_t{1} << 24;
+
+  // Rows in blocks of R: C_block = |x_i|^2/2 + |y_j|^2/2 - x_i . y_j (one addmm, on the clouds the
+  // solver has centred, as the tensorized backend), then the dense kernels (cpu/dense_kernels.h)
+  // on the block. Memory O(R M) beyond O(N + M D); the costs carry the expansion's rounding,
+  // about u |x|^2, like the tensorized backend's.
+  at::Tensor run_blocked(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y,
+                         const at::Tensor& h, double eps) const {
+    const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const at::Tensor points = x.detach().to(dtype).contiguous(), others = y.detach().to(dtype).contiguous();
+    const at::Tensor potentials = h.detach().to(dtype).contiguous();
+    const int64_t batch = points.size(0), n = points.size(1), m = others.size(1), d = points.size(2);
+    const int64_t rows = std::clamp<int64_t>(kBlockEntries / std::max<int64_t>(m, 1), 16, 512);
+    const at::Tensor x_half_norms = 0.5 * (points * points).sum(-1, /*keepdim=*/true);  // (B, N, 1)
+    const at::Tensor y_half_norms = 0.5 * (others * others).sum(-1);                   // (B, M)
+    const bool gradient = reduction == cpu::Reduction::softmax_cost_gradient;
+    at::Tensor out = gradient ? at::empty({batch, n, d}, points.options()) : at::empty({batch, n}, points.options());
+    const cpu::DenseReduction dense = reduction == cpu::Reduction::softmin      ? cpu::DenseReduction::softmin
+                                      : reduction == cpu::Reduction::softmax_cost ? cpu::DenseReduction::softmax_cost
+                                                                                  : cpu::DenseReduction::softmax_weights;
+    // One buffer for every block's costs (and weights): fresh 10-MB blocks page-faulted more
+    // than the arithmetic took.
+    const at::Tensor cost_buffer = at::empty({std::min(rows, n), m}, points.options());
+    const at::Tensor weight_buffer = gradient ? at::empty({std::min(rows, n), m}, points.options()) : at::Tensor();
+    for (int64_t b = 0; b < batch; ++b) {
+      const at::Tensor y_b = others[b], h_b = potentials[b];
+      for (int64_t first = 0; first < n; first += rows) {
+        const int64_t count = std::min(rows, n - first);
+        const at::Tensor x_block = points[b].narrow(0, first, count);
+        at::Tensor cost = cost_buffer.narrow(0, 0, count);
+        at::add_out(cost, x_half_norms[b].narrow(0, first, count), y_half_norms[b]);
+        cost.addmm_(x_block, y_b.t(), /*beta=*/1, /*alpha=*/-1).clamp_min_(0);
+        at::Tensor block_out = gradient ? weight_buffer.narrow(0, 0, count) : out[b].narrow(0, first, count);
+        const auto reduce = [&](auto zero) {
+          using T = decltype(zero);
+          cpu::DenseProblem<T> problem;
+          problem.cost = cost.data_ptr<T>();
+          problem.h = h_b.data_ptr<T>();
+          problem.n = count;
+          problem.m = m;
+          problem.eps = eps;
+          problem.reduction = dense;
+          problem.out = block_out.data_ptr<T>();
+          problem.threads = at::get_num_threads();
+          cpu::dense_reduce(problem);
+        };
+        if (dtype == at::kDouble) reduce(0.0); else reduce(0.0f);
+        // sum_j w_ij (x_i - y_j) = x_i - (W y)_i: the weights sum to 1.
+        if (gradient) {
+          at::Tensor rows_out = out[b].narrow(0, first, count);
+          at::addmm_out(rows_out, x_block, block_out, y_b, /*beta=*/1, /*alpha=*/-1);
+        }
+      }
     }
     return out.to(x.scalar_type());
   }

@@ -10,9 +10,13 @@
 
 namespace sinkhorn::reduce {
 
-/// The online CPU backend: streaming SIMD + OpenMP kernels (cpu/online_kernels.h), memory
-/// O(N + M D). float32 and float64 in their own precision (other dtypes through float32);
-/// CPU tensors only. Not differentiable: envelope gradients only.
+/// The online CPU backend, for clouds too large for stored cost matrices: streaming SIMD + OpenMP
+/// kernels (cpu/online_kernels.h) from exact differences, memory O(N + M D); for p = 2 and
+/// D >= 16, row blocks of the cost matrix by one matrix product each (|x|^2/2 + |y|^2/2 - x.y on
+/// the centred clouds) reduced by the dense kernels (cpu/dense_kernels.h), memory O(N + M D) plus
+/// one block of at most 2^24 entries: 2x faster at D = 32 to 64 (softmin) and 18x for the
+/// gradient at D = 64 (docs/benchmarks.md). float32 and float64 in their own precision (other
+/// dtypes through float32); CPU tensors only. Not differentiable: envelope gradients only.
 std::unique_ptr<Reducer> make_online_cpu_reducer(int p);
 
 /// The kernels' view of contiguous tensors in their layout: x (B, N, D), y_t (B, D, M_padded)
