@@ -39,6 +39,7 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   const bool gradient = P.reduction == Reduction::softmax_cost_gradient;
   // log of the smallest normal number: e^-87 (float32), e^-708 (float64).
   const auto smallest_exponent = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? -87.0 : -708.0));
+  const auto smallest_weight = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? 5.421010862427522e-20 : 7.458340731200207e-155));
 
   double run_max = -std::numeric_limits<double>::infinity();
   double run_sum = 0.0, run_cost = 0.0;
@@ -87,10 +88,12 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
       if (P.reduction == Reduction::softmax_cost) cost_sum = hn::MulAdd(e, cost, cost_sum);
       if (gradient) {
         // p = 2: grad_x C = x - y, weights e; p = 1: (x - y)/|x - y|, weights e/|x - y| (0 at 0).
-        auto weight = e;
+        // Terms under 2^-64 (float32; 2^-512 float64) of the row's largest count as 0 here:
+        // their products with the differences would be subnormal, which x86 runs in microcode.
+        auto weight = hn::IfThenElseZero(hn::Ge(e, smallest_weight), e);
         if (P.p == 1) {
           const auto positive = hn::Gt(cost, hn::Zero(d));
-          weight = hn::IfThenElseZero(positive, hn::Div(e, hn::IfThenElse(positive, cost, hn::Set(d, T(1)))));
+          weight = hn::IfThenElseZero(positive, hn::Div(weight, hn::IfThenElse(positive, cost, hn::Set(d, T(1)))));
         }
         hn::Store(weight, d, v + j);  // v is consumed: reuse it for the weights
       }
