@@ -1,7 +1,7 @@
 // The tensorized backend against the double-precision reference, over awkward sizes, both costs,
 // both dtypes and batches.
 #include "reduce/cost_matrix.h"
-#include "reduce/cpu/dense_kernels.h"
+#include "reduce/cpu/dense_reduction.h"
 #include "reduce/cpu/online_kernels.h"
 #include "reduce/tensorized/tensorized_reducer.h"
 
@@ -119,20 +119,8 @@ TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
         SCOPED_TRACE(::testing::Message() << cpu::simd_target_name(target) << " eps " << eps << " " << dtype);
         const at::Tensor c = cost.to(dtype).contiguous(), hs = h.to(dtype).contiguous();
         const at::Tensor expected = at::softmax(hs.to(at::kDouble).unsqueeze(1) - c.to(at::kDouble) / eps, 2);
-        at::Tensor weights = at::empty({1, n, m}, c.options());
-        const auto run = [&](auto zero) {
-          using T = decltype(zero);
-          cpu::DenseProblem<T> problem;
-          problem.cost = c.data_ptr<T>();
-          problem.h = hs.data_ptr<T>();
-          problem.n = n;
-          problem.m = m;
-          problem.eps = eps;
-          problem.reduction = cpu::DenseReduction::softmax_weights;
-          problem.out = weights.data_ptr<T>();
-          cpu::dense_reduce(problem);
-        };
-        if (dtype == at::kFloat) run(0.0f); else run(0.0);
+        const at::Tensor weights = at::empty({1, n, m}, c.options());
+        dense_reduce_into(cpu::DenseReduction::softmax_weights, c, hs, eps, weights);
         // Each weight exp(v_ij - max_i) / sum inherits the rounding of its exponent, u (|v_ij| +
         // |max_i|), u the dtype's unit roundoff; the exp and the sum add a few u.
         const double u = dtype == at::kFloat ? 0x1p-24 : 0x1p-53;

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "reduce/cpu/dense_kernels.h"
+#include "reduce/cpu/dense_reduction.h"
 #include "util/check.h"
 
 namespace sinkhorn::reduce {
@@ -94,20 +94,7 @@ class OnlineCpuReducer final : public Reducer {
         at::add_out(cost, x_half_norms[b].narrow(0, first, count), y_half_norms[b]);
         cost.addmm_(x_block, y_b.t(), /*beta=*/1, /*alpha=*/-1).clamp_min_(0);
         at::Tensor block_out = gradient ? weight_buffer.narrow(0, 0, count) : out[b].narrow(0, first, count);
-        const auto reduce = [&](auto zero) {
-          using T = decltype(zero);
-          cpu::DenseProblem<T> problem;
-          problem.cost = cost.data_ptr<T>();
-          problem.h = h_b.data_ptr<T>();
-          problem.n = count;
-          problem.m = m;
-          problem.eps = eps;
-          problem.reduction = dense;
-          problem.out = block_out.data_ptr<T>();
-          problem.threads = at::get_num_threads();
-          cpu::dense_reduce(problem);
-        };
-        if (dtype == at::kDouble) reduce(0.0); else reduce(0.0f);
+        dense_reduce_into(dense, cost.unsqueeze(0), h_b.unsqueeze(0), eps, block_out);
         // sum_j w_ij (x_i - y_j) = x_i - (W y)_i: the weights sum to 1.
         if (gradient) {
           at::Tensor rows_out = out[b].narrow(0, first, count);

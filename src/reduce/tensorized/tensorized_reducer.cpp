@@ -2,11 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
 #include "reduce/cost_matrix.h"
-#include "reduce/cpu/dense_kernels.h"
+#include "reduce/cpu/dense_reduction.h"
 #include "reduce/cuda/cuda_reducer.h"
 #include "reduce/reducer.h"
 
@@ -24,29 +23,10 @@ at::Tensor dense_cpu_reduction(cpu::DenseReduction reduction, const at::Tensor& 
   const at::ScalarType dtype = cost.scalar_type();
   if (!cost.device().is_cpu() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
   if (at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
-  const at::Tensor c = cost.contiguous(), potentials = h.contiguous();
-  const int64_t batch = c.size(0), n = c.size(1), m = c.size(2);
-  at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty({batch, n, m}, c.options())
-                                                                      : at::empty({batch, n}, c.options());
-  const auto run = [&](auto zero) {
-    using T = decltype(zero);
-    cpu::DenseProblem<T> problem;
-    problem.cost = c.data_ptr<T>();
-    problem.h = potentials.data_ptr<T>();
-    problem.batch = batch;
-    problem.n = n;
-    problem.m = m;
-    problem.eps = eps;
-    problem.reduction = reduction;
-    problem.out = out.data_ptr<T>();
-    problem.threads = at::get_num_threads();
-    cpu::dense_reduce(problem);
-  };
-  if (dtype == at::kDouble) {
-    run(0.0);
-  } else {
-    run(0.0f);
-  }
+  const at::Tensor c = cost.contiguous();
+  const at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty_like(c)
+                                                                            : at::empty({c.size(0), c.size(1)}, c.options());
+  dense_reduce_into(reduction, c, h.contiguous(), eps, out);
   return out;
 }
 
