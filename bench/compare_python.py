@@ -168,6 +168,16 @@ def run_ours(x, y, args):
     import sinkhorn
     torch.set_num_threads(args.threads)
     loss = sinkhorn.SamplesLoss("sinkhorn", p=2, blur=args.blur)
+    value, gradient, timed, base = time_module_loss(loss, x, y)
+    info = loss.last_diagnostics
+    note = f"{info['backend']}, {info['iterations']} sweeps" + ("" if info["converged"] else ", NOT converged")
+    return value, gradient, timed, base, note
+
+
+def time_module_loss(loss, x, y):
+    """A SamplesLoss-like module's value and x-gradient on the NumPy clouds, after a tiny warm-up
+    call (library start-up, thread pools): (value, gradient, timed section, resident MB before)."""
+    import torch
     warm = torch.rand(64, x.shape[1], requires_grad=True)
     loss(warm, torch.rand(64, x.shape[1])).backward()
     x = torch.from_numpy(x).requires_grad_(True)
@@ -176,9 +186,7 @@ def run_ours(x, y, args):
     with Timed() as timed:
         value = loss(x, y)
         value.backward()
-    info = loss.last_diagnostics
-    note = f"{info['backend']}, {info['iterations']} sweeps" + ("" if info["converged"] else ", NOT converged")
-    return value.item(), x.grad.numpy(), timed, base, note
+    return value.item(), x.grad.numpy(), timed, base
 
 
 def run_reference(x, y, args):
@@ -208,15 +216,7 @@ def run_geomloss(x, y, args, backend):
     from geomloss import SamplesLoss
     torch.set_num_threads(args.threads)
     loss = SamplesLoss("sinkhorn", p=2, blur=args.blur, backend=backend)
-    warm = torch.rand(64, x.shape[1], requires_grad=True)
-    loss(warm, torch.rand(64, x.shape[1])).backward()
-    x = torch.from_numpy(x).requires_grad_(True)
-    y = torch.from_numpy(y)
-    base = resident_mb()
-    with Timed() as timed:
-        value = loss(x, y)
-        value.backward()
-    return value.item(), x.grad.numpy(), timed, base, "fixed eps schedule (scaling 0.5)"
+    return (*time_module_loss(loss, x, y), "fixed eps schedule (scaling 0.5)")
 
 
 def run_pot(x, y, args):

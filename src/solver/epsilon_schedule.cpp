@@ -59,8 +59,4 @@ double BoundingBox::diagonal() const {
   return widest * std::sqrt(sum);
 }
 
-double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y) {
-  return BoundingBox::of(x).merged(BoundingBox::of(y)).diagonal();
-}
-
 }  // namespace sinkhorn::solver

@@ -35,7 +35,4 @@ struct BoundingBox {
   double diagonal() const;
 };
 
-/// Length of the diagonal of the bounding box of both clouds (all batches). x is (B, N, D), y is (B, M, D).
-double bounding_box_diameter(const at::Tensor& x, const at::Tensor& y);
-
 }  // namespace sinkhorn::solver

@@ -33,7 +33,7 @@ at::Tensor softmin_over(const reduce::Reducer& reducer, const Cloud& source, con
 }
 
 // Each problem's largest marginal error over its batch entries, written into errors[k] for the
-// problems not `frozen` (all when it is empty): on the host directly, on a device with one
+// problems not `frozen`: on the host directly, on a device with one
 // synchronisation for all of them (each .item() would wait for the device).
 void update_marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
                             double eps, const std::optional<double>& rho, const std::vector<char>& frozen,
@@ -42,7 +42,7 @@ void update_marginal_errors(const std::vector<Problem>& problems, const std::vec
   std::vector<at::Tensor> on_device;
   std::vector<size_t> device_problems;
   for (size_t k = 0; k < problems.size(); ++k) {
-    if (!frozen.empty() && frozen[k]) continue;
+    if (frozen[k]) continue;
     const at::Tensor& weights = problems[k].source->weights;
     const at::Tensor& f = problems[k].potentials->f;
     if (f.device().is_cpu()) {
@@ -61,7 +61,7 @@ void update_marginal_errors(const std::vector<Problem>& problems, const std::vec
 std::vector<double> marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
                                     double eps, const std::optional<double>& rho) {
   std::vector<double> errors;
-  update_marginal_errors(problems, softmins, eps, rho, {}, errors);
+  update_marginal_errors(problems, softmins, eps, rho, std::vector<char>(problems.size(), false), errors);
   return errors;
 }
 
@@ -121,11 +121,11 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   // Problems that have converged at the final eps stop there (frozen): the three problems are
   // independent, and a converged one would only confirm its error every sweep, at up to half of
   // the sweep's reductions, while OT(a, b) (the slowest, its plan farthest from diagonal) goes on.
-  std::vector<char> frozen;
+  std::vector<char> frozen(problems.size(), false);
   const auto softmins_of_g = [&](double eps, std::vector<at::Tensor> softmins = {}) {
     softmins.resize(problems.size());
     for (size_t k = 0; k < problems.size(); ++k) {
-      if (!frozen.empty() && frozen[k]) continue;
+      if (frozen[k]) continue;
       softmins[k] = softmin_over(reducer, *problems[k].source, *problems[k].target, problems[k].potentials->g, eps);
     }
     return softmins;
@@ -136,7 +136,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   const auto update = [&](const std::vector<at::Tensor>& softmins, double eps, bool averaged, double omega) {
     const double lambda = damping(eps, rho);
     for (size_t k = 0; k < problems.size(); ++k) {
-      if (!frozen.empty() && frozen[k]) continue;
+      if (frozen[k]) continue;
       if (problems[k].symmetric) {
         PotentialPair& pair = *problems[k].potentials;
         pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmins[k]);
@@ -197,7 +197,6 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   }
   std::vector<at::Tensor> softmins;
   std::vector<double> errors;
-  frozen.assign(problems.size(), false);
   SchemeSelector scheme;
   for (int sweep = 0;; ++sweep) {
     softmins = softmins_of_g(final_eps, std::move(softmins));

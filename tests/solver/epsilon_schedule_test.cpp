@@ -34,7 +34,7 @@ TEST(BoundingBoxDiameter, DiagonalOfBothClouds) {
   const at::Tensor x = at::tensor({0.0, 0.0, 1.0, 0.5}, at::kDouble).reshape({1, 2, 2});
   const at::Tensor y = at::tensor({-2.0, 3.0}, at::kDouble).reshape({1, 1, 2});
   // Box [-2, 1] x [0, 3]: diagonal sqrt(9 + 9).
-  EXPECT_NEAR(bounding_box_diameter(x, y), std::sqrt(18.0), 1e-12);
+  EXPECT_NEAR(BoundingBox::of(x).merged(BoundingBox::of(y)).diagonal(), std::sqrt(18.0), 1e-12);
 }
 
 }  // namespace
