@@ -167,4 +167,10 @@ at::Device device_from(const ParsedArguments& args) {
   return *device;
 }
 
+std::chrono::milliseconds timeout_from(const ParsedArguments& args) {
+  const double seconds = args.number("timeout").value_or(60.0);
+  SINKHORN_CHECK(seconds > 0 && seconds <= 86400, "--timeout must be in (0, 86400] seconds, got " << seconds);
+  return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+}
+
 }  // namespace sinkhorn::cli

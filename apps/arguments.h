@@ -4,6 +4,7 @@
 
 #include <c10/core/Device.h>
 
+#include <chrono>
 #include <limits>
 #include <map>
 #include <optional>
@@ -78,5 +79,10 @@ class ArgumentParser {
 /// has the option (divergence, train, sample). Refused naming --device when the name is not one of
 /// these, or when this LibTorch has no CUDA support, the machine no GPU, or no GPU K.
 at::Device device_from(const ParsedArguments& args);
+
+/// --timeout SECONDS under torchrun (divergence, train): how long a collective may wait for a
+/// lost or stalled rank before every other rank ends; 60 s when absent. Refused naming --timeout
+/// unless in (0, 86400].
+std::chrono::milliseconds timeout_from(const ParsedArguments& args);
 
 }  // namespace sinkhorn::cli

@@ -73,6 +73,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   } catch (const Error& error) {
     err << "sinkhorn " << command << ": error: " << message_for(error) << "\n";
     return 2;
+  } catch (const PeerError& error) {
+    err << "sinkhorn " << command << ": error: " << error.what() << "\n";
+    return 3;
   } catch (const InternalError& error) {
     err << "sinkhorn " << command << ": internal error (please report it): " << error.what() << "\n";
     return 1;

@@ -10,6 +10,8 @@
 #include "cli.h"
 #include "arguments.h"
 #include "loss_options.h"
+#include "api/sharded_divergence.h"
+#include "dist/world.h"
 #include "io/array_io.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
@@ -22,7 +24,9 @@ ArgumentParser divergence_parser() {
       "sinkhorn divergence X Y [options]",
       "Computes a Sinkhorn loss between the point clouds X (N x D) and Y (M x D), read from .npy\n"
       "(float32/float64, 2-D, C order) or .csv files (one point per row), and prints its value.\n"
-      "Conventions follow GeomLoss's SamplesLoss(\"sinkhorn\", p, blur, reach, scaling).");
+      "Conventions follow GeomLoss's SamplesLoss(\"sinkhorn\", p, blur, reach, scaling).\n"
+      "Under torchrun (WORLD_SIZE > 1) the ranks share the solve: each takes a contiguous block of\n"
+      "rows of X and Y; rank 0 alone prints and writes the gradients.");
   parser.positional("X", "first cloud: .npy or .csv, N rows of D coordinates")
       .positional("Y", "second cloud: .npy or .csv, M rows of D coordinates")
       .option("wx", "FILE", "weights of X (N values, nonnegative); default uniform 1/N")
@@ -32,7 +36,8 @@ ArgumentParser divergence_parser() {
       .option("device", "NAME", "cpu (default) or cuda[:K]: where the clouds and the solve live")
       .option("grad-x", "FILE.npy", "write the gradient of the loss with respect to X")
       .option("grad-y", "FILE.npy", "write the gradient of the loss with respect to Y")
-      .flag("json", "print one JSON object: value, iterations, marginal_error, seconds, ...");
+      .flag("json", "print one JSON object: value, iterations, marginal_error, seconds, ...")
+      .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)");
   add_loss_options(parser);
   return parser;
 }
@@ -67,6 +72,24 @@ void write_gradient(const std::string& path, const at::Tensor& gradient) {
   io::write_npy(path, array);
 }
 
+// Rows [begin, end) of this rank's block of `rows`: everything in one process.
+at::Tensor block_of(const at::Tensor& tensor, const dist::World* world) {
+  if (!world || !tensor.defined()) return tensor;
+  const int64_t rows = tensor.size(0);
+  const int64_t begin = dist::block_begin(rows, world->size(), world->rank());
+  return tensor.narrow(0, begin, dist::block_begin(rows, world->size(), world->rank() + 1) - begin).contiguous();
+}
+
+// The ranks' blocks of a (rows, ...) tensor, joined (every rank takes part; one process: itself).
+at::Tensor gather_rows(const at::Tensor& block, int64_t rows, const dist::World* world) {
+  if (!world) return block;
+  std::vector<int64_t> counts;
+  for (int r = 0; r < world->size(); ++r) {
+    counts.push_back(dist::block_begin(rows, world->size(), r + 1) - dist::block_begin(rows, world->size(), r));
+  }
+  return world->group().allgather_rows(block, 0, counts);
+}
+
 at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {
   const std::optional<std::string> name = args.value("dtype");
   if (!name) return x_array.dtype == "float32" ? at::kFloat : at::kDouble;
@@ -94,11 +117,31 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   const std::string& y_path = args.positionals()[1];
   const io::Array x_array = io::read_array(x_path);
   const at::ScalarType dtype = dtype_from(args, x_array);
-  const at::Device device = device_from(args);
-  at::Tensor x = points_tensor(x_array, x_path, "X", dtype).to(device);
-  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype).to(device);
+  // Under torchrun: one group for the ranks, each GPU rank on its LOCAL_RANK's device.
+  const std::optional<dist::LaunchEnvironment> launch = dist::launch_environment();
+  at::Device device = device_from(args);
+  if (launch && device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, launch->local_rank);
+  std::unique_ptr<dist::World> world;
+  if (launch) world = std::make_unique<dist::World>(*launch, device, timeout_from(args));
+  const bool speaks = !world || world->rank() == 0;
+  at::Tensor x = points_tensor(x_array, x_path, "X", dtype);
+  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
   at::Tensor a = read_weights(args.value("wx"), "--wx", dtype);
   at::Tensor b = read_weights(args.value("wy"), "--wy", dtype);
+  const int64_t n = x.size(0), m = y.size(0);
+  if (world) {
+    SINKHORN_CHECK(n >= world->size() && m >= world->size(),
+                   "X (" << x_path << ") and Y (" << y_path << ") need at least one row per rank: " << n << " and "
+                         << m << " rows for " << world->size() << " ranks");
+    SINKHORN_CHECK(!a.defined() || a.size(0) == n, "--wx (" << *args.value("wx") << ") must hold " << n
+                                                          << " weights, one per row of X, got " << a.size(0));
+    SINKHORN_CHECK(!b.defined() || b.size(0) == m, "--wy (" << *args.value("wy") << ") must hold " << m
+                                                          << " weights, one per row of Y, got " << b.size(0));
+  }
+  x = block_of(x, world.get()).to(device);
+  y = block_of(y, world.get()).to(device);
+  a = block_of(a, world.get());
+  b = block_of(b, world.get());
   if (a.defined()) a = a.to(device);
   if (b.defined()) b = b.to(device);
   const std::optional<std::string> grad_x_path = args.value("grad-x");
@@ -117,7 +160,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   };
   DivergenceResult result;
   try {
-    result = divergence_with_details(a, x, b, y, options);
+    result = api::divergence_over(a, x, b, y, options, world ? &world->group() : nullptr);
   } catch (const Error& error) {
     throw with_file(error);
   }
@@ -126,8 +169,16 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   const double value = result.value.item<double>();
   SINKHORN_CHECK(std::isfinite(value), "the loss is not finite (" << value << "); check the inputs' scale");
 
-  if (grad_x_path) write_gradient(*grad_x_path, x.grad());
-  if (grad_y_path) write_gradient(*grad_y_path, y.grad());
+  // Each rank holds its rows' gradients; rank 0 writes them whole.
+  if (grad_x_path) {
+    const at::Tensor gradient = gather_rows(x.grad(), n, world.get());
+    if (speaks) write_gradient(*grad_x_path, gradient);
+  }
+  if (grad_y_path) {
+    const at::Tensor gradient = gather_rows(y.grad(), m, world.get());
+    if (speaks) write_gradient(*grad_y_path, gradient);
+  }
+  if (!speaks) return 0;
   const Diagnostics& d = result.diagnostics;
   if (!d.converged) {
     err << "sinkhorn divergence: warning: not converged after " << d.iterations
@@ -142,7 +193,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
         << ", \"diameter\": " << json_number(d.diameter) << ", \"backend\": \"" << d.backend
         << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"device\": \""
         << device.str() << "\", \"n\": "
-        << x.size(0) << ", \"m\": " << y.size(0) << ", \"d\": " << x.size(1)
+        << n << ", \"m\": " << m << ", \"d\": " << x.size(1) << ", \"world_size\": " << d.world_size
         << ", \"visited_pairs_fraction\": " << json_number(d.visited_pairs_fraction)
         << ", \"truncation_rebuilds\": " << d.truncation_rebuilds
         << ", \"truncation_seconds\": " << json_number(d.truncation_seconds)

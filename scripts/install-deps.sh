@@ -16,7 +16,7 @@ base_python=/usr/bin/python3
 
 packages=(build-essential cmake make pkg-config python3 python3-venv python3-dev
           libgtest-dev googletest libbenchmark-dev libhwy-dev
-          libpng-dev zlib1g-dev nlohmann-json3-dev liblemon-dev)
+          libpng-dev zlib1g-dev nlohmann-json3-dev liblemon-dev libgloo-dev)
 requirements=("$here/requirements.txt")
 for option in "$@"; do
   case "$option" in

@@ -37,6 +37,8 @@ struct Diagnostics {
   double diameter = 0.0;
   /// Backend that ran the reductions ("tensorized", "reference", ...).
   std::string backend;
+  /// Processes that shared the solve (sinkhorn/distributed.h); 1 for a solve in one process.
+  int world_size = 1;
   /// Multiscale backend: pairs its truncated reductions visited over those dense ones would (1
   /// for the other backends), how often it recomputed the kept blocks, and the seconds that took.
   double visited_pairs_fraction = 1.0;

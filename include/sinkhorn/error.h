@@ -31,4 +31,12 @@ class InternalError : public std::logic_error {
   explicit InternalError(const std::string& message) : std::logic_error(message) {}
 };
 
+/// A collective of a sharded solve failed: a peer process died, stalled past the group's
+/// timeout, or the network between them broke. The message names the lost rank when it is known.
+/// Not the caller's input and not a bug: the command line exits with status 3.
+class PeerError : public std::runtime_error {
+ public:
+  explicit PeerError(const std::string& message) : std::runtime_error(message) {}
+};
+
 }  // namespace sinkhorn

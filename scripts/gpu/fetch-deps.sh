@@ -12,7 +12,7 @@ deps="$root/.gpu-deps"
 # Headers and static or shared libraries for every find_package of CMakeLists.txt and tests/,
 # with the shared libraries' runtime packages (Debian's names).
 packages=(libhwy-dev libhwy1 libpng-dev libpng16-16 zlib1g-dev nlohmann-json3-dev
-          liblemon-dev liblemon1.3.1 libgtest-dev googletest)
+          liblemon-dev liblemon1.3.1 libgtest-dev googletest libgloo-dev)
 mkdir -p "$deps"
 rm -f "$deps"/*.deb
 if ! (cd "$deps" && apt-get download "${packages[@]}" >/dev/null 2>&1); then

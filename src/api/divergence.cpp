@@ -17,6 +17,9 @@
 #include <utility>
 
 #include "api/inputs.h"
+#include "api/sharded_divergence.h"
+#include "dist/sharded_inputs.h"
+#include "dist/sharded_reducer.h"
 #include "reduce/reducer.h"
 #include "reduce/cost_matrix.h"
 #include "solver/epsilon_schedule.h"
@@ -125,15 +128,32 @@ bool requires_grad(const at::Tensor& tensor) {
   return at::GradMode::is_enabled() && tensor.defined() && tensor.requires_grad();
 }
 
+// This rank's entries of a potential of the union (caller's layout, rows last).
+at::Tensor own_rows(const at::Tensor& potential, const std::vector<int64_t>& counts, int rank) {
+  if (!potential.defined()) return potential;
+  int64_t begin = 0;
+  for (int r = 0; r < rank; ++r) begin += counts[r];
+  return potential.narrow(-1, begin, counts[rank]);
+}
+
 }  // namespace
 
-DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& x,
-                                         const at::Tensor& b, const at::Tensor& y,
-                                         const SinkhornOptions& options) {
+namespace api {
+
+DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_given, const at::Tensor& b_given,
+                                 const at::Tensor& y_given, const SinkhornOptions& options, const dist::Group* group) {
   validate(options);
+  // A sharded solve works on the union of the ranks' blocks, which every rank now holds.
+  dist::GatheredInputs gathered;
+  if (group) gathered = dist::gather_inputs(a_given, x_given, b_given, y_given, options, *group);
+  const at::Tensor& a = group ? gathered.a : a_given;
+  const at::Tensor& x = group ? gathered.x : x_given;
+  const at::Tensor& b = group ? gathered.b : b_given;
+  const at::Tensor& y = group ? gathered.y : y_given;
   const api::BatchedInputs inputs = api::prepare_inputs(a, x, b, y, options);
   DivergenceResult result;
   Diagnostics& diagnostics = result.diagnostics;
+  diagnostics.world_size = group ? group->size() : 1;
 
   if (options.loss == Loss::ot) {
     diagnostics.backend = "network_simplex";
@@ -177,7 +197,22 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
   const GradientMode mode = resolve_gradient_mode(options);
   const bool unrolled = mode == GradientMode::unrolled && wanted.any();
-  const Backend resolved = reduce::resolve_backend(options.backend, x_centred, y_centred, unrolled);
+  // A sharded solve reduces this rank's rows against all columns, and decides the backend from
+  // that share. Its reductions are not differentiable (unrolled gradients would need the
+  // all-gathers' adjoints) and the multiscale backend's truncation is one process's.
+  int64_t x_begin = 0;
+  at::Tensor x_own = x_centred;
+  if (group) {
+    SINKHORN_CHECK_ARG(!unrolled, "gradient",
+                       "unrolled is not available in a sharded solve (a process group of "
+                           << group->size() << " ranks): use gradient envelope, exact at convergence");
+    SINKHORN_CHECK_ARG(options.backend != Backend::multiscale, "backend",
+                       "multiscale runs in one process: in a sharded solve use online, tensorized or auto");
+    for (int r = 0; r < group->rank(); ++r) x_begin += gathered.x_counts[r];
+    x_own = x_centred.narrow(1, x_begin, gathered.x_counts[group->rank()]);
+  }
+  Backend resolved = reduce::resolve_backend(options.backend, x_own, y_centred, unrolled);
+  if (group && resolved == Backend::multiscale) resolved = Backend::online;
   if (resolved == Backend::multiscale) {
     context.multiscale_cell = options.cluster_scale.value_or(
         solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
@@ -186,7 +221,7 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
   if (resolved == Backend::tensorized) {
     // Its reductions hold about three dense matrices at once (costs, exponents, log-sum-exp
     // temporaries); with the symmetric problems the largest is max(N, M)^2.
-    const int64_t n = x_centred.size(1), m = y_centred.size(1);
+    const int64_t n = x_own.size(1), m = y_centred.size(1);
     const int64_t rows = context.loop.solve_symmetric ? std::max(n, m) : n;
     const int64_t columns = context.loop.solve_symmetric ? std::max(n, m) : m;
     reduce::check_dense_fits(x_centred.size(0), rows, columns, x_centred.element_size(), 3, x_centred.device(), "backend",
@@ -195,8 +230,17 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
                                       : "use backend online (linear memory) or multiscale (D <= 3)");
   }
   context.p = p;
-  const std::unique_ptr<reduce::Reducer> reducer =
-      reduce::make_reducer(resolved, p, x_centred, y_centred, context.multiscale_cell);
+  std::unique_ptr<reduce::Reducer> reducer =
+      reduce::make_reducer(resolved, p, x_own, y_centred, context.multiscale_cell);
+  if (group) {
+    std::vector<dist::Shard> shards{dist::make_shard(x_centred, gathered.x_counts, group->rank()),
+                                    dist::make_shard(y_centred, gathered.y_counts, group->rank())};
+    reducer = std::make_unique<dist::ShardedReducer>(std::move(reducer), *group, std::move(shards));
+    const at::Device device = x_centred.device();
+    context.loop.agree_on_errors = [group, device](std::vector<double>& errors) {
+      group->allreduce_max(errors, device);
+    };
+  }
   context.reducer = reducer.get();
   at::Tensor value;
   if (!wanted.any()) {
@@ -218,6 +262,13 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
     result.potentials.f_aa = potential(context.state.aa.f);
     result.potentials.g_bb = potential(context.state.bb.f);
   }
+  if (group) {
+    Potentials& potentials = result.potentials;
+    potentials.f_ab = own_rows(potentials.f_ab, gathered.x_counts, group->rank());
+    potentials.f_aa = own_rows(potentials.f_aa, gathered.x_counts, group->rank());
+    potentials.g_ab = own_rows(potentials.g_ab, gathered.y_counts, group->rank());
+    potentials.g_bb = own_rows(potentials.g_bb, gathered.y_counts, group->rank());
+  }
   diagnostics.iterations = context.report.iterations;
   diagnostics.marginal_error = context.report.marginal_error;
   diagnostics.converged = context.report.converged;
@@ -230,6 +281,14 @@ DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& 
     diagnostics.truncation_seconds = truncation->rebuild_seconds;
   }
   return result;
+}
+
+}  // namespace api
+
+DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& x,
+                                         const at::Tensor& b, const at::Tensor& y,
+                                         const SinkhornOptions& options) {
+  return api::divergence_over(a, x, b, y, options, nullptr);
 }
 
 at::Tensor divergence(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,

@@ -20,7 +20,7 @@ void check_points(const at::Tensor& points, const char* name) {
 
 // Weights for `points` (already batched, B x N x D): uniform when undefined.
 at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, bool batched,
-                           const char* name, const char* points_name) {
+                           const char* name, const char* points_name, bool whole_cloud) {
   const int64_t batch = points.size(0), count = points.size(1);
   if (!weights.defined()) {
     return at::full({batch, count}, 1.0 / static_cast<double>(count), points.options());
@@ -36,7 +36,8 @@ at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, 
   SINKHORN_CHECK_ARG(at::isfinite(values).all().item<bool>(), name, "contains NaN or infinite values");
   SINKHORN_CHECK_ARG((values >= 0).all().item<bool>(), name, "has negative weights");
   const at::Tensor result = weights.to(points.scalar_type()).reshape({batch, count});
-  SINKHORN_CHECK_ARG((result.detach().sum(1) > 0).all().item<bool>(), name, "sums to zero: a cloud needs positive total mass");
+  SINKHORN_CHECK_ARG(!whole_cloud || (result.detach().sum(1) > 0).all().item<bool>(), name,
+                     "sums to zero: a cloud needs positive total mass");
   return result;
 }
 
@@ -69,7 +70,7 @@ at::ScalarType compute_dtype(at::ScalarType dtype) {
 }  // namespace
 
 BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
-                             const at::Tensor& y, const SinkhornOptions& options) {
+                             const at::Tensor& y, const SinkhornOptions& options, bool whole_clouds) {
   check_points(x, "x");
   check_points(y, "y");
   SINKHORN_CHECK(x.dim() == y.dim(), "x and y must both be batched or both unbatched, got shapes "
@@ -90,10 +91,10 @@ BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   inputs.x = (inputs.batched ? x : x.unsqueeze(0)).to(dtype);
   inputs.y = (inputs.batched ? y : y.unsqueeze(0)).to(dtype);
   inputs.diameter = check_extent(inputs.x, inputs.y, options.p);
-  inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x");
-  inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y");
+  inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x", whole_clouds);
+  inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y", whole_clouds);
 
-  if ((is_sinkhorn_loss(options.loss) || options.loss == Loss::ot) && !options.reach) {
+  if (whole_clouds && (is_sinkhorn_loss(options.loss) || options.loss == Loss::ot) && !options.reach) {
     // Balanced transport between unequal masses has no solution: the potentials drift forever.
     const at::Tensor mass_a = inputs.a.detach().sum(1).to(at::kDouble);
     const at::Tensor mass_b = inputs.b.detach().sum(1).to(at::kDouble);

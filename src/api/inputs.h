@@ -22,7 +22,9 @@ struct BatchedInputs {
 /// clouds, wrong ranks, mismatched shapes, dimensions, dtypes or devices, NaN or Inf, negative or
 /// zero-sum weights, and (for balanced Sinkhorn losses) weights of unequal total mass.
 /// Undefined weights become uniform 1/N. float16 and bfloat16 are promoted to float32.
+/// `whole_clouds` false checks one rank's block of a sharded solve: everything but the total
+/// masses (positive, equal when balanced), which only the union has.
 BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,
-                             const at::Tensor& y, const SinkhornOptions& options);
+                             const at::Tensor& y, const SinkhornOptions& options, bool whole_clouds = true);
 
 }  // namespace sinkhorn::api

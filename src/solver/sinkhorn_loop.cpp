@@ -36,8 +36,9 @@ at::Tensor softmin_over(const reduce::Reducer& reducer, const Cloud& source, con
 // problems not `frozen`: on the host directly, on a device with one
 // synchronisation for all of them (each .item() would wait for the device).
 void update_marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
-                            double eps, const std::optional<double>& rho, const std::vector<char>& frozen,
+                            double eps, const LoopSettings& settings, const std::vector<char>& frozen,
                             std::vector<double>& errors) {
+  const std::optional<double>& rho = settings.rho;
   errors.resize(problems.size(), std::numeric_limits<double>::quiet_NaN());
   std::vector<at::Tensor> on_device;
   std::vector<size_t> device_problems;
@@ -56,12 +57,13 @@ void update_marginal_errors(const std::vector<Problem>& problems, const std::vec
     const at::Tensor values = at::stack(on_device).to(at::kCPU, at::kDouble).contiguous();
     for (size_t k = 0; k < device_problems.size(); ++k) errors[device_problems[k]] = values.data_ptr<double>()[k];
   }
+  if (settings.agree_on_errors) settings.agree_on_errors(errors);
 }
 
 std::vector<double> marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
-                                    double eps, const std::optional<double>& rho) {
+                                    double eps, const LoopSettings& settings) {
   std::vector<double> errors;
-  update_marginal_errors(problems, softmins, eps, rho, std::vector<char>(problems.size(), false), errors);
+  update_marginal_errors(problems, softmins, eps, settings, std::vector<char>(problems.size(), false), errors);
   return errors;
 }
 
@@ -160,7 +162,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     }
     report.iterations = *settings.fixed_iterations;
     c10::NoGradGuard no_grad;
-    const std::vector<double> errors = marginal_errors(problems, softmins_of_g(final_eps), final_eps, rho);
+    const std::vector<double> errors = marginal_errors(problems, softmins_of_g(final_eps), final_eps, settings);
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
     return report;
@@ -188,7 +190,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     for (int sweep = 0; sweep < kSweepsPerScale; ++sweep) {
       const std::vector<at::Tensor> softmins = softmins_of_g(eps);
       if (sweep > 0) {
-        const std::vector<double> errors = marginal_errors(problems, softmins, eps, rho);
+        const std::vector<double> errors = marginal_errors(problems, softmins, eps, settings);
         if (largest_of(errors, 0, errors.size()) < kAnnealingTolerance) break;
       }
       update(softmins, eps, /*averaged=*/true, 1.0);
@@ -200,7 +202,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   SchemeSelector scheme;
   for (int sweep = 0;; ++sweep) {
     softmins = softmins_of_g(final_eps, std::move(softmins));
-    update_marginal_errors(problems, softmins, final_eps, rho, frozen, errors);
+    update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
     if (report.converged || sweep == settings.max_iterations) break;

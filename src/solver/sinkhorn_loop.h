@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct LoopSettings {
   bool solve_symmetric = true;
   /// Start annealing from the potentials already in the state (coarse_to_fine_start), not from zero.
   bool warm_start = false;
+  /// Sharded solves: makes the ranks agree on each problem's marginal errors (their maximum over
+  /// the ranks) before the loop decides anything from them, so that every rank stops, freezes
+  /// and changes scheme at the same sweep and runs the same collectives. Unset: one process.
+  std::function<void(std::vector<double>&)> agree_on_errors;
 };
 
 struct LoopReport {

@@ -1,0 +1,131 @@
+#include "dist/group.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "sinkhorn/error.h"
+#include "util/check.h"
+
+namespace sinkhorn::dist {
+
+struct Group::Impl {
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
+  std::function<std::string()> diagnose;
+
+  // Waits for one collective; a failure (a peer that died or stalled past the group's timeout:
+  // Gloo reports a closed connection at once and a silent peer after its timeout) becomes a
+  // PeerError naming what failed and, when the diagnosis knows, the lost rank.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* collective) const {
+    try {
+      work->wait();
+    } catch (const std::exception& error) {
+      std::string what = error.what();
+      what = what.substr(0, what.find('\n'));
+      std::ostringstream message;
+      message << "rank " << process_group->getRank() << " of " << process_group->getSize() << ": the "
+              << collective << " of the sharded solve failed (" << what << ")";
+      if (diagnose) {
+        const std::string lost = diagnose();
+        if (!lost.empty()) message << "; " << lost;
+      }
+      throw PeerError(message.str());
+    }
+  }
+};
+
+Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group, std::function<std::string()> diagnose)
+    : impl_(std::make_unique<Impl>()) {
+  SINKHORN_CHECK_ARG(process_group.defined(), "process_group", "is null");
+  impl_->process_group = std::move(process_group);
+  impl_->diagnose = std::move(diagnose);
+}
+
+Group::~Group() = default;
+
+int Group::rank() const { return impl_->process_group->getRank(); }
+int Group::size() const { return impl_->process_group->getSize(); }
+const c10::intrusive_ptr<c10d::ProcessGroup>& Group::process_group() const { return impl_->process_group; }
+
+at::Tensor Group::allgather_rows(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) const {
+  const int ranks = size();
+  SINKHORN_INTERNAL_CHECK(static_cast<int>(counts.size()) == ranks && local.size(dim) == counts[rank()],
+                          "allgather_rows: block sizes disagree with the local block");
+  const int64_t widest = *std::max_element(counts.begin(), counts.end());
+  // The block, padded with zeros to the widest one and moved to the front so that the gathered
+  // buffer is the blocks one after another.
+  std::vector<int64_t> padded_shape(local.sizes().begin(), local.sizes().end());
+  padded_shape[dim] = widest;
+  at::Tensor padded = at::zeros(padded_shape, local.options().requires_grad(false));
+  padded.narrow(dim, 0, local.size(dim)).copy_(local.detach());
+  padded = padded.movedim(dim, 0).contiguous();
+  std::vector<int64_t> gathered_shape(padded.sizes().begin(), padded.sizes().end());
+  gathered_shape[0] *= ranks;
+  at::Tensor gathered = at::empty(gathered_shape, padded.options());
+  impl_->wait(impl_->process_group->_allgather_base(gathered, padded), "all-gather");
+  std::vector<at::Tensor> blocks;
+  blocks.reserve(ranks);
+  for (int r = 0; r < ranks; ++r) blocks.push_back(gathered.narrow(0, r * widest, counts[r]));
+  return at::cat(blocks, 0).movedim(0, dim).contiguous();
+}
+
+std::vector<int64_t> Group::allgather_integers(const std::vector<int64_t>& values, const at::Device& device) const {
+  const int64_t k = static_cast<int64_t>(values.size());
+  at::Tensor local = at::tensor(values, at::kLong).to(device);
+  at::Tensor gathered = at::empty({size() * k}, local.options());
+  impl_->wait(impl_->process_group->_allgather_base(gathered, local), "all-gather");
+  const at::Tensor host = gathered.cpu();
+  return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+}
+
+void Group::allreduce_max(std::vector<double>& values, const at::Device& device) const {
+  if (values.empty()) return;
+  // A maximum may drop NaN (max(NaN, 1) is 1 in some implementations): NaN travels as +inf and a
+  // flag, so that an unconverged NaN on any rank is NaN on all of them.
+  std::vector<double> sent(values.size() + 1, 0.0);
+  for (size_t k = 0; k < values.size(); ++k) {
+    if (std::isnan(values[k])) {
+      sent[k] = std::numeric_limits<double>::infinity();
+      sent.back() = 1.0;
+    } else {
+      sent[k] = values[k];
+    }
+  }
+  std::vector<at::Tensor> tensors{at::tensor(sent, at::kDouble).to(device)};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::MAX;
+  impl_->wait(impl_->process_group->allreduce(tensors, options), "all-reduce");
+  const at::Tensor host = tensors[0].cpu();
+  const double* received = host.data_ptr<double>();
+  const bool any_nan = received[values.size()] != 0.0;
+  for (size_t k = 0; k < values.size(); ++k) {
+    values[k] = any_nan && std::isinf(received[k]) ? std::numeric_limits<double>::quiet_NaN() : received[k];
+  }
+}
+
+void Group::allreduce_sum_(at::Tensor& tensor) const {
+  SINKHORN_INTERNAL_CHECK(tensor.is_contiguous(), "allreduce_sum_ wants a contiguous tensor");
+  std::vector<at::Tensor> tensors{tensor};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  impl_->wait(impl_->process_group->allreduce(tensors, options), "all-reduce");
+}
+
+void Group::broadcast_(at::Tensor& tensor, int root) const {
+  SINKHORN_INTERNAL_CHECK(tensor.is_contiguous(), "broadcast_ wants a contiguous tensor");
+  std::vector<at::Tensor> tensors{tensor};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  impl_->wait(impl_->process_group->broadcast(tensors, options), "broadcast");
+}
+
+int64_t block_begin(int64_t rows, int ranks, int rank) {
+  const int64_t base = rows / ranks, extra = rows % ranks;
+  return rank * base + std::min<int64_t>(rank, extra);
+}
+
+}  // namespace sinkhorn::dist
