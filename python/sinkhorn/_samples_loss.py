@@ -15,7 +15,7 @@ class SamplesLoss(torch.nn.Module):
     SamplesLoss(loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                 cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False,
                 verbose=False, backend="auto", *, tolerance=1e-4, max_iterations=1000,
-                iterations=None, gradient="auto")
+                iterations=None, gradient="auto", process_group=None)
 
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
         "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
@@ -34,7 +34,9 @@ class SamplesLoss(torch.nn.Module):
     This library's own options (keyword only): tolerance (the relative L1 marginal error to stop
         at; GeomLoss stops after a fixed schedule), max_iterations (sweeps allowed at the final
         eps), iterations (the paper's fixed-L mode: exactly L sweeps at eps), gradient ("auto",
-        "envelope" or "unrolled").
+        "envelope" or "unrolled"), process_group (a torch.distributed group: each rank passes its
+        own rows and the ranks solve the union together; the value is the same on every rank, the
+        gradients and potentials are each rank's rows; docs/distributed.md).
 
     Call forms: loss(x, y) and loss(a, x, b, y); x (N, D) or (B, N, D); weights (N,), (N, 1),
     (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
@@ -43,7 +45,8 @@ class SamplesLoss(torch.nn.Module):
 
     def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                  cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False, verbose=False,
-                 backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto"):
+                 backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
+                 process_group=None):
         super().__init__()
         if not isinstance(loss, str):
             fail("loss", f"expected a name, got {loss!r}")
@@ -75,6 +78,9 @@ class SamplesLoss(torch.nn.Module):
                     fail(option, f"does not apply to the kernel loss {name!r} (leave it at {default!r})")
         elif not debias and name != "sinkhorn":
             fail("debias", f"False applies to loss='sinkhorn' only (OT_eps); {name!r} has no biased form here")
+        if process_group is not None and potentials and name in _KERNELS:
+            fail("potentials", f"True is not available for the kernel loss {name!r} with a process_group "
+                               "(its potentials are computed densely in one process)")
         library_loss = {"sinkhorn": "divergence" if debias else "ot_eps"}.get(name, name)
         self.loss = name
         self.debias = debias
@@ -85,6 +91,7 @@ class SamplesLoss(torch.nn.Module):
                                        scaling=scaling, cluster_scale=cluster_scale, tolerance=tolerance,
                                        max_iterations=max_iterations, iterations=iterations, gradient=gradient,
                                        backend=backend)
+        self.process_group = process_group
         self.last_diagnostics = None
 
     def extra_repr(self):
@@ -95,6 +102,8 @@ class SamplesLoss(torch.nn.Module):
         shown.append(f"debias={self.debias}")
         if self.potentials:
             shown.append("potentials=True")
+        if self.process_group is not None:
+            shown.append(f"process_group=<{self.process_group.size()} ranks>")
         return ", ".join(shown)
 
     def forward(self, *args):
@@ -110,7 +119,7 @@ class SamplesLoss(torch.nn.Module):
                          "is not supported: pass (x, y) or (a, x, b, y) and backend='multiscale'")
         else:
             fail("args", f"expected loss(x, y) or loss(a, x, b, y), got {len(args)} arguments")
-        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options)
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
         self.last_diagnostics = diagnostics
         if self.verbose:
             print(f"sinkhorn.SamplesLoss({self.loss}): {diagnostics['backend']}, {diagnostics['iterations']} "

@@ -23,6 +23,7 @@ class Solution:
     epsilon: the final eps = blur**p; diameter: where eps-scaling started.
     backend: the backend that ran ("online", "tensorized", "multiscale", ...).
     visited_pairs_fraction, truncation_rebuilds: the multiscale backend's truncation (1 and 0 else).
+    world_size: the processes that shared the solve (process_group), 1 for one process.
     """
     value: torch.Tensor
     f_ab: Optional[torch.Tensor]
@@ -39,6 +40,7 @@ class Solution:
     backend: str
     visited_pairs_fraction: float
     truncation_rebuilds: int
+    world_size: int = 1
 
 
 def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
@@ -62,19 +64,21 @@ def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, t
     return options
 
 
-def run(a, x, b, y, options):
-    """Checks the tensors and calls the library: returns (value, potentials..., diagnostics)."""
+def run(a, x, b, y, options, process_group=None):
+    """Checks the tensors and calls the library: returns (value, potentials..., diagnostics).
+
+    With a process_group, x, y, a and b are this rank's rows; the potentials too."""
     check_points("x", x)
     check_points("y", y)
     check_pair(x, y)
     a = check_weights("a", a, x, "x")
     b = check_weights("b", b, y, "y")
-    return _C.solve(a, x, b, y, **options)
+    return _C.solve(a, x, b, y, **options, process_group=process_group)
 
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto"):
+          backend="auto", process_group=None):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
@@ -88,10 +92,14 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
         at the final eps; iterations: the paper's fixed-L mode (exactly L sweeps at eps, no annealing).
       gradient: "auto", "envelope" (exact at convergence, linear memory) or "unrolled" (autograd
         through the iterations). backend: "auto", "tensorized", "online", "multiscale", "reference".
-    Raises ValueError naming the argument on bad input.
+      process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
+        solve the union of everyone's rows together (docs/distributed.md); the value is the same
+        on every rank, potentials and gradients are this rank's rows.
+    Raises ValueError naming the argument on bad input; RuntimeError when a rank of the group is
+    lost (died, or stalled past the group's timeout).
     """
     options = checked_options(loss=loss, p=p, blur=blur, reach=reach, diameter=diameter, scaling=scaling,
                               cluster_scale=cluster_scale, tolerance=tolerance, max_iterations=max_iterations,
                               iterations=iterations, gradient=gradient, backend=backend)
-    value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options)
+    value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
     return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)

@@ -8,6 +8,9 @@
 #include <optional>
 #include <string>
 
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include "sinkhorn/distributed.h"
 #include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
 #include "sinkhorn/options.h"
@@ -47,7 +50,7 @@ sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double bl
 // and no std::rethrow_exception between a C++ exception and the user.
 template <typename Work>
 void raising_python_errors(bool release_gil, Work&& work) {
-  std::string value_error, internal_error;
+  std::string value_error, internal_error, runtime_error;
   {
     std::optional<py::gil_scoped_release> no_gil;
     if (release_gil) no_gil.emplace();
@@ -57,11 +60,16 @@ void raising_python_errors(bool release_gil, Work&& work) {
       value_error = error.argument().empty() ? std::string(error.what()) : error.argument() + ": " + error.problem();
     } catch (const sinkhorn::InternalError& error) {
       internal_error = std::string("sinkhorn internal error (please report): ") + error.what();
+    } catch (const sinkhorn::PeerError& error) {
+      runtime_error = error.what();  // a lost rank of a sharded solve
     }
   }
-  if (!value_error.empty() || !internal_error.empty()) {
-    PyErr_SetString(value_error.empty() ? PyExc_RuntimeError : PyExc_ValueError,
-                    (value_error.empty() ? internal_error : value_error).c_str());
+  if (!value_error.empty()) {
+    PyErr_SetString(PyExc_ValueError, value_error.c_str());
+    throw py::error_already_set();
+  }
+  if (!internal_error.empty() || !runtime_error.empty()) {
+    PyErr_SetString(PyExc_RuntimeError, (internal_error.empty() ? runtime_error : internal_error).c_str());
     throw py::error_already_set();
   }
 }
@@ -82,12 +90,28 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
                 const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
                 std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
                 double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                const std::string& backend) {
+                const std::string& backend, const py::object& process_group) {
+  // torch.distributed's groups are c10d::ProcessGroup objects bound by PyTorch's own module with
+  // an intrusive_ptr holder, which this module shares (same pybind11 internals).
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  if (!process_group.is_none()) {
+    try {
+      group = process_group.cast<c10::intrusive_ptr<c10d::ProcessGroup>>();
+    } catch (const py::cast_error&) {
+      PyErr_SetString(PyExc_ValueError,
+                      ("process_group: expected a torch.distributed ProcessGroup (e.g. torch.distributed.group.WORLD "
+                       "after init_process_group), got " +
+                       std::string(py::str(py::type::of(process_group).attr("__name__"))))
+                          .c_str());
+      throw py::error_already_set();
+    }
+  }
   sinkhorn::DivergenceResult result;
   raising_python_errors(true, [&] {  // other Python threads run while we solve
     const sinkhorn::SinkhornOptions options = make_options(loss, p, blur, reach, diameter, scaling, cluster_scale,
                                                            tolerance, max_iterations, iterations, gradient, backend);
-    result = sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
+    result = group ? sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options, group)
+                   : sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
   });
   const sinkhorn::Diagnostics& d = result.diagnostics;
   py::dict diagnostics;
@@ -101,6 +125,7 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
   diagnostics["backend"] = d.backend;
   diagnostics["visited_pairs_fraction"] = d.visited_pairs_fraction;
   diagnostics["truncation_rebuilds"] = d.truncation_rebuilds;
+  diagnostics["world_size"] = d.world_size;
   // Undefined tensors (potentials a loss does not use) become None.
   const sinkhorn::Potentials& f = result.potentials;
   return py::make_tuple(result.value, f.f_ab, f.g_ab, f.f_aa, f.g_bb, diagnostics);
@@ -115,7 +140,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
         py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
         py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),
-        py::arg("gradient"), py::arg("backend"),
+        py::arg("gradient"), py::arg("backend"), py::arg("process_group") = py::none(),
         "The loss between (a, x) and (b, y) with its potentials and diagnostics: "
         "(value, f_ab, g_ab, f_aa, g_bb, diagnostics).");
   m.def("check_options", &check_options, py::kw_only(), py::arg("loss"), py::arg("p"), py::arg("blur"),

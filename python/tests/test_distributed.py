@@ -1,0 +1,218 @@
+"""Sharded solves over torch.distributed (Gloo, 127.0.0.1): P ranks, each holding a block of rows,
+must give the single-process values, potentials and gradients (float64, 1e-8 relative), with
+uneven blocks and a rank holding very few rows; bad inputs fail every rank with a ValueError."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import sinkhorn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RELATIVE = 1e-8
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_ranks(ranks, data, cases, folder, timeout=240):
+    """Starts `ranks` worker processes, waits (bounded) and returns each rank's results."""
+    np.savez(folder / "inputs.npz", **data)
+    (folder / "cases.json").write_text(json.dumps(cases))
+    port = free_port()
+    processes = []
+    for rank in range(ranks):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "distributed_worker.py"), str(folder / "inputs.npz"),
+             str(folder / "cases.json"), str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True))
+    try:
+        outputs = [process.communicate(timeout=timeout)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for rank, (process, output) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"rank {rank} failed:\n{output}"
+    return [dict(np.load(folder / f"rank{rank}.npz")) for rank in range(ranks)]
+
+
+def clouds(n=61, m=47, d=3, seed=11):
+    generator = np.random.default_rng(seed)
+    a, b = generator.random(n) + 0.3, generator.random(m) + 0.3
+    return dict(x=generator.normal(size=(n, d)), y=generator.random((m, d)) * 1.5 + 0.2,
+                a=a / a.sum(), b=b / b.sum())
+
+
+def single_process(data, case):
+    """The same case in this process: value, F, G and gradients."""
+    tensors = {k: torch.from_numpy(v).clone().requires_grad_() for k, v in data.items()}
+    names = ["a", "x", "b", "y"] if case.get("weights", True) else ["x", "y"]
+    inputs = [tensors[name] for name in names]
+    value = sinkhorn.SamplesLoss(**case["options"])(*inputs)
+    gradients = torch.autograd.grad(value, inputs)
+    F, G = sinkhorn.SamplesLoss(**case["options"], potentials=True)(*inputs)
+    expected = {"value": value.detach().numpy(), "F": F.numpy(), "G": G.numpy()}
+    expected.update({f"grad_{name}": g.numpy() for name, g in zip(names, gradients)})
+    return expected
+
+
+def close(actual, expected, what):
+    scale = max(np.abs(expected).max(), 1e-300)
+    error = np.abs(actual - expected).max() / scale
+    assert error <= RELATIVE, f"{what}: relative error {error:.3g}"
+
+
+def check_against_one_process(results, data, cases):
+    for index, case in enumerate(cases):
+        if case.get("expect_error"):
+            continue
+        expected = single_process(data, case)
+        for rank, result in enumerate(results):
+            close(result[f"{index}/value"], expected["value"], f"case {index} value on rank {rank}")
+            assert int(result[f"{index}/world_size"]) == len(results)
+        for key in expected:
+            if key == "value":
+                continue
+            joined = np.concatenate([result[f"{index}/{key}"] for result in results])
+            close(joined, expected[key], f"case {index} {key} ({case['options']})")
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    data = clouds()
+    n, m = len(data["x"]), len(data["y"])
+    cases = [
+        # The debiased divergence, tensorized beneath, even blocks.
+        dict(options=dict(blur=0.1), x_counts=[31, 30], y_counts=[24, 23]),
+        # OT_eps, unbalanced, p = 1, online beneath, uneven blocks, uniform weights.
+        dict(options=dict(blur=0.2, p=1, reach=0.7, debias=False, backend="online"), x_counts=[5, n - 5],
+             y_counts=[m - 9, 9], weights=False),
+        # The paper's fixed-L mode (envelope gradients of the L-sweep potentials' value).
+        dict(options=dict(blur=0.3, iterations=25, gradient="envelope"), x_counts=[40, n - 40], y_counts=[20, m - 20]),
+    ]
+    results = run_ranks(2, data, cases, tmp_path)
+    check_against_one_process(results, data, cases)
+
+
+def test_three_ranks_with_a_rank_holding_few_rows(tmp_path):
+    data = clouds(n=80, m=57, d=5, seed=4)
+    n, m = len(data["x"]), len(data["y"])
+    cases = [
+        dict(options=dict(blur=0.05, backend="online"), x_counts=[2, 40, n - 42], y_counts=[30, 1, m - 31]),
+        dict(options=dict(blur=0.5, scaling=0.8), x_counts=[n - 2, 1, 1], y_counts=[1, m - 2, 1]),
+    ]
+    results = run_ranks(3, data, cases, tmp_path)
+    check_against_one_process(results, data, cases)
+
+
+def test_bad_inputs_fail_every_rank(tmp_path):
+    data = clouds(n=20, m=16)
+    cases = [
+        # Unrolled gradients cannot run sharded: refused on every rank, naming the option.
+        dict(options=dict(blur=0.1, gradient="unrolled"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True),
+        # The multiscale backend's truncation is one process's.
+        dict(options=dict(blur=0.1, backend="multiscale"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True),
+    ]
+    results = run_ranks(2, data, cases, tmp_path)
+    for result in results:
+        assert str(result["0/error"]).startswith("gradient:"), result["0/error"]
+        assert str(result["1/error"]).startswith("backend:") and "one process" in str(result["1/error"])
+
+
+def test_process_group_must_be_a_group():
+    x = torch.randn(5, 2)
+    with pytest.raises(ValueError, match="process_group"):
+        sinkhorn.SamplesLoss(process_group="world")(x, x)
+
+
+BINARY = os.path.join(HERE, "..", "..", "build", "sinkhorn")
+
+
+def launch_cli(ranks, arguments, port, **popen):
+    """`sinkhorn ARGUMENTS` as torchrun would start it: one process per rank with its environment."""
+    processes = []
+    for rank in range(ranks):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        processes.append(subprocess.Popen([BINARY] + arguments, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, **popen))
+    return processes
+
+
+def finish(processes, timeout):
+    try:
+        return [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_command_line_under_torchrun_matches_one_process(tmp_path, ranks):
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    data = clouds(n=101, m=77, d=4, seed=ranks)
+    for name in ("x", "y", "a", "b"):
+        np.save(tmp_path / f"{name}.npy", data[name])
+    common = [str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--wx", str(tmp_path / "a.npy"), "--wy",
+              str(tmp_path / "b.npy"), "--blur", "0.1", "--json", "--threads", "1", "--backend", "online"]
+    single = subprocess.run([BINARY, "divergence"] + common + ["--grad-x", str(tmp_path / "gx1.npy"), "--grad-y",
+                            str(tmp_path / "gy1.npy")], capture_output=True, text=True, check=True, timeout=120)
+    expected = json.loads(single.stdout)
+    processes = launch_cli(ranks, ["divergence"] + common + ["--grad-x", str(tmp_path / "gxP.npy"), "--grad-y",
+                                                              str(tmp_path / "gyP.npy"), "--timeout", "30"], free_port())
+    outputs = finish(processes, timeout=120)
+    for rank, (process, (out, err)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"rank {rank}: {err}"
+        assert (out == "") == (rank > 0), f"rank {rank} printed {out!r}"
+    result = json.loads(outputs[0][0])
+    assert result["world_size"] == ranks and result["n"] == 101 and result["m"] == 77
+    assert abs(result["value"] - expected["value"]) <= RELATIVE * abs(expected["value"])
+    assert result["iterations"] == expected["iterations"]
+    for name in ("gx", "gy"):
+        close(np.load(tmp_path / f"{name}P.npy"), np.load(tmp_path / f"{name}1.npy"), f"{name} with {ranks} ranks")
+
+
+@pytest.mark.parametrize("lost", ["killed", "stopped"])
+def test_a_lost_rank_ends_the_others_within_the_timeout(tmp_path, lost):
+    """Rank 1 is killed (SIGKILL) or stopped (SIGSTOP) in the middle of a solve: rank 0 must end
+    with exit status 3 and a message naming rank 1, within the --timeout of 4 s plus the time to
+    diagnose, never hang."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    generator = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", generator.normal(size=(6000, 8)))
+    np.save(tmp_path / "y.npy", generator.random((6000, 8)))
+    arguments = ["divergence", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--blur", "0.01", "--threads", "1",
+                 "--backend", "online", "--timeout", "4", "--tolerance", "1e-7", "--max-iterations", "100000"]
+    processes = launch_cli(2, arguments, free_port())
+    try:
+        time.sleep(3.0)  # rendezvous done, the solve under way
+        assert processes[0].poll() is None and processes[1].poll() is None, "the solve ended before the fault"
+        processes[1].send_signal(signal.SIGKILL if lost == "killed" else signal.SIGSTOP)
+        start = time.monotonic()
+        _, err = processes[0].communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert processes[0].returncode == 3, err
+    assert "lost rank 1" in err, err
+    assert elapsed < 4 + 10, f"rank 0 took {elapsed:.1f} s to end"
