@@ -8,6 +8,7 @@
 
 #include "arguments.h"
 #include "cli.h"
+#include "dist/world.h"
 #include "gen/recipes.h"
 #include "gen/trainer.h"
 #include "loss_options.h"
@@ -85,7 +86,9 @@ ArgumentParser train_parser() {
       "(2-D uniform latent, 500-500 softplus, sigmoid) with blur 1; cifar10 a DCGAN generator.\n"
       "The loss flags default as for `sinkhorn divergence` except --blur (toys 0.1, images 1, learned\n"
       "cost 0.05), --p 1 for a learned cost (the paper's |f(x) - f(y)|) and --tolerance 1e-3 (a batch's\n"
-      "sampling noise is far larger).");
+      "sampling noise is far larger).\n"
+      "Under torchrun (WORLD_SIZE > 1) the ranks train one model: --batch-size stays the global\n"
+      "batch, each rank generates its share, the loss is the whole batch's; rank 0 writes --out.");
   parser.option("data", "NAME", "ring8 (default), grid25, swiss_roll, moons, ellipse, mnist, cifar10")
       .option("data-path", "PATH", "mnist: IDX files (or their folder), raw or .gz; cifar10: binary batches or folder")
       .option("split", "NAME", "train (default) or test: which file of the image set to read")
@@ -127,6 +130,7 @@ ArgumentParser train_parser() {
                gen::kEveryRange.max)
       .option("out", "DIR", "the run folder (default runs/<data>)")
       .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
+      .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)")
       .option("device", "NAME",
               "cpu (default) or cuda[:K]: where the networks, batches and loss live (with --resume: default "
               "the run's saved device; a run may continue on another)")
@@ -189,9 +193,9 @@ void print_warnings(std::ostream& err, bool terminal, const std::vector<std::str
 
 }  // namespace
 
-int train_command(const std::vector<std::string>& arguments, std::ostream& out, std::ostream& err) {
+int train_command(const std::vector<std::string>& arguments, std::ostream& out_stream, std::ostream& err_stream) {
   const ArgumentParser parser = train_parser();
-  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out);
+  const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out_stream);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
   // From here on a stop signal is a request: a run that is starting stops at its first step boundary,
@@ -199,6 +203,18 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
   stop_requested.store(false);
   stop_signal.store(0);
   StopSignalGuard guard;
+  // Under torchrun the ranks train together (gen::Trainer::start); rank 0 alone speaks and writes.
+  const std::optional<dist::LaunchEnvironment> launch = dist::launch_environment();
+  std::unique_ptr<dist::World> world;
+  if (launch) {
+    at::Device device = args.value("device") ? device_from(args) : at::Device(at::kCPU);
+    if (device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, launch->local_rank);
+    world = std::make_unique<dist::World>(*launch, device, timeout_from(args));
+  }
+  const dist::Group* group = world ? &world->group() : nullptr;
+  std::ostream silent(nullptr);
+  std::ostream& out = !world || world->rank() == 0 ? out_stream : silent;
+  std::ostream& err = !world || world->rank() == 0 ? err_stream : silent;
   std::optional<gen::Trainer> trainer;
   if (args.flag("resume")) {
     SINKHORN_CHECK(!args.flag("overwrite"), "--resume and --overwrite exclude each other");
@@ -206,7 +222,8 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     // A resumed run keeps its saved settings: a flag that would change them silently is refused.
     for (const std::string& given : args.given_options()) {
       const bool allowed =
-          given == "out" || given == "steps" || given == "lr" || given == "threads" || given == "device";
+          given == "out" || given == "steps" || given == "lr" || given == "threads" || given == "device" ||
+          given == "timeout";
       SINKHORN_CHECK(allowed, "--" << given << " cannot change when resuming (the run keeps the settings "
                                    << "in its checkpoint; only --steps, --lr and --device may change)");
     }
@@ -214,12 +231,15 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out, 
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
     if (args.value("device")) overrides.device = device_from(args).str();
-    trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides));
+    if (launch && overrides.device == "cuda") overrides.device = "cuda:" + std::to_string(launch->local_rank);
+    trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides, group));
     out << "resuming " << trainer->config().out_dir << " at step " << trainer->step() << " of "
         << trainer->config().steps << (trainer->config().device == "cpu" ? "" : " on " + trainer->config().device)
         << "\n";
   } else {
-    trainer.emplace(gen::Trainer::start(config_from(args), args.flag("overwrite")));
+    gen::TrainConfig config = config_from(args);
+    if (launch && config.device == "cuda") config.device = "cuda:" + std::to_string(launch->local_rank);
+    trainer.emplace(gen::Trainer::start(std::move(config), args.flag("overwrite"), group));
     const gen::TrainConfig& c = trainer->config();
     out << "training a " << c.generator.architecture << " generator on " << c.data.name << " with "
         << to_string(c.loss.loss) << " (p " << c.loss.p << ", blur " << c.loss.blur << ", " << c.cost

@@ -216,3 +216,46 @@ def test_a_lost_rank_ends_the_others_within_the_timeout(tmp_path, lost):
     assert processes[0].returncode == 3, err
     assert "lost rank 1" in err, err
     assert elapsed < 4 + 10, f"rank 0 took {elapsed:.1f} s to end"
+
+
+def samples_of(run, folder):
+    path = folder / f"{run.name}.npy"
+    subprocess.run([BINARY, "sample", "--checkpoint", str(run), "--out", str(path), "--n", "256"], check=True,
+                   capture_output=True, timeout=120)
+    return np.load(path)
+
+
+def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path):
+    """sinkhorn train under a torchrun environment: 2 ranks end where 1 rank ends (the generators'
+    samples to 1e-5 relative), and a 2-rank run resumed by 1 rank ends there too (a constant rate:
+    the toys' cosine schedule depends on the run's length)."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    common = ["train", "--data", "ring8", "--batch-size", "150", "--eval-every", "1000", "--eval-samples", "200",
+              "--threads", "1", "--checkpoint-every", "8", "--timeout", "60", "--lr-schedule", "constant"]
+    single = subprocess.run([BINARY] + common + ["--steps", "16", "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    two = launch_cli(2, common + ["--steps", "16", "--out", str(tmp_path / "two")], free_port())
+    outputs = finish(two, timeout=300)
+    for rank, (process, (out, err)) in enumerate(zip(two, outputs)):
+        assert process.returncode == 0, f"rank {rank}: {err}"
+    assert not (tmp_path / "two" / "metrics.csv").read_text() == "" and outputs[1] == ("", "")
+    half = launch_cli(2, common + ["--steps", "8", "--out", str(tmp_path / "resumed")], free_port())
+    for process, (out, err) in zip(half, finish(half, timeout=300)):
+        assert process.returncode == 0, err
+    resumed = subprocess.run([BINARY, "train", "--resume", "--out", str(tmp_path / "resumed"), "--steps", "16",
+                              "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = samples_of(tmp_path / "one", tmp_path)
+    scale = np.abs(expected).max()
+    for run in ("two", "resumed"):
+        error = np.abs(samples_of(tmp_path / run, tmp_path) - expected).max() / scale
+        assert error <= 1e-5, f"{run}: samples differ from one rank's by {error:.3g} (relative)"
+    # The loss column: the whole batch's loss on every step, as in one process.
+    losses = []
+    for run in ("one", "two"):
+        rows = [line.split(",") for line in (tmp_path / run / "metrics.csv").read_text().splitlines()[1:]]
+        losses.append([float(row[1]) for row in rows if row[1]])
+    assert len(losses[0]) >= 2
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)

@@ -20,6 +20,8 @@
 #include "gen/seeds.h"
 #include "io/atomic_file.h"
 #include "io/file_bytes.h"
+#include "api/sharded_divergence.h"
+#include "dist/group.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
@@ -184,6 +186,47 @@ struct Trainer::State {
   std::optional<int64_t> checkpoint_step;  // this run's last good checkpoint in the folder
   std::vector<std::string> repairs;
   std::vector<std::string> warnings;       // not yet handed to a StepReport
+  const dist::Group* group = nullptr;      // the ranks training together (torchrun); null: one process
+
+  // Rank 0 writes the run folder; the other ranks of a group only compute.
+  bool writes_files() const { return !group || group->rank() == 0; }
+
+  // This rank's block of rows of a global batch (all of it in one process).
+  at::Tensor share(const at::Tensor& batch) const {
+    if (!group) return batch;
+    const int64_t rows = batch.size(0);
+    const int64_t begin = dist::block_begin(rows, group->size(), group->rank());
+    return batch.narrow(0, begin, dist::block_begin(rows, group->size(), group->rank() + 1) - begin);
+  }
+
+  // True on every rank when `flag` is true on any: the ranks take each decision together, or the
+  // one that stops would leave the others waiting in a collective.
+  bool on_any_rank(bool flag) const {
+    if (!group) return flag;
+    std::vector<double> value{flag ? 1.0 : 0.0};
+    group->allreduce_max(value, device);
+    return value[0] != 0.0;
+  }
+
+  // The gradient of the whole batch's loss: each rank's backward reached the parameters through
+  // its own rows only, so the ranks' gradients add up (one all-reduce for all parameters).
+  void sum_gradients(torch::nn::Module& module) const {
+    if (!group) return;
+    std::vector<at::Tensor> gradients;
+    for (const at::Tensor& parameter : module.parameters()) {
+      if (parameter.grad().defined()) gradients.push_back(parameter.grad());
+    }
+    if (gradients.empty()) return;
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& gradient : gradients) flat.push_back(gradient.reshape({-1}));
+    at::Tensor buffer = at::cat(flat);
+    group->allreduce_sum_(buffer);
+    int64_t offset = 0;
+    for (at::Tensor& gradient : gradients) {
+      gradient.copy_(buffer.narrow(0, offset, gradient.numel()).view_as(gradient));
+      offset += gradient.numel();
+    }
+  }
 
   // `saved`: the checkpoint the settings come from (resume), whose name their errors then carry.
   explicit State(TrainConfig c, const Checkpoint* saved = nullptr) : config(std::move(c)) {
@@ -222,6 +265,7 @@ struct Trainer::State {
 
   // What a run that ends early leaves to continue from, for every message that ends it.
   std::string what_is_kept() const {
+    if (!folder) return "rank 0 keeps the run folder " + config.out_dir;
     const std::string& out = folder->path();
     if (checkpoint_step) {
       const std::string step_text = "the last good checkpoint (step " + std::to_string(*checkpoint_step) + ")";
@@ -240,7 +284,7 @@ struct Trainer::State {
   // folder that was empty): the folder is as the run found it, and starting again needs no
   // --overwrite. Best effort: a failure here must not hide the error that ended the run.
   void give_up_files() {
-    if (checkpoint_step) return;
+    if (checkpoint_step || !folder) return;
     try {
       folder->abandon();
       files_removed = true;
@@ -252,13 +296,19 @@ struct Trainer::State {
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
     if (networks.critic) {
-      return divergence(networks.critic->forward(generated), networks.critic->forward(real), config.loss);
+      return api::divergence_over({}, networks.critic->forward(generated), {}, networks.critic->forward(real),
+                                  config.loss, group)
+          .value;
     }
-    return divergence(generated.flatten(1), real.flatten(1), config.loss);
+    return api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, group).value;
   }
 
   void save_checkpoint() {
     SINKHORN_INTERNAL_CHECK(all_finite(*networks.generator), "a non-finite generator reached a checkpoint at step " << step);
+    if (!writes_files()) {
+      checkpoint_step = step;  // rank 0 wrote it
+      return;
+    }
     CheckpointContents contents;
     contents.config = &config;
     contents.step = step;
@@ -297,6 +347,7 @@ struct Trainer::State {
   // A stop request: a checkpoint of the last finished step, or, for a new run over an old one
   // that has not finished a step, nothing (an untrained run does not replace the old one).
   TrainOutcome stop_now() {
+    if (!writes_files()) return {TrainStatus::interrupted, step, what_is_kept(), std::nullopt, take_warnings()};
     if (step == 0 && folder->staging()) {
       folder->abandon();
       return {TrainStatus::interrupted, step, "the previous run in " + folder->path() + " is kept", std::nullopt, take_warnings()};
@@ -309,6 +360,7 @@ struct Trainer::State {
 
   // Step 0 (the initial generator) has an evaluation but no loss: its loss column stays empty.
   void append_metrics(const StepReport& report, const std::optional<Evaluation>& evaluation) {
+    if (!writes_files()) return;
     MetricsRow row;
     row.step = report.step;
     if (report.step > 0) row.loss = report.loss;
@@ -358,6 +410,7 @@ struct Trainer::State {
   }
 
   void write_pictures(const std::string& tag, const at::Tensor& samples) {
+    if (!writes_files()) return;
     if (data->is_image()) {
       write_samples_picture(path("samples_" + tag + ".png"), samples.narrow(0, 0, std::min<int64_t>(64, samples.size(0))));
       if (config.generator.latent_dim == 2) {
@@ -375,13 +428,15 @@ struct Trainer::State {
     at::Tensor generated;
     {
       torch::NoGradGuard no_grad;
-      generated = networks.generator->forward(networks.generator->sample_latent(batch, generator).to(device));
+      generated =
+          networks.generator->forward(share(networks.generator->sample_latent(batch, generator)).to(device));
     }
-    const at::Tensor real = data->sample(batch, generator).to(device);
+    const at::Tensor real = share(data->sample(batch, generator)).to(device);
     const at::Tensor value = loss(generated, real);
     if (!all_finite(value)) return std::nan("");
     critic_optimizer->zero_grad();
     (-value).backward();
+    sum_gradients(*networks.critic);
     critic_optimizer->step();
     if (config.clip > 0) networks.critic->clip_weights(config.clip);
     return value.item<double>();
@@ -396,12 +451,43 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 Trainer::~Trainer() = default;
 
-Trainer Trainer::start(TrainConfig config, bool overwrite) {
+namespace {
+
+// The other ranks wait for rank 0 to set up (or resume) the run folder, and learn whether it did:
+// a refusal there (a locked folder, a bad checkpoint) ends every rank at once, not after a timeout.
+void agree_on_setup(const dist::Group* group, const at::Device& device, bool failed) {
+  if (!group) return;
+  std::vector<double> flag{failed ? 1.0 : 0.0};
+  group->allreduce_max(flag, device);
+  SINKHORN_CHECK(failed || flag[0] == 0.0 || group->rank() == 0,
+                 "rank 0 could not set up the run folder (its own error says why)");
+}
+
+}  // namespace
+
+Trainer Trainer::start(TrainConfig config, bool overwrite, const dist::Group* group) {
   // The data path is saved in the checkpoint: make it absolute so --resume works from any folder.
   if (!config.data.path.empty()) config.data.path = std::filesystem::absolute(config.data.path).lexically_normal().string();
   // Settings, data and networks first: a bad setting leaves the folder untouched.
   auto state = std::make_unique<State>(std::move(config));
+  state->group = group;
   state->move_to_device();
+  if (!state->writes_files()) {
+    agree_on_setup(group, state->device, false);
+    return Trainer(std::move(state));
+  }
+  try {
+    start_folder(*state, overwrite);
+  } catch (...) {
+    agree_on_setup(group, state->device, true);
+    throw;
+  }
+  agree_on_setup(group, state->device, false);
+  return Trainer(std::move(state));
+}
+
+void Trainer::start_folder(State& started, bool overwrite) {
+  State* state = &started;
   state->folder.emplace(RunFolder::for_new_run(state->config.out_dir, overwrite));
   state->replaces_old_run = state->folder->staging();
   state->repairs = state->folder->repairs();
@@ -418,10 +504,38 @@ Trainer Trainer::start(TrainConfig config, bool overwrite) {
     }
     throw;
   }
-  return Trainer(std::move(state));
 }
 
-Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overrides) {
+Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overrides, const dist::Group* group) {
+  if (group && group->rank() != 0) {
+    // Rank 0 resumes the folder first (it may move a checkpoint a killed run left committing);
+    // then this rank reads the same checkpoint, without the folder's lock, and only computes.
+    agree_on_setup(group, at::Device(at::kCPU), false);
+    const Checkpoint checkpoint = Checkpoint::read(out_dir + "/" + kCheckpointFile, "out_dir");
+    TrainConfig config = checkpoint.config();
+    config.out_dir = out_dir;
+    if (overrides.steps) config.steps = *overrides.steps;
+    if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
+    if (overrides.device) config.device = *overrides.device;
+    auto state = std::make_unique<State>(std::move(config), &checkpoint);
+    state->group = group;
+    state->load_checkpoint(checkpoint);
+    state->move_to_device();
+    state->checkpoint_step = state->step;
+    return Trainer(std::move(state));
+  }
+  try {
+    Trainer trainer = resume_folder(out_dir, overrides);
+    trainer.state_->group = group;
+    agree_on_setup(group, at::Device(at::kCPU), false);
+    return trainer;
+  } catch (...) {
+    agree_on_setup(group, at::Device(at::kCPU), true);
+    throw;
+  }
+}
+
+Trainer Trainer::resume_folder(const std::string& out_dir, const ResumeOverrides& overrides) {
   // Everything is checked before anything is written: a refused resume leaves the folder as it was.
   RunFolder folder = RunFolder::for_resume(out_dir);
   const std::string file = out_dir + "/" + kCheckpointFile;
@@ -478,10 +592,12 @@ TrainOutcome Trainer::State::stopped_by_non_finite(int64_t failed_step, const st
 
 TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   std::optional<Evaluation> last_evaluation;
-  const auto stop_requested = [&] { return stop && stop->load(); };
+  // In a group the ranks agree on a stop once per step, at its start; in one process a stop
+  // request is also taken between critic updates.
+  const auto stop_requested = [&] { return !group && stop && stop->load(); };
 
   while (step < config.steps) {
-    if (stop_requested()) return stop_now();
+    if (on_any_rank(stop && stop->load())) return stop_now();
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;
     at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
@@ -508,15 +624,19 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
       report.critic_loss = critic_value;
     }
     // Drawn on the CPU, then moved: the same latents and batches on any device.
-    const at::Tensor generated =
-        networks.generator->forward(networks.generator->sample_latent(config.batch_size, generator).to(device));
-    if (!all_finite(generated)) return stopped_by_non_finite(next, "the generator produced non-finite samples");
-    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator).to(device));
+    // Drawn whole (the same global batch on every rank), generated in shares.
+    const at::Tensor generated = networks.generator->forward(
+        share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
+    if (on_any_rank(!all_finite(generated))) {
+      return stopped_by_non_finite(next, "the generator produced non-finite samples");
+    }
+    const at::Tensor value = loss(generated, share(data->sample(config.batch_size, generator)).to(device));
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
     value.backward();
+    sum_gradients(*networks.generator);
     for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
         return stopped_by_non_finite(next, "a gradient of the generator is not finite");

@@ -19,6 +19,10 @@
 #include "gen/saved_generator.h"
 #include "gen/train_config.h"
 
+namespace sinkhorn::dist {
+class Group;
+}
+
 namespace sinkhorn::gen {
 
 /// What the trainer reports after each generator update.
@@ -79,13 +83,23 @@ class Trainer {
   /// A new run in config.out_dir, which it locks for its life (RunFolder::for_new_run). Refuses a
   /// folder holding a checkpoint or other files unless `overwrite`; with it, an old run stays in
   /// place until the new one writes its first checkpoint.
-  static Trainer start(TrainConfig config, bool overwrite);
+  ///
+  /// With a `group` (torchrun: sinkhorn/distributed.h) the ranks train one model together:
+  /// batch_size stays the global batch, drawn from (seed, step) exactly as in one process; each
+  /// rank generates its block of rows of it, the loss is the sharded solve's over the whole batch,
+  /// and the parameter gradients are summed over the ranks, so every rank takes the same step.
+  /// Rank 0 alone claims and writes the run folder; the others only compute. Every rank must call
+  /// with the same settings. Batch norm, where a network has it, sees each rank's rows only.
+  static Trainer start(TrainConfig config, bool overwrite, const dist::Group* group = nullptr);
   /// Continues the run saved in out_dir exactly where its checkpoint left it. Checks everything
   /// first (the lock, the checkpoint, the settings, --steps not below the saved step, metrics.csv)
   /// and writes nothing unless all is well (it only finishes a commit a killed process cut short:
   /// see RunFolder). Errors about the saved settings name the checkpoint (Error("out_dir", "'<out>/
   /// checkpoint.pt' holds settings that ...")), those about the overrides "steps" or "learning_rate".
-  static Trainer resume(const std::string& out_dir, const ResumeOverrides& overrides = {});
+  /// With a `group`, rank 0 resumes the folder first, then the others read its checkpoint: a run
+  /// resumes with any number of ranks.
+  static Trainer resume(const std::string& out_dir, const ResumeOverrides& overrides = {},
+                        const dist::Group* group = nullptr);
 
   Trainer(Trainer&&) noexcept;
   Trainer& operator=(Trainer&&) noexcept;
@@ -113,6 +127,10 @@ class Trainer {
  private:
   struct State;
   explicit Trainer(std::unique_ptr<State> state);
+  // A new run's folder: claimed, config.json, metrics.csv with the untrained generator's score.
+  static void start_folder(State& state, bool overwrite);
+  // Resuming in one process, or as rank 0 of a group: the folder's lock, checks, then the state.
+  static Trainer resume_folder(const std::string& out_dir, const ResumeOverrides& overrides);
   std::unique_ptr<State> state_;
 };
 
