@@ -259,3 +259,44 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
         losses.append([float(row[1]) for row in rows if row[1]])
     assert len(losses[0]) >= 2
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_a_rank_lost_during_training_ends_the_run_and_keeps_its_checkpoint(tmp_path):
+    """Rank 1 of a 2-rank `sinkhorn train` is killed after the first checkpoints: rank 0 must end
+    with status 3 naming it, within --timeout plus the diagnosis, and the checkpoint it wrote must
+    stay good (verified by `sinkhorn sample`, which checks every entry) and resumable."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    out = tmp_path / "run"
+    arguments = ["train", "--data", "ring8", "--batch-size", "100", "--steps", "1000000", "--eval-every", "1000000",
+                 "--checkpoint-every", "3", "--threads", "1", "--timeout", "5", "--out", str(out)]
+    processes = launch_cli(2, arguments, free_port())
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists():
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            assert processes[0].poll() is None, processes[0].communicate()[1]
+            time.sleep(0.2)
+        time.sleep(1.0)
+        processes[1].send_signal(signal.SIGKILL)
+        start = time.monotonic()
+        _, err = processes[0].communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert processes[0].returncode == 3, err
+    assert "lost rank 1" in err, err
+    assert elapsed < 5 + 10, f"rank 0 took {elapsed:.1f} s to end"
+    samples_of(out, tmp_path)  # raises if the checkpoint is not intact
+    probe = subprocess.Popen([BINARY, "train", "--resume", "--out", str(out), "--threads", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = probe.stdout.readline()  # "resuming <out> at step K of N": the folder and checkpoint took it
+    finally:
+        probe.send_signal(signal.SIGTERM)
+        probe.communicate(timeout=60)
+    assert line.startswith("resuming"), line
+    assert probe.returncode in (0, 128 + signal.SIGTERM)
