@@ -1,9 +1,9 @@
 """1 rank x 1 thread against P ranks x 1 thread for one sharded solve (issue 15), on this machine.
 
 Runs `build/sinkhorn divergence X Y --json --threads 1 --backend online` in one process and
-under a torchrun environment with P processes (127.0.0.1), on several input families, and prints
-a Markdown table: whole-process seconds, the solve's seconds (rank 0's JSON), sweeps, speed-up,
-and the value's relative difference. Also times the collective the solve repeats (an all-gather
+under a torchrun environment with P processes (127.0.0.1), in interleaved pairs on several input
+families, and prints a Markdown table: medians of whole-process and solve seconds (rank 0's
+JSON), sweeps, the median paired speed-up, and the value's relative difference. Also times the collective the solve repeats (an all-gather
 of O(N) floats over Gloo) to check the cost model t(P) = t(1) / P + reductions * t_collective.
 
     build/sinkhorn-python bench/distributed_scaling.py --n 20000 --d 8 --ranks 2
@@ -88,12 +88,15 @@ def main():
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--blur", type=float, default=0.05)
     parser.add_argument("--families", default="uniform,clustered,sphere")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="pairs of runs (1 rank, then P ranks) per family; medians and the median paired ratio")
     args = parser.parse_args()
     generator = np.random.default_rng(0)
     print(f"N = M = {args.n}, D = {args.d}, blur {args.blur}, float32, online backend, 1 thread per rank")
     print()
-    print("| family | ranks | process s | solve s | sweeps | speed-up (solve) | value rel. diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("| family | 1 rank: process s (solve s) | %d ranks: process s (solve s) | sweeps | speed-up, process (solve) "
+          "| value rel. diff |" % args.ranks)
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.families.split(","):
             x = family(name, args.n, args.d, generator).astype(np.float32)
@@ -102,12 +105,19 @@ def main():
             np.save(os.path.join(folder, "y.npy"), y)
             arguments = ["divergence", os.path.join(folder, "x.npy"), os.path.join(folder, "y.npy"), "--json",
                          "--threads", "1", "--backend", "online", "--blur", str(args.blur), "--timeout", "600"]
-            wall1, one = run(arguments, 1)
-            wallp, many = run(arguments, args.ranks)
+            # Interleaved pairs: this machine's speed drifts by up to 30% over minutes.
+            pairs = [(run(arguments, 1), run(arguments, args.ranks)) for _ in range(args.repeats)]
+            median = lambda values: float(np.median(values))
+            wall1 = median([one[0] for one, _ in pairs])
+            wallp = median([many[0] for _, many in pairs])
+            solve1 = median([one[1]["seconds"] for one, _ in pairs])
+            solvep = median([many[1]["seconds"] for _, many in pairs])
+            ratio = median([one[0] / many[0] for one, many in pairs])
+            ratio_solve = median([one[1]["seconds"] / many[1]["seconds"] for one, many in pairs])
+            one, many = pairs[0][0][1], pairs[0][1][1]
             difference = abs(many["value"] - one["value"]) / abs(one["value"])
-            print(f"| {name} | 1 | {wall1:.1f} | {one['seconds']:.1f} | {one['iterations']} | | |")
-            print(f"| {name} | {args.ranks} | {wallp:.1f} | {many['seconds']:.1f} | {many['iterations']} | "
-                  f"{one['seconds'] / many['seconds']:.2f}x | {difference:.1e} |", flush=True)
+            print(f"| {name} | {wall1:.1f} ({solve1:.1f}) | {wallp:.1f} ({solvep:.1f}) | {one['iterations']} / "
+                  f"{many['iterations']} | {ratio:.2f}x ({ratio_solve:.2f}x) | {difference:.1e} |", flush=True)
     latency = collective_seconds(args.n, args.ranks)
     print()
     print(f"all-gather of {args.n} float32 over Gloo, {args.ranks} ranks: {latency * 1e3:.3f} ms (median of 200)")

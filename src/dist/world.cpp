@@ -136,9 +136,10 @@ int World::size() const { return 1; }
 World::World(const LaunchEnvironment& environment, const at::Device& device, std::chrono::milliseconds timeout)
     : impl_(std::make_unique<Impl>()) {
   Impl& impl = *impl_;
-  // c10d logs each failed store request at WARNING with a 20-frame stack trace: after a lost
-  // rank, a screenful per survivor that buries the one line (PeerError's) saying what happened.
-  FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 2);  // ERROR and above
+  // c10d logs each failed store request or connection (WARNING and ERROR) with a 20-frame stack
+  // trace: after a lost rank, a screenful per survivor that buries the one line saying what
+  // happened. Every failure it logs reaches us as an exception, which PeerError reports.
+  FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 3);  // FATAL only
   impl.rank = environment.rank;
   impl.size = environment.world_size;
   impl.timeout = timeout;
@@ -160,9 +161,20 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
   impl.prefixed = c10::make_intrusive<c10d::PrefixStore>("sinkhorn/", impl.store);
 
   auto process_group = c10::make_intrusive<c10d::ProcessGroup>(impl.prefixed, impl.rank, impl.size);
-  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", impl.prefixed),
-                                                          impl.rank, impl.size,
-                                                          c10d::ProcessGroupGloo::Options::create_default(timeout));
+  // Gloo's rendezvous waits for every rank's address in the store: ranks that never come (a
+  // different MASTER_PORT or WORLD_SIZE, a rank that failed to start) end it after the timeout.
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  try {
+    gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", impl.prefixed),
+                                                       impl.rank, impl.size,
+                                                       c10d::ProcessGroupGloo::Options::create_default(timeout));
+  } catch (const std::exception& error) {
+    std::string what = error.what();
+    throw PeerError("rank " + std::to_string(impl.rank) + " of " + std::to_string(impl.size) +
+                    ": the ranks did not all meet within " + std::to_string(timeout.count() / 1000) +
+                    " s (every rank needs the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, and a distinct RANK): " +
+                    what.substr(0, what.find('\n')));
+  }
   process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
   process_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   if (device.is_cuda()) {
