@@ -160,7 +160,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   };
   DivergenceResult result;
   try {
-    result = api::divergence_over(a, x, b, y, options, world ? &world->group() : nullptr);
+    result = api::divergence_over(a, x, b, y, options, world ? world->shared_group() : nullptr);
   } catch (const Error& error) {
     throw with_file(error);
   }

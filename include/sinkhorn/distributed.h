@@ -14,8 +14,9 @@
 // rank's rows. Undefined weights mean uniform over the union (1/N, N the total row count).
 // Each rank holds every point (gathered once) and reduces its own rows against all columns; per
 // sweep the ranks all-gather O(N + M) potentials and all-reduce the convergence test. Gradients
-// are the envelope's (exact at convergence); unrolled gradients and the multiscale backend run in
-// one process only. The kernel MMDs and exact OT are computed whole on every rank.
+// are the envelope's (exact at convergence) or, with gradient unrolled, autograd's through the
+// sharded iterations; the multiscale backend runs in one process only. The kernel MMDs and exact
+// OT are computed whole on every rank.
 // Every rank must call with the same options; a rank that dies or stalls makes the others throw
 // sinkhorn::PeerError once the group's timeout has passed.
 #pragma once

@@ -31,7 +31,8 @@ def main(inputs_path, cases_path, out_dir):
         x = torch.from_numpy(block(data["x"], case["x_counts"], rank)).requires_grad_()
         y = torch.from_numpy(block(data["y"], case["y_counts"], rank)).requires_grad_()
         if case.get("weights", True):
-            a = torch.from_numpy(block(data["a"], case["x_counts"], rank)).requires_grad_()
+            a = torch.from_numpy(block(data["a"], case["x_counts"], rank))
+            a = (a * len(data["a"]) if case.get("unnormalised") else a).requires_grad_()
             b = torch.from_numpy(block(data["b"], case["y_counts"], rank)).requires_grad_()
             inputs = [a, x, b, y]
         else:

@@ -1,6 +1,7 @@
 """Sharded solves over torch.distributed (Gloo, 127.0.0.1): P ranks, each holding a block of rows,
-must give the single-process values, potentials and gradients (float64, 1e-8 relative), with
-uneven blocks and a rank holding very few rows; bad inputs fail every rank with a ValueError."""
+must give the single-process values, potentials and gradients (float64, 1e-8 relative; envelope
+and unrolled), with uneven blocks and a rank holding very few rows; bad inputs fail every rank
+with a ValueError."""
 import json
 import os
 import signal
@@ -102,6 +103,10 @@ def test_two_ranks_match_one_process(tmp_path):
              y_counts=[m - 9, 9], weights=False),
         # The paper's fixed-L mode (envelope gradients of the L-sweep potentials' value).
         dict(options=dict(blur=0.3, iterations=25, gradient="envelope"), x_counts=[40, n - 40], y_counts=[20, m - 20]),
+        # Unrolled gradients through the sharded iterations (autograd across the all-gathers).
+        dict(options=dict(blur=0.2, gradient="unrolled", tolerance=1e-6), x_counts=[31, 30], y_counts=[7, m - 7]),
+        # The paper's E_eps with L = 10 unrolled sweeps.
+        dict(options=dict(loss="primal", blur=0.5, iterations=10), x_counts=[3, n - 3], y_counts=[24, 23]),
     ]
     results = run_ranks(2, data, cases, tmp_path)
     check_against_one_process(results, data, cases)
@@ -121,15 +126,16 @@ def test_three_ranks_with_a_rank_holding_few_rows(tmp_path):
 def test_bad_inputs_fail_every_rank(tmp_path):
     data = clouds(n=20, m=16)
     cases = [
-        # Unrolled gradients cannot run sharded: refused on every rank, naming the option.
-        dict(options=dict(blur=0.1, gradient="unrolled"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True),
-        # The multiscale backend's truncation is one process's.
+        # The multiscale backend's truncation is one process's: refused on every rank, naming it.
         dict(options=dict(blur=0.1, backend="multiscale"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True),
+        # Balanced transport between the unions' unequal masses (a is given as raw ones).
+        dict(options=dict(blur=0.1, loss="sinkhorn"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True,
+             unnormalised=True),
     ]
     results = run_ranks(2, data, cases, tmp_path)
     for result in results:
-        assert str(result["0/error"]).startswith("gradient:"), result["0/error"]
-        assert str(result["1/error"]).startswith("backend:") and "one process" in str(result["1/error"])
+        assert str(result["0/error"]).startswith("backend:") and "one process" in str(result["0/error"])
+        assert "same total mass" in str(result["1/error"]), result["1/error"]
 
 
 def test_process_group_must_be_a_group():

@@ -18,6 +18,7 @@
 
 #include "api/inputs.h"
 #include "api/sharded_divergence.h"
+#include "dist/sharded_autograd.h"
 #include "dist/sharded_inputs.h"
 #include "dist/sharded_reducer.h"
 #include "reduce/reducer.h"
@@ -141,7 +142,9 @@ at::Tensor own_rows(const at::Tensor& potential, const std::vector<int64_t>& cou
 namespace api {
 
 DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_given, const at::Tensor& b_given,
-                                 const at::Tensor& y_given, const SinkhornOptions& options, const dist::Group* group) {
+                                 const at::Tensor& y_given, const SinkhornOptions& options,
+                                 const std::shared_ptr<const dist::Group>& group_ptr) {
+  const dist::Group* group = group_ptr.get();
   validate(options);
   // A sharded solve works on the union of the ranks' blocks, which every rank now holds.
   dist::GatheredInputs gathered;
@@ -198,14 +201,10 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   const GradientMode mode = resolve_gradient_mode(options);
   const bool unrolled = mode == GradientMode::unrolled && wanted.any();
   // A sharded solve reduces this rank's rows against all columns, and decides the backend from
-  // that share. Its reductions are not differentiable (unrolled gradients would need the
-  // all-gathers' adjoints) and the multiscale backend's truncation is one process's.
+  // that share. The multiscale backend's truncation is one process's.
   int64_t x_begin = 0;
   at::Tensor x_own = x_centred;
   if (group) {
-    SINKHORN_CHECK_ARG(!unrolled, "gradient",
-                       "unrolled is not available in a sharded solve (a process group of "
-                           << group->size() << " ranks): use gradient envelope, exact at convergence");
     SINKHORN_CHECK_ARG(options.backend != Backend::multiscale, "backend",
                        "multiscale runs in one process: in a sharded solve use online, tensorized or auto");
     for (int r = 0; r < group->rank(); ++r) x_begin += gathered.x_counts[r];
@@ -232,10 +231,17 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   context.p = p;
   std::unique_ptr<reduce::Reducer> reducer =
       reduce::make_reducer(resolved, p, x_own, y_centred, context.multiscale_cell);
+  // The points the solve reduces over. Unrolled through a sharded solve, they enter only this
+  // rank's reductions, so their adjoint is summed over the ranks (dist/sharded_autograd.h).
+  at::Tensor x_solved = x_centred, y_solved = y_centred;
   if (group) {
-    std::vector<dist::Shard> shards{dist::make_shard(x_centred, gathered.x_counts, group->rank()),
-                                    dist::make_shard(y_centred, gathered.y_counts, group->rank())};
-    reducer = std::make_unique<dist::ShardedReducer>(std::move(reducer), *group, std::move(shards));
+    if (unrolled) {
+      x_solved = dist::sum_over_ranks_in_backward(x_centred, group_ptr);
+      y_solved = dist::sum_over_ranks_in_backward(y_centred, group_ptr);
+    }
+    std::vector<dist::Shard> shards{dist::make_shard(x_solved, gathered.x_counts, group->rank()),
+                                    dist::make_shard(y_solved, gathered.y_counts, group->rank())};
+    reducer = std::make_unique<dist::ShardedReducer>(std::move(reducer), group_ptr, std::move(shards));
     const at::Device device = x_centred.device();
     context.loop.agree_on_errors = [group, device](std::vector<double>& errors) {
       group->allreduce_max(errors, device);
@@ -248,7 +254,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
   } else if (unrolled) {
     SINKHORN_INTERNAL_CHECK(reducer->differentiable(), "unrolled gradients through backend " << reducer->name());
-    value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
+    value = solve(context, make_cloud(x_solved, inputs.a), make_cloud(y_solved, inputs.b));
   } else {
     context.gradients_wanted = wanted;
     value = EnvelopeFunction::apply(inputs.a, x_centred, inputs.b, y_centred, &context);
@@ -288,7 +294,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
 DivergenceResult divergence_with_details(const at::Tensor& a, const at::Tensor& x,
                                          const at::Tensor& b, const at::Tensor& y,
                                          const SinkhornOptions& options) {
-  return api::divergence_over(a, x, b, y, options, nullptr);
+  return api::divergence_over(a, x, b, y, options, {});
 }
 
 at::Tensor divergence(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b,

@@ -1,7 +1,9 @@
 #include "dist/sharded_reducer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
+#include "dist/sharded_autograd.h"
 #include "util/check.h"
 
 namespace sinkhorn::dist {
@@ -15,8 +17,23 @@ Shard make_shard(const at::Tensor& points, std::vector<int64_t> counts, int rank
   return shard;
 }
 
-ShardedReducer::ShardedReducer(std::unique_ptr<reduce::Reducer> local, const Group& group, std::vector<Shard> shards)
-    : local_(std::move(local)), group_(group), shards_(std::move(shards)) {}
+ShardedReducer::ShardedReducer(std::unique_ptr<reduce::Reducer> local, std::shared_ptr<const Group> group,
+                               std::vector<Shard> shards)
+    : local_(std::move(local)), group_(std::move(group)), shards_(std::move(shards)) {}
+
+namespace {
+bool recording(const at::Tensor& tensor) { return at::GradMode::is_enabled() && tensor.requires_grad(); }
+}  // namespace
+
+at::Tensor ShardedReducer::gathered(const Shard& shard, const at::Tensor& rows) const {
+  if (recording(rows)) return gather_rows(rows, 1, shard.counts, *group_);
+  return group_->allgather_rows(rows, 1, shard.counts);
+}
+
+// The potentials enter this rank's reduction only: their adjoint is the ranks' sum.
+at::Tensor ShardedReducer::potential_input(const at::Tensor& h) const {
+  return recording(h) ? sum_over_ranks_in_backward(h, group_) : h;
+}
 
 const Shard& ShardedReducer::shard_of(const at::Tensor& x) const {
   for (const Shard& shard : shards_) {
@@ -27,13 +44,13 @@ const Shard& ShardedReducer::shard_of(const at::Tensor& x) const {
 
 at::Tensor ShardedReducer::softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const {
   const Shard& shard = shard_of(x);
-  return group_.allgather_rows(local_->softmin(shard.own_points, y, h, eps), 1, shard.counts);
+  return gathered(shard, local_->softmin(shard.own_points, y, potential_input(h), eps));
 }
 
 at::Tensor ShardedReducer::softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                                         double eps) const {
   const Shard& shard = shard_of(x);
-  return group_.allgather_rows(local_->softmax_cost(shard.own_points, y, h, eps), 1, shard.counts);
+  return gathered(shard, local_->softmax_cost(shard.own_points, y, potential_input(h), eps));
 }
 
 at::Tensor ShardedReducer::softmax_cost_gradient(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,

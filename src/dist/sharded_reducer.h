@@ -32,7 +32,7 @@ class ShardedReducer final : public reduce::Reducer {
  public:
   /// `local` reduces this rank's rows against all columns; `shards` are the clouds the solver
   /// passes as the first argument of a reduction (recognised by identity).
-  ShardedReducer(std::unique_ptr<reduce::Reducer> local, const Group& group, std::vector<Shard> shards);
+  ShardedReducer(std::unique_ptr<reduce::Reducer> local, std::shared_ptr<const Group> group, std::vector<Shard> shards);
 
   /// The full (B, N) softmin: this rank's rows computed here, the others all-gathered.
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override;
@@ -43,14 +43,21 @@ class ShardedReducer final : public reduce::Reducer {
                                    double eps) const override;
   /// The full (B, N) transport cost per row, gathered like softmin.
   at::Tensor softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override;
-  bool differentiable() const override { return false; }
+  /// As the local backend: under autograd the reductions go through gather_rows and
+  /// sum_over_ranks_in_backward (dist/sharded_autograd.h), and the solve differentiates to the
+  /// single-process gradient. The clouds' points must then come through
+  /// sum_over_ranks_in_backward too (divergence_over does it).
+  bool differentiable() const override { return local_->differentiable(); }
   std::string name() const override { return local_->name(); }
 
  private:
   const Shard& shard_of(const at::Tensor& x) const;
+  // This rank's rows of a per-row reduction, gathered: differentiably when autograd records.
+  at::Tensor gathered(const Shard& shard, const at::Tensor& rows) const;
+  at::Tensor potential_input(const at::Tensor& h) const;
 
   std::unique_ptr<reduce::Reducer> local_;
-  const Group& group_;
+  std::shared_ptr<const Group> group_;
   std::vector<Shard> shards_;
 };
 

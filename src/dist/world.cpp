@@ -74,7 +74,7 @@ std::optional<LaunchEnvironment> launch_environment() {
 struct World::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::Store> prefixed;
-  std::unique_ptr<Group> group;
+  std::shared_ptr<const Group> group;
   int rank = 0, size = 1;
   std::chrono::milliseconds timeout{};
 
@@ -130,6 +130,7 @@ World::World(const LaunchEnvironment& environment, const at::Device&, std::chron
 }
 World::~World() = default;
 const Group& World::group() const { throw InternalError("no group in a build without Gloo"); }
+std::shared_ptr<const Group> World::shared_group() const { return {}; }
 int World::rank() const { return 0; }
 int World::size() const { return 1; }
 #else
@@ -191,7 +192,7 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
 #endif
   }
   impl.heartbeat = std::thread([&impl] { impl.beat(); });
-  impl.group = std::make_unique<Group>(process_group, [&impl] { return impl.diagnose(); });
+  impl.group = std::make_shared<const Group>(process_group, [&impl] { return impl.diagnose(); });
 }
 
 World::~World() {
@@ -204,6 +205,7 @@ World::~World() {
 }
 
 const Group& World::group() const { return *impl_->group; }
+std::shared_ptr<const Group> World::shared_group() const { return impl_->group; }
 int World::rank() const { return impl_->rank; }
 int World::size() const { return impl_->size; }
 #endif

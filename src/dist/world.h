@@ -44,6 +44,8 @@ class World {
   World& operator=(const World&) = delete;
 
   const Group& group() const;
+  /// The same group, shared (a backward pass of unrolled gradients may need it after a solve).
+  std::shared_ptr<const Group> shared_group() const;
   int rank() const;
   int size() const;
 

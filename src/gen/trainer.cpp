@@ -188,6 +188,11 @@ struct Trainer::State {
   std::vector<std::string> warnings;       // not yet handed to a StepReport
   const dist::Group* group = nullptr;      // the ranks training together (torchrun); null: one process
 
+  // The group without ownership: the caller keeps it alive for the trainer's life.
+  std::shared_ptr<const dist::Group> shared_group() const {
+    return group ? std::shared_ptr<const dist::Group>(std::shared_ptr<const dist::Group>(), group) : nullptr;
+  }
+
   // Rank 0 writes the run folder; the other ranks of a group only compute.
   bool writes_files() const { return !group || group->rank() == 0; }
 
@@ -297,10 +302,10 @@ struct Trainer::State {
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
     if (networks.critic) {
       return api::divergence_over({}, networks.critic->forward(generated), {}, networks.critic->forward(real),
-                                  config.loss, group)
+                                  config.loss, shared_group())
           .value;
     }
-    return api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, group).value;
+    return api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, shared_group()).value;
   }
 
   void save_checkpoint() {
