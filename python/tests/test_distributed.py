@@ -207,10 +207,20 @@ def test_a_lost_rank_ends_the_others_within_the_timeout(tmp_path, lost):
     arguments = ["divergence", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--blur", "0.01", "--threads", "1",
                  "--backend", "online", "--timeout", "4", "--tolerance", "1e-7", "--max-iterations", "100000"]
     processes = launch_cli(2, arguments, free_port())
-    try:
+
+    def under_way():
         time.sleep(3.0)  # rendezvous done, the solve under way
         assert processes[0].poll() is None and processes[1].poll() is None, "the solve ended before the fault"
-        processes[1].send_signal(signal.SIGKILL if lost == "killed" else signal.SIGSTOP)
+
+    lose_rank_one(processes, signal.SIGKILL if lost == "killed" else signal.SIGSTOP, under_way, timeout=4)
+
+
+def lose_rank_one(processes, how, wait_until_ready, timeout):
+    """Sends `how` to rank 1 once `wait_until_ready` returns; rank 0 must then end with status 3
+    naming rank 1 within `timeout` (its --timeout) plus 10 s, never hang. Every process is reaped."""
+    try:
+        wait_until_ready()
+        processes[1].send_signal(how)
         start = time.monotonic()
         _, err = processes[0].communicate(timeout=30)
         elapsed = time.monotonic() - start
@@ -221,7 +231,7 @@ def test_a_lost_rank_ends_the_others_within_the_timeout(tmp_path, lost):
                 process.wait()
     assert processes[0].returncode == 3, err
     assert "lost rank 1" in err, err
-    assert elapsed < 4 + 10, f"rank 0 took {elapsed:.1f} s to end"
+    assert elapsed < timeout + 10, f"rank 0 took {elapsed:.1f} s to end"
 
 
 def samples_of(run, folder):
@@ -277,25 +287,16 @@ def test_a_rank_lost_during_training_ends_the_run_and_keeps_its_checkpoint(tmp_p
     arguments = ["train", "--data", "ring8", "--batch-size", "100", "--steps", "1000000", "--eval-every", "1000000",
                  "--checkpoint-every", "3", "--threads", "1", "--timeout", "5", "--out", str(out)]
     processes = launch_cli(2, arguments, free_port())
-    try:
+
+    def checkpointed():
         deadline = time.monotonic() + 120
         while not (out / "checkpoint.pt").exists():
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             assert processes[0].poll() is None, processes[0].communicate()[1]
             time.sleep(0.2)
         time.sleep(1.0)
-        processes[1].send_signal(signal.SIGKILL)
-        start = time.monotonic()
-        _, err = processes[0].communicate(timeout=30)
-        elapsed = time.monotonic() - start
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert processes[0].returncode == 3, err
-    assert "lost rank 1" in err, err
-    assert elapsed < 5 + 10, f"rank 0 took {elapsed:.1f} s to end"
+
+    lose_rank_one(processes, signal.SIGKILL, checkpointed, timeout=5)
     samples_of(out, tmp_path)  # raises if the checkpoint is not intact
     probe = subprocess.Popen([BINARY, "train", "--resume", "--out", str(out), "--threads", "1"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
