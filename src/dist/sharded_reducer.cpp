@@ -47,6 +47,40 @@ at::Tensor ShardedReducer::softmin(const at::Tensor& x, const at::Tensor& y, con
   return gathered(shard, local_->softmin(shard.own_points, y, potential_input(h), eps));
 }
 
+std::vector<at::Tensor> ShardedReducer::softmins(const std::vector<reduce::SoftminRequest>& requests) const {
+  if (requests.size() <= 1) return Reducer::softmins(requests);
+  // This rank's rows of every request side by side, (B, sum_k n_k); gathered once, rank after
+  // rank; then each request's full (B, N_k) is its block from every rank.
+  std::vector<const Shard*> shards;
+  std::vector<at::Tensor> local;
+  for (const reduce::SoftminRequest& request : requests) {
+    shards.push_back(&shard_of(*request.x));
+    local.push_back(local_->softmin(shards.back()->own_points, *request.y, potential_input(request.h), request.eps));
+  }
+  const int ranks = group_->size();
+  std::vector<int64_t> counts(ranks, 0);
+  for (const Shard* shard : shards) {
+    for (int r = 0; r < ranks; ++r) counts[r] += shard->counts[r];
+  }
+  const at::Tensor joined = at::cat(local, 1);
+  const at::Tensor all = at::GradMode::is_enabled() && joined.requires_grad()
+                             ? gather_rows(joined, 1, counts, *group_)
+                             : group_->allgather_rows(joined, 1, counts);
+  std::vector<at::Tensor> results;
+  for (size_t k = 0; k < requests.size(); ++k) {
+    std::vector<at::Tensor> blocks;
+    int64_t rank_offset = 0;
+    for (int r = 0; r < ranks; ++r) {
+      int64_t within = 0;
+      for (size_t j = 0; j < k; ++j) within += shards[j]->counts[r];
+      blocks.push_back(all.narrow(1, rank_offset + within, shards[k]->counts[r]));
+      rank_offset += counts[r];
+    }
+    results.push_back(at::cat(blocks, 1));
+  }
+  return results;
+}
+
 at::Tensor ShardedReducer::softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                                         double eps) const {
   const Shard& shard = shard_of(x);

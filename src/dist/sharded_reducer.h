@@ -36,6 +36,8 @@ class ShardedReducer final : public reduce::Reducer {
 
   /// The full (B, N) softmin: this rank's rows computed here, the others all-gathered.
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override;
+  /// The requests' rows computed here, all ranks' blocks of all of them in one all-gather.
+  std::vector<at::Tensor> softmins(const std::vector<reduce::SoftminRequest>& requests) const override;
   /// (B, N, D), this rank's rows only: the other rows are 0, as their gradients belong to (and are
   /// computed on) their own ranks. Gradients flow back through the gathered points to the rank
   /// that owns each row, so nothing else reads them.

@@ -165,10 +165,13 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
   // Gloo's rendezvous waits for every rank's address in the store: ranks that never come (a
   // different MASTER_PORT or WORLD_SIZE, a rank that failed to start) end it after the timeout.
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+  // The solve waits for each collective before it issues the next: one worker thread is enough,
+  // and one fewer thread competes for the cores with the ranks' own work.
+  gloo_options->threads = 1;
   try {
     gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", impl.prefixed),
-                                                       impl.rank, impl.size,
-                                                       c10d::ProcessGroupGloo::Options::create_default(timeout));
+                                                       impl.rank, impl.size, gloo_options);
   } catch (const std::exception& error) {
     std::string what = error.what();
     throw PeerError("rank " + std::to_string(impl.rank) + " of " + std::to_string(impl.size) +

@@ -34,6 +34,15 @@ Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& 
   return pairs <= kTensorizedMaxPairs ? Backend::tensorized : Backend::online;
 }
 
+std::vector<at::Tensor> Reducer::softmins(const std::vector<SoftminRequest>& requests) const {
+  std::vector<at::Tensor> results;
+  results.reserve(requests.size());
+  for (const SoftminRequest& request : requests) {
+    results.push_back(softmin(*request.x, *request.y, request.h, request.eps));
+  }
+  return results;
+}
+
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
                                       double cluster_scale) {
   switch (backend) {

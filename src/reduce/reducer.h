@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "sinkhorn/options.h"
 
@@ -25,6 +26,14 @@ struct TruncationReport {
   double rebuild_seconds = 0.0;
 };
 
+/// One softmin of Reducer::softmins: softmin_eps over (*y) of h, for the rows of (*x).
+struct SoftminRequest {
+  const at::Tensor* x;
+  const at::Tensor* y;
+  at::Tensor h;
+  double eps;
+};
+
 class Reducer {
  public:
   virtual ~Reducer() = default;
@@ -32,6 +41,10 @@ class Reducer {
   /// softmin_eps(C, h)_i = -eps * log sum_j exp(h_j - C(x_i, y_j) / eps), shape (B, N).
   virtual at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                              double eps) const = 0;
+
+  /// Several independent softmins, in order. The default runs them one by one; a backend that
+  /// communicates per reduction (dist::ShardedReducer) exchanges them in one message.
+  virtual std::vector<at::Tensor> softmins(const std::vector<SoftminRequest>& requests) const;
 
   /// sum_j w_ij grad_x C(x_i, y_j) with w_ij = softmax_j(h_j - C(x_i, y_j) / eps), shape (B, N, D).
   /// grad_x of |x - y| is taken as 0 at x = y (the minimal-norm subgradient).

@@ -124,12 +124,21 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   // independent, and a converged one would only confirm its error every sweep, at up to half of
   // the sweep's reductions, while OT(a, b) (the slowest, its plan farthest from diagonal) goes on.
   std::vector<char> frozen(problems.size(), false);
+  // The problems' softmins are independent: one Reducer::softmins call, one message per sweep for
+  // a sharded solve instead of one per problem.
   const auto softmins_of_g = [&](double eps, std::vector<at::Tensor> softmins = {}) {
     softmins.resize(problems.size());
+    std::vector<reduce::SoftminRequest> requests;
+    std::vector<size_t> asked;
     for (size_t k = 0; k < problems.size(); ++k) {
       if (frozen[k]) continue;
-      softmins[k] = softmin_over(reducer, *problems[k].source, *problems[k].target, problems[k].potentials->g, eps);
+      const Problem& problem = problems[k];
+      requests.push_back({&problem.source->points, &problem.target->points,
+                          linear_combination(1.0, problem.target->log_weights, 1.0 / eps, problem.potentials->g), eps});
+      asked.push_back(k);
     }
+    std::vector<at::Tensor> results = reducer.softmins(requests);
+    for (size_t i = 0; i < asked.size(); ++i) softmins[asked[i]] = std::move(results[i]);
     return softmins;
   };
   // One sweep over every problem not frozen. OT(a, b) takes alternating updates (over-relaxed by
