@@ -4,6 +4,7 @@ and unrolled), with uneven blocks and a rank holding very few rows; bad inputs f
 with a ValueError."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -307,3 +308,26 @@ def test_a_rank_lost_during_training_ends_the_run_and_keeps_its_checkpoint(tmp_p
         probe.communicate(timeout=60)
     assert line.startswith("resuming"), line
     assert probe.returncode in (0, 128 + signal.SIGTERM)
+
+
+def test_the_distributed_flow_example_follows_one_process(tmp_path):
+    """examples/python/distributed_flow.py on 2 ranks prints the S_eps a single rank prints, step
+    by step (the union's loss, each rank moving its own particles), and only rank 0 prints."""
+    script = os.path.join(HERE, "..", "..", "examples", "python", "distributed_flow.py")
+
+    def run(ranks):
+        port = free_port()
+        processes = [subprocess.Popen([sys.executable, script, "--steps", "6", "-n", "300"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, RANK=str(r), WORLD_SIZE=str(ranks), MASTER_ADDR="127.0.0.1",
+                                               MASTER_PORT=str(port)))
+                     for r in range(ranks)]
+        outputs = finish(processes, timeout=120)
+        for process, (out, err) in zip(processes, outputs):
+            assert process.returncode == 0, err
+        assert all(out == "" for out, _ in outputs[1:])
+        return [float(v) for v in re.findall(r"S_eps (\S+)", outputs[0][0])]
+
+    one, two = run(1), run(2)
+    assert len(one) == 7 and all(later < earlier for earlier, later in zip(one, one[1:])), one
+    np.testing.assert_allclose(two, one, rtol=1e-4)
