@@ -75,19 +75,13 @@ void write_gradient(const std::string& path, const at::Tensor& gradient) {
 // Rows [begin, end) of this rank's block of `rows`: everything in one process.
 at::Tensor block_of(const at::Tensor& tensor, const dist::World* world) {
   if (!world || !tensor.defined()) return tensor;
-  const int64_t rows = tensor.size(0);
-  const int64_t begin = dist::block_begin(rows, world->size(), world->rank());
-  return tensor.narrow(0, begin, dist::block_begin(rows, world->size(), world->rank() + 1) - begin).contiguous();
+  return dist::own_block(tensor, world->group()).contiguous();
 }
 
 // The ranks' blocks of a (rows, ...) tensor, joined (every rank takes part; one process: itself).
 at::Tensor gather_rows(const at::Tensor& block, int64_t rows, const dist::World* world) {
   if (!world) return block;
-  std::vector<int64_t> counts;
-  for (int r = 0; r < world->size(); ++r) {
-    counts.push_back(dist::block_begin(rows, world->size(), r + 1) - dist::block_begin(rows, world->size(), r));
-  }
-  return world->group().allgather_rows(block, 0, counts);
+  return world->group().allgather_rows(block, 0, dist::even_blocks(rows, world->size()));
 }
 
 at::ScalarType dtype_from(const ParsedArguments& args, const io::Array& x_array) {

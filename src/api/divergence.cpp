@@ -132,9 +132,7 @@ bool requires_grad(const at::Tensor& tensor) {
 // This rank's entries of a potential of the union (caller's layout, rows last).
 at::Tensor own_rows(const at::Tensor& potential, const std::vector<int64_t>& counts, int rank) {
   if (!potential.defined()) return potential;
-  int64_t begin = 0;
-  for (int r = 0; r < rank; ++r) begin += counts[r];
-  return potential.narrow(-1, begin, counts[rank]);
+  return potential.narrow(-1, dist::first_row(counts, rank), counts[rank]);
 }
 
 }  // namespace
@@ -202,13 +200,11 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   const bool unrolled = mode == GradientMode::unrolled && wanted.any();
   // A sharded solve reduces this rank's rows against all columns, and decides the backend from
   // that share. The multiscale backend's truncation is one process's.
-  int64_t x_begin = 0;
   at::Tensor x_own = x_centred;
   if (group) {
     SINKHORN_CHECK_ARG(options.backend != Backend::multiscale, "backend",
                        "multiscale runs in one process: in a sharded solve use online, tensorized or auto");
-    for (int r = 0; r < group->rank(); ++r) x_begin += gathered.x_counts[r];
-    x_own = x_centred.narrow(1, x_begin, gathered.x_counts[group->rank()]);
+    x_own = x_centred.narrow(1, dist::first_row(gathered.x_counts, group->rank()), gathered.x_counts[group->rank()]);
   }
   Backend resolved = reduce::resolve_backend(options.backend, x_own, y_centred, unrolled);
   if (group && resolved == Backend::multiscale) resolved = Backend::online;

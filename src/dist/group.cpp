@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 #include "sinkhorn/error.h"
@@ -49,7 +50,6 @@ Group::~Group() = default;
 
 int Group::rank() const { return impl_->process_group->getRank(); }
 int Group::size() const { return impl_->process_group->getSize(); }
-const c10::intrusive_ptr<c10d::ProcessGroup>& Group::process_group() const { return impl_->process_group; }
 
 at::Tensor Group::allgather_rows(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) const {
   const int ranks = size();
@@ -115,17 +115,19 @@ void Group::allreduce_sum_(at::Tensor& tensor) const {
   impl_->wait(impl_->process_group->allreduce(tensors, options), "all-reduce");
 }
 
-void Group::broadcast_(at::Tensor& tensor, int root) const {
-  SINKHORN_INTERNAL_CHECK(tensor.is_contiguous(), "broadcast_ wants a contiguous tensor");
-  std::vector<at::Tensor> tensors{tensor};
-  c10d::BroadcastOptions options;
-  options.rootRank = root;
-  impl_->wait(impl_->process_group->broadcast(tensors, options), "broadcast");
+int64_t first_row(const std::vector<int64_t>& counts, int rank) {
+  return std::accumulate(counts.begin(), counts.begin() + rank, int64_t{0});
 }
 
-int64_t block_begin(int64_t rows, int ranks, int rank) {
-  const int64_t base = rows / ranks, extra = rows % ranks;
-  return rank * base + std::min<int64_t>(rank, extra);
+std::vector<int64_t> even_blocks(int64_t rows, int ranks) {
+  std::vector<int64_t> counts(ranks, rows / ranks);
+  for (int64_t r = 0; r < rows % ranks; ++r) ++counts[r];
+  return counts;
+}
+
+at::Tensor own_block(const at::Tensor& rows, const Group& group) {
+  const std::vector<int64_t> counts = even_blocks(rows.size(0), group.size());
+  return rows.narrow(0, first_row(counts, group.rank()), counts[group.rank()]);
 }
 
 }  // namespace sinkhorn::dist

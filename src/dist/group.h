@@ -33,7 +33,6 @@ class Group {
 
   int rank() const;
   int size() const;
-  const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const;
 
   /// Every rank's `local` rows concatenated along `dim` in rank order, where rank r holds
   /// counts[r] rows (blocks may be uneven, even empty). The blocks travel padded to the largest
@@ -49,17 +48,19 @@ class Group {
   /// Element-wise sum over the ranks, in place (a dense tensor on the group's device kind).
   void allreduce_sum_(at::Tensor& tensor) const;
 
-  /// Rank `root`'s tensor into every rank's `tensor` (same shape and dtype everywhere), in place.
-  void broadcast_(at::Tensor& tensor, int root) const;
-
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-/// Contiguous blocks of rows, as even as they go: rank r of `ranks` holds rows
-/// [block_begin(rows, ranks, r), block_begin(rows, ranks, r + 1)); the first rows % ranks blocks
-/// hold one row more.
-int64_t block_begin(int64_t rows, int ranks, int rank);
+/// The first row of `rank`'s block when rank r holds counts[r] rows, blocks in rank order.
+int64_t first_row(const std::vector<int64_t>& counts, int rank);
+
+/// Rows per rank of `rows` rows in contiguous blocks as even as they go: the first rows % ranks
+/// blocks hold one row more.
+std::vector<int64_t> even_blocks(int64_t rows, int ranks);
+
+/// This rank's block (even_blocks) of dim 0 of `rows`, a view.
+at::Tensor own_block(const at::Tensor& rows, const Group& group);
 
 }  // namespace sinkhorn::dist

@@ -14,10 +14,8 @@ class GatherRows : public torch::autograd::Function<GatherRows> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& block, int64_t dim, std::vector<int64_t> counts,
                             const Group* group) {
-    int64_t begin = 0;
-    for (int r = 0; r < group->rank(); ++r) begin += counts[r];
     ctx->saved_data["dim"] = dim;
-    ctx->saved_data["begin"] = begin;
+    ctx->saved_data["begin"] = first_row(counts, group->rank());
     ctx->saved_data["rows"] = counts[group->rank()];
     return group->allgather_rows(block, dim, counts);
   }

@@ -19,8 +19,7 @@ enum Field : int { kAccepted, kPointDims, kBatch, kRowsX, kDimX, kBatchY, kRowsY
 at::Tensor join(const Group& group, const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) {
   if (!local.defined()) return local;
   const at::Tensor gathered = group.allgather_rows(local, dim, counts);
-  int64_t begin = 0;
-  for (int r = 0; r < group.rank(); ++r) begin += counts[r];
+  const int64_t begin = first_row(counts, group.rank());
   const int64_t end = begin + counts[group.rank()], total = gathered.size(dim);
   return at::cat({gathered.narrow(dim, 0, begin), local, gathered.narrow(dim, end, total - end)}, dim);
 }

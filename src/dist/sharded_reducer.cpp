@@ -12,7 +12,7 @@ Shard make_shard(const at::Tensor& points, std::vector<int64_t> counts, int rank
   Shard shard;
   shard.points = points;
   shard.counts = std::move(counts);
-  for (int r = 0; r < rank; ++r) shard.begin += shard.counts[r];
+  shard.begin = first_row(shard.counts, rank);
   shard.own_points = points.narrow(1, shard.begin, shard.counts[rank]).contiguous();
   return shard;
 }
@@ -25,9 +25,9 @@ namespace {
 bool recording(const at::Tensor& tensor) { return at::GradMode::is_enabled() && tensor.requires_grad(); }
 }  // namespace
 
-at::Tensor ShardedReducer::gathered(const Shard& shard, const at::Tensor& rows) const {
-  if (recording(rows)) return gather_rows(rows, 1, shard.counts, *group_);
-  return group_->allgather_rows(rows, 1, shard.counts);
+at::Tensor ShardedReducer::gathered(const std::vector<int64_t>& counts, const at::Tensor& rows) const {
+  if (recording(rows)) return gather_rows(rows, 1, counts, *group_);
+  return group_->allgather_rows(rows, 1, counts);
 }
 
 // The potentials enter this rank's reduction only: their adjoint is the ranks' sum.
@@ -44,7 +44,7 @@ const Shard& ShardedReducer::shard_of(const at::Tensor& x) const {
 
 at::Tensor ShardedReducer::softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const {
   const Shard& shard = shard_of(x);
-  return gathered(shard, local_->softmin(shard.own_points, y, potential_input(h), eps));
+  return gathered(shard.counts, local_->softmin(shard.own_points, y, potential_input(h), eps));
 }
 
 std::vector<at::Tensor> ShardedReducer::softmins(const std::vector<reduce::SoftminRequest>& requests) const {
@@ -62,10 +62,7 @@ std::vector<at::Tensor> ShardedReducer::softmins(const std::vector<reduce::Softm
   for (const Shard* shard : shards) {
     for (int r = 0; r < ranks; ++r) counts[r] += shard->counts[r];
   }
-  const at::Tensor joined = at::cat(local, 1);
-  const at::Tensor all = at::GradMode::is_enabled() && joined.requires_grad()
-                             ? gather_rows(joined, 1, counts, *group_)
-                             : group_->allgather_rows(joined, 1, counts);
+  const at::Tensor all = gathered(counts, at::cat(local, 1));
   std::vector<at::Tensor> results;
   for (size_t k = 0; k < requests.size(); ++k) {
     std::vector<at::Tensor> blocks;
@@ -84,7 +81,7 @@ std::vector<at::Tensor> ShardedReducer::softmins(const std::vector<reduce::Softm
 at::Tensor ShardedReducer::softmax_cost(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                                         double eps) const {
   const Shard& shard = shard_of(x);
-  return gathered(shard, local_->softmax_cost(shard.own_points, y, potential_input(h), eps));
+  return gathered(shard.counts, local_->softmax_cost(shard.own_points, y, potential_input(h), eps));
 }
 
 at::Tensor ShardedReducer::softmax_cost_gradient(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,

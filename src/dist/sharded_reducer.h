@@ -55,7 +55,8 @@ class ShardedReducer final : public reduce::Reducer {
  private:
   const Shard& shard_of(const at::Tensor& x) const;
   // This rank's rows of a per-row reduction, gathered: differentiably when autograd records.
-  at::Tensor gathered(const Shard& shard, const at::Tensor& rows) const;
+  // All ranks' rows of a per-row result of which rank r holds counts[r] rows.
+  at::Tensor gathered(const std::vector<int64_t>& counts, const at::Tensor& rows) const;
   at::Tensor potential_input(const at::Tensor& h) const;
 
   std::unique_ptr<reduce::Reducer> local_;

@@ -168,6 +168,16 @@ class CriticStepSnapshot {
   std::map<void*, std::unique_ptr<torch::optim::OptimizerParamState>> state_;
 };
 
+// True on every rank of `group` when `flag` is true on any (`flag` itself in one process): the
+// ranks take each decision together, or the one that stops would leave the others waiting in a
+// collective.
+bool on_any_rank(const dist::Group* group, bool flag, const at::Device& device) {
+  if (!group) return flag;
+  std::vector<double> value{flag ? 1.0 : 0.0};
+  group->allreduce_max(value, device);
+  return value[0] != 0.0;
+}
+
 }  // namespace
 
 struct Trainer::State {
@@ -197,21 +207,9 @@ struct Trainer::State {
   bool writes_files() const { return !group || group->rank() == 0; }
 
   // This rank's block of rows of a global batch (all of it in one process).
-  at::Tensor share(const at::Tensor& batch) const {
-    if (!group) return batch;
-    const int64_t rows = batch.size(0);
-    const int64_t begin = dist::block_begin(rows, group->size(), group->rank());
-    return batch.narrow(0, begin, dist::block_begin(rows, group->size(), group->rank() + 1) - begin);
-  }
+  at::Tensor share(const at::Tensor& batch) const { return group ? dist::own_block(batch, *group) : batch; }
 
-  // True on every rank when `flag` is true on any: the ranks take each decision together, or the
-  // one that stops would leave the others waiting in a collective.
-  bool on_any_rank(bool flag) const {
-    if (!group) return flag;
-    std::vector<double> value{flag ? 1.0 : 0.0};
-    group->allreduce_max(value, device);
-    return value[0] != 0.0;
-  }
+  bool on_any_rank(bool flag) const { return sinkhorn::gen::on_any_rank(group, flag, device); }
 
   // The gradient of the whole batch's loss: each rank's backward reached the parameters through
   // its own rows only, so the ranks' gradients add up (one all-reduce for all parameters).
@@ -461,10 +459,8 @@ namespace {
 // The other ranks wait for rank 0 to set up (or resume) the run folder, and learn whether it did:
 // a refusal there (a locked folder, a bad checkpoint) ends every rank at once, not after a timeout.
 void agree_on_setup(const dist::Group* group, const at::Device& device, bool failed) {
-  if (!group) return;
-  std::vector<double> flag{failed ? 1.0 : 0.0};
-  group->allreduce_max(flag, device);
-  SINKHORN_CHECK(failed || flag[0] == 0.0 || group->rank() == 0,
+  const bool rank_failed = on_any_rank(group, failed, device);
+  SINKHORN_CHECK(failed || !rank_failed || group->rank() == 0,
                  "rank 0 could not set up the run folder (its own error says why)");
 }
 
