@@ -606,9 +606,10 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     report.step = next;
     report.steps = config.steps;
     if (networks.critic) {
-      // Only a run that can be stopped pays for the copy.
+      // Only a run that can be stopped between critic updates pays for the copy (in a group the
+      // ranks stop at step boundaries only).
       std::optional<CriticStepSnapshot> before;
-      if (stop) before.emplace(*networks.critic, *critic_optimizer, *networks.generator);
+      if (stop && !group) before.emplace(*networks.critic, *critic_optimizer, *networks.generator);
       double critic_value = 0;
       for (int64_t k = 0; k < config.critic_steps; ++k) {
         if (k > 0 && stop_requested()) {
