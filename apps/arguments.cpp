@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "reduce/cuda/cuda_module.h"
 #include "util/check.h"
 
 namespace sinkhorn::cli {
@@ -157,7 +158,10 @@ at::Device device_from(const ParsedArguments& args) {
   } catch (const c10::Error&) {
     SINKHORN_CHECK(false, "--device: cannot parse '" << name << "' (expected cpu or cuda[:K])");
   }
-  SINKHORN_CHECK(at::hasCUDA(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
+  std::string why_not;
+  SINKHORN_CHECK(!reduce::cuda::module_built() || reduce::cuda::load_module(&why_not) != nullptr,
+                 "--device " << name << ": " << why_not);
+  SINKHORN_CHECK(reduce::cuda::gpu_available(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
                                             << "(use --device cpu, or a CUDA-enabled LibTorch, e.g. the one inside PyTorch, "
                                             << "on a machine with a GPU)");
   const int gpus = at::detail::getCUDAHooks().deviceCount();

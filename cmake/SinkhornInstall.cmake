@@ -8,9 +8,11 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set_target_properties(sinkhorn_core PROPERTIES EXPORT_NAME sinkhorn)
-set(_sinkhorn_exported sinkhorn_core sinkhorn_openmp)
+set(_sinkhorn_exported sinkhorn_core sinkhorn_libtorch_cpu sinkhorn_openmp)
+# The CUDA module is loaded at run time, never linked: it goes beside the library, where the
+# library looks for it (reduce/cuda/cuda_module.h).
 if(SINKHORN_HAVE_CUDA_REDUCER)
-  list(APPEND _sinkhorn_exported sinkhorn_cuda_kernels)
+  install(TARGETS sinkhorn_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
 install(TARGETS ${_sinkhorn_exported} EXPORT sinkhornTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -18,10 +18,8 @@ Python3_add_library(sinkhorn_python MODULE WITH_SOABI python/src/module.cpp)
 set_target_properties(sinkhorn_python PROPERTIES OUTPUT_NAME _C
   LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/python/sinkhorn" CXX_VISIBILITY_PRESET hidden)
 target_link_libraries(sinkhorn_python PRIVATE sinkhorn_core "${_sinkhorn_torch_python}")
+target_include_directories(sinkhorn_python PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_compile_definitions(sinkhorn_python PRIVATE TORCH_EXTENSION_NAME=_C SINKHORN_VERSION="${PROJECT_VERSION}")
-if(SINKHORN_HAVE_CUDA_REDUCER)
-  target_compile_definitions(sinkhorn_python PRIVATE SINKHORN_CUDA_REDUCER)
-endif()
 target_compile_options(sinkhorn_python PRIVATE ${SINKHORN_WARNINGS})
 
 # The Python files, copied beside the module at every build (edits reach the launcher).
@@ -47,6 +45,10 @@ file(CHMOD "${CMAKE_BINARY_DIR}/sinkhorn-python" PERMISSIONS OWNER_READ OWNER_WR
 
 if(SKBUILD)
   install(TARGETS sinkhorn_python LIBRARY DESTINATION sinkhorn)
+  # The CUDA module beside the extension, where the library looks first (reduce/cuda/cuda_module.h).
+  if(SINKHORN_HAVE_CUDA_REDUCER)
+    install(TARGETS sinkhorn_cuda LIBRARY DESTINATION sinkhorn)
+  endif()
 endif()
 set(SINKHORN_HAVE_PYTHON ON)
 message(STATUS "sinkhorn: Python package ON (${Python3_EXECUTABLE}, launcher ${CMAKE_BINARY_DIR}/sinkhorn-python)")

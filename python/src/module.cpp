@@ -14,6 +14,7 @@
 #include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
 #include "sinkhorn/options.h"
+#include "reduce/cuda/cuda_module.h"
 
 namespace py = pybind11;
 
@@ -148,9 +149,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("max_iterations"), py::arg("iterations"), py::arg("gradient"), py::arg("backend"),
         "Raises ValueError naming the first option the library refuses (names and ranges).");
   m.attr("__version__") = SINKHORN_VERSION;
-#ifdef SINKHORN_CUDA_REDUCER
-  m.attr("cuda_kernels") = true;
-#else
-  m.attr("cuda_kernels") = false;
-#endif
+  // The CUDA module (libsinkhorn_cuda.so beside this extension, or in the build tree): PyTorch has
+  // loaded its CUDA half already, so loading ours now costs little and tells the truth early.
+  std::string cuda_problem;
+  m.attr("cuda_module_built") = sinkhorn::reduce::cuda::module_built();
+  m.attr("cuda_kernels") = sinkhorn::reduce::cuda::load_module(&cuda_problem) != nullptr;
+  m.attr("cuda_kernels_problem") = cuda_problem;
 }

@@ -212,3 +212,12 @@ def test_cuda_tensors_match_the_cpu(dtype, d):
     assert value.item() == pytest.approx(expected.value.item(), rel=tolerance)
     gap = (x_gpu.grad.cpu().double() - x_cpu.grad).norm() / x_cpu.grad.norm()
     assert gap.item() < (1e-6 if dtype == torch.float64 else 2e-2)
+
+
+def test_the_cuda_module_loads_wherever_it_was_built():
+    # The kernels live in libsinkhorn_cuda.so, loaded at import (beside the extension once pip
+    # installed, in the build tree here): a build that made it must find it, GPU or not.
+    if sinkhorn._C.cuda_module_built:
+        assert sinkhorn._C.cuda_kernels, sinkhorn._C.cuda_kernels_problem
+    else:
+        assert not sinkhorn._C.cuda_kernels and "no CUDA kernels" in sinkhorn._C.cuda_kernels_problem

@@ -5,9 +5,6 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef SINKHORN_WITH_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 #endif
 
 #include <c10/util/Logging.h>
@@ -20,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "reduce/cuda/cuda_module.h"
 #include "util/check.h"
 
 namespace sinkhorn::dist {
@@ -182,17 +180,17 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
   process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
   process_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   if (device.is_cuda()) {
-#ifdef SINKHORN_WITH_NCCL
-    auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
-    nccl_options->timeout = timeout;
-    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>("nccl/", impl.prefixed), impl.rank, impl.size, nccl_options);
-    process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
-    process_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
-#else
-    // Gloo moves CUDA tensors through host memory: correct, slower than NCCL.
-    process_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
-#endif
+    // NCCL comes with the CUDA module (reduce/cuda/cuda_module.h), which the device's check loaded.
+    const reduce::cuda::ModuleFunctions* module = reduce::cuda::load_module();
+    if (module != nullptr && module->make_nccl_backend != nullptr) {
+      auto nccl = module->make_nccl_backend(c10::make_intrusive<c10d::PrefixStore>("nccl/", impl.prefixed), impl.rank,
+                                            impl.size, timeout);
+      process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+      process_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    } else {
+      // Gloo moves CUDA tensors through host memory: correct, slower than NCCL.
+      process_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    }
   }
   impl.heartbeat = std::thread([&impl] { impl.beat(); });
   impl.group = std::make_shared<const Group>(process_group, [&impl] { return impl.diagnose(); });

@@ -22,6 +22,7 @@
 #include "io/file_bytes.h"
 #include "api/sharded_divergence.h"
 #include "dist/group.h"
+#include "reduce/cuda/cuda_module.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
@@ -124,7 +125,7 @@ void move_state(torch::optim::Optimizer& optimizer, const at::Device& device) {
 at::Device device_of(const TrainConfig& config) {
   const at::Device device(config.device);
   if (device.is_cpu()) return device;
-  SINKHORN_CHECK_ARG(at::hasCUDA(), "device",
+  SINKHORN_CHECK_ARG(reduce::cuda::gpu_available(), "device",
                      "'" << config.device << "' needs a GPU, and this LibTorch has no CUDA support or the machine "
                          << "no GPU (train, or resume, with device cpu)");
   const int gpus = at::detail::getCUDAHooks().deviceCount();

@@ -15,6 +15,7 @@
 #include "gen/trainer.h"
 #include "io/file_bytes.h"
 #include "sinkhorn/error.h"
+#include "reduce/cuda/cuda_module.h"
 
 namespace sinkhorn::gen {
 namespace {
@@ -23,7 +24,7 @@ using testing::ScratchFolder;
 using testing::small_run;
 
 #define SKIP_WITHOUT_GPU() \
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)"
+  if (!sinkhorn::reduce::cuda::gpu_available()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)"
 
 // Runs `trainer` to its end; every step's loss must be finite, and the run must finish.
 void run_to_the_end(Trainer& trainer) {
@@ -68,7 +69,7 @@ TEST(TrainerDevice, TheDeviceIsASettingThatOldConfigsReadAsCpu) {
 }
 
 TEST(TrainerDevice, AGpuRunOnAMachineWithoutOneIsRefusedBeforeTheFolderIsTouched) {
-  if (at::hasCUDA()) GTEST_SKIP() << "this machine has a GPU";
+  if (sinkhorn::reduce::cuda::gpu_available()) GTEST_SKIP() << "this machine has a GPU";
   ScratchFolder folder;
   TrainConfig c = small_run(folder.file("run"));
   c.device = "cuda";

@@ -3,25 +3,18 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <stdexcept>
+#include <type_traits>
+
+#include "reduce/cuda/cuda_module.h"
 #include "util/check.h"
 
-#ifdef SINKHORN_CUDA_REDUCER
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-
-#include <stdexcept>
-
-#include "reduce/cuda/online_kernels.cuh"
-#endif
-
 namespace sinkhorn::reduce {
-
-#ifdef SINKHORN_CUDA_REDUCER
 namespace {
 
 class OnlineCudaReducer final : public Reducer {
  public:
-  explicit OnlineCudaReducer(int p) : p_(p) {}
+  OnlineCudaReducer(int p, const cuda::ModuleFunctions& module) : p_(p), module_(module) {}
 
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override {
     return run(cuda::Reduction::softmin, x, y, h, eps);
@@ -41,7 +34,6 @@ class OnlineCudaReducer final : public Reducer {
                  double eps) const {
     SINKHORN_CHECK_ARG(x.is_cuda() && y.is_cuda() && h.is_cuda(), "backend",
                        "the online CUDA reducer runs on CUDA tensors, got " << x.device());
-    const c10::cuda::CUDAGuard guard(x.device());
     // float16 / bfloat16 in float32 (their 8- and 11-bit exponents' sums would lose the answer).
     const at::ScalarType dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     // Detached, contiguous, in the compute dtype: no copy when they already are.
@@ -51,12 +43,14 @@ class OnlineCudaReducer final : public Reducer {
     const int64_t batch = x.size(0), n = x.size(1), m = y.size(1), d = x.size(2);
     at::Tensor out = reduction == cuda::Reduction::softmax_cost_gradient ? at::empty({batch, n, d}, points_x.options())
                                                                         : at::empty({batch, n}, points_x.options());
-    void* stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
+    const int device = x.device().index();
     try {
       if (dtype == at::kDouble) {
-        cuda::online_reduce(problem<double>(reduction, points_x, points_y, potentials, batch, n, m, d, eps, out, stream));
+        module_.online_reduce_double(problem<double>(reduction, points_x, points_y, potentials, batch, n, m, d, eps, out),
+                                     device);
       } else {
-        cuda::online_reduce(problem<float>(reduction, points_x, points_y, potentials, batch, n, m, d, eps, out, stream));
+        module_.online_reduce_float(problem<float>(reduction, points_x, points_y, potentials, batch, n, m, d, eps, out),
+                                    device);
       }
     } catch (const std::runtime_error& failure) {
       SINKHORN_INTERNAL_CHECK(false, failure.what());
@@ -66,8 +60,7 @@ class OnlineCudaReducer final : public Reducer {
 
   template <typename T>
   cuda::CudaProblem<T> problem(cuda::Reduction reduction, const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
-                               int64_t batch, int64_t n, int64_t m, int64_t d, double eps, at::Tensor& out,
-                               void* stream) const {
+                               int64_t batch, int64_t n, int64_t m, int64_t d, double eps, at::Tensor& out) const {
     cuda::CudaProblem<T> problem;
     problem.x = x.data_ptr<T>();
     problem.y = y.data_ptr<T>();
@@ -77,28 +70,31 @@ class OnlineCudaReducer final : public Reducer {
     problem.eps = eps;
     problem.reduction = reduction;
     problem.out = out.data_ptr<T>();
-    problem.stream = stream;
     return problem;
   }
 
   int p_;
+  const cuda::ModuleFunctions& module_;
 };
 
 }  // namespace
 
-bool cuda_reducer_built() { return true; }
+bool cuda_reducer_built() { return cuda::load_module() != nullptr; }
 
-std::unique_ptr<Reducer> make_online_cuda_reducer(int p) { return std::make_unique<OnlineCudaReducer>(p); }
+std::unique_ptr<Reducer> make_online_cuda_reducer(int p) {
+  return std::make_unique<OnlineCudaReducer>(p, cuda::module_for("backend"));
+}
 
 at::Tensor dense_cuda_softmin(const at::Tensor& cost, const at::Tensor& h, double eps) {
   const at::ScalarType dtype = cost.scalar_type();
   if (!cost.is_cuda() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
   if (c10::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
-  const c10::cuda::CUDAGuard guard(cost.device());
+  const cuda::ModuleFunctions* module = cuda::load_module();
+  if (module == nullptr) return {};
   const at::Tensor matrix = cost.contiguous(), potentials = h.detach().contiguous();
   const int64_t batch = cost.size(0), n = cost.size(1), m = cost.size(2);
   at::Tensor out = at::empty({batch, n}, matrix.options());
-  void* stream = c10::cuda::getCurrentCUDAStream(cost.device().index()).stream();
+  const int device = cost.device().index();
   const auto fill = [&](auto* type_tag) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     cuda::DenseSoftminProblem<T> problem;
@@ -107,8 +103,11 @@ at::Tensor dense_cuda_softmin(const at::Tensor& cost, const at::Tensor& h, doubl
     problem.batch = batch, problem.n = n, problem.m = m;
     problem.eps = eps;
     problem.out = out.data_ptr<T>();
-    problem.stream = stream;
-    cuda::dense_softmin(problem);
+    if constexpr (std::is_same_v<T, double>) {
+      module->dense_softmin_double(problem, device);
+    } else {
+      module->dense_softmin_float(problem, device);
+    }
   };
   try {
     if (dtype == at::kDouble) {
@@ -121,20 +120,5 @@ at::Tensor dense_cuda_softmin(const at::Tensor& cost, const at::Tensor& h, doubl
   }
   return out;
 }
-
-#else  // no CUDA reducer in this build
-
-bool cuda_reducer_built() { return false; }
-
-std::unique_ptr<Reducer> make_online_cuda_reducer(int) {
-  SINKHORN_CHECK_ARG(false, "backend",
-                     "online on CUDA tensors needs the CUDA kernels, and this build has none (it found no nvcc or "
-                     "a LibTorch without CUDA); use the tensorized backend");
-  return nullptr;
-}
-
-at::Tensor dense_cuda_softmin(const at::Tensor&, const at::Tensor&, double) { return {}; }
-
-#endif
 
 }  // namespace sinkhorn::reduce
