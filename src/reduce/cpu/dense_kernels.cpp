@@ -8,6 +8,7 @@
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "reduce/cpu/dense_kernels.h"
+#include "reduce/cpu/exp2_polynomial-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,27 +27,6 @@ constexpr int64_t kRowBlock = 64;
 // Softmax weights below this are stored as 0 (dense_kernels.h): 2^-64 in float32, 2^-512 in float64.
 template <typename T>
 constexpr T kSmallestWeight = sizeof(T) == 4 ? T(5.421010862427522e-20) : T(7.458340731200207e-155);
-
-// 2^x for x in [-126, 0], float32: 2^n 2^f with n = round(x) and f in [-1/2, 1/2]; 2^f by its
-// Taylor polynomial of degree 7 (remainder under 6e-9 relative, below half an ulp), 2^n built in
-// the exponent bits (n + 127 in [1, 127]: normal numbers only). About 2 ulp in all, in 8 FMAs,
-// a round, a convert and a shift: half the work of a general exp.
-template <class D, class V>
-HWY_INLINE V Exp2NonPositive(D d, V x) {
-  const hn::RebindToSigned<D> di;
-  const V n = hn::Round(x);
-  const V f = hn::Sub(x, n);
-  V p = hn::Set(d, 1.525273380405984e-05f);
-  p = hn::MulAdd(p, f, hn::Set(d, 1.5403530393381606e-04f));
-  p = hn::MulAdd(p, f, hn::Set(d, 1.3333558146428443e-03f));
-  p = hn::MulAdd(p, f, hn::Set(d, 9.618129107628477e-03f));
-  p = hn::MulAdd(p, f, hn::Set(d, 5.550410866482158e-02f));
-  p = hn::MulAdd(p, f, hn::Set(d, 2.402265069591007e-01f));
-  p = hn::MulAdd(p, f, hn::Set(d, 6.931471805599453e-01f));
-  p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
-  const auto exponent = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
-  return hn::Mul(p, hn::BitCast(d, exponent));
-}
 
 // Rows [first, last) of the flattened (batch * n) rows.
 //

@@ -56,7 +56,7 @@ LoadedModule load() {
   } else {
     for (const std::string& folder : own_folders()) candidates.push_back(folder + "/" SINKHORN_CUDA_MODULE_NAME);
     candidates.push_back(SINKHORN_CUDA_MODULE_BUILD_DIR "/" SINKHORN_CUDA_MODULE_NAME);
-    candidates.push_back(SINKHORN_CUDA_MODULE_INSTALL_DIR "/" SINKHORN_CUDA_MODULE_NAME);
+    if (*SINKHORN_CUDA_MODULE_INSTALL_DIR) candidates.push_back(SINKHORN_CUDA_MODULE_INSTALL_DIR "/" SINKHORN_CUDA_MODULE_NAME);
   }
   std::string tried;
   for (const std::string& candidate : candidates) {
