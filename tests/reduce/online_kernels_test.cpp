@@ -29,7 +29,7 @@ std::vector<Sizes> awkward_sizes() {
   std::vector<Sizes> sizes;
   for (const int64_t n : {1, 2, 7, 17, 1000, 1023})
     for (const int64_t m : {1, 2, 7, 17, 1000, 1023}) sizes.push_back({n, m, n * m > 100000 ? 3 : 2});
-  for (const int64_t d : {1, 2, 3, 7, 8, 9, 16, 17, 33, 64}) sizes.push_back({17, 1023, d});
+  for (const int64_t d : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 64}) sizes.push_back({17, 1023, d});
   sizes.push_back({7, 1000, 784});
   return sizes;
 }

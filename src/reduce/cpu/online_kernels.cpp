@@ -31,13 +31,17 @@ constexpr int64_t kTile = 256;
 // float32 works in base 2, as the dense kernels: the exponents are v_j log2(e) (log2(e) folded
 // into h and 1/eps), so each term is one Exp2NonPositive, about half the work of Highway's Exp;
 // float64 keeps Exp (1 ulp).
-template <typename T>
+//
+// kDim > 0 is the dimension known at compile time (1 to 4, the multiscale backend's and most
+// low-dimensional clouds'): the distance loop unrolls and x_i's coordinates stay broadcast in
+// registers; kDim = 0 reads it from the problem.
+template <typename T, int kDim>
 void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* ranges,
                 int64_t range_count, T* HWY_RESTRICT v, T* HWY_RESTRICT c, double* HWY_RESTRICT acc) {
   const hn::ScalableTag<T> d;
   using V = hn::Vec<decltype(d)>;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t dim = P.d, stride = P.m_padded;
+  const int64_t dim = kDim > 0 ? kDim : P.d, stride = P.m_padded;
   const T* HWY_RESTRICT xi = P.x + (b * P.n + i) * dim;
   const T* HWY_RESTRICT yt = P.y_t + b * dim * stride;
   const T* HWY_RESTRICT h = P.h + b * stride;
@@ -46,7 +50,13 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   const auto inv_eps = hn::Set(d, static_cast<T>(unit / P.eps));
   const auto h_unit = hn::Set(d, static_cast<T>(unit));
   const auto half = hn::Set(d, static_cast<T>(0.5));
+  // p = 2: the exponent is h_j - |x_i - y_j|^2 (1 / 2 eps), one FMA from the squared distance.
+  const auto distance_scale = P.p == 2 ? hn::Mul(inv_eps, half) : inv_eps;
   const bool gradient = P.reduction == Reduction::softmax_cost_gradient;
+  // The costs themselves, for the pass-2 sums that weigh them (softmin needs only exponents).
+  const bool keep_costs = P.reduction == Reduction::softmax_cost || (gradient && P.p == 1);
+  V x_broadcast[kDim > 0 ? kDim : 1];
+  for (int64_t k = 0; k < (kDim > 0 ? kDim : 0); ++k) x_broadcast[k] = hn::Set(d, xi[k]);
   // Exponent of the smallest normal number: 2^-126 (float32, base 2), e^-708 (float64).
   const auto smallest_exponent = hn::Set(d, static_cast<T>(kBase2 ? -126.0 : -708.0));
   const auto smallest_weight = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? 5.421010862427522e-20 : 7.458340731200207e-155));
@@ -63,13 +73,14 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
     for (int64_t j = 0; j < length; j += lanes) {
       auto squared = hn::Zero(d);
       for (int64_t k = 0; k < dim; ++k) {
-        const auto diff = hn::Sub(hn::Set(d, xi[k]), hn::LoadU(d, yt + k * stride + j0 + j));
+        const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
+        const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j0 + j));
         squared = hn::MulAdd(diff, diff, squared);
       }
-      const auto cost = P.p == 2 ? hn::Mul(squared, half) : hn::Sqrt(squared);
+      const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
       const auto h_j = kBase2 ? hn::Mul(hn::LoadU(d, h + j0 + j), h_unit) : hn::LoadU(d, h + j0 + j);
-      const auto exponent = hn::NegMulAdd(cost, inv_eps, h_j);
-      hn::Store(cost, d, c + j);
+      const auto exponent = hn::NegMulAdd(distance, distance_scale, h_j);
+      if (keep_costs) hn::Store(P.p == 2 ? hn::Mul(squared, half) : distance, d, c + j);
       hn::Store(exponent, d, v + j);
       tile_max_v = hn::Max(tile_max_v, exponent);
     }
@@ -101,14 +112,14 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
         e = hn::Exp(d, clamped);
       }
       sum = hn::Add(sum, e);
-      const auto cost = hn::Load(d, c + j);
-      if (P.reduction == Reduction::softmax_cost) cost_sum = hn::MulAdd(e, cost, cost_sum);
+      if (P.reduction == Reduction::softmax_cost) cost_sum = hn::MulAdd(e, hn::Load(d, c + j), cost_sum);
       if (gradient) {
         // p = 2: grad_x C = x - y, weights e; p = 1: (x - y)/|x - y|, weights e/|x - y| (0 at 0).
         // Terms under 2^-64 (float32; 2^-512 float64) of the row's largest count as 0 here:
         // their products with the differences would be subnormal, which x86 runs in microcode.
         auto weight = hn::IfThenElseZero(hn::Ge(e, smallest_weight), e);
         if (P.p == 1) {
+          const auto cost = hn::Load(d, c + j);
           const auto positive = hn::Gt(cost, hn::Zero(d));
           weight = hn::IfThenElseZero(positive, hn::Div(weight, hn::IfThenElse(positive, cost, hn::Set(d, T(1)))));
         }
@@ -149,6 +160,19 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   }
 }
 
+// reduce_row with the dimension fixed at compile time where the kernels have a version for it.
+template <typename T>
+void reduce_row_of_any_dimension(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* ranges,
+                                 int64_t range_count, T* HWY_RESTRICT v, T* HWY_RESTRICT c, double* HWY_RESTRICT acc) {
+  switch (P.d) {
+    case 1: return reduce_row<T, 1>(P, b, i, ranges, range_count, v, c, acc);
+    case 2: return reduce_row<T, 2>(P, b, i, ranges, range_count, v, c, acc);
+    case 3: return reduce_row<T, 3>(P, b, i, ranges, range_count, v, c, acc);
+    case 4: return reduce_row<T, 4>(P, b, i, ranges, range_count, v, c, acc);
+    default: return reduce_row<T, 0>(P, b, i, ranges, range_count, v, c, acc);
+  }
+}
+
 template <typename T>
 void reduce_rows(const OnlineProblem<T>& problem, int64_t first_row, int64_t last_row) {
   // Tile buffers aligned for full-vector loads and stores.
@@ -157,7 +181,7 @@ void reduce_rows(const OnlineProblem<T>& problem, int64_t first_row, int64_t las
   std::vector<double> acc(static_cast<size_t>(problem.d));
   const int64_t whole[2] = {0, problem.m_padded};
   for (int64_t row = first_row; row < last_row; ++row) {
-    reduce_row(problem, row / problem.n, row % problem.n, whole, 1, v.get(), c.get(), acc.data());
+    reduce_row_of_any_dimension(problem, row / problem.n, row % problem.n, whole, 1, v.get(), c.get(), acc.data());
   }
 }
 
@@ -171,7 +195,7 @@ void reduce_row_blocks(const OnlineProblem<T>& problem, int64_t first_block, int
     const int64_t* ranges = problem.ranges + 2 * problem.range_offsets[block];
     const int64_t count = problem.range_offsets[block + 1] - problem.range_offsets[block];
     for (int64_t row = problem.row_block_starts[block]; row < problem.row_block_starts[block + 1]; ++row) {
-      reduce_row(problem, 0, row, ranges, count, v.get(), c.get(), acc.data());
+      reduce_row_of_any_dimension(problem, 0, row, ranges, count, v.get(), c.get(), acc.data());
     }
   }
 }
