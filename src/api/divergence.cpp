@@ -209,9 +209,12 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   Backend resolved = reduce::resolve_backend(options.backend, x_own, y_centred, unrolled);
   if (group && resolved == Backend::multiscale) resolved = Backend::online;
   if (resolved == Backend::multiscale) {
-    context.multiscale_cell = options.cluster_scale.value_or(
-        solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
-                                      std::max(x_centred.size(1), y_centred.size(1))));
+    context.multiscale_cell =
+        options.cluster_scale
+            ? *options.cluster_scale
+            : solver::refined_cluster_scale(solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
+                                                                          std::max(x_centred.size(1), y_centred.size(1))),
+                                            x_centred.detach(), y_centred.detach());
   }
   if (resolved == Backend::tensorized) {
     // Its reductions hold about three dense matrices at once (costs, exponents, log-sum-exp

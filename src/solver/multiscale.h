@@ -10,13 +10,6 @@
 
 namespace sinkhorn::solver {
 
-/// The eps of `settings.epsilons` above the final one and at least (cell / 4)^p are solved on the
-/// grid clusters of a and b (weighted centroids, summed weights; grid_clusters.h) to a marginal
-/// error of 1e-3; the potentials are then extrapolated to the points by one softmin at the last
-/// coarse eps, f(x_i) = lambda softmin(C(x_i, Y), log beta + G / eps) and likewise for g and the
-/// symmetric problems. Returns the eps left for the fine loop (LoopSettings::warm_start) and
-/// adds the coarse sweeps to `coarse_sweeps`; returns settings.epsilons unchanged, `state`
-/// untouched, when no eps is coarse enough.
 /// The grid cell when the user sets none: max(2 blur, diameter / (sqrt(D) (2 N)^(1/D))) for N
 /// points per cloud. Clusters of a couple of blurs keep the truncation bounds tight (their slack
 /// grows with the cluster radius over eps); the second term keeps a few points per cluster so
@@ -24,6 +17,27 @@ namespace sinkhorn::solver {
 /// Measured at N = 20,000 and 100,000 in docs/benchmarks.md.
 double default_cluster_scale(double diameter, double blur, int64_t dimension, int64_t points);
 
+/// Points per cell, on average over the points (sum over cells of n_c^2 / N), that a halved cell
+/// must still hold for refined_cluster_scale to halve it.
+inline constexpr double kHalvedCellOccupancy = 64;
+
+/// The default cell refined on the clouds x and y (B, N, D) themselves: halved while, in every
+/// cloud and batch entry, the cells of half the side would still hold kHalvedCellOccupancy points
+/// on average. default_cluster_scale sizes cells for points that fill their bounding box; points
+/// on a surface fill few of those cells, crowded, and the truncation bound's slack (the cluster
+/// radius over eps) then keeps many more pairs than smaller cells would. Measured at N = 100,000
+/// (docs/benchmarks.md, "Large clouds"): on a torus, cells of 0.1 hold 387 points and visit 28% of
+/// the pairs, halved (88 points) 21%; on the cube (101 points, 13 halved) and blobs (19, 3) the
+/// halved cells were slower or would be, and on a torus of 30,000 points (26 halved) too.
+double refined_cluster_scale(double cell, const at::Tensor& x, const at::Tensor& y);
+
+/// The eps of `settings.epsilons` above the final one and at least (cell / 4)^p are solved on the
+/// grid clusters of a and b (weighted centroids, summed weights; grid_clusters.h) to a marginal
+/// error of 1e-3; the potentials are then extrapolated to the points by one softmin at the last
+/// coarse eps, f(x_i) = lambda softmin(C(x_i, Y), log beta + G / eps) and likewise for g and the
+/// symmetric problems. Returns the eps left for the fine loop (LoopSettings::warm_start) and
+/// adds the coarse sweeps to `coarse_sweeps`; returns settings.epsilons unchanged, `state`
+/// untouched, when no eps is coarse enough.
 std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p,
                                          double cell, DualState& state, int& coarse_sweeps);
 
