@@ -11,9 +11,12 @@
 //
 // Numeric contract:
 // - dtypes float32 and float64; costs from the exact differences x_i - y_j (no expansion);
-// - exp is Highway's (1 ulp); exponents are clamped at the smallest normal, -87 (float32) /
-//   -708 (float64), so no subnormal is ever produced (they are slow): a term below e^-87 of the
-//   row's largest counts as e^-87, a relative perturbation of at most M e^-87 (1e-32 at M = 1e6).
+// - float32 works in base 2: exponents v_j log2(e) (log2(e) folded into h and 1/eps), each term
+//   one 2^x by the degree-7 polynomial of exp2_polynomial-inl.h (about 2 ulp, half the work of
+//   a general exp); float64 uses Highway's Exp (1 ulp). Exponents are clamped at the smallest
+//   normal, 2^-126 (float32) / e^-708 (float64), so no subnormal is ever produced (they are
+//   slow): a term below 2^-126 of the row's largest counts as 2^-126, a relative perturbation of
+//   at most M 2^-126 (1e-32 at M = 1e6).
 //   h_j = -inf (zero weight, padding) is such a term; in the gradient reduction terms under
 //   2^-64 (float32) / 2^-512 (float64) of the row's largest count as 0 (their products with
 //   x_i - y_j would be subnormal, slow on x86), an absolute error under M 2^-64 in the weights;
