@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -54,9 +55,19 @@ LoadedModule load() {
   if (const char* named = std::getenv("SINKHORN_CUDA_MODULE"); named != nullptr && *named) {
     candidates.emplace_back(named);
   } else {
-    for (const std::string& folder : own_folders()) candidates.push_back(folder + "/" SINKHORN_CUDA_MODULE_NAME);
-    candidates.push_back(SINKHORN_CUDA_MODULE_BUILD_DIR "/" SINKHORN_CUDA_MODULE_NAME);
-    if (*SINKHORN_CUDA_MODULE_INSTALL_DIR) candidates.push_back(SINKHORN_CUDA_MODULE_INSTALL_DIR "/" SINKHORN_CUDA_MODULE_NAME);
+    std::vector<std::string> folders = own_folders();
+    folders.push_back(SINKHORN_CUDA_MODULE_BUILD_DIR);
+    if (*SINKHORN_CUDA_MODULE_INSTALL_DIR) folders.push_back(SINKHORN_CUDA_MODULE_INSTALL_DIR);
+    for (std::string folder : folders) {
+      // Canonical, so that one folder named twice (argv[0]'s relative path and /proc/self/exe's
+      // absolute one) is tried and reported once.
+      if (char* canonical = realpath(folder.c_str(), nullptr); canonical != nullptr) {
+        folder = canonical;
+        std::free(canonical);
+      }
+      const std::string candidate = folder + "/" SINKHORN_CUDA_MODULE_NAME;
+      if (std::find(candidates.begin(), candidates.end(), candidate) == candidates.end()) candidates.push_back(candidate);
+    }
   }
   std::string tried;
   for (const std::string& candidate : candidates) {
