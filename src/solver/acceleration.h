@@ -14,6 +14,9 @@ namespace sinkhorn::solver {
 /// Contraction rates are measured over this many sweeps.
 inline constexpr size_t kRateWindow = 5;
 
+/// A scheme that divides the marginal error by at least 1 / kFastRate per sweep needs no help.
+inline constexpr double kFastRate = 0.5;
+
 /// The mean contraction per sweep of the marginal error over the last kRateWindow sweeps (needs
 /// more than kRateWindow errors); NaN when it cannot be measured (0/0).
 double windowed_rate(const std::vector<double>& errors);
@@ -120,7 +123,6 @@ class Relaxation {
   // never corrected: on a torus of 100,000 points 20 let the last sweeps crawl at 0.94 (107 sweeps
   // in all), 15 re-measure in time (87); cube, blobs and sphere unchanged (docs/benchmarks.md).
   static constexpr size_t kSettleRelaxed = 15;
-  static constexpr double kFastRate = 0.5;
   static constexpr double kLargestOmega = 1.98;
   static constexpr double kGrowthAllowed = 100.0;
   static constexpr size_t kPatience = 100;
@@ -186,7 +188,6 @@ class SchemeSelector {
  private:
   enum class Phase { averaged, probe_alternating, alternating };
   static constexpr size_t kProbe = 8;  // sweeps per measurement; the rate is taken over the last kRateWindow
-  static constexpr double kFastRate = 0.5;
 
   double measured_rate() const {
     const double rate = windowed_rate(errors_);
