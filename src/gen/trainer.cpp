@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "gen/checkpoint.h"
+#include "gen/fused_adam.h"
 #include "gen/data/toy2d.h"
 #include "gen/metrics_log.h"
 #include "gen/models/networks.h"
@@ -58,7 +59,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
   if (kind == "rmsprop") {
     return std::make_unique<torch::optim::RMSprop>(std::move(parameters), torch::optim::RMSpropOptions(learning_rate));
   }
-  return std::make_unique<torch::optim::Adam>(std::move(parameters), torch::optim::AdamOptions(learning_rate));
+  return std::make_unique<FusedAdam>(std::move(parameters), torch::optim::AdamOptions(learning_rate));
 }
 
 // The generator and critic of a configuration, initialised from its seed.
