@@ -1,7 +1,6 @@
 #include "arguments.h"
 
 #include <ATen/Context.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/util/Exception.h>
 
 #include <cerrno>
@@ -158,16 +157,8 @@ at::Device device_from(const ParsedArguments& args) {
   } catch (const c10::Error&) {
     SINKHORN_CHECK(false, "--device: cannot parse '" << name << "' (expected cpu or cuda[:K])");
   }
-  std::string why_not;
-  SINKHORN_CHECK(!reduce::cuda::module_built() || reduce::cuda::load_module(&why_not) != nullptr,
-                 "--device " << name << ": " << why_not);
-  SINKHORN_CHECK(reduce::cuda::gpu_available(), "--device " << name << ": this build's LibTorch has no CUDA support or the machine no GPU "
-                                            << "(use --device cpu, or a CUDA-enabled LibTorch, e.g. the one inside PyTorch, "
-                                            << "on a machine with a GPU)");
-  const int gpus = at::detail::getCUDAHooks().deviceCount();
-  SINKHORN_CHECK(!device->has_index() || device->index() < gpus,
-                 "--device " << name << ": this machine has " << gpus << " GPU" << (gpus == 1 ? "" : "s")
-                             << " (cuda:0 to cuda:" << gpus - 1 << ")");
+  const std::string problem = reduce::cuda::device_problem(*device);
+  SINKHORN_CHECK(problem.empty(), "--device " << name << ": " << problem);
   return *device;
 }
 

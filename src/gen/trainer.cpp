@@ -1,6 +1,5 @@
 #include "gen/trainer.h"
 
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
 
@@ -126,12 +125,9 @@ void move_state(torch::optim::Optimizer& optimizer, const at::Device& device) {
 at::Device device_of(const TrainConfig& config) {
   const at::Device device(config.device);
   if (device.is_cpu()) return device;
-  SINKHORN_CHECK_ARG(reduce::cuda::gpu_available(), "device",
-                     "'" << config.device << "' needs a GPU, and this LibTorch has no CUDA support or the machine "
-                         << "no GPU (train, or resume, with device cpu)");
-  const int gpus = at::detail::getCUDAHooks().deviceCount();
-  SINKHORN_CHECK_ARG(!device.has_index() || device.index() < gpus, "device",
-                     "'" << config.device << "': this machine has " << gpus << " GPU(s)");
+  const std::string problem = reduce::cuda::device_problem(device);
+  SINKHORN_CHECK_ARG(problem.empty(), "device",
+                     "'" << config.device << "': " << problem << " (or train, or resume, with device cpu)");
   return device;
 }
 

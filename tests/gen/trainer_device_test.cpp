@@ -78,6 +78,10 @@ TEST(TrainerDevice, AGpuRunOnAMachineWithoutOneIsRefusedBeforeTheFolderIsTouched
     FAIL() << "a CUDA run started without a GPU";
   } catch (const Error& error) {
     EXPECT_EQ(error.argument(), "device") << error.what();
+    // Why, as the command line's --device says it: no GPU here, or the module not loadable.
+    const std::string problem = error.problem();
+    EXPECT_TRUE(problem.find("no GPU") != std::string::npos || problem.find("CUDA module") != std::string::npos)
+        << problem;
   }
   EXPECT_FALSE(std::filesystem::exists(folder.file("run")));
   // A CPU run saved, then resumed on a GPU this machine lacks: refused, the run untouched.

@@ -1,6 +1,7 @@
 #include "reduce/cuda/cuda_module.h"
 
 #include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <dlfcn.h>
 
 #include <sys/stat.h>
@@ -127,6 +128,21 @@ const ModuleFunctions& module_for(const std::string& argument) {
 bool gpu_available() {
   if (module_built()) load_module();
   return at::hasCUDA();
+}
+
+std::string device_problem(const c10::Device& device) {
+  std::string why_not;
+  if (module_built() && load_module(&why_not) == nullptr) return why_not;
+  if (!at::hasCUDA()) {
+    return "this build's LibTorch has no CUDA support or the machine no GPU (use the cpu device, or a "
+           "CUDA-enabled LibTorch, e.g. the one inside PyTorch, on a machine with a GPU)";
+  }
+  const int gpus = at::detail::getCUDAHooks().deviceCount();
+  if (device.has_index() && device.index() >= gpus) {
+    return "this machine has " + std::to_string(gpus) + " GPU" + (gpus == 1 ? "" : "s") + " (cuda:0 to cuda:" +
+           std::to_string(gpus - 1) + ")";
+  }
+  return "";
 }
 
 }  // namespace sinkhorn::reduce::cuda

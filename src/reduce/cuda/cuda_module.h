@@ -9,6 +9,7 @@
 // load_module(), at::hasCUDA() tells whether a GPU is usable, as in a process linked against it.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
@@ -62,5 +63,11 @@ const ModuleFunctions& module_for(const std::string& argument);
 /// Whether LibTorch can run CUDA tensors in this process, loading the module first when this
 /// build has one: at::hasCUDA() after load_module(). Never throws.
 bool gpu_available();
+
+/// Why the CUDA `device` cannot run this process's work, or "" when it can: the module not
+/// loadable (the files tried and the loader's message), no CUDA in this LibTorch or no GPU in the
+/// machine, or an index past the machine's GPUs. Every entry that takes a device (the command
+/// line's --device, the trainer's device, a resume's saved device) says it the same way.
+std::string device_problem(const c10::Device& device);
 
 }  // namespace sinkhorn::reduce::cuda
