@@ -126,8 +126,7 @@ at::Device device_of(const TrainConfig& config) {
   const at::Device device(config.device);
   if (device.is_cpu()) return device;
   const std::string problem = reduce::cuda::device_problem(device);
-  SINKHORN_CHECK_ARG(problem.empty(), "device",
-                     "'" << config.device << "': " << problem << " (or train, or resume, with device cpu)");
+  SINKHORN_CHECK_ARG(problem.empty(), "device", "'" << config.device << "': " << problem);
   return device;
 }
 

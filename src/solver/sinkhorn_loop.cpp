@@ -197,8 +197,8 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   // where the final eps then crawls. OT(a, b) starts each eps with averaged updates, which keep
   // the symmetric start of close clouds (their error then halves or better per sweep), and turns
   // to alternating ones at the first sweep that does not halve it: for clouds apart, averaged
-  // sweeps crawl at (1 + sigma) / 2 where alternating ones contract by sigma^2 (on training
-  // batches and 3-D clouds this made 25-45% fewer reductions, docs/benchmarks.md).
+  // sweeps crawl at (1 + sigma) / 2 where alternating ones contract by sigma^2 (35% fewer
+  // reductions in all on 24 training batches and 3-D clouds, none more: docs/benchmarks.md).
   std::vector<at::Tensor> softmins;
   std::vector<double> errors;
   for (size_t k = 0; k + 1 < settings.epsilons.size(); ++k) {
