@@ -61,6 +61,8 @@ GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights
   clusters.centres = at::zeros({count, d}, x.options());
   clusters.weights = at::zeros({count}, x.options());
   clusters.radii.assign(static_cast<size_t>(count), 0.0);
+  clusters.low_offsets.assign(static_cast<size_t>(count * d), 0.0);
+  clusters.high_offsets.assign(static_cast<size_t>(count * d), 0.0);
   double* centres = clusters.centres.data_ptr<double>();
   double* cluster_weights = clusters.weights.data_ptr<double>();
   for (int64_t c = 0; c < count; ++c) {
@@ -75,17 +77,25 @@ GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights
     }
     cluster_weights[c] = total;
     double radius = 0.0;
+    double* low = clusters.low_offsets.data() + c * d;
+    double* high = clusters.high_offsets.data() + c * d;
     for (int64_t k = begin; k < end; ++k) {
       const int64_t i = clusters.order[k];
       double squared = 0.0;
       for (int64_t a = 0; a < d; ++a) {
         const double diff = px[i * d + a] - centres[c * d + a];
         squared += diff * diff;
+        low[a] = std::min(low[a], diff);
+        high[a] = std::max(high[a], diff);
       }
       radius = std::max(radius, std::sqrt(squared));
     }
-    // A hair more than the largest distance: the float32 copies the kernels see round the points.
+    // A hair outside the points: the float32 copies the kernels see round them.
     clusters.radii[c] = radius * (1 + 1e-6) + 1e-12;
+    for (int64_t a = 0; a < d; ++a) {
+      low[a] = low[a] * (1 + 1e-6) - 1e-12;
+      high[a] = high[a] * (1 + 1e-6) + 1e-12;
+    }
   }
   return clusters;
 }

@@ -22,6 +22,10 @@ struct GridClusters {
   at::Tensor weights;
   /// Largest distance from a cluster's centre to one of its points (clusters entries).
   std::vector<double> radii;
+  /// (clusters, D) row-major: per axis, the smallest (<= 0) and largest (>= 0) offset x_i - centre
+  /// of a cluster's points. The box they span holds the points far more tightly than the ball of
+  /// radius radii[c] when a cluster has few points (the truncation bound's slack, multiscale_reducer.h).
+  std::vector<double> low_offsets, high_offsets;
 
   int64_t size() const { return static_cast<int64_t>(starts.size()) - 1; }
 };

@@ -103,11 +103,8 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
         const at::Tensor y = at::randn({200, 2}, at::kDouble) * 0.4 + 0.3;  // columns, already grouped below
         const at::Tensor h = at::randn({200}, at::kDouble);
         const GridClusters rows = cluster_on_grid(x, at::ones({300}, at::kDouble), 0.3);
-        // Columns: contiguous groups of 23 (any grouping is allowed by the kernel).
-        std::vector<int64_t> column_starts;
-        for (int64_t j = 0; j < 200; j += 23) column_starts.push_back(j);
-        column_starts.push_back(200);
-        const int64_t padded = 208;
+        // Columns in tiles of kColumnPadding; the last tile ends in padding (h = -inf).
+        const int64_t padded = 208, tiles = padded / cpu::kColumnPadding;
         at::Tensor y_t = at::zeros({2, padded}, at::kDouble);
         y_t.narrow(1, 0, 200).copy_(y.t());
         at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
@@ -123,17 +120,17 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
                                          clusters, 200, 2, p, eps, gradients.data_ptr<double>());
         const at::Tensor log_sums = (softmins / -eps).contiguous();
         const at::Tensor barycentres = (centres - gradients).contiguous();
-        std::vector<double> out(static_cast<size_t>(clusters * (column_starts.size() - 1)));
+        std::vector<double> out(static_cast<size_t>(clusters * tiles));
         cpu::TruncationBoundProblem<double> problem;
         problem.centres = centres.data_ptr<double>();
         problem.barycentres = barycentres.data_ptr<double>();
         problem.radii = rows.radii.data();
+        problem.low_offsets = rows.low_offsets.data();
+        problem.high_offsets = rows.high_offsets.data();
         problem.log_sums = log_sums.data_ptr<double>();
         problem.clusters = clusters;
         problem.y_t = y_t.data_ptr<double>();
         problem.h = h_padded.data_ptr<double>();
-        problem.column_starts = column_starts.data();
-        problem.column_clusters = static_cast<int64_t>(column_starts.size()) - 1;
         problem.m_padded = padded;
         problem.d = 2;
         problem.p = p;
@@ -145,11 +142,11 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
         const at::Tensor xc = x.contiguous();
         double tightest = std::numeric_limits<double>::infinity();
         for (int64_t c = 0; c < clusters; ++c) {
-          for (int64_t J = 0; J + 1 < static_cast<int64_t>(column_starts.size()); ++J) {
-            const double bound = std::log(out[c * problem.column_clusters + J]);
+          for (int64_t J = 0; J < tiles; ++J) {
+            const double bound = std::log(out[c * tiles + J]);
             for (int64_t k = rows.starts[c]; k < rows.starts[c + 1]; ++k) {
-              const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, column_starts[J],
-                                                   column_starts[J + 1], p, eps);
+              const double actual = log_block_mass(xc[rows.order[k]].data_ptr<double>(), yc, hc, J * cpu::kColumnPadding,
+                                                   std::min<int64_t>(200, (J + 1) * cpu::kColumnPadding), p, eps);
               if (actual < -80) continue;  // below the kernel's e^-87 clamp: counted as 0 there
               ASSERT_LE(actual, bound + 1e-9) << "cluster " << c << " block " << J << " row " << rows.order[k];
               tightest = std::min(tightest, bound - actual);

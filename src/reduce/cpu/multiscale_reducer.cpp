@@ -189,7 +189,7 @@ class MultiscaleCpuReducer final : public Reducer {
   template <typename T>
   Truncation build_truncation(const SortedCloud& rows, const SortedCloud& columns, const at::Tensor& h,
                               double eps) const {
-    const int64_t clusters = rows.clusters.size(), column_clusters = columns.clusters.size();
+    const int64_t clusters = rows.clusters.size(), tiles = columns.points_t.size(1) / cpu::kColumnPadding;
     const int64_t d = rows.points.size(1);
     // s and the barycentre t at every row cluster's centre, over all columns, in one pass.
     at::Tensor softmin_at_centres = at::empty({clusters}, rows.points.options());
@@ -208,8 +208,8 @@ class MultiscaleCpuReducer final : public Reducer {
     truncation.h_reference = h.clone();
     truncation.range_offsets.assign(1, 0);
     // Row clusters per pass: the bounds buffer stays near 8 MB.
-    const int64_t chunk = std::max<int64_t>(16, (int64_t{1} << 20) / std::max<int64_t>(1, column_clusters));
-    std::vector<double> bounds(static_cast<size_t>(chunk * column_clusters));
+    const int64_t chunk = std::max<int64_t>(16, (int64_t{1} << 20) / std::max<int64_t>(1, tiles));
+    std::vector<double> bounds(static_cast<size_t>(chunk * tiles));
     std::vector<std::vector<int64_t>> chunk_ranges(static_cast<size_t>(chunk));
     for (int64_t first = 0; first < clusters; first += chunk) {
       const int64_t count = std::min(chunk, clusters - first);
@@ -217,12 +217,12 @@ class MultiscaleCpuReducer final : public Reducer {
       problem.centres = rows.centres.data_ptr<T>() + first * d;
       problem.barycentres = p_ == 2 ? barycentres.data_ptr<T>() + first * d : nullptr;
       problem.radii = rows.clusters.radii.data() + first;
+      problem.low_offsets = rows.clusters.low_offsets.data() + first * d;
+      problem.high_offsets = rows.clusters.high_offsets.data() + first * d;
       problem.log_sums = log_sums.data_ptr<double>() + first;
       problem.clusters = count;
       problem.y_t = columns.points_t.data_ptr<T>();
       problem.h = h.data_ptr<T>();
-      problem.column_starts = columns.clusters.starts.data();
-      problem.column_clusters = column_clusters;
       problem.m_padded = columns.points_t.size(1);
       problem.d = d;
       problem.p = p_;
@@ -231,11 +231,11 @@ class MultiscaleCpuReducer final : public Reducer {
       problem.threads = at::get_num_threads();
       cpu::truncation_bounds(problem);
       // Threads only when each has thousands of blocks to sort through (waking a team costs more).
-      [[maybe_unused]] const bool parallel = count * column_clusters > (int64_t{1} << 16);
+      [[maybe_unused]] const bool parallel = count * tiles > (int64_t{1} << 16);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(problem.threads) if (parallel)
       for (int64_t I = 0; I < count; ++I) {
         chunk_ranges[I].clear();
-        append_ranges(columns, kept_blocks(bounds.data() + I * column_clusters, column_clusters), chunk_ranges[I]);
+        append_ranges(kept_tiles(bounds.data() + I * tiles, tiles), chunk_ranges[I]);
       }
       for (int64_t I = 0; I < count; ++I) {
         const int64_t rows_in_cluster = rows.clusters.starts[first + I + 1] - rows.clusters.starts[first + I];
@@ -249,13 +249,13 @@ class MultiscaleCpuReducer final : public Reducer {
     return truncation;
   }
 
-  // Which blocks of a row cluster to keep, from their mass bounds: the lightest are dropped
+  // Which tiles of a row cluster to keep, from their mass bounds: the lightest are dropped
   // while their total stays under kBuildMass. Bounds are bucketed by binary exponent (O(L), no
   // sort): whole buckets go from the lightest up; the bucket that would overflow is kept whole
   // (at most twice the kept mass an exact sort would keep).
   // The result is a per-thread buffer, valid until the thread's next call (no allocation per
   // row cluster).
-  static const std::vector<char>& kept_blocks(const double* bounds, int64_t count) {
+  static const std::vector<char>& kept_tiles(const double* bounds, int64_t count) {
     static constexpr int kLowest = -200, kHighest = 130;  // bucket range (powers of 2); outside it, clamped
     thread_local std::vector<double> bucket_mass;
     thread_local std::vector<char> kept;
@@ -287,19 +287,15 @@ class MultiscaleCpuReducer final : public Reducer {
     return kept;
   }
 
-  // The kept column clusters as ranges aligned to the kernels' padding (aligning only adds
-  // columns: extra exact terms), merged when they are less than kMergeGap apart: a few extra
-  // columns cost less than a range's start-up (a tile's max and merge).
-  static void append_ranges(const SortedCloud& columns, const std::vector<char>& kept, std::vector<int64_t>& ranges) {
-    const std::vector<int64_t>& starts = columns.clusters.starts;
-    const int64_t padded = columns.points_t.size(1);
+  // The kept tiles as column ranges, merged when they are less than kMergeGap apart: a few
+  // extra columns cost less than a range's start-up (a tile's max and merge).
+  static void append_ranges(const std::vector<char>& kept, std::vector<int64_t>& ranges) {
     const size_t first_range = ranges.size();
     for (size_t J = 0; J < kept.size(); ++J) {
       if (!kept[J]) continue;
-      const int64_t begin = starts[J] / cpu::kColumnPadding * cpu::kColumnPadding;
-      const int64_t end = std::min(padded, padded_size(starts[J + 1]));
+      const int64_t begin = static_cast<int64_t>(J) * cpu::kColumnPadding, end = begin + cpu::kColumnPadding;
       if (ranges.size() > first_range && begin <= ranges.back() + kMergeGap) {
-        ranges.back() = std::max(ranges.back(), end);
+        ranges.back() = end;
       } else {
         ranges.push_back(begin);
         ranges.push_back(end);

@@ -10,7 +10,8 @@
 // where s(x) = log sum_j exp(h_j - C(x, y_j)/eps) and t(x) = its softmax barycentre of y: s + |x|^2/(2 eps)
 // is a log-sum-exp of affine functions of x, hence convex, and lies above its tangent at c
 // (for p = 1 both terms are 1/eps-Lipschitz in x: slack 2 r / eps). The kernel bound_rows sums
-// this bound over each column cluster J; blocks are dropped smallest first while the dropped
+// this bound over each tile J of 16 columns (the columns sorted by grid cell, so a tile is a few
+// neighbouring cells); blocks are dropped smallest first while the dropped
 // mass stays under kBuildMass. A later h' with spread max(h' - h) - min(h' - h) <= kDrift
 // multiplies that mass by at most e^kDrift (s grows by at least min(h' - h)); past that, or at a
 // new eps, the blocks are recomputed. So every reduction ignores at most kTruncatedMass of each

@@ -65,24 +65,37 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   double run_sum = 0.0, run_cost = 0.0;
   if (gradient) std::fill(acc, acc + dim, 0.0);
 
-  for (int64_t r = 0; r < range_count; ++r)
-  for (int64_t j0 = ranges[2 * r], end = ranges[2 * r + 1]; j0 < end; j0 += kTile) {
-    const int64_t length = std::min(kTile, end - j0);  // a multiple of kColumnPadding >= lanes
+  // A tile gathers up to kTile columns from consecutive ranges (segments of whole
+  // kColumnPadding groups): the truncated reductions' ranges are a few dozen columns long, and a
+  // tile per range would pay its max, merge and lane sums every few vectors.
+  constexpr int64_t kMaxSegments = kTile / kColumnPadding;
+  int64_t segment_column[kMaxSegments], segment_length[kMaxSegments];
+  int64_t r = 0, next = range_count > 0 ? ranges[0] : 0;  // the first column not yet gathered
+  while (r < range_count) {
     // Pass 1: costs and exponents v_j = h_j - C_ij / eps, and the tile's max.
     auto tile_max_v = hn::Set(d, -std::numeric_limits<T>::infinity());
-    for (int64_t j = 0; j < length; j += lanes) {
-      auto squared = hn::Zero(d);
-      for (int64_t k = 0; k < dim; ++k) {
-        const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
-        const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j0 + j));
-        squared = hn::MulAdd(diff, diff, squared);
+    int64_t length = 0, segments = 0;
+    while (length < kTile && r < range_count && segments < kMaxSegments) {
+      const int64_t j0 = next, take = std::min(kTile - length, ranges[2 * r + 1] - j0);  // multiples of 16
+      for (int64_t j = 0; j < take; j += lanes) {
+        auto squared = hn::Zero(d);
+        for (int64_t k = 0; k < dim; ++k) {
+          const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
+          const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j0 + j));
+          squared = hn::MulAdd(diff, diff, squared);
+        }
+        const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
+        const auto h_j = kBase2 ? hn::Mul(hn::LoadU(d, h + j0 + j), h_unit) : hn::LoadU(d, h + j0 + j);
+        const auto exponent = hn::NegMulAdd(distance, distance_scale, h_j);
+        if (keep_costs) hn::Store(P.p == 2 ? hn::Mul(squared, half) : distance, d, c + length + j);
+        hn::Store(exponent, d, v + length + j);
+        tile_max_v = hn::Max(tile_max_v, exponent);
       }
-      const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
-      const auto h_j = kBase2 ? hn::Mul(hn::LoadU(d, h + j0 + j), h_unit) : hn::LoadU(d, h + j0 + j);
-      const auto exponent = hn::NegMulAdd(distance, distance_scale, h_j);
-      if (keep_costs) hn::Store(P.p == 2 ? hn::Mul(squared, half) : distance, d, c + j);
-      hn::Store(exponent, d, v + j);
-      tile_max_v = hn::Max(tile_max_v, exponent);
+      segment_column[segments] = j0;
+      segment_length[segments++] = take;
+      length += take;
+      next = j0 + take;
+      if (next == ranges[2 * r + 1] && ++r < range_count) next = ranges[2 * r];
     }
     const double tile_max = static_cast<double>(hn::GetLane(hn::MaxOfLanes(d, tile_max_v)));
     if (tile_max == -std::numeric_limits<double>::infinity()) continue;  // all weights zero here
@@ -132,11 +145,14 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
       // sum_j w_j (x_k - y_jk), from the differences: x_k sum w - sum w y_jk would cancel
       // catastrophically when some y_j is close to x_i (p = 1: w_j = e_j / |x_i - y_j| is large).
       for (int64_t k = 0; k < dim; ++k) {
-        const T* HWY_RESTRICT yk = yt + k * stride + j0;
         const auto xk = hn::Set(d, xi[k]);
         auto weighted = hn::Zero(d);
-        for (int64_t j = 0; j < length; j += lanes) {
-          weighted = hn::MulAdd(hn::Load(d, v + j), hn::Sub(xk, hn::LoadU(d, yk + j)), weighted);
+        for (int64_t s = 0, position = 0; s < segments; position += segment_length[s++]) {
+          const T* HWY_RESTRICT yk = yt + k * stride + segment_column[s];
+          const T* HWY_RESTRICT weights = v + position;
+          for (int64_t j = 0; j < segment_length[s]; j += lanes) {
+            weighted = hn::MulAdd(hn::LoadU(d, weights + j), hn::Sub(xk, hn::LoadU(d, yk + j)), weighted);
+          }
         }
         acc[k] += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, weighted)));
       }
@@ -209,39 +225,48 @@ void bound_rows(const TruncationBoundProblem<T>& P, int64_t first, int64_t last)
   const auto v = hwy::AllocateAligned<T>(static_cast<size_t>(stride));
   const auto inv_eps = hn::Set(d, static_cast<T>(1.0 / P.eps));
   const auto half = hn::Set(d, static_cast<T>(0.5));
+  std::vector<T> below(static_cast<size_t>(dim)), above(static_cast<size_t>(dim));
   for (int64_t I = first; I < last; ++I) {
     const T* HWY_RESTRICT centre = P.centres + I * dim;
     const T* HWY_RESTRICT barycentre = P.p == 2 ? P.barycentres + I * dim : nullptr;
-    const double radius_over_eps = P.radii[I] / P.eps;
-    const auto lipschitz_slack = hn::Set(d, static_cast<T>(2.0 * radius_over_eps));
-    const auto tangent_slack = hn::Set(d, static_cast<T>(radius_over_eps));
+    const auto lipschitz_slack = hn::Set(d, static_cast<T>(barycentre ? 0.0 : 2.0 * P.radii[I] / P.eps));
+    // p = 2: with o = t - y_j = -u, max(lo u, hi u) / eps = max(o (-lo / eps), o (-hi / eps)).
+    if (barycentre) {
+      for (int64_t k = 0; k < dim; ++k) {
+        below[k] = static_cast<T>(-P.low_offsets[I * dim + k] / P.eps);
+        above[k] = static_cast<T>(-P.high_offsets[I * dim + k] / P.eps);
+      }
+    }
     // Over all columns (padding included: h = -inf there): the bound's terms relative to the row,
     // exp(h_j - C(c, y_j)/eps + slack - s), exponents clamped to [-87, 80]: a term under e^-87
     // counts as 0 (M of them stay far below any mass worth keeping), one over e^80 keeps its block.
     const auto log_sum = hn::Set(d, static_cast<T>(P.log_sums[I]));
     const auto lowest = hn::Set(d, static_cast<T>(-87.0)), highest = hn::Set(d, static_cast<T>(80.0));
     for (int64_t j = 0; j < stride; j += lanes) {
-      auto squared = hn::Zero(d), tangent = hn::Zero(d);
+      auto squared = hn::Zero(d), slack = lipschitz_slack;
       for (int64_t k = 0; k < dim; ++k) {
         const auto yk = hn::LoadU(d, P.y_t + k * stride + j);
         const auto diff = hn::Sub(hn::Set(d, centre[k]), yk);
         squared = hn::MulAdd(diff, diff, squared);
         if (barycentre) {
           const auto off = hn::Sub(hn::Set(d, barycentre[k]), yk);
-          tangent = hn::MulAdd(off, off, tangent);
+          slack = hn::Add(slack, hn::Max(hn::Mul(off, hn::Set(d, below[k])), hn::Mul(off, hn::Set(d, above[k]))));
         }
       }
       const auto cost = P.p == 2 ? hn::Mul(squared, half) : hn::Sqrt(squared);
-      const auto slack = P.p == 2 ? hn::Mul(hn::Sqrt(tangent), tangent_slack) : lipschitz_slack;
       const auto exponent = hn::Sub(hn::Add(hn::NegMulAdd(cost, inv_eps, hn::LoadU(d, P.h + j)), slack), log_sum);
       hn::Store(hn::Exp(d, hn::Min(hn::Max(exponent, lowest), highest)), d, v.get() + j);
     }
-    // Per column cluster: the sum of its terms (in double: up to M of them), a mass, no log.
-    double* HWY_RESTRICT out = P.out + I * P.column_clusters;
-    for (int64_t J = 0; J < P.column_clusters; ++J) {
-      double sum = 0.0;
-      for (int64_t j = P.column_starts[J]; j < P.column_starts[J + 1]; ++j) sum += static_cast<double>(v[j]);
-      out[J] = sum;
+    // Per tile of kColumnPadding columns: the sum of its terms, a mass, no log.
+    const hn::CappedTag<T, kColumnPadding> tile_tag;
+    const int64_t tile_lanes = static_cast<int64_t>(hn::Lanes(tile_tag));
+    double* HWY_RESTRICT out = P.out + I * (stride / kColumnPadding);
+    for (int64_t t = 0, j = 0; j < stride; ++t, j += kColumnPadding) {
+      auto sum = hn::LoadU(tile_tag, v.get() + j);
+      for (int64_t k = tile_lanes; k < kColumnPadding; k += tile_lanes) {
+        sum = hn::Add(sum, hn::LoadU(tile_tag, v.get() + j + k));
+      }
+      out[t] = static_cast<double>(hn::GetLane(hn::SumOfLanes(tile_tag, sum)));
     }
   }
 }

@@ -71,28 +71,38 @@ struct OnlineProblem {
 
 /// Upper bounds of the relative mass that kernel truncation would drop (multiscale_reducer.h).
 /// For each row cluster I (centre c_I, radius r_I, its row's log-sum-exp s_I at the centre and,
-/// for p = 2, the softmax barycentre t_I there) and column cluster J (columns
-/// [column_starts[J], column_starts[J + 1]) of the transposed, unpadded y):
+/// for p = 2, the softmax barycentre t_I there and the box [lo_I, hi_I] of its points' offsets
+/// x_i - c_I) and column tile J (the kColumnPadding columns
+/// [J kColumnPadding, (J + 1) kColumnPadding) of the transposed, padded y, in the order the caller
+/// sorted them):
 ///   out[I, J] = sum_{j in J} exp(h_j - C(c_I, y_j) / eps + slack_Ij - s_I),
-///   slack_Ij = |t_I - y_j| r_I / eps  (p = 2),   2 r_I / eps  (p = 1),
+///   slack_Ij = sum_k max(lo_Ik u_k, hi_Ik u_k) / eps, u = y_j - t_I  (p = 2: the largest
+///              <x_i - c_I, y_j - t_I> / eps over the box, at most |u| r_I / eps),
+///   slack_Ij = 2 r_I / eps  (p = 1),
 /// which bounds sum_{j in J} softmax_j(h - C(x_i, .) / eps) for every x_i within r_I of c_I
 /// (convexity of the log-sum-exp for p = 2, Lipschitz bounds for p = 1). Each term's exponent is
 /// clamped to [-87, 80] in the input dtype: terms below e^-87 count as 0 (at most M e^-87 in all),
-/// a bound above e^80 only keeps its block.
+/// a bound above e^80 only keeps its tile. A tile's 16 positive terms are summed in the input
+/// dtype: a float32 sum is exact to 1e-6 of itself, far inside the bound's own slack.
+/// Tiles, not the row clusters' grid cells, are the blocks on the column side: the reductions
+/// visit whole tiles anyway (ranges are kColumnPadding-aligned), and a tile's sum is one SIMD
+/// reduction where a cell of a few points costs a branchy loop.
 template <typename T>
 struct TruncationBoundProblem {
   const T* centres = nullptr;      ///< (clusters, d)
   const T* barycentres = nullptr;  ///< (clusters, d), p = 2 only
-  const double* radii = nullptr;   ///< (clusters)
+  const double* radii = nullptr;   ///< (clusters), p = 1 only
+  const double* low_offsets = nullptr;   ///< (clusters, d), p = 2 only: lo_I (<= 0)
+  const double* high_offsets = nullptr;  ///< (clusters, d), p = 2 only: hi_I (>= 0)
   const double* log_sums = nullptr;  ///< (clusters): s_I
   int64_t clusters = 0;
   const T* y_t = nullptr;          ///< (d, m_padded)
   const T* h = nullptr;            ///< (m_padded)
-  const int64_t* column_starts = nullptr;  ///< (column_clusters + 1)
-  int64_t column_clusters = 0, m_padded = 0, d = 0;
+  int64_t m_padded = 0;            ///< a multiple of kColumnPadding: m_padded / kColumnPadding tiles
+  int64_t d = 0;
   int p = 2;
   double eps = 1.0;
-  double* out = nullptr;           ///< (clusters, column_clusters)
+  double* out = nullptr;           ///< (clusters, m_padded / kColumnPadding)
   /// OpenMP threads for this call (see OnlineProblem::threads).
   int threads = 1;
 };
