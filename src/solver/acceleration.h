@@ -32,10 +32,9 @@ inline void remember_error(std::vector<double>& errors, double error) {
 // Papadakis 2021, "Overrelaxed Sinkhorn-Knopp"). Linearised, Sinkhorn is block Gauss-Seidel on a
 // 2-cyclic system, so Young's SOR theory applies: with mu^2 the plain contraction of the error per
 // sweep, omega* = 2 / (1 + sqrt(1 - mu^2)) cuts the sweeps per decade from ~1/(1 - mu^2) to
-// ~1/sqrt(1 - mu^2). mu^2 is first estimated from plain sweeps (asymptotic_plain_rate), then from the rate
+// ~1/sqrt(1 - mu^2). mu^2 is first measured over plain sweeps, then re-estimated from the rate
 // rho observed under omega through Young's relation (rho + omega - 1)^2 = rho omega^2 mu^2.
-// Before the asymptotic regime the measured rates mislead (plain ones flatter, relaxed ones still
-// carry SOR's transient), and an omega above omega*
+// Before the asymptotic regime the measured rates mislead (too slow), and an omega above omega*
 // converges at rate omega - 1 only: so a larger omega is kept only if it measurably beats the
 // previous one; otherwise the previous omega is restored and frozen. SOR converges only locally:
 // relaxation starts once the marginal error is small, and if the relaxed error diverges or
@@ -49,18 +48,8 @@ class Relaxation {
   void start_from_plain_rate(double rate, double error) {
     // A fast plain rate (early, far from the optimum) or a meaningless one: measure again later.
     if (!(rate >= kFastRate && rate < 1.0) || !(error < kLinearRegime)) return;
-    set_omega(optimal_omega_allowed(asymptotic_plain_rate(rate)), error);
+    set_omega(optimal_omega_allowed(rate), error);
   }
-
-  /// The plain contraction mu^2 that omega* is computed from, given a plain rate measured over a
-  /// few sweeps: its square root. Measured early, before the slowest mode dominates, the rate
-  /// flatters (the 3-D clouds of docs/benchmarks.md measure 0.89 plain, then relaxed rates that
-  /// Young's relation traces to mu^2 ~ 0.96), and the costs are lopsided: an omega above omega*
-  /// still contracts at omega - 1, one below it at nearly the plain rate. On the 26 problems of
-  /// bench/sweep_counts.py the square root took 3-D clouds 919 -> 848 sweeps, training batches
-  /// 1,330 -> 1,279 and the 2,000-point ring 420 -> 388 (the measured rate itself: 8% more;
-  /// rate^0.3-0.4 gained more on the 3-D clouds and lost it on the ring).
-  static double asymptotic_plain_rate(double measured) { return std::sqrt(measured); }
 
   /// Young's optimal factor for a plain contraction rate mu^2 < 1.
   static double optimal_omega(double mu_squared) {
@@ -109,10 +98,8 @@ class Relaxation {
       frozen_ = true;
       return;
     }
-    // Young's relation; at omega 1 it gives mu^2 = rate, read as asymptotic_plain_rate.
-    const double mu_squared = omega_ == 1.0 ? asymptotic_plain_rate(rate)
-                                            : std::pow((rate + omega_ - 1.0) / (omega_ * std::sqrt(rate)), 2);
-    const double better = mu_squared < 1.0 ? optimal_omega_allowed(mu_squared) : omega_;
+    const double mu = (rate + omega_ - 1.0) / (omega_ * std::sqrt(rate));  // Young; mu^2 = rate at omega 1
+    const double better = mu < 1.0 ? optimal_omega_allowed(mu * mu) : omega_;
     if (!(better > omega_ + 0.01)) {
       frozen_ = true;
       return;

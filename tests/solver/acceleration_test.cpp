@@ -34,19 +34,14 @@ TEST(Relaxation, YoungsOmegaForASlowPlainRate) {
   // omega* = 2 / (1 + sqrt(1 - mu^2)): 1.519 for mu^2 = 0.9, capped at 1.98.
   EXPECT_NEAR(Relaxation::optimal_omega(0.9), 2.0 / (1.0 + std::sqrt(0.1)), 1e-12);
   EXPECT_DOUBLE_EQ(Relaxation::optimal_omega(0.999999), 1.98);
-  // A plain rate measured over a few sweeps is read as mu^2 = its square root (the slowest mode
-  // has not surfaced yet): 0.9 measured, omega*(0.949) = 1.63.
-  EXPECT_NEAR(Relaxation::asymptotic_plain_rate(0.9), std::sqrt(0.9), 1e-15);
-  const double expected = Relaxation::optimal_omega(std::sqrt(0.9));
-  EXPECT_NEAR(expected, 1.6306, 1e-4);
   Relaxation relaxation;
   // Plain sweeps at rate 0.9 in the linear regime (errors below 5e-2): measured, then relaxed.
   const double error = feed(relaxation, 1e-2, 0.9, 16);
-  EXPECT_NEAR(relaxation.omega(), expected, 1e-9);
-  // Relaxed sweeps contracting at omega - 1, as Young predicts at omega*: the estimate of mu^2 is
-  // the same again, no larger omega is worth it, and omega stays.
+  EXPECT_NEAR(relaxation.omega(), Relaxation::optimal_omega(0.9), 1e-9);
+  // Relaxed sweeps contracting at omega* - 1, as Young predicts: the estimate of mu^2 is 0.9 again,
+  // no larger omega is worth it, and omega stays.
   feed(relaxation, error, relaxation.omega() - 1.0, 60);
-  EXPECT_NEAR(relaxation.omega(), expected, 1e-9);
+  EXPECT_NEAR(relaxation.omega(), Relaxation::optimal_omega(0.9), 1e-9);
 }
 
 TEST(Relaxation, StaysPlainWhenFastOrFarFromTheOptimum) {
@@ -89,11 +84,10 @@ TEST(SchemeSelector, SwitchesToRelaxedAlternatingWhenItsPredictionWins) {
   double error = feed(scheme, 1e-2, 0.97, 8);
   EXPECT_FALSE(scheme.averaged());
   EXPECT_EQ(scheme.omega(), 1.0);
-  // ...which contract at 0.9, predicting omega* - 1 = 0.52 relaxed: it switches and relaxes, with
-  // the omega of the asymptotic rate that 0.9 suggests.
+  // ...which contract at 0.9, predicting omega* - 1 = 0.52 relaxed: it switches and relaxes.
   feed(scheme, error, 0.9, 8);
   EXPECT_FALSE(scheme.averaged());
-  EXPECT_NEAR(scheme.omega(), Relaxation::optimal_omega(Relaxation::asymptotic_plain_rate(0.9)), 1e-9);
+  EXPECT_NEAR(scheme.omega(), Relaxation::optimal_omega(0.9), 1e-9);
 }
 
 TEST(SchemeSelector, ReturnsToAveragedWhenTheProbeIsSlower) {
