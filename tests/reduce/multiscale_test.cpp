@@ -65,6 +65,16 @@ TEST(GridClusters, GroupPointsByCellWithCentroidsWeightsAndRadii) {
     const double radius = (p - clusters.centres[c]).norm(2, 1).max().item<double>();
     EXPECT_GE(clusters.radii[c], radius);
     EXPECT_LE(clusters.radii[c], radius * (1 + 1e-5) + 1e-11);
+    // The box of offsets holds the points and touches them on every side.
+    const at::Tensor offsets = p - clusters.centres[c];
+    const at::Tensor low = std::get<0>(offsets.min(0)), high = std::get<0>(offsets.max(0));
+    for (int64_t a = 0; a < 3; ++a) {
+      const double lo = clusters.low_offsets[c * 3 + a], hi = clusters.high_offsets[c * 3 + a];
+      EXPECT_LE(lo, low[a].item<double>());
+      EXPECT_GE(lo, low[a].item<double>() * (1 + 1e-5) - 1e-11);
+      EXPECT_GE(hi, high[a].item<double>());
+      EXPECT_LE(hi, high[a].item<double>() * (1 + 1e-5) + 1e-11);
+    }
   }
 }
 
@@ -211,6 +221,59 @@ TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
   });
 }
 
+// The one-pass softmin (OnlineProblem::row_shifts) gives the two-pass result for any shift: near
+// the row's log-sum-exp it runs one pass; far above (sum < 2^-60), far below (sum > 2^60) or not
+// finite, the row is redone in two passes. Dense rows and block-sparse ones.
+TEST(BlockSparseKernels, ShiftedOnePassSoftminMatchesTwoPassesForAnyShift) {
+  at_every_simd_level([&] {
+    for (const bool single : {false, true}) {
+      at::manual_seed(31);
+      const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
+      const int64_t n = 40, m = 300, d = 3, padded = 304;
+      const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype) * 2;
+      const at::Tensor h = at::randn({m}, dtype) * 3;
+      at::Tensor y_t = at::zeros({d, padded}, dtype);
+      y_t.narrow(1, 0, m).copy_(y.t());
+      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
+      h_padded.narrow(0, 0, m).copy_(h);
+      const std::vector<int64_t> row_starts{0, 15, 40}, range_offsets{0, 2, 3};
+      const std::vector<int64_t> ranges{0, 48, 96, 304, 16, 288};
+      for (const int p : {1, 2}) {
+        for (const bool sparse : {false, true}) {
+          const auto run = [&](const at::Tensor& shifts) {
+            at::Tensor out = at::empty({n}, dtype);
+            const auto go = [&](auto tag) {
+              using T = decltype(tag);
+              cpu::OnlineProblem<T> problem = online_problem<T>(cpu::Reduction::softmin, x.unsqueeze(0),
+                                                                y_t.unsqueeze(0), h_padded.unsqueeze(0), m, p, 0.05, out);
+              if (shifts.defined()) problem.row_shifts = shifts.data_ptr<T>();
+              if (sparse) {
+                problem.row_block_starts = row_starts.data();
+                problem.range_offsets = range_offsets.data();
+                problem.ranges = ranges.data();
+                problem.row_blocks = 2;
+              }
+              cpu::online_reduce(problem);
+            };
+            single ? go(float{}) : go(double{});
+            return out;
+          };
+          const at::Tensor two_passes = run(at::Tensor());
+          const at::Tensor log_sums = two_passes / -0.05;  // each row's log-sum-exp
+          for (const double offset : {0.0, 0.7, 25.0, 100.0, -100.0, std::numeric_limits<double>::infinity()}) {
+            SCOPED_TRACE(::testing::Message() << "float32 " << single << " p " << p << " sparse " << sparse
+                                              << " shift offset " << offset);
+            const at::Tensor one_pass = run((log_sums + offset).to(dtype).contiguous());
+            const double tolerance = single ? 2e-6 : 1e-12;
+            EXPECT_LE((one_pass - two_passes).abs().max().item<double>(),
+                      tolerance * (1 + two_passes.abs().max().item<double>()));
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(BlockSparseKernels, WeightedReductionsAlsoGiveTheSoftminInTheSamePass) {
   at::manual_seed(29);
   const int64_t n = 33, m = 70, d = 3, padded = 80;
@@ -274,6 +337,11 @@ TEST(MultiscaleReducer, RecomputesItsBlocksWhenThePotentialsMove) {
   const at::Tensor h = at::zeros({1, 2000}, at::kDouble);
   multiscale->softmin(x, y, h, eps);
   multiscale->softmin(x, y, h + 0.3, eps);  // a constant shift changes no softmax: blocks kept
+  EXPECT_EQ(multiscale->truncation()->rebuilds, 1);
+  // A small wobble keeps the blocks, and this softmin takes the one pass shifted by the last one's.
+  const at::Tensor wobbled = h + 0.3 + 0.5 * at::rand({1, 2000}, at::kDouble);
+  EXPECT_LT((multiscale->softmin(x, y, wobbled, eps) - reference->softmin(x, y, wobbled, eps)).abs().max().item<double>(),
+            1e-10 + eps * kTruncatedMass);
   EXPECT_EQ(multiscale->truncation()->rebuilds, 1);
   // A tilt of 40 units across the square moves every row's plan: a stale block set would miss it.
   const at::Tensor tilted = 40 * y.select(2, 0);

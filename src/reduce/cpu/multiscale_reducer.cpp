@@ -26,6 +26,12 @@ namespace {
 constexpr double kDrift = 4.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
 
+// Largest spread (max - min, in log-mass) of the change of h since the previous softmin of the same
+// clouds for which that softmin still bounds the next one usefully: the one-pass kernel's terms are
+// taken relative to the previous log-sum-exp plus the largest increase, which then exceeds the
+// new one by at most this spread (and the kernel redoes a row whose sum drops below 2^-60).
+constexpr double kShiftSpread = 30.0;
+
 // Columns between two kept ranges below which they are visited as one.
 constexpr int64_t kMergeGap = 2 * cpu::kColumnPadding;
 
@@ -57,6 +63,15 @@ struct Truncation {
   std::vector<int64_t> range_offsets;  // per row cluster
   std::vector<int64_t> ranges;         // [begin, end) pairs in padded column space
   int64_t visited_pairs = 0;           // what one reduction over these blocks visits
+};
+
+// The last softmin of one (rows, columns) pair of clouds: its h and each row's log-sum-exp, in
+// cluster order; the next softmin at the same eps takes its row shifts from them.
+struct LastSoftmin {
+  uint64_t row_generation = 0, column_generation = 0;
+  double eps = 0;
+  at::Tensor h;         // (N_padded) columns
+  at::Tensor log_sums;  // (N) rows: -softmin / eps
 };
 
 // The kernels' problem of rows x (K, D) against all of a sorted cloud's columns (batch 1).
@@ -119,11 +134,19 @@ class MultiscaleCpuReducer final : public Reducer {
                          ? at::empty({x.size(0), d}, rows.points.options())
                          : at::empty({x.size(0)}, rows.points.options());
     cpu::OnlineProblem<T> problem = problem_over<T>(reduction, rows.points, columns, h_sorted, p_, eps, out);
+    const auto key = std::make_pair(x.data_ptr(), y.data_ptr());
+    const at::Tensor shifts = reduction == cpu::Reduction::softmin
+                                  ? row_shifts<T>(key, rows, columns, h_sorted, eps)
+                                  : at::Tensor();
+    if (shifts.defined()) problem.row_shifts = shifts.data_ptr<T>();
     problem.row_block_starts = rows.clusters.starts.data();
     problem.row_blocks = rows.clusters.size();
     problem.range_offsets = truncation.range_offsets.data();
     problem.ranges = truncation.ranges.data();
     cpu::online_reduce(problem);
+    if (reduction == cpu::Reduction::softmin) {
+      last_softmins_[key] = {rows.generation, columns.generation, eps, h_sorted, out / -eps};
+    }
     visited_pairs_ += static_cast<double>(truncation.visited_pairs);
     dense_pairs_ += static_cast<double>(x.size(0)) * static_cast<double>(m);
     return at::empty_like(out).index_copy_(0, rows.order, out);
@@ -164,6 +187,42 @@ class MultiscaleCpuReducer final : public Reducer {
     report_.rebuilds += 1;
     report_.rebuild_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return truncation;
+  }
+
+  // Row shifts for the one-pass softmin (online_kernels.h, OnlineProblem::row_shifts) from the
+  // previous softmin of the same clouds at the same eps: log sum_j exp(h'_j - C_ij / eps) <=
+  // log sum_j exp(h_j - C_ij / eps) + max_j (h'_j - h_j) over the same columns, and over blocks
+  // recomputed since then only the dropped mass (under kTruncatedMass) differs. Undefined (two
+  // passes) without a previous softmin, when a weight appeared or vanished, or when the change of
+  // h is spread over more than kShiftSpread.
+  template <typename T>
+  at::Tensor row_shifts(const std::pair<void*, void*>& key, const SortedCloud& rows, const SortedCloud& columns,
+                        const at::Tensor& h, double eps) const {
+    const auto found = last_softmins_.find(key);
+    if (found == last_softmins_.end()) return {};
+    const LastSoftmin& last = found->second;
+    if (last.eps != eps || last.row_generation != rows.generation || last.column_generation != columns.generation ||
+        last.h.size(0) != h.size(0)) {
+      return {};
+    }
+    const T* now = h.data_ptr<T>();
+    const T* then = last.h.data_ptr<T>();
+    double lowest = std::numeric_limits<double>::infinity(), highest = -lowest;
+    for (int64_t j = 0; j < h.size(0); ++j) {
+      if (now[j] == then[j]) {
+        if (std::isfinite(static_cast<double>(now[j]))) {
+          lowest = std::min(lowest, 0.0);
+          highest = std::max(highest, 0.0);
+        }
+        continue;
+      }
+      const double change = static_cast<double>(now[j]) - static_cast<double>(then[j]);
+      if (!std::isfinite(change)) return {};
+      lowest = std::min(lowest, change);
+      highest = std::max(highest, change);
+    }
+    if (!(highest - lowest <= kShiftSpread)) return {};
+    return last.log_sums + highest;
   }
 
   // True when h - reference has a spread of at most kDrift where either is finite.
@@ -308,6 +367,7 @@ class MultiscaleCpuReducer final : public Reducer {
   mutable std::map<std::tuple<void*, int64_t, int64_t, int64_t, at::ScalarType>, SortedCloud> clouds_;
   mutable uint64_t generations_ = 0;
   mutable std::map<std::pair<void*, void*>, Truncation> truncations_;
+  mutable std::map<std::pair<void*, void*>, LastSoftmin> last_softmins_;
   mutable TruncationReport report_;
   mutable double visited_pairs_ = 0, dense_pairs_ = 0;
 };

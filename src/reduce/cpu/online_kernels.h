@@ -24,7 +24,11 @@
 //   softmin agrees with the double-precision reference to about u (|softmin| + eps), u the
 //   dtype's epsilon: tested to 1e-5 relative in float32 and 1e-12 in float64 at every SIMD level;
 // - valid for any finite x, y and eps > 0, h in [-inf, +inf); a row whose h is all -inf gives
-//   softmin = +inf (empty sum) and NaN for the weighted means.
+//   softmin = +inf (empty sum) and NaN for the weighted means;
+// - a softmin with row shifts (OnlineProblem::row_shifts) sums exp(v_j - S_i) in one pass, the
+//   same lane and tile sums, clamped at the same smallest normal relative to S_i instead of the
+//   row's max; it is used only where the sum lands in [2^-60, 2^60], so the clamped terms stay
+//   under M 2^-66 of the sum and the contract above holds unchanged.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +59,12 @@ struct OnlineProblem {
   T* out = nullptr;        ///< (batch, n) or (batch, n, d)
   /// When set, the weighted reductions also write softmin here (batch, n): one pass for both.
   T* softmin_out = nullptr;
+  /// Softmin only, optional (batch, n): per row a shift S_i at or above its log-sum-exp
+  /// log sum_j exp(h_j - C_ij / eps), e.g. the previous sweep's plus the largest increase of h.
+  /// The row then takes one pass, sum_j exp(v_j - S_i), without the tile maxima and the second
+  /// pass over stored exponents. A row whose sum falls outside [2^-60, 2^60] (S_i far off) is
+  /// redone in two passes, so the numeric contract above holds for any S_i.
+  const T* row_shifts = nullptr;
   /// Block-sparse mode (kernel truncation) when set, batch 1 only: rows [row_block_starts[k],
   /// row_block_starts[k + 1]) visit only the column ranges [ranges[2r], ranges[2r + 1]) for r in
   /// [range_offsets[k], range_offsets[k + 1]); range ends are multiples of kColumnPadding (<= m_padded).
