@@ -138,6 +138,56 @@ TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
   cpu::force_simd_target(-1);
 }
 
+// The one-pass softmin (DenseProblem::row_shifts, cpu/row_shifts.h) gives the two-pass result for
+// any shift: near each row's log-sum-exp one pass; far above or below, or not finite, the row is
+// redone in two passes. Tails, batches and an empty batch entry, at every SIMD level.
+TEST(DenseKernels, ShiftedOnePassSoftminMatchesTwoPassesForAnyShift) {
+  for (int target = 0; target < cpu::simd_target_count(); ++target) {
+    cpu::force_simd_target(target);
+    for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+      at::manual_seed(23);
+      const int64_t batch = 3, n = 70, m = 301;
+      const at::Tensor cost = (at::rand({batch, n, m}, at::kDouble) * 3).to(dtype).contiguous();
+      at::Tensor h = (at::randn({batch, m}, at::kDouble) * 3).to(dtype);
+      h[2].fill_(-std::numeric_limits<double>::infinity());  // every weight zero: +inf either way
+      h = h.contiguous();
+      const double eps = 0.05;
+      const at::Tensor two_passes = at::empty({batch, n}, cost.options());
+      dense_reduce_into(cpu::DenseReduction::softmin, cost, h, eps, two_passes);
+      for (const double offset : {0.0, 0.7, 25.0, 100.0, -100.0, std::numeric_limits<double>::infinity()}) {
+        SCOPED_TRACE(::testing::Message() << cpu::simd_target_name(target) << " " << dtype << " offset " << offset);
+        const at::Tensor shifts = (two_passes / -eps + offset).contiguous();
+        const at::Tensor one_pass = at::empty({batch, n}, cost.options());
+        dense_reduce_into(cpu::DenseReduction::softmin, cost, h, eps, one_pass, shifts);
+        const at::Tensor finite = two_passes.narrow(0, 0, 2), shifted = one_pass.narrow(0, 0, 2);
+        EXPECT_LE((shifted - finite).abs().max().item<double>(),
+                  (dtype == at::kFloat ? 2e-6 : 1e-12) * (1 + finite.abs().max().item<double>()));
+        EXPECT_TRUE((one_pass[2] == std::numeric_limits<double>::infinity()).all().item<bool>());
+      }
+    }
+  }
+  cpu::force_simd_target(-1);
+}
+
+// The reducer's next softmin over the same clouds and eps takes the one pass, shifted by the last
+// one's: with h moved a little, a lot (past kShiftSpread) or by a weight vanishing, it still agrees
+// with the reference.
+TEST(TensorizedReducer, RepeatedSoftminsAgreeWithTheReference) {
+  at::manual_seed(37);
+  const auto tensorized = make_tensorized_reducer(2);
+  const auto reference = make_reference_reducer(2);
+  const at::Tensor x = at::randn({2, 80, 3}, at::kDouble), y = at::randn({2, 90, 3}, at::kDouble);
+  const double eps = 0.1;
+  const at::Tensor h = at::randn({2, 90}, at::kDouble);
+  at::Tensor vanished = h + 0.2;
+  vanished.select(1, 5).fill_(-std::numeric_limits<double>::infinity());
+  for (const at::Tensor& next : {h, h + 0.3 + 0.5 * at::rand({2, 90}, at::kDouble), h + 50 * at::rand({2, 90}, at::kDouble),
+                                 vanished, h - 7}) {
+    EXPECT_LT((tensorized->softmin(x, y, next, eps) - reference->softmin(x, y, next, eps)).abs().max().item<double>(),
+              1e-11);
+  }
+}
+
 // Under autograd the backend runs ATen's differentiable log-sum-exp: both paths agree, and rows
 // with every weight zero give +inf in both.
 TEST(DenseKernels, AgreeWithTheDifferentiablePathAndEmptyRowsAreInfinite) {

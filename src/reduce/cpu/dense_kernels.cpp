@@ -44,6 +44,9 @@ void dense_rows(const DenseProblem<T>& P, int64_t first, int64_t last) {
   const auto minus_infinity = hn::Set(d, -std::numeric_limits<T>::infinity());
   // The smallest normal number: 2^-126 (float32), e^-708 (float64).
   const auto smallest_exponent = hn::Set(d, static_cast<T>(kBase2 ? -126.0 : -708.0));
+  // Shifted terms (row_shifts) above this are clamped: partial sums stay finite, and the sum test
+  // sends such a row to the two passes anyway.
+  const auto largest_shifted_exponent = hn::Set(d, static_cast<T>(64.0));
   const auto exponential = [&](auto v) {
     if constexpr (kBase2) {
       return Exp2NonPositive(d, v);
@@ -77,6 +80,32 @@ void dense_rows(const DenseProblem<T>& P, int64_t first, int64_t last) {
       if (tail > 0) {
         std::fill(cost_tail, cost_tail + lanes, T(0));
         std::copy(c + whole, c + m, cost_tail);
+      }
+      // One pass when the caller's shift bounds the row's log-sum-exp closely enough.
+      if (P.row_shifts && P.reduction == DenseReduction::softmin) {
+        const double shift = static_cast<double>(P.row_shifts[row]) * unit;
+        if (std::isfinite(shift)) {
+          const T rounded_shift = static_cast<T>(shift);
+          const auto shift_v = hn::Set(d, rounded_shift);
+          const auto shifted_term = [&](const T* HWY_RESTRICT cj, const T* HWY_RESTRICT hj) {
+            const auto v = hn::Sub(hn::NegMulAdd(hn::LoadU(d, cj), cost_scale, hn::Load(d, hj)), shift_v);
+            return exponential(hn::Min(hn::Max(v, smallest_exponent), largest_shifted_exponent));
+          };
+          double sum = 0.0;
+          for (int64_t j0 = 0; j0 < whole; j0 += kDenseTile) {
+            const int64_t end = std::min(whole, j0 + kDenseTile);
+            auto tile_sum = hn::Zero(d);
+            for (int64_t j = j0; j < end; j += lanes) tile_sum = hn::Add(tile_sum, shifted_term(c + j, h + j));
+            sum += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, tile_sum)));
+          }
+          if (tail > 0) sum += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, shifted_term(cost_tail, h + whole))));
+          if (sum >= 0x1p-60 && sum <= 0x1p60) {
+            row_max[r] = rounded_shift;
+            row_sum[r] = sum;
+            row_cost[r] = 0.0;
+            continue;
+          }
+        }
       }
       // Pass 1: max_j v_j, v_j = h_j - C_ij / eps (in the exponents' unit).
       auto max_v = minus_infinity;

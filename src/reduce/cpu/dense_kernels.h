@@ -44,6 +44,10 @@ struct DenseProblem {
   double eps = 1.0;
   DenseReduction reduction = DenseReduction::softmin;
   T* out = nullptr;         ///< (batch, n), or (batch, n, m) for softmax_weights
+  /// Softmin only, optional (batch, n): per row a shift at or above its log-sum-exp (row_shifts.h);
+  /// the row then takes one pass instead of a max pass and an exp pass, and any row whose sum
+  /// falls outside [2^-60, 2^60] is redone in two (the contract is unchanged).
+  const T* row_shifts = nullptr;
   /// OpenMP threads for this call, explicit (see OnlineProblem::threads); small matrices run on
   /// the calling thread whatever this says.
   int threads = 1;

@@ -8,13 +8,17 @@
 namespace sinkhorn::reduce {
 
 void dense_reduce_into(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h, double eps,
-                       const at::Tensor& out) {
+                       const at::Tensor& out, const at::Tensor& row_shifts) {
   const at::ScalarType dtype = cost.scalar_type();
   SINKHORN_INTERNAL_CHECK(cost.dim() == 3 && h.dim() == 2 && cost.device().is_cpu() &&
                               (dtype == at::kFloat || dtype == at::kDouble) && h.scalar_type() == dtype &&
                               out.scalar_type() == dtype && cost.is_contiguous() && h.is_contiguous() &&
                               out.is_contiguous(),
                           "dense_reduce_into needs contiguous CPU float tensors of one dtype");
+  SINKHORN_INTERNAL_CHECK(!row_shifts.defined() || (reduction == cpu::DenseReduction::softmin &&
+                                                    row_shifts.scalar_type() == dtype && row_shifts.is_contiguous() &&
+                                                    row_shifts.numel() == cost.size(0) * cost.size(1)),
+                          "dense_reduce_into: row shifts are (B, N) of the costs' dtype, for softmin");
   const auto run = [&](auto zero) {
     using T = decltype(zero);
     cpu::DenseProblem<T> problem;
@@ -27,6 +31,7 @@ void dense_reduce_into(cpu::DenseReduction reduction, const at::Tensor& cost, co
     problem.reduction = reduction;
     problem.out = out.data_ptr<T>();
     problem.threads = at::get_num_threads();
+    if (row_shifts.defined()) problem.row_shifts = row_shifts.data_ptr<T>();
     cpu::dense_reduce(problem);
   };
   if (dtype == at::kDouble) {

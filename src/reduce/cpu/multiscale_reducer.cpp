@@ -15,6 +15,7 @@
 
 #include "reduce/cpu/online_kernels.h"
 #include "reduce/cpu/online_reducer.h"
+#include "reduce/cpu/row_shifts.h"
 #include "reduce/grid_clusters.h"
 #include "util/check.h"
 
@@ -25,12 +26,6 @@ namespace {
 // and the dropped mass the blocks are built for: kBuildMass e^kDrift = kTruncatedMass.
 constexpr double kDrift = 4.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
-
-// Largest spread (max - min, in log-mass) of the change of h since the previous softmin of the same
-// clouds for which that softmin still bounds the next one usefully: the one-pass kernel's terms are
-// taken relative to the previous log-sum-exp plus the largest increase, which then exceeds the
-// new one by at most this spread (and the kernel redoes a row whose sum drops below 2^-60).
-constexpr double kShiftSpread = 30.0;
 
 // Columns between two kept ranges below which they are visited as one.
 constexpr int64_t kMergeGap = 2 * cpu::kColumnPadding;
@@ -65,13 +60,13 @@ struct Truncation {
   int64_t visited_pairs = 0;           // what one reduction over these blocks visits
 };
 
-// The last softmin of one (rows, columns) pair of clouds: its h and each row's log-sum-exp, in
-// cluster order; the next softmin at the same eps takes its row shifts from them.
+// The last softmin of one (rows, columns) pair of clouds, in cluster order: the next one at the
+// same eps takes its row shifts from it (row_shifts.h).
 struct LastSoftmin {
   uint64_t row_generation = 0, column_generation = 0;
   double eps = 0;
-  at::Tensor h;         // (N_padded) columns
-  at::Tensor log_sums;  // (N) rows: -softmin / eps
+  at::Tensor h;        // (N_padded) columns
+  at::Tensor softmin;  // (N) rows
 };
 
 // The kernels' problem of rows x (K, D) against all of a sorted cloud's columns (batch 1).
@@ -145,7 +140,7 @@ class MultiscaleCpuReducer final : public Reducer {
     problem.ranges = truncation.ranges.data();
     cpu::online_reduce(problem);
     if (reduction == cpu::Reduction::softmin) {
-      last_softmins_[key] = {rows.generation, columns.generation, eps, h_sorted, out / -eps};
+      last_softmins_[key] = {rows.generation, columns.generation, eps, h_sorted, out};
     }
     visited_pairs_ += static_cast<double>(truncation.visited_pairs);
     dense_pairs_ += static_cast<double>(x.size(0)) * static_cast<double>(m);
@@ -189,12 +184,9 @@ class MultiscaleCpuReducer final : public Reducer {
     return truncation;
   }
 
-  // Row shifts for the one-pass softmin (online_kernels.h, OnlineProblem::row_shifts) from the
-  // previous softmin of the same clouds at the same eps: log sum_j exp(h'_j - C_ij / eps) <=
-  // log sum_j exp(h_j - C_ij / eps) + max_j (h'_j - h_j) over the same columns, and over blocks
-  // recomputed since then only the dropped mass (under kTruncatedMass) differs. Undefined (two
-  // passes) without a previous softmin, when a weight appeared or vanished, or when the change of
-  // h is spread over more than kShiftSpread.
+  // Row shifts for the one-pass softmin (row_shifts.h) from the previous softmin of the same clouds
+  // at the same eps; over blocks recomputed since then only the dropped mass (under
+  // kTruncatedMass) differs. Undefined (two passes) without a previous softmin.
   template <typename T>
   at::Tensor row_shifts(const std::pair<void*, void*>& key, const SortedCloud& rows, const SortedCloud& columns,
                         const at::Tensor& h, double eps) const {
@@ -205,24 +197,10 @@ class MultiscaleCpuReducer final : public Reducer {
         last.h.size(0) != h.size(0)) {
       return {};
     }
-    const T* now = h.data_ptr<T>();
-    const T* then = last.h.data_ptr<T>();
-    double lowest = std::numeric_limits<double>::infinity(), highest = -lowest;
-    for (int64_t j = 0; j < h.size(0); ++j) {
-      if (now[j] == then[j]) {
-        if (std::isfinite(static_cast<double>(now[j]))) {
-          lowest = std::min(lowest, 0.0);
-          highest = std::max(highest, 0.0);
-        }
-        continue;
-      }
-      const double change = static_cast<double>(now[j]) - static_cast<double>(then[j]);
-      if (!std::isfinite(change)) return {};
-      lowest = std::min(lowest, change);
-      highest = std::max(highest, change);
-    }
-    if (!(highest - lowest <= kShiftSpread)) return {};
-    return last.log_sums + highest;
+    at::Tensor shifts = at::empty_like(last.softmin);
+    cpu::shifts_from_previous_softmin(h.data_ptr<T>(), last.h.data_ptr<T>(), last.softmin.data_ptr<T>(), 1,
+                                      shifts.size(0), h.size(0), h.size(0), eps, shifts.data_ptr<T>());
+    return shifts;
   }
 
   // True when h - reference has a spread of at most kDrift where either is finite.

@@ -6,6 +6,7 @@
 
 #include "reduce/cost_matrix.h"
 #include "reduce/cpu/dense_reduction.h"
+#include "reduce/cpu/row_shifts.h"
 #include "reduce/cuda/cuda_reducer.h"
 #include "reduce/reducer.h"
 
@@ -19,14 +20,14 @@ namespace {
 // (B, M). Returns an undefined tensor where they do not apply (other devices, half precision,
 // autograd recording through C or h), so that the caller runs ATen's differentiable version.
 at::Tensor dense_cpu_reduction(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h,
-                               double eps) {
+                               double eps, const at::Tensor& row_shifts = {}) {
   const at::ScalarType dtype = cost.scalar_type();
   if (!cost.device().is_cpu() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
   if (at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
   const at::Tensor c = cost.contiguous();
   const at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty_like(c)
                                                                             : at::empty({c.size(0), c.size(1)}, c.options());
-  dense_reduce_into(reduction, c, h.contiguous(), eps, out);
+  dense_reduce_into(reduction, c, h.contiguous(), eps, out, row_shifts);
   return out;
 }
 
@@ -55,9 +56,22 @@ class CostCache {
     if (!cost.defined()) cost = cost_matrix(x, y, p_);
     if (cost.numel() <= (x.is_cuda() ? kCudaTensorizedMaxPairs : kLargestCachedEntries)) {
       if (entries_.size() == kMaxEntries) entries_.clear();
-      entries_.push_back({x, y, x._version(), y._version(), cost});
+      entries_.push_back({x, y, x._version(), y._version(), cost, {}});
     }
     return cost;
+  }
+
+  /// The last softmin over a cached cost matrix, kept with it: the next one's row shifts.
+  struct LastSoftmin {
+    at::Tensor h, softmin;
+    double eps = 0;
+  };
+  /// The record of the cached entry whose matrix is `cost` itself; null when not cached.
+  LastSoftmin* last_softmin(const at::Tensor& cost) {
+    for (Entry& entry : entries_) {
+      if (entry.cost.is_same(cost)) return &entry.last;
+    }
+    return nullptr;
   }
 
  private:
@@ -70,6 +84,7 @@ class CostCache {
     at::Tensor x, y;
     int64_t x_version, y_version;
     at::Tensor cost;
+    LastSoftmin last;
     bool matches(const at::Tensor& a, const at::Tensor& b) const {
       return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
     }
@@ -89,7 +104,12 @@ class TensorizedReducer final : public Reducer {
     // On the CPU likewise, with no N x M temporaries.
     const at::Tensor cost = cache_.cost(x, y);
     at::Tensor fused = dense_cuda_softmin(cost, h, eps);
-    if (!fused.defined()) fused = dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h, eps);
+    if (!fused.defined()) {
+      const at::Tensor h_contiguous = h.contiguous();
+      fused = dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h_contiguous, eps,
+                                  row_shifts(cost, h_contiguous, eps));
+      if (fused.defined()) remember_softmin(cost, h_contiguous, eps, fused);
+    }
     if (fused.defined()) return fused;
     return -eps * at::logsumexp(h.unsqueeze(1) - cost / eps, /*dim=*/2);
   }
@@ -119,6 +139,30 @@ class TensorizedReducer final : public Reducer {
   std::string name() const override { return "tensorized"; }
 
  private:
+  // Shifts from the last CPU softmin over the same cached cost matrix (so the same clouds) at the
+  // same eps (cpu/row_shifts.h): one pass instead of two. Any shift gives the exact result (the
+  // kernel checks the range of each row's sum), so a stale one costs time, never accuracy.
+  at::Tensor row_shifts(const at::Tensor& cost, const at::Tensor& h, double eps) const {
+    const CostCache::LastSoftmin* last = cache_.last_softmin(cost);
+    if (!last || !last->softmin.defined() || last->eps != eps || !last->h.sizes().equals(h.sizes()) ||
+        last->h.scalar_type() != h.scalar_type()) {
+      return {};
+    }
+    at::Tensor shifts = at::empty_like(last->softmin);
+    const int64_t batch = h.size(0), m = h.size(1), n = shifts.size(1);
+    const auto fill = [&](auto zero) {
+      using T = decltype(zero);
+      cpu::shifts_from_previous_softmin(h.data_ptr<T>(), last->h.data_ptr<T>(), last->softmin.data_ptr<T>(), batch, n,
+                                        m, m, eps, shifts.data_ptr<T>());
+    };
+    h.scalar_type() == at::kFloat ? fill(0.0f) : fill(0.0);
+    return shifts;
+  }
+
+  void remember_softmin(const at::Tensor& cost, const at::Tensor& h, double eps, const at::Tensor& softmin) const {
+    if (CostCache::LastSoftmin* last = cache_.last_softmin(cost)) *last = {h, softmin, eps};
+  }
+
   int p_;
   mutable CostCache cache_;
 };
