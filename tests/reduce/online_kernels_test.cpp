@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 
 #include <iostream>
+#include <limits>
 #include <thread>
 #include <tuple>
 
@@ -93,6 +94,32 @@ TEST(OnlineKernels, AgreesWithTensorizedInFloat32AndHandlesZeroWeightsAndBatches
   }
 }
 
+// The reducer's next softmin over the same clouds and eps takes the one pass, shifted by the last
+// one's (row_shifts.h), in the streaming kernels (D = 3) and the blocked ones (D = 20): with h moved
+// a little, a lot (past kShiftSpread), by a vanished weight, or after the points changed in place,
+// it agrees with the reference.
+TEST(OnlineKernels, RepeatedSoftminsAgreeWithTheReference) {
+  at::manual_seed(41);
+  for (const int64_t d : {3, 20}) {
+    const auto online = make_online_cpu_reducer(2);
+    const auto reference = make_reference_reducer(2);
+    at::Tensor x = at::randn({2, 150, d}, at::kDouble);
+    const at::Tensor y = at::randn({2, 170, d}, at::kDouble);
+    const double eps = 0.2;
+    const at::Tensor h = at::randn({2, 170}, at::kDouble);
+    at::Tensor vanished = h + 0.2;
+    vanished.select(1, 5).fill_(-std::numeric_limits<double>::infinity());
+    for (const at::Tensor& next : {h, h + 0.3 + 0.5 * at::rand({2, 170}, at::kDouble),
+                                   h + 50 * at::rand({2, 170}, at::kDouble), vanished, h - 7}) {
+      SCOPED_TRACE(::testing::Message() << "D " << d);
+      EXPECT_LT((online->softmin(x, y, next, eps) - reference->softmin(x, y, next, eps)).abs().max().item<double>(),
+                1e-10);
+    }
+    x.mul_(1.1);  // in place: the last softmin is not this one's
+    EXPECT_LT((online->softmin(x, y, h, eps) - reference->softmin(x, y, h, eps)).abs().max().item<double>(), 1e-10);
+  }
+}
+
 // Rows are independent and each is reduced by one thread, so the threaded kernels must give the
 // single-threaded result to the bit, from the main thread and from a std::thread (where the
 // OpenMP setting of the caller is lost but LibTorch's thread count is not).
@@ -100,23 +127,31 @@ TEST(OnlineKernels, TwoThreadsGiveTheOneThreadResultBitForBit) {
   at::manual_seed(53);
   const int saved = at::get_num_threads();
   for (const int p : {1, 2}) {
-    // 1000 x 1023 pairs in 3-D: far above the serial cut-off, so the threads really run.
+    // 1000 x 1023 pairs in 3-D: far above the serial cut-off, so the threads really run. A
+    // reducer's second softmin of the same clouds takes the one-pass kernel (row_shifts.h): each
+    // reducer below makes the same calls in the same order.
     const at::Tensor x = at::randn({1, 1000, 3}), y = at::randn({1, 1023, 3}), h = at::randn({1, 1023});
-    const auto online = make_online_cpu_reducer(p);
+    const at::Tensor moved = h + 0.1 * at::rand({1, 1023});
+    const auto serial = make_online_cpu_reducer(p), threaded = make_online_cpu_reducer(p);
     at::set_num_threads(1);
-    const at::Tensor serial = online->softmin(x, y, h, 0.05);
-    const at::Tensor serial_gradient = online->softmax_cost_gradient(x, y, h, 0.05);
+    const at::Tensor serial_first = serial->softmin(x, y, h, 0.05);
+    const at::Tensor serial_second = serial->softmin(x, y, moved, 0.05);
+    const at::Tensor serial_gradient = serial->softmax_cost_gradient(x, y, h, 0.05);
     at::set_num_threads(2);
-    EXPECT_TRUE(at::equal(online->softmin(x, y, h, 0.05), serial));
-    EXPECT_TRUE(at::equal(online->softmax_cost_gradient(x, y, h, 0.05), serial_gradient));
-    at::Tensor from_thread;
+    EXPECT_TRUE(at::equal(threaded->softmin(x, y, h, 0.05), serial_first));
+    EXPECT_TRUE(at::equal(threaded->softmin(x, y, moved, 0.05), serial_second));
+    EXPECT_TRUE(at::equal(threaded->softmax_cost_gradient(x, y, h, 0.05), serial_gradient));
+    at::Tensor first_in_thread, second_in_thread;
     int threads_in_thread = 0;
     std::thread([&] {
       threads_in_thread = at::get_num_threads();  // what the reducer passes to the kernels there
-      from_thread = online->softmin(x, y, h, 0.05);
+      const auto in_thread = make_online_cpu_reducer(p);
+      first_in_thread = in_thread->softmin(x, y, h, 0.05);
+      second_in_thread = in_thread->softmin(x, y, moved, 0.05);
     }).join();
     EXPECT_EQ(threads_in_thread, 2);
-    EXPECT_TRUE(at::equal(from_thread, serial));
+    EXPECT_TRUE(at::equal(first_in_thread, serial_first));
+    EXPECT_TRUE(at::equal(second_in_thread, serial_second));
   }
   at::set_num_threads(saved);
 }
