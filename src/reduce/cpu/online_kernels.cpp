@@ -35,74 +35,9 @@ constexpr int64_t kTile = 256;
 // kDim > 0 is the dimension known at compile time (1 to 4, the multiscale backend's and most
 // low-dimensional clouds'): the distance loop unrolls and x_i's coordinates stay broadcast in
 // registers; kDim = 0 reads it from the problem.
-// Softmin of row i in one pass against the caller's shift S_i (OnlineProblem::row_shifts): with
-// S_i at or above the row's log-sum-exp the terms exp(v_j - S_i) need no running max. Lane sums
-// go to double every kTile columns, as in the two passes. Returns false, writing nothing, when the
-// sum shows that S_i was far off; the caller then runs the two passes.
-template <typename T, int kDim>
-bool shifted_softmin_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* ranges,
-                         int64_t range_count) {
-  const hn::ScalableTag<T> d;
-  using V = hn::Vec<decltype(d)>;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t dim = kDim > 0 ? kDim : P.d, stride = P.m_padded;
-  const T* HWY_RESTRICT xi = P.x + (b * P.n + i) * dim;
-  const T* HWY_RESTRICT yt = P.y_t + b * dim * stride;
-  const T* HWY_RESTRICT h = P.h + b * stride;
-  constexpr bool kBase2 = std::is_same_v<T, float>;
-  const double unit = kBase2 ? 1.4426950408889634 : 1.0;  // log2(e): exponents in base 2
-  const double shift = static_cast<double>(P.row_shifts[b * P.n + i]) * unit;
-  if (!std::isfinite(shift)) return false;
-  const auto scaled_shift = hn::Set(d, static_cast<T>(shift));
-  const auto h_unit = hn::Set(d, static_cast<T>(unit));
-  const auto distance_scale = hn::Set(d, static_cast<T>(P.p == 2 ? unit / (2 * P.eps) : unit / P.eps));
-  // Below: the smallest normal, as in the two passes; above: a bound that keeps every partial sum
-  // finite (the sum test below rejects such a row anyway).
-  const auto lowest = hn::Set(d, static_cast<T>(kBase2 ? -126.0 : -708.0));
-  const auto highest = hn::Set(d, static_cast<T>(64.0));
-  V x_broadcast[kDim > 0 ? kDim : 1];
-  for (int64_t k = 0; k < (kDim > 0 ? kDim : 0); ++k) x_broadcast[k] = hn::Set(d, xi[k]);
-
-  double total = 0.0;
-  auto sum = hn::Zero(d);
-  int64_t in_sum = 0;  // columns in `sum` since it last went to `total`
-  for (int64_t r = 0; r < range_count; ++r) {
-    for (int64_t j = ranges[2 * r], end = ranges[2 * r + 1]; j < end; j += lanes) {
-      auto squared = hn::Zero(d);
-      for (int64_t k = 0; k < dim; ++k) {
-        const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
-        const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j));
-        squared = hn::MulAdd(diff, diff, squared);
-      }
-      const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
-      const auto exponent = hn::NegMulAdd(distance, distance_scale, hn::MulSub(hn::LoadU(d, h + j), h_unit, scaled_shift));
-      const auto clamped = hn::Min(hn::Max(exponent, lowest), highest);
-      if constexpr (kBase2) {
-        sum = hn::Add(sum, Exp2NonPositive(d, clamped));
-      } else {
-        sum = hn::Add(sum, hn::Exp(d, clamped));
-      }
-      if ((in_sum += lanes) >= kTile) {
-        total += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, sum)));
-        sum = hn::Zero(d);
-        in_sum = 0;
-      }
-    }
-  }
-  total += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, sum)));
-  if (!(total >= 0x1p-60 && total <= 0x1p60)) return false;
-  const double log_sum = kBase2 ? 0.6931471805599453 * (shift + std::log2(total)) : shift + std::log(total);
-  P.out[b * P.n + i] = static_cast<T>(-P.eps * log_sum);
-  return true;
-}
-
 template <typename T, int kDim>
 void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* ranges,
                 int64_t range_count, T* HWY_RESTRICT v, T* HWY_RESTRICT c, double* HWY_RESTRICT acc) {
-  if (P.row_shifts && P.reduction == Reduction::softmin &&
-      shifted_softmin_row<T, kDim>(P, b, i, ranges, range_count)) {
-    return;
-  }
   const hn::ScalableTag<T> d;
   using V = hn::Vec<decltype(d)>;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -125,6 +60,54 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   // Exponent of the smallest normal number: 2^-126 (float32, base 2), e^-708 (float64).
   const auto smallest_exponent = hn::Set(d, static_cast<T>(kBase2 ? -126.0 : -708.0));
   const auto smallest_weight = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? 5.421010862427522e-20 : 7.458340731200207e-155));
+
+  // One pass against the caller's shift S_i (OnlineProblem::row_shifts): with S_i at or above
+  // the row's log-sum-exp the terms exp(v_j - S_i) need no running max. Lane sums go to double
+  // every kTile columns, as in the two passes. False, writing nothing, when the sum shows that
+  // S_i was far off: the two passes below then run.
+  const auto shifted_softmin = [&]() -> bool {
+    const double shift = static_cast<double>(P.row_shifts[b * P.n + i]) * unit;
+    if (!std::isfinite(shift)) return false;
+    const auto scaled_shift = hn::Set(d, static_cast<T>(shift));
+    // Below: the smallest normal, as in the two passes; above: a bound that keeps every partial
+    // sum finite (the sum test below rejects such a row anyway).
+    const auto lowest = smallest_exponent;
+    const auto highest = hn::Set(d, static_cast<T>(64.0));
+
+    double total = 0.0;
+    auto sum = hn::Zero(d);
+    int64_t in_sum = 0;  // columns in `sum` since it last went to `total`
+    for (int64_t r = 0; r < range_count; ++r) {
+      for (int64_t j = ranges[2 * r], end = ranges[2 * r + 1]; j < end; j += lanes) {
+        auto squared = hn::Zero(d);
+        for (int64_t k = 0; k < dim; ++k) {
+          const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
+          const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j));
+          squared = hn::MulAdd(diff, diff, squared);
+        }
+        const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
+        const auto shifted_h = hn::MulSub(hn::LoadU(d, h + j), h_unit, scaled_shift);
+        const auto exponent = hn::NegMulAdd(distance, distance_scale, shifted_h);
+        const auto clamped = hn::Min(hn::Max(exponent, lowest), highest);
+        if constexpr (kBase2) {
+          sum = hn::Add(sum, Exp2NonPositive(d, clamped));
+        } else {
+          sum = hn::Add(sum, hn::Exp(d, clamped));
+        }
+        if ((in_sum += lanes) >= kTile) {
+          total += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, sum)));
+          sum = hn::Zero(d);
+          in_sum = 0;
+        }
+      }
+    }
+    total += static_cast<double>(hn::GetLane(hn::SumOfLanes(d, sum)));
+    if (!(total >= 0x1p-60 && total <= 0x1p60)) return false;
+    const double log_sum = kBase2 ? 0.6931471805599453 * (shift + std::log2(total)) : shift + std::log(total);
+    P.out[b * P.n + i] = static_cast<T>(-P.eps * log_sum);
+    return true;
+  };
+  if (P.row_shifts && P.reduction == Reduction::softmin && shifted_softmin()) return;
 
   double run_max = -std::numeric_limits<double>::infinity();
   double run_sum = 0.0, run_cost = 0.0;
