@@ -60,13 +60,11 @@ struct Truncation {
   int64_t visited_pairs = 0;           // what one reduction over these blocks visits
 };
 
-// The last softmin of one (rows, columns) pair of clouds, in cluster order: the next one at the
-// same eps takes its row shifts from it (row_shifts.h).
+// The last softmin of one (rows, columns) pair of clouds, in cluster order (h over the padded
+// columns), and the builds of the clouds it was taken on.
 struct LastSoftmin {
   uint64_t row_generation = 0, column_generation = 0;
-  double eps = 0;
-  at::Tensor h;        // (N_padded) columns
-  at::Tensor softmin;  // (N) rows
+  cpu::PreviousSoftmin previous;
 };
 
 // The kernels' problem of rows x (K, D) against all of a sorted cloud's columns (batch 1).
@@ -131,7 +129,7 @@ class MultiscaleCpuReducer final : public Reducer {
     cpu::OnlineProblem<T> problem = problem_over<T>(reduction, rows.points, columns, h_sorted, p_, eps, out);
     const auto key = std::make_pair(x.data_ptr(), y.data_ptr());
     const at::Tensor shifts = reduction == cpu::Reduction::softmin
-                                  ? row_shifts<T>(key, rows, columns, h_sorted, eps)
+                                  ? row_shifts(key, rows, columns, h_sorted, eps)
                                   : at::Tensor();
     if (shifts.defined()) problem.row_shifts = shifts.data_ptr<T>();
     problem.row_block_starts = rows.clusters.starts.data();
@@ -140,7 +138,7 @@ class MultiscaleCpuReducer final : public Reducer {
     problem.ranges = truncation.ranges.data();
     cpu::online_reduce(problem);
     if (reduction == cpu::Reduction::softmin) {
-      last_softmins_[key] = {rows.generation, columns.generation, eps, h_sorted, out};
+      last_softmins_[key] = {rows.generation, columns.generation, {h_sorted, out, eps}};
     }
     visited_pairs_ += static_cast<double>(truncation.visited_pairs);
     dense_pairs_ += static_cast<double>(x.size(0)) * static_cast<double>(m);
@@ -184,23 +182,17 @@ class MultiscaleCpuReducer final : public Reducer {
     return truncation;
   }
 
-  // Row shifts for the one-pass softmin (row_shifts.h) from the previous softmin of the same clouds
-  // at the same eps; over blocks recomputed since then only the dropped mass (under
-  // kTruncatedMass) differs. Undefined (two passes) without a previous softmin.
-  template <typename T>
+  // Row shifts for the one-pass softmin (row_shifts.h) from the previous softmin of the same sorted
+  // clouds; over blocks recomputed since then only the dropped mass (under kTruncatedMass)
+  // differs. Undefined (two passes) without one.
   at::Tensor row_shifts(const std::pair<void*, void*>& key, const SortedCloud& rows, const SortedCloud& columns,
                         const at::Tensor& h, double eps) const {
     const auto found = last_softmins_.find(key);
-    if (found == last_softmins_.end()) return {};
-    const LastSoftmin& last = found->second;
-    if (last.eps != eps || last.row_generation != rows.generation || last.column_generation != columns.generation ||
-        last.h.size(0) != h.size(0)) {
+    if (found == last_softmins_.end() || found->second.row_generation != rows.generation ||
+        found->second.column_generation != columns.generation) {
       return {};
     }
-    at::Tensor shifts = at::empty_like(last.softmin);
-    cpu::shifts_from_previous_softmin(h.data_ptr<T>(), last.h.data_ptr<T>(), last.softmin.data_ptr<T>(), 1,
-                                      shifts.size(0), h.size(0), h.size(0), eps, shifts.data_ptr<T>());
-    return shifts;
+    return cpu::row_shifts(found->second.previous, h, eps);
   }
 
   // True when h - reference has a spread of at most kDrift where either is finite.

@@ -115,15 +115,14 @@ class OnlineCpuReducer final : public Reducer {
     return out.to(x.scalar_type());
   }
 
-  // The last softmin over each pair of clouds (the tensors themselves, held so that their memory
-  // cannot be reused meanwhile, and their version counters): the next one at the same eps takes
-  // its row shifts from it (row_shifts.h), one pass instead of two. Any shift gives the exact
-  // result (the kernels check the range of each row's sum): a stale one costs time, not accuracy.
+  // The last softmin over each pair of clouds, keyed by the tensors themselves (held, so that their
+  // memory cannot be reused meanwhile) and their version counters: the next one takes its row
+  // shifts from it (row_shifts.h), one pass instead of two. Any shift gives the exact result (the
+  // kernels check the range of each row's sum): a stale one costs time, not accuracy.
   struct LastSoftmin {
     at::Tensor x, y;
     int64_t x_version, y_version;
-    double eps;
-    at::Tensor h, softmin;  // (B, M) and (B, N) in the kernels' dtype
+    cpu::PreviousSoftmin previous;  // h (B, M) and softmin (B, N) in the kernels' dtype
     bool matches(const at::Tensor& a, const at::Tensor& b) const {
       return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
     }
@@ -132,26 +131,14 @@ class OnlineCpuReducer final : public Reducer {
 
   at::Tensor row_shifts(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const {
     for (const LastSoftmin& last : last_softmins_) {
-      if (!last.matches(x, y) || last.eps != eps || !last.h.sizes().equals(h.sizes()) ||
-          last.h.scalar_type() != h.scalar_type()) {
-        continue;
-      }
-      at::Tensor shifts = at::empty_like(last.softmin);
-      const int64_t batch = h.size(0), m = h.size(1), n = shifts.size(1);
-      const auto fill = [&](auto zero) {
-        using T = decltype(zero);
-        cpu::shifts_from_previous_softmin(h.data_ptr<T>(), last.h.data_ptr<T>(), last.softmin.data_ptr<T>(), batch, n,
-                                          m, m, eps, shifts.data_ptr<T>());
-      };
-      h.scalar_type() == at::kFloat ? fill(0.0f) : fill(0.0);
-      return shifts;
+      if (last.matches(x, y)) return cpu::row_shifts(last.previous, h, eps);
     }
     return {};
   }
 
   void remember_softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps,
                         const at::Tensor& softmin) const {
-    LastSoftmin entry{x, y, x._version(), y._version(), eps, h, softmin};
+    LastSoftmin entry{x, y, x._version(), y._version(), {h, softmin, eps}};
     for (LastSoftmin& last : last_softmins_) {
       if (last.matches(x, y)) {
         last = std::move(entry);

@@ -61,13 +61,9 @@ class CostCache {
     return cost;
   }
 
-  /// The last softmin over a cached cost matrix, kept with it: the next one's row shifts.
-  struct LastSoftmin {
-    at::Tensor h, softmin;
-    double eps = 0;
-  };
-  /// The record of the cached entry whose matrix is `cost` itself; null when not cached.
-  LastSoftmin* last_softmin(const at::Tensor& cost) {
+  /// The last softmin over the cached entry whose matrix is `cost` itself (kept with it: the next
+  /// one's row shifts); null when not cached.
+  cpu::PreviousSoftmin* last_softmin(const at::Tensor& cost) {
     for (Entry& entry : entries_) {
       if (entry.cost.is_same(cost)) return &entry.last;
     }
@@ -84,7 +80,7 @@ class CostCache {
     at::Tensor x, y;
     int64_t x_version, y_version;
     at::Tensor cost;
-    LastSoftmin last;
+    cpu::PreviousSoftmin last;
     bool matches(const at::Tensor& a, const at::Tensor& b) const {
       return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
     }
@@ -139,28 +135,16 @@ class TensorizedReducer final : public Reducer {
   std::string name() const override { return "tensorized"; }
 
  private:
-  // Shifts from the last CPU softmin over the same cached cost matrix (so the same clouds) at the
-  // same eps (cpu/row_shifts.h): one pass instead of two. Any shift gives the exact result (the
-  // kernel checks the range of each row's sum), so a stale one costs time, never accuracy.
+  // Shifts from the last CPU softmin over the same cached cost matrix (so the same clouds)
+  // (cpu/row_shifts.h): one pass instead of two. Any shift gives the exact result (the kernel
+  // checks the range of each row's sum), so a stale one costs time, never accuracy.
   at::Tensor row_shifts(const at::Tensor& cost, const at::Tensor& h, double eps) const {
-    const CostCache::LastSoftmin* last = cache_.last_softmin(cost);
-    if (!last || !last->softmin.defined() || last->eps != eps || !last->h.sizes().equals(h.sizes()) ||
-        last->h.scalar_type() != h.scalar_type()) {
-      return {};
-    }
-    at::Tensor shifts = at::empty_like(last->softmin);
-    const int64_t batch = h.size(0), m = h.size(1), n = shifts.size(1);
-    const auto fill = [&](auto zero) {
-      using T = decltype(zero);
-      cpu::shifts_from_previous_softmin(h.data_ptr<T>(), last->h.data_ptr<T>(), last->softmin.data_ptr<T>(), batch, n,
-                                        m, m, eps, shifts.data_ptr<T>());
-    };
-    h.scalar_type() == at::kFloat ? fill(0.0f) : fill(0.0);
-    return shifts;
+    const cpu::PreviousSoftmin* last = cache_.last_softmin(cost);
+    return last ? cpu::row_shifts(*last, h, eps) : at::Tensor();
   }
 
   void remember_softmin(const at::Tensor& cost, const at::Tensor& h, double eps, const at::Tensor& softmin) const {
-    if (CostCache::LastSoftmin* last = cache_.last_softmin(cost)) *last = {h, softmin, eps};
+    if (cpu::PreviousSoftmin* last = cache_.last_softmin(cost)) *last = {h, softmin, eps};
   }
 
   int p_;
