@@ -61,6 +61,17 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
   const auto smallest_exponent = hn::Set(d, static_cast<T>(kBase2 ? -126.0 : -708.0));
   const auto smallest_weight = hn::Set(d, static_cast<T>(sizeof(T) == 4 ? 5.421010862427522e-20 : 7.458340731200207e-155));
 
+  // |x_i - y_j|^2 over the lanes of columns j, j + 1, ..., from the exact differences.
+  const auto squared_distance = [&](int64_t j) {
+    auto squared = hn::Zero(d);
+    for (int64_t k = 0; k < dim; ++k) {
+      const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
+      const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j));
+      squared = hn::MulAdd(diff, diff, squared);
+    }
+    return squared;
+  };
+
   // One pass against the caller's shift S_i (OnlineProblem::row_shifts): with S_i at or above
   // the row's log-sum-exp the terms exp(v_j - S_i) need no running max. Lane sums go to double
   // every kTile columns, as in the two passes. False, writing nothing, when the sum shows that
@@ -79,12 +90,7 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
     int64_t in_sum = 0;  // columns in `sum` since it last went to `total`
     for (int64_t r = 0; r < range_count; ++r) {
       for (int64_t j = ranges[2 * r], end = ranges[2 * r + 1]; j < end; j += lanes) {
-        auto squared = hn::Zero(d);
-        for (int64_t k = 0; k < dim; ++k) {
-          const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
-          const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j));
-          squared = hn::MulAdd(diff, diff, squared);
-        }
+        const auto squared = squared_distance(j);
         const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
         const auto shifted_h = hn::MulSub(hn::LoadU(d, h + j), h_unit, scaled_shift);
         const auto exponent = hn::NegMulAdd(distance, distance_scale, shifted_h);
@@ -126,12 +132,7 @@ void reduce_row(const OnlineProblem<T>& P, int64_t b, int64_t i, const int64_t* 
     while (length < kTile && r < range_count && segments < kMaxSegments) {
       const int64_t j0 = next, take = std::min(kTile - length, ranges[2 * r + 1] - j0);  // multiples of 16
       for (int64_t j = 0; j < take; j += lanes) {
-        auto squared = hn::Zero(d);
-        for (int64_t k = 0; k < dim; ++k) {
-          const auto xk = kDim > 0 ? x_broadcast[kDim > 0 ? k : 0] : hn::Set(d, xi[k]);
-          const auto diff = hn::Sub(xk, hn::LoadU(d, yt + k * stride + j0 + j));
-          squared = hn::MulAdd(diff, diff, squared);
-        }
+        const auto squared = squared_distance(j0 + j);
         const auto distance = P.p == 2 ? squared : hn::Sqrt(squared);
         const auto h_j = kBase2 ? hn::Mul(hn::LoadU(d, h + j0 + j), h_unit) : hn::LoadU(d, h + j0 + j);
         const auto exponent = hn::NegMulAdd(distance, distance_scale, h_j);
