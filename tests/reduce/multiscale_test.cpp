@@ -34,6 +34,19 @@ void at_every_simd_level(Body body) {
   cpu::force_simd_target(-1);
 }
 
+// The kernels' column layout: y (M, D) transposed to (D, padded), zero past M; h (M) padded
+// with -inf (online_kernels.h).
+at::Tensor transposed_columns(const at::Tensor& y, int64_t padded) {
+  at::Tensor y_t = at::zeros({y.size(1), padded}, y.options());
+  y_t.narrow(1, 0, y.size(0)).copy_(y.t());
+  return y_t;
+}
+at::Tensor padded_potentials(const at::Tensor& h, int64_t padded) {
+  at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), h.options());
+  h_padded.narrow(0, 0, h.size(0)).copy_(h);
+  return h_padded;
+}
+
 TEST(GridClusters, GroupPointsByCellWithCentroidsWeightsAndRadii) {
   at::manual_seed(5);
   const at::Tensor points = at::randn({500, 3}, at::kDouble);
@@ -115,10 +128,7 @@ TEST(TruncationBounds, BoundTheSoftmaxMassOfEveryRowInTheCluster) {
         const GridClusters rows = cluster_on_grid(x, at::ones({300}, at::kDouble), 0.3);
         // Columns in tiles of kColumnPadding; the last tile ends in padding (h = -inf).
         const int64_t padded = 208, tiles = padded / cpu::kColumnPadding;
-        at::Tensor y_t = at::zeros({2, padded}, at::kDouble);
-        y_t.narrow(1, 0, 200).copy_(y.t());
-        at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
-        h_padded.narrow(0, 0, 200).copy_(h);
+        const at::Tensor y_t = transposed_columns(y, padded), h_padded = padded_potentials(h, padded);
         // s and t at the centres, from the reference.
         const int64_t clusters = rows.size();
         const at::Tensor centres = rows.centres.contiguous();
@@ -177,10 +187,7 @@ TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
       const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
       const int64_t n = 40, m = 100, d = 3, padded = 112;
       const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype), h = at::randn({m}, dtype);
-      at::Tensor y_t = at::zeros({d, padded}, dtype);
-      y_t.narrow(1, 0, m).copy_(y.t());
-      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
-      h_padded.narrow(0, 0, m).copy_(h);
+      const at::Tensor y_t = transposed_columns(y, padded), h_padded = padded_potentials(h, padded);
       // Three row blocks: [0, 10) over columns [16, 48) and [80, 112); [10, 25) over [0, 16);
       // [25, 40) over everything.
       const std::vector<int64_t> row_starts{0, 10, 25, 40}, range_offsets{0, 2, 3, 4};
@@ -232,10 +239,7 @@ TEST(BlockSparseKernels, ShiftedOnePassSoftminMatchesTwoPassesForAnyShift) {
       const int64_t n = 40, m = 300, d = 3, padded = 304;
       const at::Tensor x = at::randn({n, d}, dtype), y = at::randn({m, d}, dtype) * 2;
       const at::Tensor h = at::randn({m}, dtype) * 3;
-      at::Tensor y_t = at::zeros({d, padded}, dtype);
-      y_t.narrow(1, 0, m).copy_(y.t());
-      at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), dtype);
-      h_padded.narrow(0, 0, m).copy_(h);
+      const at::Tensor y_t = transposed_columns(y, padded), h_padded = padded_potentials(h, padded);
       const std::vector<int64_t> row_starts{0, 15, 40}, range_offsets{0, 2, 3};
       const std::vector<int64_t> ranges{0, 48, 96, 304, 16, 288};
       for (const int p : {1, 2}) {
@@ -279,10 +283,7 @@ TEST(BlockSparseKernels, WeightedReductionsAlsoGiveTheSoftminInTheSamePass) {
   const int64_t n = 33, m = 70, d = 3, padded = 80;
   const at::Tensor x = at::randn({n, d}, at::kDouble), y = at::randn({m, d}, at::kDouble);
   const at::Tensor h = at::randn({m}, at::kDouble);
-  at::Tensor y_t = at::zeros({d, padded}, at::kDouble);
-  y_t.narrow(1, 0, m).copy_(y.t());
-  at::Tensor h_padded = at::full({padded}, -std::numeric_limits<double>::infinity(), at::kDouble);
-  h_padded.narrow(0, 0, m).copy_(h);
+  const at::Tensor y_t = transposed_columns(y, padded), h_padded = padded_potentials(h, padded);
   for (const int p : {1, 2}) {
     at::Tensor gradient = at::empty({n, d}, at::kDouble), fused = at::empty({n}, at::kDouble);
     cpu::OnlineProblem<double> problem = online_problem<double>(
