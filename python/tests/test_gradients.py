@@ -41,6 +41,18 @@ def test_gradcheck_unrolled_fixed_l():
         assert torch.autograd.gradcheck(lambda x, y: loss(a, x, b, y), inputs, eps=1e-6, atol=1e-7)
 
 
+def test_gradgradcheck_unrolled():
+    # Unrolled gradients are differentiable again (a gradient penalty, a Hessian-vector product):
+    # the second derivatives through the loop, the reductions' own backward included, against
+    # finite differences of the first. p = 2 (p = 1 costs come from ATen's cdist, which has no
+    # second derivative).
+    a, x, b, y = small(7, 6, 5)
+    for name in ("sinkhorn", "primal"):
+        loss = sinkhorn.SamplesLoss(name, p=2, blur=0.5, iterations=5, gradient="unrolled")
+        inputs = [t.clone().requires_grad_(True) for t in (a, x, y)]
+        assert torch.autograd.gradgradcheck(lambda a, x, y: loss(a, x, b, y), inputs, eps=1e-6, atol=1e-6)
+
+
 def test_envelope_and_unrolled_agree_at_convergence():
     a, x, b, y = small(11, 30, 25, 3)
     grads = []

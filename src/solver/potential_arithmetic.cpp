@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
@@ -39,6 +40,48 @@ at::Tensor combine_on_host(double alpha, const at::Tensor& u, double beta, const
   return out;
 }
 
+at::Tensor combine(double alpha, const at::Tensor& u, double beta, const at::Tensor& v) {
+  return u.scalar_type() == at::kDouble ? combine_on_host<double>(alpha, u, beta, v)
+                                        : combine_on_host<float>(alpha, u, beta, v);
+}
+
+// alpha u + beta v as one autograd node (unrolled gradients on the CPU): ATen would record two
+// scalar products (each casting its scalar to a tensor) and a sum, and replay three nodes
+// backward, for every one of the loop's hundreds of updates. Backward is alpha g and beta g, by
+// the same host loop, or by ATen's ops under create_graph so that higher derivatives flow.
+class RecordedCombination : public torch::autograd::Function<RecordedCombination> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, double alpha, const at::Tensor& u, double beta,
+                            const at::Tensor& v) {
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["beta"] = beta;
+    return combine(alpha, u, beta, v);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const double alpha = ctx->saved_data["alpha"].toDouble(), beta = ctx->saved_data["beta"].toDouble();
+    const at::Tensor grad = grad_outputs[0];
+    const bool differentiable = at::GradMode::is_enabled();
+    const auto times = [&](double factor) {
+      if (differentiable) return grad * factor;
+      return combine(factor, grad.contiguous(), 0.0, at::Tensor());
+    };
+    // needs_input_grad counts the tensor arguments only: u is 0, v is 1.
+    return {at::Tensor(), ctx->needs_input_grad(0) ? times(alpha) : at::Tensor(), at::Tensor(),
+            ctx->needs_input_grad(1) ? times(beta) : at::Tensor()};
+  }
+};
+
+// Autograd records alpha u + beta v on CPU tensors the host loop takes.
+bool recording_on_host(const at::Tensor& u, const at::Tensor& v) {
+  if (!at::GradMode::is_enabled() || !(u.requires_grad() || v.requires_grad())) return false;
+  const auto fits = [&](const at::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == u.scalar_type() && t.sizes() == u.sizes() && t.is_contiguous();
+  };
+  return (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble) && fits(u) && fits(v);
+}
+
 template <typename T>
 double largest_error_on_host(const at::Tensor& weights, const at::Tensor& f, const at::Tensor& softmin, double eps,
                              const std::optional<double>& rho) {
@@ -74,19 +117,14 @@ bool host_arithmetic_applies(const at::Tensor& u) {
 }
 
 at::Tensor linear_combination(double alpha, const at::Tensor& u, double beta, const at::Tensor& v) {
-  if (host_arithmetic_applies(u) && same_layout(u, v)) {
-    return u.scalar_type() == at::kDouble ? combine_on_host<double>(alpha, u, beta, v)
-                                          : combine_on_host<float>(alpha, u, beta, v);
-  }
+  if (host_arithmetic_applies(u) && same_layout(u, v)) return combine(alpha, u, beta, v);
+  if (recording_on_host(u, v)) return RecordedCombination::apply(alpha, u, beta, v);
   return alpha * u + beta * v;
 }
 
 at::Tensor scaled(double alpha, const at::Tensor& u) {
   if (alpha == 1.0) return u;
-  if (host_arithmetic_applies(u)) {
-    return u.scalar_type() == at::kDouble ? combine_on_host<double>(alpha, u, 0.0, at::Tensor())
-                                          : combine_on_host<float>(alpha, u, 0.0, at::Tensor());
-  }
+  if (host_arithmetic_applies(u)) return combine(alpha, u, 0.0, at::Tensor());
   return alpha * u;
 }
 

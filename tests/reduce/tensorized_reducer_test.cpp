@@ -6,6 +6,7 @@
 #include "reduce/tensorized/tensorized_reducer.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -132,6 +133,14 @@ TEST(DenseKernels, SoftmaxWeightsAreAccurateEntryByEntry) {
         const at::Tensor excess = ((weights.to(at::kDouble) - expected).abs() / expected / bound).masked_select(kept);
         EXPECT_LT(excess.max().item<double>(), 1.0);
         EXPECT_TRUE((weights.masked_select(expected < smallest / 2) == 0).all().item<bool>());
+        // Row factors (the softmin's adjoint, DenseProblem::row_scales): each stored weight is the
+        // unscaled one times its row's factor, rounded once; negative and zero factors too.
+        at::Tensor factors = at::randn({1, n}, at::kDouble).to(dtype);
+        factors[0][3] = 0;
+        factors = factors.contiguous();
+        const at::Tensor scaled = at::empty({1, n, m}, c.options());
+        dense_reduce_into(cpu::DenseReduction::softmax_weights, c, hs, eps, scaled, {}, factors);
+        EXPECT_TRUE(at::equal(scaled, weights * factors.unsqueeze(2)));
       }
     }
   }
@@ -188,8 +197,8 @@ TEST(TensorizedReducer, RepeatedSoftminsAgreeWithTheReference) {
   }
 }
 
-// Under autograd the backend runs ATen's differentiable log-sum-exp: both paths agree, and rows
-// with every weight zero give +inf in both.
+// Under autograd on the CPU the backend records its own node (the dense kernel forward): with
+// and without autograd the values agree, and rows with every weight zero give +inf in both.
 TEST(DenseKernels, AgreeWithTheDifferentiablePathAndEmptyRowsAreInfinite) {
   for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
     at::manual_seed(3);
@@ -203,6 +212,43 @@ TEST(DenseKernels, AgreeWithTheDifferentiablePathAndEmptyRowsAreInfinite) {
     EXPECT_TRUE(at::isinf(fused[1]).all().item<bool>() && (fused[1] > 0).all().item<bool>());
     EXPECT_TRUE(at::isinf(traced[1]).all().item<bool>());
     EXPECT_LT((fused[0] - traced[0].detach()).abs().max().item<double>(), dtype == at::kFloat ? 1e-5 : 1e-12);
+  }
+}
+
+// The recorded softmin's backward (the kernel's scaled softmax weights, then column sums) against
+// autograd through ATen's log-sum-exp of the same costs: gradients in x, y and h, a zero weight
+// (h = -inf) included; and under create_graph (higher derivatives) the second derivative in x,
+// for p = 2 (the p = 1 cost is ATen's cdist, which has no second derivative).
+TEST(TensorizedReducer, RecordedSoftminDifferentiatesAsAtensLogSumExp) {
+  for (const int p : {1, 2}) {
+    for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+      SCOPED_TRACE(::testing::Message() << "p " << p << " " << dtype);
+      at::manual_seed(41);
+      const double eps = 0.3;
+      const at::Tensor x0 = at::randn({2, 30, 3}, dtype), y0 = at::randn({2, 45, 3}, dtype);
+      at::Tensor h0 = at::randn({2, 45}, dtype);
+      h0.select(1, 4).fill_(-std::numeric_limits<double>::infinity());
+      const at::Tensor upstream = at::randn({2, 30}, dtype);
+      const auto gradients = [&](bool ours, bool second) {
+        const at::Tensor x = x0.clone().requires_grad_(true), y = y0.clone().requires_grad_(true);
+        const at::Tensor h = h0.clone().requires_grad_(true);
+        const at::Tensor softmin = ours ? make_tensorized_reducer(p)->softmin(x, y, h, eps)
+                                        : -eps * at::logsumexp(h.unsqueeze(1) - cost_matrix(x, y, p) / eps, 2);
+        std::vector<at::Tensor> first =
+            torch::autograd::grad({(softmin * upstream).sum()}, {x, y, h}, {}, /*retain_graph=*/true, second);
+        if (second) first.push_back(torch::autograd::grad({(first[0] * first[0]).sum()}, {x})[0]);
+        return first;
+      };
+      const double tolerance = dtype == at::kFloat ? 2e-5 : 1e-12;
+      for (const bool second : {false, p == 2}) {
+        const std::vector<at::Tensor> ours = gradients(true, second), aten = gradients(false, second);
+        for (size_t k = 0; k < aten.size(); ++k) {
+          SCOPED_TRACE(::testing::Message() << "create_graph " << second << ", gradient " << k);
+          const at::Tensor expected = at::nan_to_num(aten[k]), got = at::nan_to_num(ours[k]);
+          EXPECT_LE((got - expected).abs().max().item<double>(), tolerance * (1 + expected.abs().max().item<double>()));
+        }
+      }
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
 #include <limits>
@@ -20,11 +21,23 @@ TEST(PotentialArithmetic, HostLoopsMatchAten) {
     EXPECT_LT((linear_combination(0.3, u, -1.7, v) - (0.3 * u - 1.7 * v)).abs().max().item<double>(), tolerance);
     EXPECT_LT((scaled(0.25, u) - 0.25 * u).abs().max().item<double>(), tolerance);
     EXPECT_TRUE(scaled(1.0, u).is_same(u));
-    // Under autograd the ATen path runs, and records.
-    const at::Tensor traced = u.clone().requires_grad_(true);
+    // Under autograd one recorded node (the host loop forward): the value, the gradients of both
+    // operands (alpha g and beta g), and under create_graph a differentiable backward, as ATen's.
+    const at::Tensor traced = u.clone().requires_grad_(true), other = v.clone().requires_grad_(true);
     EXPECT_FALSE(host_arithmetic_applies(traced));
-    EXPECT_TRUE(linear_combination(0.3, traced, -1.7, v).requires_grad());
     EXPECT_TRUE(linear_combination(0.3, v, -1.7, traced).requires_grad());
+    // upstream requires a gradient itself, so that a differentiable backward gives gradients that do.
+    const at::Tensor upstream = at::randn({3, 17}, dtype).requires_grad_(true);
+    for (const bool create_graph : {false, true}) {
+      const at::Tensor combined = linear_combination(0.3, traced, -1.7, other);
+      EXPECT_LT((combined - (0.3 * u - 1.7 * v)).abs().max().item<double>(), tolerance);
+      const std::vector<at::Tensor> gradients =
+          torch::autograd::grad({(combined * upstream).sum()}, {traced, other}, {}, true, create_graph);
+      EXPECT_LT((gradients[0] - 0.3 * upstream).abs().max().item<double>(), tolerance);
+      EXPECT_LT((gradients[1] + 1.7 * upstream).abs().max().item<double>(), tolerance);
+      EXPECT_EQ(gradients[1].requires_grad(), create_graph);
+      EXPECT_EQ(gradients[0].requires_grad(), create_graph);
+    }
 
     // Marginal errors, balanced and unbalanced, including exponents past the clamp (80).
     const at::Tensor weights = at::rand({3, 17}, dtype) + 0.1;

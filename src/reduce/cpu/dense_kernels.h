@@ -48,6 +48,9 @@ struct DenseProblem {
   /// the row then takes one pass instead of a max pass and an exp pass, and any row whose sum
   /// falls outside [2^-60, 2^60] is redone in two (the contract is unchanged).
   const T* row_shifts = nullptr;
+  /// Softmax weights only, optional (batch, n): each stored row multiplied by its factor, g_i w_ij
+  /// (the adjoint of a softmin, for unrolled gradients); the flush to 0 applies to w_ij.
+  const T* row_scales = nullptr;
   /// OpenMP threads for this call, explicit (see OnlineProblem::threads); small matrices run on
   /// the calling thread whatever this says.
   int threads = 1;

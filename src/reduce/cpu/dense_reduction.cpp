@@ -8,7 +8,7 @@
 namespace sinkhorn::reduce {
 
 void dense_reduce_into(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h, double eps,
-                       const at::Tensor& out, const at::Tensor& row_shifts) {
+                       const at::Tensor& out, const at::Tensor& row_shifts, const at::Tensor& row_scales) {
   const at::ScalarType dtype = cost.scalar_type();
   SINKHORN_INTERNAL_CHECK(cost.dim() == 3 && h.dim() == 2 && cost.device().is_cpu() &&
                               (dtype == at::kFloat || dtype == at::kDouble) && h.scalar_type() == dtype &&
@@ -19,6 +19,10 @@ void dense_reduce_into(cpu::DenseReduction reduction, const at::Tensor& cost, co
                                                     row_shifts.scalar_type() == dtype && row_shifts.is_contiguous() &&
                                                     row_shifts.numel() == cost.size(0) * cost.size(1)),
                           "dense_reduce_into: row shifts are (B, N) of the costs' dtype, for softmin");
+  SINKHORN_INTERNAL_CHECK(!row_scales.defined() || (reduction == cpu::DenseReduction::softmax_weights &&
+                                                    row_scales.scalar_type() == dtype && row_scales.is_contiguous() &&
+                                                    row_scales.numel() == cost.size(0) * cost.size(1)),
+                          "dense_reduce_into: row scales are (B, N) of the costs' dtype, for softmax weights");
   const auto run = [&](auto zero) {
     using T = decltype(zero);
     cpu::DenseProblem<T> problem;
@@ -32,6 +36,7 @@ void dense_reduce_into(cpu::DenseReduction reduction, const at::Tensor& cost, co
     problem.out = out.data_ptr<T>();
     problem.threads = at::get_num_threads();
     if (row_shifts.defined()) problem.row_shifts = row_shifts.data_ptr<T>();
+    if (row_scales.defined()) problem.row_scales = row_scales.data_ptr<T>();
     cpu::dense_reduce(problem);
   };
   if (dtype == at::kDouble) {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include "reduce/cost_matrix.h"
 #include "reduce/cpu/dense_reduction.h"
@@ -20,16 +21,54 @@ namespace {
 // (B, M). Returns an undefined tensor where they do not apply (other devices, half precision,
 // autograd recording through C or h), so that the caller runs ATen's differentiable version.
 at::Tensor dense_cpu_reduction(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h,
-                               double eps, const at::Tensor& row_shifts = {}) {
+                               double eps, const at::Tensor& row_shifts = {}, const at::Tensor& row_scales = {}) {
   const at::ScalarType dtype = cost.scalar_type();
   if (!cost.device().is_cpu() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
   if (at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
   const at::Tensor c = cost.contiguous();
   const at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty_like(c)
                                                                             : at::empty({c.size(0), c.size(1)}, c.options());
-  dense_reduce_into(reduction, c, h.contiguous(), eps, out, row_shifts);
+  dense_reduce_into(reduction, c, h.contiguous(), eps, out, row_shifts, row_scales);
   return out;
 }
+
+// Unrolled gradients differentiate every softmin of the loop: hundreds per solve on small
+// matrices, where ATen's recorded expression (a division, a subtraction, a log-sum-exp of five
+// operations, their backwards) costs several passes and temporaries per call. This node runs the
+// dense kernel forward and, for f_i = -eps log sum_j exp(h_j - C_ij / eps) with softmax weights
+// w_ij (each row summing to 1), backward
+//   dL/dC_ij = g_i w_ij,   dL/dh_j = -eps sum_i g_i w_ij      (g = dL/df),
+// from one kernel pass for w. Under create_graph the backward is ATen's differentiable softmax
+// instead, so higher derivatives still flow.
+class DenseCpuSoftmin : public torch::autograd::Function<DenseCpuSoftmin> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& cost, const at::Tensor& h,
+                            double eps, const at::Tensor* row_shifts) {
+    // (The shifts travel by pointer: autograd's apply rejects an undefined tensor argument.)
+    at::Tensor out = dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h, eps, *row_shifts);
+    ctx->save_for_backward({cost, h});
+    ctx->saved_data["eps"] = eps;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &cost = saved[0], &h = saved[1];
+    const double eps = ctx->saved_data["eps"].toDouble();
+    const at::Tensor& grad = grad_outputs[0];  // (B, N)
+    at::Tensor grad_cost, grad_h;
+    if (at::GradMode::is_enabled()) {
+      grad_cost = grad.unsqueeze(2) * at::softmax(h.unsqueeze(1) - cost / eps, /*dim=*/2);
+      if (ctx->needs_input_grad(1)) grad_h = grad_cost.sum(1) * -eps;
+    } else {
+      grad_cost = dense_cpu_reduction(cpu::DenseReduction::softmax_weights, cost, h.contiguous(), eps, {},
+                                      grad.to(cost.scalar_type()).contiguous());
+      if (ctx->needs_input_grad(1)) grad_h = grad_cost.sum(1).mul_(-eps);
+    }
+    return {ctx->needs_input_grad(0) ? grad_cost : at::Tensor(), grad_h, at::Tensor(), at::Tensor()};
+  }
+};
 
 // The solver reduces over the same few pairs of clouds (x, y), (y, x), (x, x), (y, y) hundreds of
 // times per solve, so the reducer keeps their cost matrices: each sweep then costs one pass of
@@ -99,6 +138,13 @@ class TensorizedReducer final : public Reducer {
     // exponents, then reduce them twice); not under autograd, which needs ATen's graph.
     // On the CPU likewise, with no N x M temporaries.
     const at::Tensor cost = cache_.cost(x, y);
+    if (recording_cpu_softmin(cost, h)) {
+      const at::Tensor h_contiguous = h.contiguous();
+      const at::Tensor shifts = row_shifts(cost, h_contiguous.detach(), eps);
+      const at::Tensor out = DenseCpuSoftmin::apply(cost, h_contiguous, eps, &shifts);
+      remember_softmin(cost, h_contiguous.detach(), eps, out.detach());
+      return out;
+    }
     at::Tensor fused = dense_cuda_softmin(cost, h, eps);
     if (!fused.defined()) {
       const at::Tensor h_contiguous = h.contiguous();
@@ -135,6 +181,13 @@ class TensorizedReducer final : public Reducer {
   std::string name() const override { return "tensorized"; }
 
  private:
+  // Autograd records this softmin on the CPU in a dtype the dense kernels take.
+  static bool recording_cpu_softmin(const at::Tensor& cost, const at::Tensor& h) {
+    const at::ScalarType dtype = cost.scalar_type();
+    return at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad()) && cost.device().is_cpu() &&
+           (dtype == at::kFloat || dtype == at::kDouble) && h.scalar_type() == dtype;
+  }
+
   // Shifts from the last CPU softmin over the same cached cost matrix (so the same clouds)
   // (cpu/row_shifts.h): one pass instead of two. Any shift gives the exact result (the kernel
   // checks the range of each row's sum), so a stale one costs time, never accuracy.
