@@ -38,7 +38,8 @@ enum class GradientMode {
   automatic,
   /// Exact at convergence, from the potentials and one extra reduction; memory O(N + M).
   envelope,
-  /// Autograd through every tensorized Sinkhorn iteration (the paper's Algorithm 1); memory O(L N M).
+  /// Autograd through every tensorized Sinkhorn iteration (the paper's Algorithm 1); memory O(N M + L (N + M))
+  /// on the CPU (the weights are recomputed in backward), O(L N M) on a GPU.
   unrolled,
 };
 
