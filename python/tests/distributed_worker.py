@@ -28,12 +28,14 @@ def main(inputs_path, cases_path, out_dir):
     results = {}
     for index, case in enumerate(json.load(open(cases_path))):
         options = case["options"]
-        x = torch.from_numpy(block(data["x"], case["x_counts"], rank)).requires_grad_()
-        y = torch.from_numpy(block(data["y"], case["y_counts"], rank)).requires_grad_()
+        device = case.get("device", "cpu")  # "cuda": every rank on cuda:0, Gloo copying through the host
+        rows = lambda name, counts: torch.from_numpy(block(data[name], counts, rank)).to(device)
+        x = rows("x", case["x_counts"]).requires_grad_()
+        y = rows("y", case["y_counts"]).requires_grad_()
         if case.get("weights", True):
-            a = torch.from_numpy(block(data["a"], case["x_counts"], rank))
+            a = rows("a", case["x_counts"])
             a = (a * len(data["a"]) if case.get("unnormalised") else a).requires_grad_()
-            b = torch.from_numpy(block(data["b"], case["y_counts"], rank)).requires_grad_()
+            b = rows("b", case["y_counts"]).requires_grad_()
             inputs = [a, x, b, y]
         else:
             inputs = [x, y]
@@ -48,13 +50,13 @@ def main(inputs_path, cases_path, out_dir):
         F, G = sinkhorn.SamplesLoss(**options, potentials=True, process_group=group)(*inputs)
         solution = sinkhorn.solve(x.detach(), y.detach(), process_group=group,
                                   **{k: v for k, v in options.items() if k in ("blur", "p", "reach", "backend")})
-        results[f"{index}/value"] = value.detach().numpy()
-        results[f"{index}/F"] = F.numpy()
-        results[f"{index}/G"] = G.numpy()
+        results[f"{index}/value"] = value.detach().cpu().numpy()
+        results[f"{index}/F"] = F.cpu().numpy()
+        results[f"{index}/G"] = G.cpu().numpy()
         results[f"{index}/world_size"] = np.array(solution.world_size)
         names = ["a", "x", "b", "y"] if len(inputs) == 4 else ["x", "y"]
         for name, gradient in zip(names, gradients):
-            results[f"{index}/grad_{name}"] = gradient.numpy()
+            results[f"{index}/grad_{name}"] = gradient.cpu().numpy()
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **results)
     dist.destroy_process_group()
 

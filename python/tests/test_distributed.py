@@ -113,6 +113,22 @@ def test_two_ranks_match_one_process(tmp_path):
     check_against_one_process(results, data, cases)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu/check.sh runs it on a lent one)")
+def test_two_ranks_on_cuda_tensors_match_one_process(tmp_path):
+    # The sharded solve over the CUDA reducers (both ranks on one GPU: Gloo, since NCCL takes one
+    # GPU per rank), against one CPU process in float64.
+    data = clouds()
+    n, m = len(data["x"]), len(data["y"])
+    cases = [
+        dict(options=dict(blur=0.1), x_counts=[31, 30], y_counts=[24, 23], device="cuda"),
+        dict(options=dict(blur=0.2, p=1, backend="online"), x_counts=[5, n - 5], y_counts=[m - 9, 9], device="cuda"),
+        dict(options=dict(blur=0.2, gradient="unrolled", tolerance=1e-6), x_counts=[31, 30], y_counts=[7, m - 7],
+             device="cuda"),
+    ]
+    results = run_ranks(2, data, cases, tmp_path)
+    check_against_one_process(results, data, cases)
+
+
 def test_three_ranks_with_a_rank_holding_few_rows(tmp_path):
     data = clouds(n=80, m=57, d=5, seed=4)
     n, m = len(data["x"]), len(data["y"])

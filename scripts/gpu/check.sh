@@ -104,6 +104,8 @@ if [[ -x "$build/sinkhorn-python" ]]; then
     export PYTHONPATH="/tmp/sinkhorn-python-extra${PYTHONPATH:+:$PYTHONPATH}"
   fi
   step python-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_samples_loss.py
+  # Two Gloo ranks sharing the GPU: the sharded solve over the CUDA reducers (NCCL needs a GPU per rank).
+  step python-distributed-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_distributed.py
   # A bad option reaches the library, which throws: the path that crashed Python on the H100.
   step python-errors 60 "$build/sinkhorn-python" -X faulthandler -m pytest -q -p no:cacheprovider python/tests/test_errors.py
   if ! grep -q passed "$results/python-errors.log" && command -v gdb >/dev/null; then
