@@ -219,13 +219,18 @@ namespace {
 // Below this many pairs one thread is done before a team has woken up (tens of microseconds):
 // a training step's 200 x 200 reductions stay on the calling thread.
 constexpr int64_t kSerialPairs = int64_t{1} << 14;
+// From this many pairs the rows are split into several chunks per thread.
+constexpr int64_t kBalancedPairs = int64_t{1} << 18;
 
 template <typename T, typename Function>
 void run_parallel(const DenseProblem<T>& problem, Function function) {
   const int64_t rows = problem.batch * problem.n;
   if (rows == 0) return;
   const int64_t threads = rows * problem.m > kSerialPairs ? std::max(1, problem.threads) : 1;
-  const int64_t chunks = std::min(rows, threads * 8);  // a few chunks per thread to balance
+  // A few chunks per thread balance large matrices; a small one (a training batch's 200 x 200)
+  // takes one chunk per thread, as each chunk pays a setup (h in the exponents' unit, padded) of
+  // the order of a row's work.
+  const int64_t chunks = std::min(rows, rows * problem.m >= kBalancedPairs ? threads * 8 : threads);
   [[maybe_unused]] const bool parallel = threads > 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads)) if (parallel)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
