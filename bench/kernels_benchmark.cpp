@@ -86,7 +86,7 @@ void BM_TensorizedSoftmin(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(reducer->softmin(x, y, h, 0.1));
   state.SetItemsProcessed(state.iterations() * n * n);
 }
-BENCHMARK(BM_TensorizedSoftmin)->ArgsProduct({{200, 1000, 5000}, {3, 16, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TensorizedSoftmin)->ArgsProduct({{200, 500, 1000, 5000}, {3, 16, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
