@@ -75,7 +75,7 @@ class RecordedCombination : public torch::autograd::Function<RecordedCombination
 
 // Autograd records alpha u + beta v on CPU tensors the host loop takes.
 bool recording_on_host(const at::Tensor& u, const at::Tensor& v) {
-  if (!at::GradMode::is_enabled() || !(u.requires_grad() || v.requires_grad())) return false;
+  if (!v.defined() || !at::GradMode::is_enabled() || !(u.requires_grad() || v.requires_grad())) return false;
   const auto fits = [&](const at::Tensor& t) {
     return t.device().is_cpu() && t.scalar_type() == u.scalar_type() && t.sizes() == u.sizes() && t.is_contiguous();
   };
