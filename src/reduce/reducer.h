@@ -26,6 +26,19 @@ struct TruncationReport {
   double rebuild_seconds = 0.0;
 };
 
+/// A pair of clouds as the key of a reducer's cache: the tensors themselves (held, so that their
+/// memory cannot be reused by another tensor while cached) and their version counters (which
+/// in-place changes bump).
+struct CloudPair {
+  CloudPair(const at::Tensor& x_, const at::Tensor& y_)
+      : x(x_), y(y_), x_version(x_._version()), y_version(y_._version()) {}
+  bool matches(const at::Tensor& a, const at::Tensor& b) const {
+    return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
+  }
+  at::Tensor x, y;
+  int64_t x_version, y_version;
+};
+
 /// One softmin of Reducer::softmins: softmin_eps over (*y) of h, for the rows of (*x).
 struct SoftminRequest {
   const at::Tensor* x;

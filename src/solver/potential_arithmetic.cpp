@@ -18,10 +18,20 @@ constexpr double kLargestExponent = 80.0;
 
 bool records_gradient(const at::Tensor& t) { return at::GradMode::is_enabled() && t.requires_grad(); }
 
-// The host loops read raw memory: contiguous tensors of the first one's dtype and size.
-bool same_layout(const at::Tensor& first, const at::Tensor& other) {
+// The host loops read raw memory: contiguous CPU tensors, float32 or float64, ...
+bool host_readable(const at::Tensor& u) {
+  return u.device().is_cpu() && (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble) &&
+         u.is_contiguous();
+}
+
+// ... the others of the first one's dtype and size.
+bool host_readable_beside(const at::Tensor& first, const at::Tensor& other) {
   return other.device().is_cpu() && other.scalar_type() == first.scalar_type() && other.sizes() == first.sizes() &&
-         other.is_contiguous() && !records_gradient(other);
+         other.is_contiguous();
+}
+
+bool same_layout(const at::Tensor& first, const at::Tensor& other) {
+  return host_readable_beside(first, other) && !records_gradient(other);
 }
 
 template <typename T>
@@ -75,11 +85,8 @@ class RecordedCombination : public torch::autograd::Function<RecordedCombination
 
 // Autograd records alpha u + beta v on CPU tensors the host loop takes.
 bool recording_on_host(const at::Tensor& u, const at::Tensor& v) {
-  if (!v.defined() || !at::GradMode::is_enabled() || !(u.requires_grad() || v.requires_grad())) return false;
-  const auto fits = [&](const at::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == u.scalar_type() && t.sizes() == u.sizes() && t.is_contiguous();
-  };
-  return (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble) && fits(u) && fits(v);
+  return v.defined() && (records_gradient(u) || records_gradient(v)) && host_readable(u) &&
+         host_readable_beside(u, v);
 }
 
 template <typename T>
@@ -111,10 +118,7 @@ double largest_error_on_host(const at::Tensor& weights, const at::Tensor& f, con
 
 }  // namespace
 
-bool host_arithmetic_applies(const at::Tensor& u) {
-  return u.device().is_cpu() && (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble) &&
-         u.is_contiguous() && !records_gradient(u);
-}
+bool host_arithmetic_applies(const at::Tensor& u) { return host_readable(u) && !records_gradient(u); }
 
 at::Tensor linear_combination(double alpha, const at::Tensor& u, double beta, const at::Tensor& v) {
   if (host_arithmetic_applies(u) && same_layout(u, v)) return combine(alpha, u, beta, v);

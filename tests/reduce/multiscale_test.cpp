@@ -47,6 +47,18 @@ at::Tensor padded_potentials(const at::Tensor& h, int64_t padded) {
   return h_padded;
 }
 
+// A block-sparse problem's row blocks (online_kernels.h): block k holds rows
+// [row_starts[k], row_starts[k + 1]) and visits the column ranges with indices
+// [range_offsets[k], range_offsets[k + 1]) of `ranges` (begin, end pairs).
+template <typename T>
+void attach_row_blocks(cpu::OnlineProblem<T>& problem, const std::vector<int64_t>& row_starts,
+                       const std::vector<int64_t>& range_offsets, const std::vector<int64_t>& ranges) {
+  problem.row_block_starts = row_starts.data();
+  problem.range_offsets = range_offsets.data();
+  problem.ranges = ranges.data();
+  problem.row_blocks = static_cast<int64_t>(row_starts.size()) - 1;
+}
+
 TEST(GridClusters, GroupPointsByCellWithCentroidsWeightsAndRadii) {
   at::manual_seed(5);
   const at::Tensor points = at::randn({500, 3}, at::kDouble);
@@ -198,10 +210,7 @@ TEST(BlockSparseKernels, VisitExactlyTheGivenColumnRanges) {
           using T = decltype(tag);
           cpu::OnlineProblem<T> problem = online_problem<T>(cpu::Reduction::softmin, x.unsqueeze(0), y_t.unsqueeze(0),
                                                             h_padded.unsqueeze(0), m, p, 0.5, out);
-          problem.row_block_starts = row_starts.data();
-          problem.range_offsets = range_offsets.data();
-          problem.ranges = ranges.data();
-          problem.row_blocks = 3;
+          attach_row_blocks(problem, row_starts, range_offsets, ranges);
           cpu::online_reduce(problem);
         };
         single ? run(float{}) : run(double{});
@@ -251,12 +260,7 @@ TEST(BlockSparseKernels, ShiftedOnePassSoftminMatchesTwoPassesForAnyShift) {
               cpu::OnlineProblem<T> problem = online_problem<T>(cpu::Reduction::softmin, x.unsqueeze(0),
                                                                 y_t.unsqueeze(0), h_padded.unsqueeze(0), m, p, 0.05, out);
               if (shifts.defined()) problem.row_shifts = shifts.data_ptr<T>();
-              if (sparse) {
-                problem.row_block_starts = row_starts.data();
-                problem.range_offsets = range_offsets.data();
-                problem.ranges = ranges.data();
-                problem.row_blocks = 2;
-              }
+              if (sparse) attach_row_blocks(problem, row_starts, range_offsets, ranges);
               cpu::online_reduce(problem);
             };
             single ? go(float{}) : go(double{});

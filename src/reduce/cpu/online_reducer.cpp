@@ -120,27 +120,23 @@ class OnlineCpuReducer final : public Reducer {
   // shifts from it (row_shifts.h), one pass instead of two. Any shift gives the exact result (the
   // kernels check the range of each row's sum): a stale one costs time, not accuracy.
   struct LastSoftmin {
-    at::Tensor x, y;
-    int64_t x_version, y_version;
+    CloudPair clouds;
     cpu::PreviousSoftmin previous;  // h (B, M) and softmin (B, N) in the kernels' dtype
-    bool matches(const at::Tensor& a, const at::Tensor& b) const {
-      return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
-    }
   };
   static constexpr size_t kRememberedSoftmins = 4;  // (x, y), (y, x), (x, x), (y, y)
 
   at::Tensor row_shifts(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const {
     for (const LastSoftmin& last : last_softmins_) {
-      if (last.matches(x, y)) return cpu::row_shifts(last.previous, h, eps);
+      if (last.clouds.matches(x, y)) return cpu::row_shifts(last.previous, h, eps);
     }
     return {};
   }
 
   void remember_softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps,
                         const at::Tensor& softmin) const {
-    LastSoftmin entry{x, y, x._version(), y._version(), {h, softmin, eps}};
+    LastSoftmin entry{{x, y}, {h, softmin, eps}};
     for (LastSoftmin& last : last_softmins_) {
-      if (last.matches(x, y)) {
+      if (last.clouds.matches(x, y)) {
         last = std::move(entry);
         return;
       }

@@ -20,11 +20,20 @@ namespace {
 // The CPU's dense kernels (reduce/cpu/dense_kernels.h) on a stored cost matrix (B, N, M) and h
 // (B, M). Returns an undefined tensor where they do not apply (other devices, half precision,
 // autograd recording through C or h), so that the caller runs ATen's differentiable version.
+// The dense kernels take CPU costs of float32 or float64, with h of the same dtype.
+bool dense_kernels_take(const at::Tensor& cost, const at::Tensor& h) {
+  const at::ScalarType dtype = cost.scalar_type();
+  return cost.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) && h.scalar_type() == dtype;
+}
+
+// Autograd records a reduction over these costs and potentials.
+bool recorded(const at::Tensor& cost, const at::Tensor& h) {
+  return at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad());
+}
+
 at::Tensor dense_cpu_reduction(cpu::DenseReduction reduction, const at::Tensor& cost, const at::Tensor& h,
                                double eps, const at::Tensor& row_shifts = {}, const at::Tensor& row_scales = {}) {
-  const at::ScalarType dtype = cost.scalar_type();
-  if (!cost.device().is_cpu() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
-  if (at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
+  if (!dense_kernels_take(cost, h) || recorded(cost, h)) return {};
   const at::Tensor c = cost.contiguous();
   const at::Tensor out = reduction == cpu::DenseReduction::softmax_weights ? at::empty_like(c)
                                                                             : at::empty({c.size(0), c.size(1)}, c.options());
@@ -81,11 +90,11 @@ class CostCache {
 
   at::Tensor cost(const at::Tensor& x, const at::Tensor& y) {
     for (const Entry& entry : entries_) {
-      if (entry.matches(x, y)) return entry.cost;
+      if (entry.clouds.matches(x, y)) return entry.cost;
     }
     at::Tensor cost;
     for (const Entry& entry : entries_) {
-      if (entry.matches(y, x)) {
+      if (entry.clouds.matches(y, x)) {
         // The dense kernels read rows: the transpose is stored as its own entry (copied once;
         // searching for it after the exact match keeps it from being copied again).
         cost = entry.cost.transpose(1, 2).contiguous();
@@ -95,7 +104,7 @@ class CostCache {
     if (!cost.defined()) cost = cost_matrix(x, y, p_);
     if (cost.numel() <= (x.is_cuda() ? kCudaTensorizedMaxPairs : kLargestCachedEntries)) {
       if (entries_.size() == kMaxEntries) entries_.clear();
-      entries_.push_back({x, y, x._version(), y._version(), cost, {}});
+      entries_.push_back({{x, y}, cost, {}});
     }
     return cost;
   }
@@ -116,13 +125,9 @@ class CostCache {
   static constexpr int64_t kLargestCachedEntries = int64_t{1} << 24;
   static constexpr size_t kMaxEntries = 4;
   struct Entry {
-    at::Tensor x, y;
-    int64_t x_version, y_version;
+    CloudPair clouds;
     at::Tensor cost;
     cpu::PreviousSoftmin last;
-    bool matches(const at::Tensor& a, const at::Tensor& b) const {
-      return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
-    }
   };
   int p_;
   std::vector<Entry> entries_;
@@ -137,21 +142,18 @@ class TensorizedReducer final : public Reducer {
     // On the GPU one kernel reads each stored entry once (ATen's would write and read the
     // exponents, then reduce them twice); not under autograd, which needs ATen's graph.
     // On the CPU likewise, with no N x M temporaries.
+    // Under autograd the CPU kernel runs inside its own recorded node (DenseCpuSoftmin).
     const at::Tensor cost = cache_.cost(x, y);
-    if (recording_cpu_softmin(cost, h)) {
+    if (dense_kernels_take(cost, h)) {
       const at::Tensor h_contiguous = h.contiguous();
       const at::Tensor shifts = row_shifts(cost, h_contiguous.detach(), eps);
-      const at::Tensor out = DenseCpuSoftmin::apply(cost, h_contiguous, eps, &shifts);
+      const at::Tensor out = recorded(cost, h)
+                                 ? DenseCpuSoftmin::apply(cost, h_contiguous, eps, &shifts)
+                                 : dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h_contiguous, eps, shifts);
       remember_softmin(cost, h_contiguous.detach(), eps, out.detach());
       return out;
     }
-    at::Tensor fused = dense_cuda_softmin(cost, h, eps);
-    if (!fused.defined()) {
-      const at::Tensor h_contiguous = h.contiguous();
-      fused = dense_cpu_reduction(cpu::DenseReduction::softmin, cost, h_contiguous, eps,
-                                  row_shifts(cost, h_contiguous, eps));
-      if (fused.defined()) remember_softmin(cost, h_contiguous, eps, fused);
-    }
+    const at::Tensor fused = dense_cuda_softmin(cost, h, eps);
     if (fused.defined()) return fused;
     return -eps * at::logsumexp(h.unsqueeze(1) - cost / eps, /*dim=*/2);
   }
@@ -181,13 +183,6 @@ class TensorizedReducer final : public Reducer {
   std::string name() const override { return "tensorized"; }
 
  private:
-  // Autograd records this softmin on the CPU in a dtype the dense kernels take.
-  static bool recording_cpu_softmin(const at::Tensor& cost, const at::Tensor& h) {
-    const at::ScalarType dtype = cost.scalar_type();
-    return at::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad()) && cost.device().is_cpu() &&
-           (dtype == at::kFloat || dtype == at::kDouble) && h.scalar_type() == dtype;
-  }
-
   // Shifts from the last CPU softmin over the same cached cost matrix (so the same clouds)
   // (cpu/row_shifts.h): one pass instead of two. Any shift gives the exact result (the kernel
   // checks the range of each row's sum), so a stale one costs time, never accuracy.
