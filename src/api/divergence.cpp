@@ -61,9 +61,12 @@ at::Tensor solve(SolveContext& context, const solver::Cloud& a, const solver::Cl
   solver::LoopSettings loop = context.loop;
   int coarse_sweeps = 0;
   if (context.multiscale_cell > 0) {
-    loop.epsilons = solver::coarse_to_fine_start(a, b, loop, context.p, context.multiscale_cell, context.state,
-                                                 coarse_sweeps);
-    loop.warm_start = loop.epsilons.size() < context.loop.epsilons.size();
+    solver::CoarseStart start = solver::coarse_to_fine_start(a, b, loop, context.p, context.multiscale_cell,
+                                                             context.state);
+    loop.warm_start = start.epsilons.size() < context.loop.epsilons.size();
+    loop.epsilons = std::move(start.epsilons);
+    loop.alternating_plain_rate = start.alternating_plain_rate;
+    coarse_sweeps = start.sweeps;
   }
   context.report = solver::sinkhorn_loop(*context.reducer, a, b, loop, context.state);
   context.report.iterations += coarse_sweeps;

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace sinkhorn::solver {
@@ -61,10 +63,18 @@ class Relaxation {
     return std::min(largest_omega_, optimal_omega(mu_squared));
   }
 
+  /// start_from_plain_rate(rate, error) at the first error observed in the linear regime (the
+  /// first sweeps after a warm start are still far from the optimum).
+  void start_from_plain_rate_when_linear(double rate) { pending_plain_rate_ = rate; }
+
   /// Takes the marginal error of the sweep just run (at the omega() it was run with).
   void observe(double error) {
     remember_error(errors_, error);
     if (abandoned_) return;
+    if (pending_plain_rate_ && omega_ == 1.0 && error < kLinearRegime) {
+      start_from_plain_rate(*std::exchange(pending_plain_rate_, std::nullopt), error);
+      if (omega_ > 1.0) return;
+    }
     ++sweeps_since_change_;
     if (omega_ > 1.0) {
       // SOR's error is not monotone (a transient growth of a few times is normal), but it must
@@ -129,6 +139,7 @@ class Relaxation {
   static constexpr double kLinearRegime = 5e-2;  // marginal error below which relaxing is safe
   static constexpr int kFailuresAllowed = 3;
   double largest_omega_ = kLargestOmega;
+  std::optional<double> pending_plain_rate_;
   int failures_ = 0;
   std::vector<double> errors_;
   double omega_ = 1.0;
@@ -152,6 +163,23 @@ class SchemeSelector {
   bool averaged() const { return phase_ == Phase::averaged; }
   /// The over-relaxation of the alternating updates (1 while averaged or probing).
   double omega() const { return phase_ == Phase::alternating ? relaxation_.omega() : 1.0; }
+
+  /// Alternating updates from the first sweep, relaxed from `plain_rate` once the error is in the
+  /// linear regime; no averaged sweeps, no probe. For a warm start whose scheme is already known:
+  /// the multiscale backend's coarse solve of the same clouds (multiscale.h).
+  void start_alternating(double plain_rate) {
+    phase_ = Phase::alternating;
+    probed_ = true;
+    plain_rate_ = plain_rate;
+    relaxation_.start_from_plain_rate_when_linear(plain_rate);
+  }
+
+  /// The plain alternating rate the probe measured, when the selector ended on alternating
+  /// updates: what start_alternating takes (unset while averaged).
+  std::optional<double> alternating_plain_rate() const {
+    if (phase_ != Phase::alternating) return std::nullopt;
+    return plain_rate_;
+  }
 
   /// Takes the marginal error of OT(a, b) after the sweep just run.
   void observe(double error) {

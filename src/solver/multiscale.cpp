@@ -81,13 +81,13 @@ double refined_cluster_scale(double cell, const at::Tensor& x, const at::Tensor&
   return cell;
 }
 
-std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p,
-                                         double cell, DualState& state, int& coarse_sweeps) {
+CoarseStart coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p, double cell,
+                                 DualState& state) {
   const std::vector<double>& epsilons = settings.epsilons;
   const double coarsest_fine = std::pow(cell / kCoarseReach, p);
   size_t coarse = 0;
   while (coarse + 1 < epsilons.size() && epsilons[coarse] >= coarsest_fine) ++coarse;
-  if (coarse == 0 || settings.fixed_iterations) return epsilons;
+  if (coarse == 0 || settings.fixed_iterations) return {epsilons, 0, std::nullopt};
 
   const Cloud coarse_a = coarse_cloud(a, cell), coarse_b = coarse_cloud(b, cell);
   LoopSettings coarse_settings = settings;
@@ -99,7 +99,7 @@ std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const L
   const std::unique_ptr<reduce::Reducer> reducer =
       reduce::make_reducer(Backend::online, p, coarse_a.points, coarse_b.points);
   DualState coarse_state;
-  coarse_sweeps += sinkhorn_loop(*reducer, coarse_a, coarse_b, coarse_settings, coarse_state).iterations;
+  const LoopReport coarse_report = sinkhorn_loop(*reducer, coarse_a, coarse_b, coarse_settings, coarse_state);
 
   const double eps = coarse_settings.epsilons.back();
   const double lambda = damping(eps, settings.rho);
@@ -109,7 +109,9 @@ std::vector<double> coarse_to_fine_start(const Cloud& a, const Cloud& b, const L
     state.aa.f = state.aa.g = extend(*reducer, a.points, coarse_a, coarse_state.aa.f, eps, lambda);
     state.bb.f = state.bb.g = extend(*reducer, b.points, coarse_b, coarse_state.bb.f, eps, lambda);
   }
-  return {epsilons.begin() + static_cast<std::ptrdiff_t>(coarse), epsilons.end()};
+  return {{epsilons.begin() + static_cast<std::ptrdiff_t>(coarse), epsilons.end()},
+          coarse_report.iterations,
+          coarse_report.alternating_plain_rate};
 }
 
 }  // namespace sinkhorn::solver

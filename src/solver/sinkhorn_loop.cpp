@@ -223,6 +223,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   }
   std::fill(frozen.begin(), frozen.end(), false);
   SchemeSelector scheme;
+  if (settings.alternating_plain_rate) scheme.start_alternating(*settings.alternating_plain_rate);
   for (int sweep = 0;; ++sweep) {
     softmins = softmins_of_g(final_eps, std::move(softmins));
     update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
@@ -235,6 +236,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     update(softmins, final_eps, scheme.averaged(), scheme.omega());
     ++report.iterations;
   }
+  report.alternating_plain_rate = scheme.alternating_plain_rate();
   // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates leave
   // g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
   const double lambda = damping(final_eps, rho);

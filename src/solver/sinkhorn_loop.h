@@ -51,6 +51,10 @@ struct LoopSettings {
   bool solve_symmetric = true;
   /// Start annealing from the potentials already in the state (coarse_to_fine_start), not from zero.
   bool warm_start = false;
+  /// At the final eps, OT(a, b) takes alternating updates from the first sweep, over-relaxed from
+  /// this plain contraction rate (SchemeSelector::start_alternating) instead of trying averaged
+  /// ones first: a coarse solve of the same clouds found them the faster (LoopReport below).
+  std::optional<double> alternating_plain_rate;
   /// Sharded solves: makes the ranks agree on each problem's marginal errors (their maximum over
   /// the ranks) before the loop decides anything from them, so that every rank stops, freezes
   /// and changes scheme at the same sweep and runs the same collectives. Unset: one process.
@@ -65,6 +69,8 @@ struct LoopReport {
   double marginal_error = 0.0;
   /// marginal_error <= tolerance.
   bool converged = false;
+  /// Set when OT(a, b) ended on alternating updates: the plain rate they were chosen on.
+  std::optional<double> alternating_plain_rate;
 };
 
 /// lambda = 1 / (1 + eps / rho), or 1 when rho is unset.
@@ -76,7 +82,8 @@ double damping(double eps, const std::optional<double>& rho);
 /// Annealing mode: at each eps of the schedule, averaged sweeps until every plan's marginal error
 /// is under 1e-2 (at most 50; GeomLoss takes one), then at the final eps OT(a, b) takes averaged
 /// or over-relaxed alternating updates, whichever converges faster (SchemeSelector, driven by
-/// OT(a, b)'s error alone, acceleration.h), until every plan's error is under `tolerance` or
+/// OT(a, b)'s error alone, acceleration.h; alternating from the start when
+/// settings.alternating_plain_rate says so), until every plan's error is under `tolerance` or
 /// max_iterations; the symmetric problems take averaged updates f <- (f + lambda softmin(f)) / 2,
 /// which converge at rate <= 1/2 (Feydy et al. 2019, section 3), and a last extrapolation
 /// f <- lambda softmin(f).

@@ -19,6 +19,9 @@
 #include "reduce/reference/reference_reducer.h"
 #include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
+#include "solver/epsilon_schedule.h"
+#include "solver/loss_formulas.h"
+#include "solver/multiscale.h"
 
 namespace sinkhorn::reduce {
 namespace {
@@ -419,6 +422,67 @@ TEST(MultiscaleDivergence, MatchesTheOnlineBackendValueAndGradient) {
     EXPECT_NEAR(multiscale.value.item<double>(), value, 1e-7 * std::abs(value));
     const double scale = online_gradient.abs().max().item<double>();
     EXPECT_LT((multiscale_gradient - online_gradient).abs().max().item<double>(), 1e-3 * scale);
+  }
+}
+
+// The coarse solve's scheme for OT(a, b) carried into the fine loop (multiscale.h, CoarseStart).
+// Where the coarse loop ends on alternating updates (a cube against a blob; the cube against a
+// copy moved by a fifth of the blur), the fine loop that starts alternating from the coarse rate
+// reaches the same value in fewer sweeps than the one that tries averaged updates first; a copy
+// moved by a fiftieth of the blur, where averaged updates win, carries no choice.
+TEST(CoarseToFineStart, HandsTheCoarseSchemeToTheFineLoop) {
+  at::manual_seed(5);
+  const auto cloud = [](const at::Tensor& points) {
+    const at::Tensor weights = at::full({1, points.size(0)}, 1.0 / static_cast<double>(points.size(0)), points.options());
+    return solver::Cloud{points.unsqueeze(0), weights, weights.log()};
+  };
+  const double blur = 0.05, diameter = std::sqrt(3.0);
+  const double cell = solver::default_cluster_scale(diameter, blur, 3, 2000);
+  solver::LoopSettings settings;
+  settings.epsilons = solver::epsilon_schedule(2, diameter, blur, 0.5);
+  settings.tolerance = 1e-5;
+  const at::Tensor x = at::rand({2000, 3}, at::kDouble);
+  const solver::Cloud a = cloud(x);
+  const auto check = [&](const at::Tensor& y, bool alternating) {
+    const solver::Cloud b = cloud(y);
+    solver::DualState start_state;
+    const solver::CoarseStart start = solver::coarse_to_fine_start(a, b, settings, 2, cell, start_state);
+    ASSERT_LT(start.epsilons.size(), settings.epsilons.size());
+    ASSERT_EQ(start.alternating_plain_rate.has_value(), alternating);
+    if (!alternating) return;
+    EXPECT_GT(*start.alternating_plain_rate, 0.0);
+    EXPECT_LT(*start.alternating_plain_rate, 1.0);
+    const std::unique_ptr<reduce::Reducer> reducer = reduce::make_reducer(Backend::multiscale, 2, a.points, b.points, cell);
+    const auto fine_solve = [&](std::optional<double> plain_rate, double& value) {
+      solver::LoopSettings fine = settings;
+      fine.epsilons = start.epsilons;
+      fine.warm_start = true;
+      fine.alternating_plain_rate = plain_rate;
+      solver::DualState state = start_state;
+      const solver::LoopReport report = solver::sinkhorn_loop(*reducer, a, b, fine, state);
+      EXPECT_TRUE(report.converged);
+      value = solver::sinkhorn_loss_value(Loss::divergence, *reducer, a, b, state, fine.epsilons.back(), std::nullopt)
+                  .item<double>();
+      return report.iterations;
+    };
+    double hinted_value = 0, plain_value = 0;
+    const int hinted = fine_solve(start.alternating_plain_rate, hinted_value);
+    const int plain = fine_solve(std::nullopt, plain_value);
+    std::cout << "[ SWEEPS   ] fine loop: " << hinted << " starting alternating, " << plain << " choosing\n";
+    EXPECT_LT(hinted, plain);
+    EXPECT_NEAR(hinted_value, plain_value, 1e-6 * std::abs(plain_value));
+  };
+  {
+    SCOPED_TRACE("a blob apart");
+    check(0.6 + 0.15 * at::randn({2000, 3}, at::kDouble), true);
+  }
+  {
+    SCOPED_TRACE("a copy moved by blur / 5");
+    check(x + 0.01 * at::randn({2000, 3}, at::kDouble), true);
+  }
+  {
+    SCOPED_TRACE("a copy moved by blur / 50");
+    check(x + 0.001 * at::randn({2000, 3}, at::kDouble), false);
   }
 }
 

@@ -98,5 +98,45 @@ TEST(SchemeSelector, ReturnsToAveragedWhenTheProbeIsSlower) {
   EXPECT_TRUE(scheme.averaged());
 }
 
+TEST(SchemeSelector, ReportsTheRateItChoseAlternatingUpdatesOn) {
+  SchemeSelector scheme;
+  double error = feed(scheme, 1e-2, 0.97, 8);
+  EXPECT_FALSE(scheme.alternating_plain_rate());  // probing is not choosing
+  feed(scheme, error, 0.9, 8);
+  ASSERT_TRUE(scheme.alternating_plain_rate());
+  EXPECT_NEAR(*scheme.alternating_plain_rate(), 0.9, 1e-9);
+  SchemeSelector averaged;
+  feed(averaged, 1e-2, 0.2, 64);
+  EXPECT_FALSE(averaged.alternating_plain_rate());
+}
+
+TEST(SchemeSelector, StartsAlternatingAndRelaxesOnceTheErrorIsInTheLinearRegime) {
+  SchemeSelector scheme;
+  scheme.start_alternating(0.9);
+  EXPECT_FALSE(scheme.averaged());
+  // A warm start's first errors are far from the optimum (above 5e-2): plain sweeps meanwhile.
+  double error = feed(scheme, 20.0, 0.3, 4);
+  EXPECT_FALSE(scheme.averaged());
+  EXPECT_EQ(scheme.omega(), 1.0);
+  // The first error under 5e-2 relaxes at once with Young's omega for the rate given.
+  scheme.observe(error = 4e-2);
+  EXPECT_NEAR(scheme.omega(), Relaxation::optimal_omega(0.9), 1e-9);
+  // From there the relaxation re-measures as usual: relaxed sweeps crawling at 0.95 (slower than
+  // omega* - 1 = 0.52 predicts) reveal a slower plain rate, and omega grows.
+  feed(scheme, error * 0.95, 0.95, 25);
+  EXPECT_GT(scheme.omega(), Relaxation::optimal_omega(0.9) + 0.05);
+  EXPECT_FALSE(scheme.averaged());
+}
+
+TEST(Relaxation, AGivenPlainRateThatIsFastIsIgnored) {
+  Relaxation relaxation;
+  relaxation.start_from_plain_rate_when_linear(0.3);  // plain already fast: no relaxation from it
+  feed(relaxation, 1e-2, 0.3, 3);
+  EXPECT_EQ(relaxation.omega(), 1.0);
+  // The relaxation then measures the rate itself: plain sweeps at 0.9 lead to Young's omega.
+  feed(relaxation, 1e-2, 0.9, 16);
+  EXPECT_NEAR(relaxation.omega(), Relaxation::optimal_omega(0.9), 1e-9);
+}
+
 }  // namespace
 }  // namespace sinkhorn::solver
