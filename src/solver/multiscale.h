@@ -38,13 +38,14 @@ struct CoarseStart {
   std::vector<double> epsilons;
   /// Sweeps of the coarse solve.
   int sweeps = 0;
-  /// The coarse solve's choice for OT(a, b) at its last eps (LoopReport::alternating_plain_rate),
-  /// for LoopSettings::alternating_plain_rate: the clustered clouds keep the fine ones' geometry,
-  /// so the fine loop starts alternating where the coarse one ended alternating, and its averaged
-  /// sweeps and probe (15 sweeps at the cube's final eps) are saved. The coarse plain rate
-  /// (measured at a larger eps, on blurred clouds) underestimates the fine one, so the omega it
-  /// gives is a safe start that the relaxation raises later. Measured in docs/benchmarks.md: 9-18%
-  /// fewer sweeps on the 3-D clouds of 5,000 to 100,000 points.
+  /// For LoopSettings::alternating_plain_rate: set when the coarse solve ended OT(a, b) on
+  /// alternating updates (LoopReport::alternating_plain_rate). The clustered clouds keep the fine
+  /// ones' geometry, so the fine loop starts alternating too, and saves the averaged sweeps and
+  /// the probe (15 sweeps at the final eps of a 5,000-point cube). The rate is the coarse plain
+  /// rate carried to the final eps (1 - rate proportional to eps, multiscale.cpp); measured on
+  /// blurred clouds and early, it is still on the fast side, so the omega it gives is a safe start
+  /// that the relaxation raises later. docs/benchmarks.md: 5-28% fewer sweeps on the 3-D clouds
+  /// of 5,000 and 20,000 points, 9-18% at 100,000.
   std::optional<double> alternating_plain_rate;
 };
 
