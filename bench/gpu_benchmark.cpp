@@ -273,8 +273,29 @@ int main(int argc, char** argv) {
     std::printf("softmin over a stored %lld x %lld matrix: fused %.1f us (%.2f TB/s), ATen %.1f us (%.2f TB/s)\n",
                 static_cast<long long>(n), static_cast<long long>(n), 1e6 * fused, bytes / fused / 1e12, 1e6 * aten,
                 bytes / aten / 1e12);
+    // The two schedules of the fused kernel on the same matrix (online_kernels.cuh, DenseSchedule),
+    // launched directly on the current stream, and how far apart their results are.
+    const at::Tensor matrix = cost.contiguous();
+    const auto schedule_run = [&](sinkhorn::reduce::cuda::DenseSchedule schedule, at::Tensor& out) {
+      sinkhorn::reduce::cuda::DenseSoftminProblem<float> problem;
+      problem.cost = matrix.data_ptr<float>();
+      problem.h = h.data_ptr<float>();
+      problem.batch = 1, problem.n = n, problem.m = n, problem.eps = 0.25;
+      problem.out = out.data_ptr<float>();
+      problem.stream = at::cuda::getCurrentCUDAStream().stream();
+      problem.schedule = schedule;
+      return time([&] { sinkhorn::reduce::cuda::dense_softmin(problem); });
+    };
+    at::Tensor warp_out = at::empty({1, n}, xf.options()), block_out = at::empty({1, n}, xf.options());
+    const double warp = schedule_run(sinkhorn::reduce::cuda::DenseSchedule::warp_per_row, warp_out);
+    const double block = schedule_run(sinkhorn::reduce::cuda::DenseSchedule::block_per_row, block_out);
+    const double gap = (warp_out - block_out).abs().max().item<double>();
+    std::printf("  schedules: warp per row %.1f us (%.2f TB/s), block per row %.1f us (%.2f TB/s), "
+                "largest difference %.2e\n",
+                1e6 * warp, bytes / warp / 1e12, 1e6 * block, bytes / block / 1e12, gap);
     json << "  \"stored_matrix_softmin\": {\"n\": " << n << ", \"fused_seconds\": " << fused
-         << ", \"aten_seconds\": " << aten << "},\n";
+         << ", \"aten_seconds\": " << aten << ", \"warp_per_row_seconds\": " << warp
+         << ", \"block_per_row_seconds\": " << block << ", \"schedules_largest_difference\": " << gap << "},\n";
     std::fflush(stdout);
   }
 

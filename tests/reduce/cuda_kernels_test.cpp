@@ -136,7 +136,7 @@ TEST(CudaOnlineKernels, SplitColumnsBatchesAndZeroWeightsMatchTheReference) {
 }
 
 template <typename T>
-void check_dense_softmin(int64_t batch, int64_t n, int64_t m, double tolerance) {
+void check_dense_softmin(int64_t batch, int64_t n, int64_t m, double tolerance, DenseSchedule schedule) {
   std::mt19937_64 random(batch * 7 + n * 31 + m);
   std::uniform_real_distribution<double> uniform(0.0, 4.0);
   std::normal_distribution<double> normal;
@@ -157,20 +157,26 @@ void check_dense_softmin(int64_t batch, int64_t n, int64_t m, double tolerance) 
   DenseSoftminProblem<T> problem;
   problem.cost = dcost.get(), problem.h = dh.get(), problem.out = dout.get();
   problem.batch = batch, problem.n = n, problem.m = m, problem.eps = eps;
+  problem.schedule = schedule;
   dense_softmin(problem);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<T> got = dout.to_host();
   for (int64_t k = 0; k < batch * n; ++k) {
     ASSERT_NEAR(static_cast<double>(got[k]), expected[k], tolerance * (std::abs(expected[k]) + eps))
-        << "batch " << batch << " n " << n << " m " << m << " entry " << k;
+        << "batch " << batch << " n " << n << " m " << m << " entry " << k << " schedule "
+        << (schedule == DenseSchedule::warp_per_row ? "warp_per_row" : "block_per_row");
   }
 }
 
 TEST(CudaDenseSoftmin, MatchesTheDoubleLogSumExp) {
   if (device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA kernels are compiled but not run here";
-  for (const int64_t m : {1, 3, 4, 255, 1024, 5001}) {  // m % 4 == 0 takes the 16-byte loads
-    check_dense_softmin<float>(2, 33, m, 1e-5);
-    check_dense_softmin<double>(2, 33, m, 1e-12);
+  // m % 4 == 0 takes the 16-byte loads; 512 and 5004 fill whole groups of loads in flight (4 x 32
+  // quads per warp) or leave a remainder; 33 rows leave a partial block of warps.
+  for (const DenseSchedule schedule : {DenseSchedule::warp_per_row, DenseSchedule::block_per_row}) {
+    for (const int64_t m : {1, 3, 4, 255, 512, 1024, 5001, 5004}) {
+      check_dense_softmin<float>(2, 33, m, 1e-5, schedule);
+      check_dense_softmin<double>(2, 33, m, 1e-12, schedule);
+    }
   }
 }
 

@@ -425,13 +425,98 @@ __global__ void __launch_bounds__(kDenseThreads) dense_softmin_kernel(const Dens
   problem.out[b * problem.n + i] = static_cast<T>(-problem.eps * (top * kLn2 + log(sum)));
 }
 
+// One warp per row (DenseSchedule::warp_per_row). A row of 10^4 columns is 78 16-byte loads per
+// lane: four are issued before any of their values is used, so that each SM keeps enough bytes in
+// flight to cover the memory latency, and the running max moves once per four columns (one
+// rescaling exp per group instead of a branch per column).
+constexpr int kWarpRowsPerBlock = 8;
+constexpr int kLoadsInFlight = 4;
+
+template <typename T>
+struct RunningLogSumExp2 {
+  T top = -INFINITY, sum = 0;  // sum_j 2^(v_j - top) over the values taken
+
+  __device__ __forceinline__ void take(T v) {
+    if (v > top) {
+      sum = sum * exp2_of<T>(top - v) + T(1);  // exp2(-inf) = 0 on the first finite value
+      top = v;
+    } else if (v > -INFINITY) {
+      sum += exp2_of<T>(v - top);
+    }
+  }
+  __device__ __forceinline__ void take4(T v0, T v1, T v2, T v3) {
+    const T group_top = fmax(fmax(v0, v1), fmax(v2, v3));
+    if (group_top > top) {
+      sum *= exp2_of<T>(top - group_top);  // 0 while top is -inf
+      top = group_top;
+    }
+    if (top > -INFINITY) {  // otherwise all four are -inf: nothing to add (and -inf - -inf is NaN)
+      sum += (exp2_of<T>(v0 - top) + exp2_of<T>(v1 - top)) + (exp2_of<T>(v2 - top) + exp2_of<T>(v3 - top));
+    }
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kWarpRowsPerBlock * 32) dense_softmin_warp_kernel(const DenseSoftminProblem<T> problem) {
+  const int lane = threadIdx.x % 32;
+  const int64_t b = blockIdx.y, i = static_cast<int64_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
+  if (i >= problem.n) return;  // whole warps leave together: the shuffles below see full warps
+  const int64_t m = problem.m;
+  const T* __restrict__ row = problem.cost + (b * problem.n + i) * m;
+  const T* __restrict__ h = problem.h + b * m;
+  const T cost_scale = static_cast<T>(kLog2e / problem.eps), h_scale = static_cast<T>(kLog2e);
+  RunningLogSumExp2<T> run;
+  int64_t done = 0;  // columns before `done` are taken
+  if (sizeof(T) == 4 && m % 4 == 0) {  // rows start 16-byte aligned: 16-byte loads
+    const float4* __restrict__ row4 = reinterpret_cast<const float4*>(row);
+    const float4* __restrict__ h4 = reinterpret_cast<const float4*>(h);
+    const int64_t quads = m / 4, stride = 32 * kLoadsInFlight;
+    int64_t q = lane;
+    for (; q + (kLoadsInFlight - 1) * 32 < quads; q += stride) {
+      float4 c[kLoadsInFlight], hv[kLoadsInFlight];
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k) c[k] = __ldg(row4 + q + 32 * k), hv[k] = __ldg(h4 + q + 32 * k);
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k) {
+        run.take4(hv[k].x * h_scale - c[k].x * cost_scale, hv[k].y * h_scale - c[k].y * cost_scale,
+                  hv[k].z * h_scale - c[k].z * cost_scale, hv[k].w * h_scale - c[k].w * cost_scale);
+      }
+    }
+    for (; q < quads; q += 32) {
+      const float4 c = __ldg(row4 + q), hv = __ldg(h4 + q);
+      run.take4(hv.x * h_scale - c.x * cost_scale, hv.y * h_scale - c.y * cost_scale,
+                hv.z * h_scale - c.z * cost_scale, hv.w * h_scale - c.w * cost_scale);
+    }
+    done = m;
+  }
+  for (int64_t j = done + lane; j < m; j += 32) run.take(h[j] * h_scale - row[j] * cost_scale);
+  // Warp reduction of the (max, sum) pairs in double.
+  double top = run.top, sum = run.sum;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const double other_top = __shfl_down_sync(0xffffffffu, top, offset);
+    const double other_sum = __shfl_down_sync(0xffffffffu, sum, offset);
+    const double next = fmax(top, other_top);
+    if (next == -INFINITY) continue;
+    sum = sum * exp2(top - next) + other_sum * exp2(other_top - next);
+    top = next;
+  }
+  if (lane == 0) problem.out[b * problem.n + i] = static_cast<T>(-problem.eps * (top * kLn2 + log(sum)));
+}
+
 template <typename T>
 void launch_dense(const DenseSoftminProblem<T>& problem) {
   if (problem.n == 0 || problem.batch == 0) return;
   check(problem.n <= 0x7fffffff && problem.batch <= 65535 ? cudaSuccess : cudaErrorInvalidConfiguration,
         "sinkhorn dense CUDA softmin: too many rows or batch entries for one launch");
-  const dim3 grid(static_cast<unsigned>(problem.n), static_cast<unsigned>(problem.batch));
-  dense_softmin_kernel<T><<<grid, kDenseThreads, 0, static_cast<cudaStream_t>(problem.stream)>>>(problem);
+  const cudaStream_t stream = static_cast<cudaStream_t>(problem.stream);
+  if (problem.schedule == DenseSchedule::warp_per_row) {
+    const dim3 grid(static_cast<unsigned>((problem.n + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock),
+                    static_cast<unsigned>(problem.batch));
+    dense_softmin_warp_kernel<T><<<grid, kWarpRowsPerBlock * 32, 0, stream>>>(problem);
+  } else {
+    const dim3 grid(static_cast<unsigned>(problem.n), static_cast<unsigned>(problem.batch));
+    dense_softmin_kernel<T><<<grid, kDenseThreads, 0, stream>>>(problem);
+  }
   check(cudaGetLastError(), "sinkhorn dense CUDA softmin launch");
 }
 

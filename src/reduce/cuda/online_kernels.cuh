@@ -66,6 +66,18 @@ void online_reduce(const CudaProblem<double>& problem);
 /// generic one).
 bool has_fast_kernel(int64_t d, Reduction reduction);
 
+/// How the dense softmin spreads a row over threads. Both read the matrix once, in 16-byte loads
+/// when m % 4 == 0; which is nearer the memory bandwidth is measured by the GPU benchmark
+/// (docs/benchmarks.md, "GPU"), and the slower one goes once a GPU has told.
+enum class DenseSchedule {
+  /// One warp per row, eight rows per block: no block-wide reduction, four 16-byte loads in
+  /// flight per thread, and the running max rescaled once per four columns.
+  warp_per_row,
+  /// One block of 256 threads per row, one load in flight per thread, a block-wide reduction at
+  /// the end: 2.0 TB/s on an H100, 2.3 TB/s on an H200 (10^4 x 10^4, 2026-11-27).
+  block_per_row,
+};
+
 template <typename T>
 struct DenseSoftminProblem {
   const T* cost = nullptr;  ///< device (batch, n, m), contiguous
@@ -74,10 +86,13 @@ struct DenseSoftminProblem {
   double eps = 1.0;
   T* out = nullptr;         ///< device (batch, n): -eps log sum_j exp(h_j - cost_ij / eps)
   void* stream = nullptr;
+  /// Threads per row (see DenseSchedule).
+  DenseSchedule schedule = DenseSchedule::warp_per_row;
 };
 
-/// The softmin over a stored cost matrix, same contract as the online softmin (float32 sums per
-/// thread over at most ceil(m / 256) columns, double across threads).
+/// The softmin over a stored cost matrix, same contract as the online softmin: exponents in base
+/// 2 with log2(e) folded into h and 1 / eps, running (max, sum) pairs summed in T per thread over
+/// at most ceil(m / 32) columns (ceil(m / 256) for block_per_row), merged across threads in double.
 void dense_softmin(const DenseSoftminProblem<float>& problem);
 void dense_softmin(const DenseSoftminProblem<double>& problem);
 
