@@ -21,6 +21,15 @@ TEST(PotentialArithmetic, HostLoopsMatchAten) {
     EXPECT_LT((linear_combination(0.3, u, -1.7, v) - (0.3 * u - 1.7 * v)).abs().max().item<double>(), tolerance);
     EXPECT_LT((scaled(0.25, u) - 0.25 * u).abs().max().item<double>(), tolerance);
     EXPECT_TRUE(scaled(1.0, u).is_same(u));
+    // ATen's path (GPU tensors; here a transposed v, which the host loops do not read), with its
+    // one-add forms where a coefficient is 1.
+    const at::Tensor v_transposed = v.t().contiguous().t();
+    ASSERT_FALSE(v_transposed.is_contiguous());
+    for (const auto& [alpha, beta] : {std::pair{1.0, -1.7}, std::pair{0.3, 1.0}, std::pair{0.3, -1.7}}) {
+      const at::Tensor combined = linear_combination(alpha, u, beta, v_transposed);
+      EXPECT_EQ(combined.scalar_type(), dtype);
+      EXPECT_LT((combined - (alpha * u + beta * v)).abs().max().item<double>(), tolerance);
+    }
     // Under autograd one recorded node (the host loop forward): the value, the gradients of both
     // operands (alpha g and beta g), and under create_graph a differentiable backward, as ATen's.
     const at::Tensor traced = u.clone().requires_grad_(true), other = v.clone().requires_grad_(true);

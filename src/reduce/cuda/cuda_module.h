@@ -41,9 +41,9 @@ struct ModuleFunctions {
                                                          int size, std::chrono::milliseconds timeout);
 };
 
-/// The module's exported C symbol: `const ModuleFunctions* sinkhorn_cuda_module_v1()`. The
+/// The module's exported C symbol: `const ModuleFunctions* sinkhorn_cuda_module_v2()`. The
 /// version in the name changes with the table, so a stale module is refused, never misread.
-inline constexpr const char* kModuleEntryPoint = "sinkhorn_cuda_module_v1";
+inline constexpr const char* kModuleEntryPoint = "sinkhorn_cuda_module_v2";
 
 /// True when this build made the module (CMake found nvcc and a CUDA-enabled LibTorch).
 bool module_built();

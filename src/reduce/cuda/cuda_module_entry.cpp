@@ -57,6 +57,6 @@ const ModuleFunctions kFunctions = {
 }  // namespace sinkhorn::reduce::cuda
 
 extern "C" __attribute__((visibility("default"))) const sinkhorn::reduce::cuda::ModuleFunctions*
-sinkhorn_cuda_module_v1() {
+sinkhorn_cuda_module_v2() {
   return &sinkhorn::reduce::cuda::kFunctions;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 namespace sinkhorn::reduce::cuda {
@@ -376,6 +377,14 @@ __device__ __forceinline__ float exp2_of(float v) { return fast_exp2(v); }
 template <>
 __device__ __forceinline__ double exp2_of(double v) { return exp2(v); }
 
+// 16-byte loads need m % 4 == 0 (every row then starts 16 bytes after a 16-byte boundary) and the
+// matrix and h themselves on 16-byte boundaries (a view at an offset may not be).
+template <typename T>
+__device__ __forceinline__ bool float4_rows(const DenseSoftminProblem<T>& problem) {
+  return sizeof(T) == 4 && problem.m % 4 == 0 &&
+         ((reinterpret_cast<uintptr_t>(problem.cost) | reinterpret_cast<uintptr_t>(problem.h)) % 16) == 0;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kDenseThreads) dense_softmin_kernel(const DenseSoftminProblem<T> problem) {
   const int64_t b = blockIdx.y, i = blockIdx.x, m = problem.m;
@@ -393,7 +402,7 @@ __global__ void __launch_bounds__(kDenseThreads) dense_softmin_kernel(const Dens
       run_sum += exp2_of<T>(v - run_max);
     }
   };
-  if (sizeof(T) == 4 && m % 4 == 0) {  // rows start 16-byte aligned: 16-byte loads
+  if (float4_rows(problem)) {
     using Vec = float4;
     const Vec* row4 = reinterpret_cast<const Vec*>(row);
     const Vec* h4 = reinterpret_cast<const Vec*>(h);
@@ -467,7 +476,7 @@ __global__ void __launch_bounds__(kWarpRowsPerBlock * 32) dense_softmin_warp_ker
   const T cost_scale = static_cast<T>(kLog2e / problem.eps), h_scale = static_cast<T>(kLog2e);
   RunningLogSumExp2<T> run;
   int64_t done = 0;  // columns before `done` are taken
-  if (sizeof(T) == 4 && m % 4 == 0) {  // rows start 16-byte aligned: 16-byte loads
+  if (float4_rows(problem)) {
     const float4* __restrict__ row4 = reinterpret_cast<const float4*>(row);
     const float4* __restrict__ h4 = reinterpret_cast<const float4*>(h);
     const int64_t quads = m / 4, stride = 32 * kLoadsInFlight;
