@@ -44,8 +44,8 @@ struct CoarseStart {
   /// the probe (15 sweeps at the final eps of a 5,000-point cube). The rate is the coarse plain
   /// rate carried to the final eps (1 - rate proportional to eps, multiscale.cpp); measured on
   /// blurred clouds and early, it is still on the fast side, so the omega it gives is a safe start
-  /// that the relaxation raises later. docs/benchmarks.md: 5-28% fewer sweeps on the 3-D clouds
-  /// of 5,000 and 20,000 points, 9-18% at 100,000.
+  /// that the relaxation raises later. docs/benchmarks.md: 8-28% fewer sweeps on the 3-D clouds
+  /// of 5,000 and 20,000 points, 7-27% at 100,000.
   std::optional<double> alternating_plain_rate;
 };
 
