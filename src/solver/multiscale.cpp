@@ -51,18 +51,18 @@ at::Tensor extend(const reduce::Reducer& reducer, const at::Tensor& points, cons
   return lambda * reducer.softmin(points, source.points, source.log_weights + potential / eps, eps);
 }
 
-// The plain contraction rate expected at fine_eps from one measured at coarse_eps. Sinkhorn's
-// iterations at eps are time steps of length eps of a parabolic Monge-Ampere flow (Berman 2020,
-// "The Sinkhorn algorithm, parabolic optimal transport and geometric Monge-Ampere equations"),
-// which converges exponentially in time: the error contracts by about exp(-c eps) per sweep, so
-// 1 - rate scales with eps. On the 3-D clouds of bench/sweep_counts.py handing the coarse rate
-// over unscaled cost 5% more sweeps (604 against 574 on the eight multiscale problems).
-std::optional<double> fine_plain_rate(std::optional<double> coarse_rate, double coarse_eps, double fine_eps) {
-  if (!coarse_rate) return std::nullopt;
-  return 1.0 - (1.0 - *coarse_rate) * fine_eps / coarse_eps;
-}
-
 }  // namespace
+
+// Sinkhorn's iterations at eps are time steps of length eps of a parabolic Monge-Ampere flow
+// (Berman 2020, "The Sinkhorn algorithm, parabolic optimal transport and geometric Monge-Ampere
+// equations"), which converges exponentially in time: the error contracts by about exp(-c eps)
+// per sweep, so 1 - rate scales with eps. On the 3-D clouds of bench/sweep_counts.py handing the
+// coarse rate over unscaled cost 5% more sweeps (604 against 574 on the eight multiscale problems).
+std::optional<double> fine_plain_rate(std::optional<double> coarse_rate, double coarse_eps, double fine_eps) {
+  if (!coarse_rate || !(*coarse_rate > 0.0 && *coarse_rate < 1.0)) return std::nullopt;
+  const double ratio = std::max(fine_eps / coarse_eps, kSmallestCarriedEpsRatio);
+  return 1.0 - (1.0 - *coarse_rate) * ratio;
+}
 
 double default_cluster_scale(double diameter, double blur, int64_t dimension, int64_t points) {
   const double d = static_cast<double>(dimension);
@@ -106,6 +106,7 @@ CoarseStart coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSetti
   coarse_settings.tolerance = std::max(settings.tolerance, kCoarseTolerance);
   coarse_settings.max_iterations = kCoarseIterations;
   coarse_settings.warm_start = false;
+  coarse_settings.alternating_plain_rate.reset();  // the coarse loop chooses its own scheme
   // A few thousand clusters: the plain online kernels, all pairs.
   const std::unique_ptr<reduce::Reducer> reducer =
       reduce::make_reducer(Backend::online, p, coarse_a.points, coarse_b.points);

@@ -42,12 +42,25 @@ struct CoarseStart {
   /// alternating updates (LoopReport::alternating_plain_rate). The clustered clouds keep the fine
   /// ones' geometry, so the fine loop starts alternating too, and saves the averaged sweeps and
   /// the probe (15 sweeps at the final eps of a 5,000-point cube). The rate is the coarse plain
-  /// rate carried to the final eps (1 - rate proportional to eps, multiscale.cpp); measured on
-  /// blurred clouds and early, it is still on the fast side, so the omega it gives is a safe start
-  /// that the relaxation raises later. docs/benchmarks.md: 8-28% fewer sweeps on the 3-D clouds
-  /// of 5,000 and 20,000 points, 7-27% at 100,000.
+  /// rate carried to the final eps (fine_plain_rate). docs/benchmarks.md: 8-28% fewer sweeps on
+  /// the 3-D clouds of 5,000 and 20,000 points, 7-27% at 100,000.
   std::optional<double> alternating_plain_rate;
 };
+
+/// fine_plain_rate carries a rate over at most this factor of eps (one eps-scaling step at the
+/// default scaling 0.5 and p = 2): a larger jump (a user's large cluster_scale leaves a single
+/// coarse eps far above the fine one) would extrapolate the rate towards 1, and so omega towards
+/// its cap. An omega above the fine omega* converges at rate omega - 1 and the relaxation only
+/// ever raises omega, so the hand-over must not overshoot by much.
+inline constexpr double kSmallestCarriedEpsRatio = 0.25;
+
+/// The plain contraction rate expected at fine_eps from coarse_rate, measured at coarse_eps > fine_eps:
+/// 1 - rate proportional to eps (multiscale.cpp), over at most kSmallestCarriedEpsRatio. Unset
+/// when coarse_rate is unset or outside (0, 1) (no information: the fine loop then chooses).
+/// Measured early and on blurred clouds, the coarse rate is faster than the fine loop's asymptotic
+/// one on the clouds measured (the cube of 5,000 points: 0.85 carried, ~0.95 asymptotic), so the
+/// omega it gives sits below the fine omega*, where the relaxation raises it once measured.
+std::optional<double> fine_plain_rate(std::optional<double> coarse_rate, double coarse_eps, double fine_eps);
 
 /// The eps of `settings.epsilons` above the final one and at least (cell / 4)^p are solved on the
 /// grid clusters of a and b (weighted centroids, summed weights; grid_clusters.h) to a marginal

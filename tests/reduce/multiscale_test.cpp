@@ -425,6 +425,20 @@ TEST(MultiscaleDivergence, MatchesTheOnlineBackendValueAndGradient) {
   }
 }
 
+// The coarse plain rate carried to the fine eps: 1 - rate proportional to eps, over at most a
+// factor kSmallestCarriedEpsRatio, nothing from a rate that carries no information.
+TEST(CoarseToFineStart, CarriesThePlainRateToTheFineEps) {
+  EXPECT_NEAR(*solver::fine_plain_rate(0.8, 0.004, 0.002), 1.0 - 0.2 * 0.5, 1e-15);
+  EXPECT_NEAR(*solver::fine_plain_rate(0.8, 0.004, 0.001), 1.0 - 0.2 * 0.25, 1e-15);
+  // A single coarse eps far above the fine one: the extrapolation stops at the bound, so the
+  // omega it gives stays that of rate 0.95 (1.63), not near the cap (1.98) it would reach.
+  EXPECT_NEAR(*solver::fine_plain_rate(0.8, 1.0, 1e-4), 1.0 - 0.2 * solver::kSmallestCarriedEpsRatio, 1e-15);
+  EXPECT_FALSE(solver::fine_plain_rate(std::nullopt, 0.004, 0.002));
+  EXPECT_FALSE(solver::fine_plain_rate(1.0, 0.004, 0.002));
+  EXPECT_FALSE(solver::fine_plain_rate(0.0, 0.004, 0.002));
+  EXPECT_FALSE(solver::fine_plain_rate(std::numeric_limits<double>::quiet_NaN(), 0.004, 0.002));
+}
+
 // The coarse solve's scheme for OT(a, b) carried into the fine loop (multiscale.h, CoarseStart).
 // Where the coarse loop ends on alternating updates (a cube against a blob; the cube against a
 // copy moved by a fifth of the blur), the fine loop that starts alternating from the coarse rate
