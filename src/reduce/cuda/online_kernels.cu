@@ -385,65 +385,10 @@ __device__ __forceinline__ bool float4_rows(const DenseSoftminProblem<T>& proble
          ((reinterpret_cast<uintptr_t>(problem.cost) | reinterpret_cast<uintptr_t>(problem.h)) % 16) == 0;
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kDenseThreads) dense_softmin_kernel(const DenseSoftminProblem<T> problem) {
-  const int64_t b = blockIdx.y, i = blockIdx.x, m = problem.m;
-  const T* row = problem.cost + (b * problem.n + i) * m;
-  const T* h = problem.h + b * m;
-  const T cost_scale = static_cast<T>(kLog2e / problem.eps), h_scale = static_cast<T>(kLog2e);
-  // Per thread: a running (max, sum) over its columns j = threadIdx.x + k * 256, base 2.
-  T run_max = -INFINITY, run_sum = 0;
-  const auto take = [&](T cost, T hj) {
-    const T v = hj * h_scale - cost * cost_scale;
-    if (v > run_max) {
-      run_sum = run_sum * exp2_of<T>(run_max - v) + T(1);  // exp2(-inf) = 0 on the first term
-      run_max = v;
-    } else if (v > -INFINITY) {
-      run_sum += exp2_of<T>(v - run_max);
-    }
-  };
-  if (float4_rows(problem)) {
-    using Vec = float4;
-    const Vec* row4 = reinterpret_cast<const Vec*>(row);
-    const Vec* h4 = reinterpret_cast<const Vec*>(h);
-    for (int64_t q = threadIdx.x; q < m / 4; q += kDenseThreads) {
-      const Vec c = row4[q], hv = h4[q];
-      take(c.x, hv.x), take(c.y, hv.y), take(c.z, hv.z), take(c.w, hv.w);
-    }
-  } else {
-    for (int64_t j = threadIdx.x; j < m; j += kDenseThreads) take(row[j], h[j]);
-  }
-  // Block reduction of the (max, sum) pairs in double: warp shuffles, then one value per warp.
-  double top = run_max, sum = run_sum;
-  const auto merge = [&](double other_top, double other_sum) {
-    const double next = fmax(top, other_top);
-    if (next == -INFINITY) return;
-    sum = sum * exp2(top - next) + other_sum * exp2(other_top - next);
-    top = next;
-  };
-  for (int offset = 16; offset > 0; offset /= 2) {
-    merge(__shfl_down_sync(0xffffffffu, top, offset), __shfl_down_sync(0xffffffffu, sum, offset));
-  }
-  __shared__ double tops[kDenseThreads / 32], sums[kDenseThreads / 32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) tops[warp] = top, sums[warp] = sum;
-  __syncthreads();
-  if (threadIdx.x != 0) return;
-  top = tops[0], sum = sums[0];
-  for (int w = 1; w < kDenseThreads / 32; ++w) merge(tops[w], sums[w]);
-  problem.out[b * problem.n + i] = static_cast<T>(-problem.eps * (top * kLn2 + log(sum)));
-}
-
-// One warp per row (DenseSchedule::warp_per_row). A row of 10^4 columns is 78 16-byte loads per
-// lane: four are issued before any of their values is used, so that each SM keeps enough bytes in
-// flight to cover the memory latency, and the running max moves once per four columns (one
-// rescaling exp per group instead of a branch per column).
-constexpr int kWarpRowsPerBlock = 8;
-constexpr int kLoadsInFlight = 4;
-
+// One thread's running (max, sum) of 2^v over the values it takes, in T: sum_j 2^(v_j - top).
 template <typename T>
 struct RunningLogSumExp2 {
-  T top = -INFINITY, sum = 0;  // sum_j 2^(v_j - top) over the values taken
+  T top = -INFINITY, sum = 0;
 
   __device__ __forceinline__ void take(T v) {
     if (v > top) {
@@ -464,6 +409,66 @@ struct RunningLogSumExp2 {
     }
   }
 };
+
+// (max, sum) pairs merged across threads in double (the log-sum-exp rule), and the softmin
+// -eps log sum_j exp(...) = -eps (top ln 2 + log sum) they give.
+struct LogSumExp2Pair {
+  double top, sum;
+
+  __device__ __forceinline__ void merge(double other_top, double other_sum) {
+    const double next = fmax(top, other_top);
+    if (next == -INFINITY) return;
+    sum = sum * exp2(top - next) + other_sum * exp2(other_top - next);
+    top = next;
+  }
+  // Over the 32 lanes of a full warp: lane 0 ends with the warp's pair.
+  __device__ __forceinline__ void merge_across_warp() {
+    for (int offset = 16; offset > 0; offset /= 2) {
+      merge(__shfl_down_sync(0xffffffffu, top, offset), __shfl_down_sync(0xffffffffu, sum, offset));
+    }
+  }
+  __device__ __forceinline__ double softmin(double eps) const { return -eps * (top * kLn2 + log(sum)); }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kDenseThreads) dense_softmin_kernel(const DenseSoftminProblem<T> problem) {
+  const int64_t b = blockIdx.y, i = blockIdx.x, m = problem.m;
+  const T* row = problem.cost + (b * problem.n + i) * m;
+  const T* h = problem.h + b * m;
+  const T cost_scale = static_cast<T>(kLog2e / problem.eps), h_scale = static_cast<T>(kLog2e);
+  // Per thread: a running (max, sum) over its columns j = threadIdx.x + k * 256, base 2.
+  RunningLogSumExp2<T> run;
+  const auto take = [&](T cost, T hj) { run.take(hj * h_scale - cost * cost_scale); };
+  if (float4_rows(problem)) {
+    using Vec = float4;
+    const Vec* row4 = reinterpret_cast<const Vec*>(row);
+    const Vec* h4 = reinterpret_cast<const Vec*>(h);
+    for (int64_t q = threadIdx.x; q < m / 4; q += kDenseThreads) {
+      const Vec c = row4[q], hv = h4[q];
+      take(c.x, hv.x), take(c.y, hv.y), take(c.z, hv.z), take(c.w, hv.w);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < m; j += kDenseThreads) take(row[j], h[j]);
+  }
+  // Block reduction of the (max, sum) pairs in double: warp shuffles, then one value per warp.
+  LogSumExp2Pair pair{run.top, run.sum};
+  pair.merge_across_warp();
+  __shared__ double tops[kDenseThreads / 32], sums[kDenseThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) tops[warp] = pair.top, sums[warp] = pair.sum;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  pair = {tops[0], sums[0]};
+  for (int w = 1; w < kDenseThreads / 32; ++w) pair.merge(tops[w], sums[w]);
+  problem.out[b * problem.n + i] = static_cast<T>(pair.softmin(problem.eps));
+}
+
+// One warp per row (DenseSchedule::warp_per_row). A row of 10^4 columns is 78 16-byte loads per
+// lane: four are issued before any of their values is used, so that each SM keeps enough bytes in
+// flight to cover the memory latency, and the running max moves once per four columns (one
+// rescaling exp per group instead of a branch per column).
+constexpr int kWarpRowsPerBlock = 8;
+constexpr int kLoadsInFlight = 4;
 
 template <typename T>
 __global__ void __launch_bounds__(kWarpRowsPerBlock * 32) dense_softmin_warp_kernel(const DenseSoftminProblem<T> problem) {
@@ -499,17 +504,9 @@ __global__ void __launch_bounds__(kWarpRowsPerBlock * 32) dense_softmin_warp_ker
     done = m;
   }
   for (int64_t j = done + lane; j < m; j += 32) run.take(h[j] * h_scale - row[j] * cost_scale);
-  // Warp reduction of the (max, sum) pairs in double.
-  double top = run.top, sum = run.sum;
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const double other_top = __shfl_down_sync(0xffffffffu, top, offset);
-    const double other_sum = __shfl_down_sync(0xffffffffu, sum, offset);
-    const double next = fmax(top, other_top);
-    if (next == -INFINITY) continue;
-    sum = sum * exp2(top - next) + other_sum * exp2(other_top - next);
-    top = next;
-  }
-  if (lane == 0) problem.out[b * problem.n + i] = static_cast<T>(-problem.eps * (top * kLn2 + log(sum)));
+  LogSumExp2Pair pair{run.top, run.sum};
+  pair.merge_across_warp();
+  if (lane == 0) problem.out[b * problem.n + i] = static_cast<T>(pair.softmin(problem.eps));
 }
 
 template <typename T>

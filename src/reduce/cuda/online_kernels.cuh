@@ -67,8 +67,9 @@ void online_reduce(const CudaProblem<double>& problem);
 bool has_fast_kernel(int64_t d, Reduction reduction);
 
 /// How the dense softmin spreads a row over threads. Both read the matrix once, in 16-byte loads
-/// when m % 4 == 0 and the matrix and h start on 16-byte boundaries; which is nearer the memory bandwidth is measured by the GPU benchmark
-/// (docs/benchmarks.md, "GPU"), and the slower one goes once a GPU has told.
+/// when m % 4 == 0 and the matrix and h start on 16-byte boundaries; which is nearer the memory
+/// bandwidth is measured by the GPU benchmark (docs/benchmarks.md, "GPU"), and the slower one
+/// goes once a GPU has told.
 enum class DenseSchedule {
   /// One warp per row, eight rows per block: no block-wide reduction, four 16-byte loads in
   /// flight per thread, and the running max rescaled once per four columns.
@@ -84,7 +85,7 @@ struct DenseSoftminProblem {
   const T* h = nullptr;     ///< device (batch, m)
   int64_t batch = 1, n = 0, m = 0;
   double eps = 1.0;
-  T* out = nullptr;         ///< device (batch, n): -eps log sum_j exp(h_j - cost_ij / eps); apart from cost and h
+  T* out = nullptr;         ///< device (batch, n), apart from cost and h: -eps log sum_j exp(h_j - cost_ij / eps)
   void* stream = nullptr;
   /// Threads per row (see DenseSchedule).
   DenseSchedule schedule = DenseSchedule::warp_per_row;
