@@ -42,6 +42,21 @@ double seconds_since(Clock::time_point start) {
 
 void synchronize() { c10::cuda::device_synchronize(); }
 
+// Seconds of one run of `body`, the median of 3 after a warm-up run (the first run pays for
+// allocations and the caches of the backends).
+double median_of_three_after_warm_up(const std::function<void()>& body) {
+  std::vector<double> times;
+  for (int r = 0; r < 4; ++r) {
+    synchronize();
+    const auto start = Clock::now();
+    body();
+    synchronize();
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin() + 1, times.end());
+  return times[2];
+}
+
 // x uniform in the unit cube, y a Gaussian blob shifted off its centre: two families per run.
 std::pair<at::Tensor, at::Tensor> clouds(int64_t n, int64_t d, uint64_t seed) {
   at::manual_seed(seed);
@@ -246,21 +261,13 @@ int main(int argc, char** argv) {
     options.iterations = 100;
     options.blur = 0.5;
     options.backend = backend;
-    std::vector<double> times;
     std::string name;
-    for (int r = 0; r < 4; ++r) {  // the first is a warm-up
-      synchronize();
-      const auto start = Clock::now();
-      const auto result = sinkhorn::divergence_with_details({}, xf, {}, yf, options);
-      synchronize();
-      times.push_back(seconds_since(start));
-      name = result.diagnostics.backend;
-    }
-    std::sort(times.begin() + 1, times.end());
+    const double seconds = median_of_three_after_warm_up(
+        [&] { name = sinkhorn::divergence_with_details({}, xf, {}, yf, options).diagnostics.backend; });
     std::printf("100 symmetric iterations N = M = %lld, D = 64 (%s): %.2f ms (median of 3)\n",
-                static_cast<long long>(10000 / scale), name.c_str(), 1e3 * times[2]);
+                static_cast<long long>(10000 / scale), name.c_str(), 1e3 * seconds);
     json << (backend == sinkhorn::Backend::automatic ? "" : ",\n") << "    {\"backend\": \"" << name
-         << "\", \"milliseconds\": " << 1e3 * times[2] << "}";
+         << "\", \"milliseconds\": " << 1e3 * seconds << "}";
     std::fflush(stdout);
   }
   json << "\n  ],\n";
@@ -277,24 +284,18 @@ int main(int argc, char** argv) {
     const at::Tensor log_weights = at::full({n}, -std::log(static_cast<double>(n)), xf.options());
     for (const auto schedule : {sinkhorn::reduce::cuda::DenseSchedule::warp_per_row,
                                 sinkhorn::reduce::cuda::DenseSchedule::block_per_row}) {
-      std::vector<double> times;
       at::Tensor f, g;
-      for (int r = 0; r < 4; ++r) {  // the first is a warm-up
-        synchronize();
-        const auto start = Clock::now();
+      const double seconds = median_of_three_after_warm_up([&] {
         g = at::zeros({n}, xf.options());
         for (int l = 0; l < 100; ++l) {
           f = dense_softmin_with(c_xy, at::add(log_weights, g, 1.0 / eps), eps, schedule);
           g = dense_softmin_with(c_yx, at::add(log_weights, f, 1.0 / eps), eps, schedule);
         }
-        synchronize();
-        times.push_back(seconds_since(start));
-      }
-      std::sort(times.begin() + 1, times.end());
+      });
       const char* label = schedule == sinkhorn::reduce::cuda::DenseSchedule::warp_per_row ? "warp_per_row" : "block_per_row";
       std::printf("  the same loop written over the fused kernel (%s): %.2f ms (median of 3), f[0] = %.6g\n", label,
-                  1e3 * times[2], f[0].item<double>());
-      json << "  \"direct_loop_" << label << "_milliseconds\": " << 1e3 * times[2] << ",\n";
+                  1e3 * seconds, f[0].item<double>());
+      json << "  \"direct_loop_" << label << "_milliseconds\": " << 1e3 * seconds << ",\n";
       std::fflush(stdout);
     }
   }
