@@ -90,6 +90,11 @@ struct SinkhornOptions {
   GradientMode gradient = GradientMode::automatic;
   /// Which reduction backend to use.
   Backend backend = Backend::automatic;
+  /// When the loop crawls at the final eps, correct OT(a, b)'s potentials by one constant per
+  /// cluster of points (a two-grid step for clustered clouds: docs/numerics.md, "Coarse
+  /// correction"). Applies to balanced problems in D <= 3 of up to 2^20 pairs per batch entry on
+  /// the CPU with envelope gradients; sharded solves never correct.
+  bool coarse_correction = true;
 };
 
 /// Lower-case names used by the command line and in messages ("divergence", "primal", ...).

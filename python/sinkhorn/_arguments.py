@@ -48,6 +48,12 @@ def check_number(name, value, *, integer=False, optional=False):
     return int(value) if integer else float(value)
 
 
+def check_flag(name, value):
+    if not isinstance(value, bool):
+        fail(name, f"expected True or False, got {value!r}")
+    return value
+
+
 def check_name(name, value):
     """A name option (loss, gradient, backend): a string; which names exist, the library says."""
     if not isinstance(value, str):

@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 
 from . import _C
-from ._arguments import check_name, check_number, check_pair, check_points, check_weights
+from ._arguments import check_flag, check_name, check_number, check_pair, check_points, check_weights
 
 
 
@@ -44,7 +44,7 @@ class Solution:
 
 
 def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
-                    iterations, gradient, backend):
+                    iterations, gradient, backend, coarse_correction=True):
     """The keyword options of _C.solve: their types checked here, their names and ranges by the library."""
     options = dict(
         loss=check_name("loss", loss),
@@ -59,6 +59,7 @@ def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, t
         iterations=check_number("iterations", iterations, integer=True, optional=True),
         gradient=check_name("gradient", gradient),
         backend=check_name("backend", backend),
+        coarse_correction=check_flag("coarse_correction", coarse_correction),
     )
     _C.check_options(**options)
     return options
@@ -78,7 +79,7 @@ def run(a, x, b, y, options, process_group=None):
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto", process_group=None):
+          backend="auto", coarse_correction=True, process_group=None):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
@@ -92,6 +93,8 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
         at the final eps; iterations: the paper's fixed-L mode (exactly L sweeps at eps, no annealing).
       gradient: "auto", "envelope" (exact at convergence, linear memory) or "unrolled" (autograd
         through the iterations). backend: "auto", "tensorized", "online", "multiscale", "reference".
+      coarse_correction: when the loop crawls at the final eps, correct the potentials by one
+        constant per cluster of points (clustered clouds in D <= 3; docs/numerics.md); False: never.
       process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
         solve the union of everyone's rows together (docs/distributed.md); the value is the same
         on every rank, potentials and gradients are this rank's rows.
@@ -100,6 +103,7 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
     """
     options = checked_options(loss=loss, p=p, blur=blur, reach=reach, diameter=diameter, scaling=scaling,
                               cluster_scale=cluster_scale, tolerance=tolerance, max_iterations=max_iterations,
-                              iterations=iterations, gradient=gradient, backend=backend)
+                              iterations=iterations, gradient=gradient, backend=backend,
+                              coarse_correction=coarse_correction)
     value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
     return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)

@@ -27,7 +27,7 @@ sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double bl
                                        std::optional<double> diameter, double scaling,
                                        std::optional<double> cluster_scale, double tolerance, int max_iterations,
                                        std::optional<int> iterations, const std::string& gradient,
-                                       const std::string& backend) {
+                                       const std::string& backend, bool coarse_correction) {
   sinkhorn::SinkhornOptions options;
   options.loss = sinkhorn::parse_loss(loss);
   options.p = p;
@@ -41,6 +41,7 @@ sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double bl
   options.iterations = iterations;
   options.gradient = sinkhorn::parse_gradient_mode(gradient);
   options.backend = sinkhorn::parse_backend(backend);
+  options.coarse_correction = coarse_correction;
   return options;
 }
 
@@ -80,10 +81,10 @@ void raising_python_errors(bool release_gil, Work&& work) {
 void check_options(const std::string& loss, int p, double blur, std::optional<double> reach,
                    std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
                    double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                   const std::string& backend) {
+                   const std::string& backend, bool coarse_correction) {
   raising_python_errors(false, [&] {
     sinkhorn::validate(make_options(loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
-                                    iterations, gradient, backend));
+                                    iterations, gradient, backend, coarse_correction));
   });
 }
 
@@ -91,7 +92,7 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
                 const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
                 std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
                 double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                const std::string& backend, const py::object& process_group) {
+                const std::string& backend, bool coarse_correction, const py::object& process_group) {
   // torch.distributed's groups are c10d::ProcessGroup objects bound by PyTorch's own module with
   // an intrusive_ptr holder, which this module shares (same pybind11 internals).
   c10::intrusive_ptr<c10d::ProcessGroup> group;
@@ -110,7 +111,8 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
   sinkhorn::DivergenceResult result;
   raising_python_errors(true, [&] {  // other Python threads run while we solve
     const sinkhorn::SinkhornOptions options = make_options(loss, p, blur, reach, diameter, scaling, cluster_scale,
-                                                           tolerance, max_iterations, iterations, gradient, backend);
+                                                           tolerance, max_iterations, iterations, gradient, backend,
+                                                           coarse_correction);
     result = group ? sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options, group)
                    : sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
   });
@@ -141,13 +143,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
         py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
         py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),
-        py::arg("gradient"), py::arg("backend"), py::arg("process_group") = py::none(),
+        py::arg("gradient"), py::arg("backend"), py::arg("coarse_correction"), py::arg("process_group") = py::none(),
         "The loss between (a, x) and (b, y) with its potentials and diagnostics: "
         "(value, f_ab, g_ab, f_aa, g_bb, diagnostics).");
   m.def("check_options", &check_options, py::kw_only(), py::arg("loss"), py::arg("p"), py::arg("blur"),
         py::arg("reach"), py::arg("diameter"), py::arg("scaling"), py::arg("cluster_scale"), py::arg("tolerance"),
         py::arg("max_iterations"), py::arg("iterations"), py::arg("gradient"), py::arg("backend"),
-        "Raises ValueError naming the first option the library refuses (names and ranges).");
+        py::arg("coarse_correction"), "Raises ValueError naming the first option the library refuses (names and ranges).");
   m.attr("__version__") = SINKHORN_VERSION;
   // The CUDA module (libsinkhorn_cuda.so beside this extension, or in the build tree): PyTorch has
   // loaded its CUDA half already, so loading ours now costs little and tells the truth early.

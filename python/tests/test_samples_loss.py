@@ -86,8 +86,10 @@ def test_call_forms_shapes_and_dtypes(clouds):
     ab, bb = torch.stack([a, uniform_x]), torch.stack([b, b])
     batched = loss(ab, xb, bb, yb)
     assert batched.shape == (2,)
+    # A batch runs until its slowest entry converges (and corrects on clusters when that one
+    # crawls), so an entry's value agrees with its single solve to the solver's accuracy, not bits.
     for k in range(2):
-        assert batched[k].item() == pytest.approx(loss(ab[k], xb[k], bb[k], yb[k]).item(), rel=1e-6)
+        assert batched[k].item() == pytest.approx(loss(ab[k], xb[k], bb[k], yb[k]).item(), rel=1e-5)
     torch.testing.assert_close(loss(ab[..., None], xb, bb[..., None], yb), batched)
     F, G = sinkhorn.SamplesLoss(blur=0.3, potentials=True)(ab[..., None], xb, bb, yb)
     assert F.shape == (2, 23, 1) and G.shape == (2, 17)

@@ -61,8 +61,11 @@ at::Tensor solve(SolveContext& context, const solver::Cloud& a, const solver::Cl
   solver::LoopSettings loop = context.loop;
   int coarse_sweeps = 0;
   if (context.multiscale_cell > 0) {
-    solver::CoarseStart start = solver::coarse_to_fine_start(a, b, loop, context.p, context.multiscale_cell,
-                                                             context.state);
+    // The coarse solve's clouds are grid clusters already: no correction on clusters of them.
+    solver::LoopSettings coarse_loop = loop;
+    coarse_loop.coarse_correction_p.reset();
+    solver::CoarseStart start = solver::coarse_to_fine_start(a, b, coarse_loop, context.p,
+                                                             context.multiscale_cell, context.state);
     loop.warm_start = start.epsilons.size() < context.loop.epsilons.size();
     loop.epsilons = std::move(start.epsilons);
     loop.alternating_plain_rate = start.alternating_plain_rate;
@@ -201,6 +204,8 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
   const GradientMode mode = resolve_gradient_mode(options);
   const bool unrolled = mode == GradientMode::unrolled && wanted.any();
+  // Unrolled gradients differentiate every sweep: a correction would enter them as a constant.
+  if (options.coarse_correction && !unrolled) context.loop.coarse_correction_p = p;
   // A sharded solve reduces this rank's rows against all columns, and decides the backend from
   // that share. The multiscale backend's truncation is one process's.
   at::Tensor x_own = x_centred;

@@ -146,6 +146,7 @@ std::string to_json(const TrainConfig& c) {
             {"scaling", c.loss.scaling},
             {"tolerance", c.loss.tolerance},
             {"max_iterations", c.loss.max_iterations},
+            {"coarse_correction", c.loss.coarse_correction},
             {"gradient", to_string(c.loss.gradient)},
             {"backend", to_string(c.loss.backend)}};
   loss["reach"] = c.loss.reach ? json(*c.loss.reach) : json(nullptr);
@@ -215,6 +216,12 @@ TrainConfig train_config_from_json(const std::string& text) {
     c.loss.max_iterations = int_field(l, "max_iterations", "max_iterations", kLossIterationsRange);
     c.loss.gradient = parse_gradient_mode(string_field(l, "gradient", "gradient"));
     c.loss.backend = parse_backend(string_field(l, "backend", "backend"));
+    // Run folders written before the coarse correction existed resume exactly as they ran: without.
+    c.loss.coarse_correction = false;
+    if (l.contains("coarse_correction")) {
+      SINKHORN_CHECK_ARG(l.at("coarse_correction").is_boolean(), "coarse_correction", "must be true or false");
+      c.loss.coarse_correction = l.at("coarse_correction").get<bool>();
+    }
     if (!l.at("reach").is_null()) c.loss.reach = number_field(l, "reach", "reach");
     if (!l.at("diameter").is_null()) c.loss.diameter = number_field(l, "diameter", "diameter");
     if (!l.at("iterations").is_null()) {

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "solver/acceleration.h"
+#include "solver/coarse_correction.h"
 #include "solver/potential_arithmetic.h"
 
 namespace sinkhorn::solver {
@@ -16,6 +17,16 @@ namespace {
 // Annealing: sweeps per eps until the marginal error is under this, at most kSweepsPerScale.
 constexpr double kAnnealingTolerance = 1e-2;
 constexpr int kSweepsPerScale = 50;
+// The coarse correction at the final eps (coarse_correction.h): tried when OT(a, b)'s error falls,
+// but by less than kCoarseWorthRate per sweep over the last kRateWindow sweeps (not while it
+// grows: over-relaxation's transient), at least kCoarseInterval sweeps after the previous one;
+// the interval grows by kCoarseIntervalGrowth after a correction that did not halve the error: the
+// slow mode is then not (only) between clusters, and each correction kicks the modes that the
+// over-relaxation had tuned to (measured: growth 2 cost up to +58% sweeps on some ring samples,
+// 8 none over +10%, and 37% -> 43% fewer sweeps in all; docs/benchmarks.md).
+constexpr double kCoarseWorthRate = 0.9;
+constexpr int kCoarseIntervalGrowth = 8;
+constexpr int kCoarseInterval = 10;
 
 // One transport problem of the loop: between `source` and `target`, with its potentials.
 struct Problem {
@@ -102,6 +113,57 @@ void averaged_update(const reduce::Reducer& reducer, const Problem& problem,
   pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmin_of_g);
   pair.g = linear_combination(0.5, pair.g, 0.5 * lambda, softmin_of_f);
 }
+
+// When and how OT(a, b) is corrected on clusters at the final eps (coarse_correction.h).
+class CoarseCorrector {
+ public:
+  CoarseCorrector(const LoopSettings& settings, const Cloud& a, const Cloud& b)
+      : a_(a), b_(b),
+        allowed_(settings.coarse_correction_p && !settings.rho && !settings.agree_on_errors),
+        p_(settings.coarse_correction_p.value_or(2)) {}
+
+  // Takes OT(a, b)'s error of this sweep; corrects its potentials when the loop is slow, and
+  // says whether it did.
+  bool corrected(double error, double eps, PotentialPair& potentials) {
+    if (!allowed_) return false;
+    if (error_before_) {  // the sweep after a correction: did it pay?
+      if (!(error < 0.5 * *error_before_)) interval_ *= kCoarseIntervalGrowth;
+      error_before_.reset();
+    }
+    remember_error(errors_, error);
+    if (++sweeps_since_ < interval_ || errors_.size() <= kRateWindow) return false;
+    const double rate = windowed_rate(errors_);
+    if (!(rate > kCoarseWorthRate && rate < 1.0)) return false;
+    if (!partition_) {
+      partition_ = coarse_partition(a_, b_, p_);
+      if (!partition_) {
+        allowed_ = false;
+        return false;
+      }
+    }
+    c10::NoGradGuard no_grad;
+    const CoarseCorrectionReport report = correct_on_clusters(*partition_, a_, b_, eps, potentials);
+    sweeps_since_ = 0;
+    errors_.clear();
+    if (!report.applied) {
+      interval_ *= kCoarseIntervalGrowth;
+      return false;
+    }
+    error_before_ = error;
+    return true;
+  }
+
+ private:
+  const Cloud& a_;
+  const Cloud& b_;
+  bool allowed_;
+  int p_;
+  std::optional<std::vector<EntryPartition>> partition_;
+  std::vector<double> errors_;
+  int sweeps_since_ = 0;
+  int interval_ = kCoarseInterval;
+  std::optional<double> error_before_;
+};
 
 }  // namespace
 
@@ -224,6 +286,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   std::fill(frozen.begin(), frozen.end(), false);
   SchemeSelector scheme;
   if (settings.alternating_plain_rate) scheme.start_alternating(*settings.alternating_plain_rate);
+  CoarseCorrector coarse(settings, a, b);
   for (int sweep = 0;; ++sweep) {
     softmins = softmins_of_g(final_eps, std::move(softmins));
     update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
@@ -231,6 +294,11 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     report.converged = report.marginal_error <= settings.tolerance;
     if (report.converged || sweep == settings.max_iterations) break;
     for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
+    // A correction changes f and g: the softmins of this sweep are stale, the next sweep measures.
+    if (!frozen[0] && coarse.corrected(errors[0], final_eps, state.ab)) {
+      ++report.coarse_corrections;
+      continue;
+    }
     // The scheme watches OT(a, b) alone (problem 0).
     if (!frozen[0]) scheme.observe(errors[0]);
     update(softmins, final_eps, scheme.averaged(), scheme.omega());
