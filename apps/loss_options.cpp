@@ -21,7 +21,7 @@ void add_loss_options(ArgumentParser& parser) {
       .integer("max-iterations", "N", "iterations allowed at the final eps (default 1000)", 0,
                gen::kLossIterationsRange.max)
       .option("gradient", "MODE", "auto (default), envelope or unrolled")
-      .flag("no-coarse-correction", "never correct the potentials on clusters of points (the plain loop)")
+      .flag("coarse-correction", "correct the potentials on clusters of points when the loop crawls (D <= 3)")
       .option("cluster-scale", "S", "multiscale backend: grid cell side (default: max(2 blur, diameter / (sqrt(D) (2N)^(1/D))))")
       .option("backend", "NAME",
               "auto (default), tensorized, online (linear memory, CPU), multiscale (truncated, CPU, D <= 3) or reference");
@@ -40,7 +40,7 @@ SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions o
   if (auto max_iterations = args.integer("max-iterations")) options.max_iterations = static_cast<int>(*max_iterations);
   if (auto gradient = args.value("gradient")) options.gradient = parse_gradient_mode(*gradient);
   if (auto backend = args.value("backend")) options.backend = parse_backend(*backend);
-  if (args.flag("no-coarse-correction")) options.coarse_correction = false;
+  if (args.flag("coarse-correction")) options.coarse_correction = true;
   validate(options);  // its errors name the field; the command line says it as the flag (flag_names.h)
   return options;
 }

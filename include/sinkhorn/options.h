@@ -93,8 +93,10 @@ struct SinkhornOptions {
   /// When the loop crawls at the final eps, correct OT(a, b)'s potentials by one constant per
   /// cluster of points (a two-grid step for clustered clouds: docs/numerics.md, "Coarse
   /// correction"). Applies to balanced problems in D <= 3 of up to 2^20 pairs per batch entry on
-  /// the CPU with envelope gradients; sharded solves never correct.
-  bool coarse_correction = true;
+  /// the CPU with envelope gradients; sharded solves never correct. Off by default: it makes
+  /// crawling solves 2-3.5x faster and stops them at the value, but costs training runs whose
+  /// solves are merely slow (docs/benchmarks.md).
+  bool coarse_correction = false;
 };
 
 /// Lower-case names used by the command line and in messages ("divergence", "primal", ...).

@@ -15,7 +15,7 @@ class SamplesLoss(torch.nn.Module):
     SamplesLoss(loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                 cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False,
                 verbose=False, backend="auto", *, tolerance=1e-4, max_iterations=1000,
-                iterations=None, gradient="auto", coarse_correction=True, process_group=None)
+                iterations=None, gradient="auto", coarse_correction=False, process_group=None)
 
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
         "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
@@ -36,7 +36,7 @@ class SamplesLoss(torch.nn.Module):
         eps), iterations (the paper's fixed-L mode: exactly L sweeps at eps), gradient ("auto",
         "envelope" or "unrolled"), coarse_correction (True: when the loop crawls at the final eps,
         correct the potentials by one constant per cluster of points, for clustered clouds in
-        D <= 3; docs/numerics.md), process_group (a torch.distributed group: each rank passes its
+        D <= 3; off by default; docs/numerics.md), process_group (a torch.distributed group: each rank passes its
         own rows and the ranks solve the union together; the value is the same on every rank, the
         gradients and potentials are each rank's rows; docs/distributed.md).
 
@@ -48,7 +48,7 @@ class SamplesLoss(torch.nn.Module):
     def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                  cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False, verbose=False,
                  backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-                 coarse_correction=True, process_group=None):
+                 coarse_correction=False, process_group=None):
         super().__init__()
         if not isinstance(loss, str):
             fail("loss", f"expected a name, got {loss!r}")

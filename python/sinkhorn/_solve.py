@@ -44,7 +44,7 @@ class Solution:
 
 
 def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
-                    iterations, gradient, backend, coarse_correction=True):
+                    iterations, gradient, backend, coarse_correction=False):
     """The keyword options of _C.solve: their types checked here, their names and ranges by the library."""
     options = dict(
         loss=check_name("loss", loss),
@@ -79,7 +79,7 @@ def run(a, x, b, y, options, process_group=None):
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto", coarse_correction=True, process_group=None):
+          backend="auto", coarse_correction=False, process_group=None):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
@@ -93,8 +93,8 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
         at the final eps; iterations: the paper's fixed-L mode (exactly L sweeps at eps, no annealing).
       gradient: "auto", "envelope" (exact at convergence, linear memory) or "unrolled" (autograd
         through the iterations). backend: "auto", "tensorized", "online", "multiscale", "reference".
-      coarse_correction: when the loop crawls at the final eps, correct the potentials by one
-        constant per cluster of points (clustered clouds in D <= 3; docs/numerics.md); False: never.
+      coarse_correction: True: when the loop crawls at the final eps, correct the potentials by one
+        constant per cluster of points (clustered clouds in D <= 3; docs/numerics.md). Off by default.
       process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
         solve the union of everyone's rows together (docs/distributed.md); the value is the same
         on every rank, potentials and gradients are this rank's rows.

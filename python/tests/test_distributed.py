@@ -60,8 +60,8 @@ def clouds(n=61, m=47, d=3, seed=11):
 
 
 def single_process(data, case):
-    """The same case in this process: value, F, G and gradients (without the coarse correction,
-    which sharded solves never make)."""
+    """The same case in this process: value, F, G and gradients (coarse_correction off, as sharded
+    solves always are)."""
     tensors = {k: torch.from_numpy(v).clone().requires_grad_() for k, v in data.items()}
     names = ["a", "x", "b", "y"] if case.get("weights", True) else ["x", "y"]
     inputs = [tensors[name] for name in names]
@@ -266,8 +266,7 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
     if not os.path.exists(BINARY):
         pytest.skip("no build/sinkhorn next to this package")
     common = ["train", "--data", "ring8", "--batch-size", "150", "--eval-every", "1000", "--eval-samples", "200",
-              "--threads", "1", "--checkpoint-every", "8", "--timeout", "60", "--lr-schedule", "constant",
-              "--no-coarse-correction"]  # sharded solves never correct: the 1-rank runs must not either
+              "--threads", "1", "--checkpoint-every", "8", "--timeout", "60", "--lr-schedule", "constant"]
     single = subprocess.run([BINARY] + common + ["--steps", "16", "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr

@@ -31,6 +31,7 @@ def raises(argument, call):
     ("iterations", dict(iterations=-2)),
     ("gradient", dict(gradient="backprop")),
     ("backend", dict(backend="keops")),
+    ("coarse_correction", dict(coarse_correction="yes")),
     ("debias", dict(debias="yes")),
     ("potentials", dict(potentials=1)),
     ("cost", dict(cost=lambda a, b: (a - b).abs())),

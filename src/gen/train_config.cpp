@@ -216,7 +216,7 @@ TrainConfig train_config_from_json(const std::string& text) {
     c.loss.max_iterations = int_field(l, "max_iterations", "max_iterations", kLossIterationsRange);
     c.loss.gradient = parse_gradient_mode(string_field(l, "gradient", "gradient"));
     c.loss.backend = parse_backend(string_field(l, "backend", "backend"));
-    // Run folders written before the coarse correction existed resume exactly as they ran: without.
+    // Run folders written before the coarse correction existed ran without it, and resume so.
     c.loss.coarse_correction = false;
     if (l.contains("coarse_correction")) {
       SINKHORN_CHECK_ARG(l.at("coarse_correction").is_boolean(), "coarse_correction", "must be true or false");
