@@ -227,6 +227,8 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
       SINKHORN_CHECK(allowed, "--" << given << " cannot change when resuming (the run keeps the settings "
                                    << "in its checkpoint; only --steps, --lr and --device may change)");
     }
+    SINKHORN_CHECK(!args.flag("coarse-correction"),
+                   "--coarse-correction cannot change when resuming (the run keeps the setting in its checkpoint)");
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");

@@ -75,7 +75,8 @@ class SamplesLoss(torch.nn.Module):
             # GeomLoss ignores the transport options on its kernel losses; here they are refused.
             for option, value, default in (("p", p, 2), ("reach", reach, None), ("diameter", diameter, None),
                                            ("scaling", scaling, 0.5), ("cluster_scale", cluster_scale, None),
-                                           ("iterations", iterations, None), ("debias", debias, True)):
+                                           ("iterations", iterations, None), ("debias", debias, True),
+                                           ("coarse_correction", coarse_correction, False)):
                 if value != default:
                     fail(option, f"does not apply to the kernel loss {name!r} (leave it at {default!r})")
         elif not debias and name != "sinkhorn":

@@ -39,8 +39,11 @@ class CoarseProblem {
   }
 
   // The solution in the log domain: the coarse plan is exp(log_plan_KL + u(K) + v(L)).
-  double u(int64_t k) const { return log_u_[k] + std::log(scaling_u_[k]) - shift_; }
-  double v(int64_t l) const { return log_v_[l] + std::log(scaling_v_[l]); }
+  // Clusters without mass carry no marginal: their shift is 0.
+  double u(int64_t k) const {
+    return source_mass_[k] > 0 ? log_u_[k] + std::log(scaling_u_[k]) - shift_ : 0.0;
+  }
+  double v(int64_t l) const { return target_mass_[l] > 0 ? log_v_[l] + std::log(scaling_v_[l]) : 0.0; }
 
   // Relative L1 error of the rows' marginal (the columns are exact after a sweep).
   double row_error() const {
@@ -149,6 +152,11 @@ std::optional<EntryPartition> entry_partition(const at::Tensor& x, const at::Ten
         padding[c * largest + k - target.starts[c]] = 0;
       }
     }
+    // The batched softmin visits L x N x (largest cluster) pairs: unbalanced clusters would make
+    // that many times N M.
+    if (static_cast<double>(target.size()) * n * largest > 4.0 * static_cast<double>(kCoarsePairsAllowed)) {
+      return std::nullopt;
+    }
     entry.target_index = at::tensor(index, at::kLong).reshape({target.size(), largest});
     entry.target_padding = at::tensor(padding, at::kByte).to(at::kBool).reshape({target.size(), largest});
     entry.source_points = x.unsqueeze(0).expand({target.size(), n, d}).contiguous();
@@ -201,7 +209,13 @@ std::optional<EntryShifts> entry_correction(const EntryPartition& entry, const a
     log_plan[kl] = std::isfinite(largest[kl]) ? largest[kl] + std::log(sums[kl]) : kNegativeInfinity;
   }
   const std::vector<double> source_mass = cluster_masses(a, entry.source_labels, rows);
-  const std::vector<double> target_mass = cluster_masses(b, entry.target_labels, columns);
+  std::vector<double> target_mass = cluster_masses(b, entry.target_labels, columns);
+  // Balanced inputs may differ in total mass by up to 1e-4 (api/inputs.cpp): scaled to a's total,
+  // the coarse problem has a solution (a constant shift of g, which the fine loop absorbs).
+  double source_total = 0.0, target_total = 0.0;
+  for (double m : source_mass) source_total += m;
+  for (double m : target_mass) target_total += m;
+  for (double& m : target_mass) m *= source_total / target_total;
   // Where the coarse solve starts: the fine plan's row error on the clusters.
   EntryShifts shifts;
   double total_mass = 0.0;
@@ -212,7 +226,9 @@ std::optional<EntryShifts> entry_correction(const EntryPartition& entry, const a
     total_mass += source_mass[k];
   }
   shifts.error_before /= total_mass;
-  if (!std::isfinite(shifts.error_before) ||
+  // Already solved on the clusters (an entry of a batch that has converged): nothing to do. (u
+  // is exact only after a sweep: before it the kernel still carries the shift.)
+  if (!(shifts.error_before > kCoarseTolerance) ||
       !std::isfinite(*std::max_element(log_plan.begin(), log_plan.end()))) {
     return std::nullopt;
   }
@@ -226,6 +242,10 @@ std::optional<EntryShifts> entry_correction(const EntryPartition& entry, const a
     ++shifts.coarse_sweeps;
     error = coarse.row_error();
     relaxation.observe(error);
+  }
+  if (finite && shifts.coarse_sweeps > 0) {  // a last plain sweep: over-relaxed, the columns lag
+    finite = coarse.sweep(1.0);
+    error = coarse.row_error();
   }
   shifts.error_after = error;
   // Only a solution better than where it started is an ascent step worth taking.

@@ -45,7 +45,8 @@ inline constexpr int kCoarseSweepsAllowed = 5000;
 /// Clusters per cloud wanted (the coarse problem is at most this squared).
 inline constexpr int64_t kCoarseClusters = 48;
 /// The correction visits every pair once, as a tensorized sweep does: only up to this many pairs
-/// per batch entry (beyond, the multiscale backend's coarse-to-fine start plays that part).
+/// per batch entry (beyond, the multiscale backend's coarse-to-fine start plays that part), and
+/// its padded batch of target clusters at most 4 times this.
 inline constexpr int64_t kCoarsePairsAllowed = int64_t{1} << 20;
 
 /// One batch entry's clusters: grid cells (reduce::cluster_on_grid) of one side chosen so that
@@ -68,8 +69,8 @@ struct EntryPartition {
 };
 
 /// The partition of every batch entry of OT(a, b), or nothing where the correction does not apply:
-/// more than 3 dimensions (grid cells), more than kCoarsePairsAllowed pairs, points not on the CPU,
-/// or an entry with a single cluster on either side.
+/// more than 3 dimensions (grid cells), more than kCoarsePairsAllowed pairs (or 4 times that once
+/// padded), points not on the CPU, or an entry with a single cluster on either side.
 std::optional<std::vector<EntryPartition>> coarse_partition(const Cloud& a, const Cloud& b, int p);
 
 /// What one correction did, over the batch.

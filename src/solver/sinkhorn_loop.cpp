@@ -19,18 +19,17 @@ constexpr double kAnnealingTolerance = 1e-2;
 constexpr int kSweepsPerScale = 50;
 // The coarse correction at the final eps (coarse_correction.h): tried when OT(a, b)'s error falls,
 // but by less than kCoarseWorthRate per sweep over the last kRateWindow sweeps (not while it
-// grows: over-relaxation's transient), first after kFirstCoarseSweep sweeps (a solve that
-// converges sooner never pays for the clusters: on toy-500 training batches a first try after 10
-// sweeps corrected in every solve, 2 corrections each, ~1 ms apiece, and the steps got no faster),
-// then at least kCoarseInterval sweeps after the previous one;
+// grows: over-relaxation's transient), first after kCoarseInterval sweeps at the final eps (a
+// solve that converges sooner never pays for the clusters: on toy-500 training batches a first try
+// after 10 sweeps corrected in every solve, 2 corrections each, ~1 ms apiece, and the steps got no
+// faster), then at least kCoarseInterval sweeps after the previous one;
 // the interval grows by kCoarseIntervalGrowth after a correction that did not halve the error: the
 // slow mode is then not (only) between clusters, and each correction kicks the modes that the
 // over-relaxation had tuned to (measured: growth 2 cost up to +58% sweeps on some ring samples,
 // 8 none over +10%, and 37% -> 43% fewer sweeps in all; docs/benchmarks.md).
 constexpr double kCoarseWorthRate = 0.9;
 constexpr int kCoarseIntervalGrowth = 8;
-constexpr int kFirstCoarseSweep = 60;
-constexpr int kCoarseInterval = 10;
+constexpr int kCoarseInterval = 60;
 
 // One transport problem of the loop: between `source` and `target`, with its potentials.
 struct Problem {
@@ -165,7 +164,7 @@ class CoarseCorrector {
   std::optional<std::vector<EntryPartition>> partition_;
   std::vector<double> errors_;
   int sweeps_since_ = 0;
-  int interval_ = kFirstCoarseSweep;
+  int interval_ = kCoarseInterval;
   std::optional<double> error_before_;
 };
 

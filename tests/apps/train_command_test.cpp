@@ -85,6 +85,8 @@ TEST_F(TrainCommand, BadInputExitsWithTwoNamingTheOption) {
       {{"train", "--resume", "--out", path("empty")}, "holds no checkpoint"},
       {{"train", "--resume"}, "--resume needs --out"},
       {{"train", "--resume", "--out", path("empty"), "--blur", "0.2"}, "--blur cannot change when resuming"},
+      {{"train", "--resume", "--out", path("empty"), "--coarse-correction"},
+       "--coarse-correction cannot change when resuming"},
       {{"sample", "--out", path("x.png")}, "--checkpoint"},
       {{"sample", "--checkpoint", path("none"), "--out", path("x.txt")}, "--out must end in .png or .npy"},
       {{"sample", "--checkpoint", path("none"), "--out", path("x.png")}, "does not exist"},

@@ -90,6 +90,12 @@ TEST(CoarseCorrection, MakesTheClusterMarginalsExactAndRaisesTheDualPerBatchEntr
       EXPECT_NEAR(after.row_cluster_mass[c], x_masses[e][c], 1e-5) << "entry " << e << " cluster " << c;
     }
   }
+  // Corrected again, nothing moves beyond the coarse tolerance (eps x 1e-4): the clusters'
+  // marginals are already right (an entry of a batch that has converged while another crawls).
+  const solver::PotentialPair corrected = potentials;
+  solver::correct_on_clusters(*partition, cloud_a, cloud_b, eps, potentials);
+  EXPECT_LT((potentials.f - corrected.f).abs().max().item<double>(), 1e-6);
+  EXPECT_LT((potentials.g - corrected.g).abs().max().item<double>(), 1e-6);
   // The first entry alone gets the same shifts (up to rounding) as within the batch.
   const solver::Cloud alone_a = cloud(xs[0].unsqueeze(0), as[0].unsqueeze(0));
   const solver::Cloud alone_b = cloud(ys[0].unsqueeze(0), bs[0].unsqueeze(0));
