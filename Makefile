@@ -1,6 +1,8 @@
 # Entry points. Each target installs what is missing, so each works on a fresh Debian machine.
 #   make demo   build, then train a generator on a built-in 2-D toy (ring of 8 Gaussians, ~3.5 min)
 #   make test   build, then run the whole test suite
+#   make test-properties  the hypothesis properties of python/tests/test_properties.py with 400
+#               examples each instead of make test's 12 (about a minute)
 #   make build  build/sinkhorn (the command-line tool), the library and the tests
 #   make bench  build the kernel benchmarks and install what bench/compare_cpu.py needs
 #   make fuzz   libFuzzer on every file reader, FUZZ_SECONDS each (default 60; not part of make test)
@@ -9,7 +11,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench fuzz clean
+.PHONY: all deps configure build test test-properties demo bench fuzz clean
 
 all: build
 
@@ -24,6 +26,9 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+test-properties: build
+	cd python/tests && SINKHORN_HYPOTHESIS_PROFILE=long OMP_NUM_THREADS=1 ../../$(BUILD_DIR)/sinkhorn-python -m pytest -q -p no:cacheprovider test_properties.py
 
 DEMO_DIR ?= runs/demo
 

@@ -23,19 +23,23 @@ namespace sinkhorn {
 struct Diagnostics {
   /// Sinkhorn update sweeps run, eps-annealing included.
   int iterations = 0;
-  /// Largest relative L1 marginal error of any transport plan (and batch entry) at the end.
+  /// Largest relative L1 marginal error (sum_i |pi 1 - a|_i / sum a, and the same for the
+  /// columns) of the transport plans the value comes from, over the plans and batch entries; for
+  /// backend "limit" a bound on it (docs/numerics.md, "What a solve reports").
   double marginal_error = 0.0;
   /// Number of eps values visited: the annealing schedule's length (1 in the paper's fixed-L mode).
   int schedule_length = 0;
   /// marginal_error <= the effective tolerance.
   bool converged = true;
-  /// Stopping tolerance actually used: options.tolerance, raised to what the dtype can resolve.
+  /// Stopping tolerance actually used: options.tolerance, divided by eps / max C when eps is above
+  /// the clouds' largest cost max C, raised to what the dtype can resolve (docs/numerics.md).
   double tolerance = 0.0;
   /// The final eps = blur^p.
   double epsilon = 0.0;
   /// The diameter eps-scaling started from.
   double diameter = 0.0;
-  /// Backend that ran the reductions ("tensorized", "reference", ...).
+  /// Backend that ran the reductions ("tensorized", "reference", ...); "limit" when eps is beyond
+  /// 1e7 times the clouds' largest cost and the value is the eps -> infinity limit.
   std::string backend;
   /// Processes that shared the solve (sinkhorn/distributed.h); 1 for a solve in one process.
   int world_size = 1;

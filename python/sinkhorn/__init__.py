@@ -16,9 +16,10 @@ in linear memory; see docs/python.md.
 import torch  # LibTorch must be loaded before the compiled module that links it
 
 from . import _C
+from ._convergence import ConvergenceError, ConvergenceWarning
 from ._solve import Solution, solve
 from ._samples_loss import SamplesLoss
 
 __version__ = _C.__version__
 
-__all__ = ["SamplesLoss", "Solution", "solve", "__version__"]
+__all__ = ["ConvergenceError", "ConvergenceWarning", "SamplesLoss", "Solution", "solve", "__version__"]

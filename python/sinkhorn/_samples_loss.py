@@ -2,6 +2,7 @@
 import torch
 
 from ._arguments import check_number, fail
+from ._convergence import check_on_unconverged, report_convergence
 from ._solve import checked_options, run
 
 _KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
@@ -15,7 +16,8 @@ class SamplesLoss(torch.nn.Module):
     SamplesLoss(loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                 cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False,
                 verbose=False, backend="auto", *, tolerance=1e-4, max_iterations=1000,
-                iterations=None, gradient="auto", coarse_correction=False, process_group=None)
+                iterations=None, gradient="auto", coarse_correction=False, process_group=None,
+                on_unconverged="warn")
 
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
         "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
@@ -38,7 +40,9 @@ class SamplesLoss(torch.nn.Module):
         correct the potentials by one constant per cluster of points, for clustered clouds in
         D <= 3; off by default; docs/numerics.md), process_group (a torch.distributed group: each rank passes its
         own rows and the ranks solve the union together; the value is the same on every rank, the
-        gradients and potentials are each rank's rows; docs/distributed.md).
+        gradients and potentials are each rank's rows; docs/distributed.md), on_unconverged ("warn":
+        a solve that stops at max_iterations above its tolerance warns with sinkhorn.ConvergenceWarning,
+        once per calling line; "raise": sinkhorn.ConvergenceError; "ignore").
 
     Call forms: loss(x, y) and loss(a, x, b, y); x (N, D) or (B, N, D); weights (N,), (N, 1),
     (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
@@ -48,8 +52,9 @@ class SamplesLoss(torch.nn.Module):
     def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                  cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False, verbose=False,
                  backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-                 coarse_correction=False, process_group=None):
+                 coarse_correction=False, process_group=None, on_unconverged="warn"):
         super().__init__()
+        self.on_unconverged = check_on_unconverged(on_unconverged)
         if not isinstance(loss, str):
             fail("loss", f"expected a name, got {loss!r}")
         name = _LIBRARY_NAMES.get(loss, loss)
@@ -124,6 +129,7 @@ class SamplesLoss(torch.nn.Module):
             fail("args", f"expected loss(x, y) or loss(a, x, b, y), got {len(args)} arguments")
         value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
         self.last_diagnostics = diagnostics
+        report_convergence(diagnostics, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
         if self.verbose:
             print(f"sinkhorn.SamplesLoss({self.loss}): {diagnostics['backend']}, {diagnostics['iterations']} "
                   f"sweeps, marginal error {diagnostics['marginal_error']:.3g}"

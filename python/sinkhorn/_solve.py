@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from . import _C
+from ._convergence import check_on_unconverged, report_convergence
 from ._arguments import check_flag, check_name, check_number, check_pair, check_points, check_weights
 
 
@@ -18,10 +19,13 @@ class Solution:
         (N,) or (B, N)); f_aa, g_bb: those of the symmetric problems OT_eps(a, a) and OT_eps(b, b).
         None where the loss does not use them (all four for the kernel losses).
     iterations: Sinkhorn sweeps run, eps-annealing included; schedule_length: eps values visited.
-    marginal_error: largest relative L1 marginal error at the end; converged: under `tolerance`,
-        the tolerance actually used (the one asked for, raised to what the dtype can resolve).
+    marginal_error: the largest relative L1 marginal error, over the transport plans the value comes
+        from (sum_i |pi 1 - a|_i / sum a, and likewise for the columns) and the batch entries;
+        converged: marginal_error <= tolerance, the tolerance actually used (the one asked for,
+        divided by eps / max C above the cost scale, raised to what the dtype resolves).
     epsilon: the final eps = blur**p; diameter: where eps-scaling started.
-    backend: the backend that ran ("online", "tensorized", "multiscale", ...).
+    backend: the backend that ran ("online", "tensorized", "multiscale", ...; "limit" when eps is so far
+        above the clouds' largest cost that the eps -> infinity limit is returned, docs/numerics.md).
     visited_pairs_fraction, truncation_rebuilds: the multiscale backend's truncation (1 and 0 else).
     world_size: the processes that shared the solve (process_group), 1 for one process.
     """
@@ -79,7 +83,7 @@ def run(a, x, b, y, options, process_group=None):
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto", coarse_correction=False, process_group=None):
+          backend="auto", coarse_correction=False, process_group=None, on_unconverged="warn"):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
@@ -98,6 +102,9 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
       process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
         solve the union of everyone's rows together (docs/distributed.md); the value is the same
         on every rank, potentials and gradients are this rank's rows.
+      on_unconverged: what a solve that stops at max_iterations above its tolerance does: "warn"
+        (sinkhorn.ConvergenceWarning, shown once per calling line), "raise" (sinkhorn.ConvergenceError)
+        or "ignore"; Solution.converged says it either way.
     Raises ValueError naming the argument on bad input; RuntimeError when a rank of the group is
     lost (died, or stalled past the group's timeout).
     """
@@ -105,5 +112,7 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
                               cluster_scale=cluster_scale, tolerance=tolerance, max_iterations=max_iterations,
                               iterations=iterations, gradient=gradient, backend=backend,
                               coarse_correction=coarse_correction)
+    check_on_unconverged(on_unconverged)
     value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
+    report_convergence(diagnostics, on_unconverged, "sinkhorn.solve")
     return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)

@@ -23,10 +23,12 @@
 #include "dist/sharded_reducer.h"
 #include "reduce/reducer.h"
 #include "reduce/cost_matrix.h"
+#include "solver/epsilon_limit.h"
 #include "solver/epsilon_schedule.h"
 #include "solver/kernel_mmd.h"
 #include "solver/loss_formulas.h"
 #include "solver/multiscale.h"
+#include "solver/scale_plan.h"
 #include "solver/sinkhorn_loop.h"
 #include "solver/exact_ot.h"
 #include "util/check.h"
@@ -115,15 +117,6 @@ GradientMode resolve_gradient_mode(const SinkhornOptions& options) {
   return options.loss == Loss::primal ? GradientMode::unrolled : GradientMode::envelope;
 }
 
-// The marginal error a dtype can resolve: potentials carry an absolute error of about an ulp of
-// the cost scale max C = diameter^p / p, which exp((f - softmin)/eps) turns into a relative mass
-// error of about u max C / eps. Asking for less would only burn iterations (docs/numerics.md).
-double tolerance_floor(at::ScalarType dtype, double data_diameter, double eps, int p) {
-  const double unit_roundoff = dtype == at::kDouble ? std::numeric_limits<double>::epsilon()
-                                                    : std::numeric_limits<float>::epsilon();
-  return 2.0 * unit_roundoff * std::pow(data_diameter, p) / p / eps;
-}
-
 // Back to the caller's layout and dtype: drop the batch axis of unbatched inputs.
 at::Tensor to_caller_layout(const at::Tensor& tensor, const api::BatchedInputs& inputs) {
   if (!tensor.defined()) return tensor;
@@ -176,30 +169,73 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     return result;
   }
 
+  const int p = options.p;
+  diagnostics.diameter = options.diameter.value_or(inputs.diameter);
+  diagnostics.epsilon = std::pow(options.blur, p);
+  // The solve runs on clouds of diameter ~1 (an exact power-of-two rescaling), in the dtype and
+  // to the marginal error that the ratio eps / max C asks for (solver/scale_plan.h).
+  const solver::ScalePlan scale = solver::plan_scale(options, inputs.diameter, inputs.x.scalar_type());
+  const double value_unit = std::pow(scale.length, p);  // exact: a power of two
   // Costs are translation invariant: centre both clouds on one point so that the tensorized
   // |x|^2 + |y|^2 - 2 x.y loses no precision to a far-away origin. The shift is a constant.
-  const at::Tensor centre =
-      0.5 * (inputs.x.detach().mean(1, /*keepdim=*/true) + inputs.y.detach().mean(1, true));
-  const at::Tensor x_centred = inputs.x - centre;
-  const at::Tensor y_centred = inputs.y - centre;
-
-  const int p = options.p;
-  const double data_diameter = inputs.diameter;  // translation invariant: the centring changes nothing
-  diagnostics.diameter = options.diameter.value_or(data_diameter);
-  diagnostics.epsilon = std::pow(options.blur, p);
+  const at::Tensor x_work = inputs.x.to(scale.compute_dtype), y_work = inputs.y.to(scale.compute_dtype);
+  const at::Tensor a_work = inputs.a.to(scale.compute_dtype);
+  at::Tensor b_work = inputs.b.to(scale.compute_dtype);
+  if (!options.reach && scale.tolerance < options.tolerance) {
+    // Balanced plans cannot have marginal errors below the masses' relative gap, and above the
+    // cost scale the potentials drift by about eps times it per sweep: uniform float32 weights
+    // (gap ~1e-7) would hold a tightened tolerance out of reach. b takes a's total mass there, a
+    // constant factor to autograd.
+    const at::Tensor mass_a = a_work.detach().sum(1, /*keepdim=*/true), mass_b = b_work.detach().sum(1, true);
+    if (((mass_a - mass_b).abs() / mass_a).max().item<double>() > scale.tolerance / 4) {
+      b_work = b_work * (mass_a / mass_b);
+    }
+  }
+  const at::Tensor centre = 0.5 * (x_work.detach().mean(1, /*keepdim=*/true) + y_work.detach().mean(1, true));
+  const auto normalised = [&](const at::Tensor& points) {
+    return scale.length == 1 ? points - centre : (points - centre) / scale.length;
+  };
+  const at::Tensor x_centred = normalised(x_work);
+  const at::Tensor y_centred = normalised(y_work);
+  const double data_diameter = inputs.diameter / scale.length;  // translation invariant
+  const double blur = options.blur / scale.length;
 
   SolveContext context;
   context.loss = options.loss;
-  context.loop.epsilons =
-      options.iterations ? std::vector<double>{diagnostics.epsilon}
-                         : solver::epsilon_schedule(p, diagnostics.diameter, options.blur, options.scaling);
-  if (options.reach) context.loop.rho = std::pow(*options.reach, p);
-  context.loop.tolerance =
-      std::max(options.tolerance,
-               tolerance_floor(x_centred.scalar_type(), data_diameter, diagnostics.epsilon, p));
+  context.loop.solve_symmetric = solver::needs_symmetric_problems(options.loss);
+  // Far above the cost scale the value is the eps -> infinity limit (solver/epsilon_limit.h).
+  if (scale.limit) {
+    const auto scaled_back = [&](const at::Tensor& t) {
+      return t.defined() ? to_caller_layout(t * value_unit, inputs) : t;
+    };
+    result.value = scaled_back(solver::epsilon_limit(options.loss, p, make_cloud(x_centred, a_work),
+                                                     make_cloud(y_centred, b_work), scale.eps, context.state));
+    Potentials& potentials = result.potentials;
+    potentials.f_ab = scaled_back(context.state.ab.f);
+    potentials.g_ab = scaled_back(context.state.ab.g);
+    if (context.loop.solve_symmetric) {
+      potentials.f_aa = scaled_back(context.state.aa.f);
+      potentials.g_bb = scaled_back(context.state.bb.f);
+    }
+    if (group) {
+      potentials.f_ab = own_rows(potentials.f_ab, gathered.x_counts, group->rank());
+      potentials.f_aa = own_rows(potentials.f_aa, gathered.x_counts, group->rank());
+      potentials.g_ab = own_rows(potentials.g_ab, gathered.y_counts, group->rank());
+      potentials.g_bb = own_rows(potentials.g_bb, gathered.y_counts, group->rank());
+    }
+    diagnostics.backend = "limit";
+    diagnostics.marginal_error = solver::epsilon_limit_marginal_error(scale.max_cost, scale.eps);
+    diagnostics.tolerance = scale.tolerance;
+    diagnostics.converged = diagnostics.marginal_error <= scale.tolerance;
+    return result;
+  }
+  context.loop.epsilons = options.iterations
+                              ? std::vector<double>{scale.eps}
+                              : solver::epsilon_schedule(p, scale.schedule_diameter, blur, options.scaling);
+  context.loop.rho = scale.rho;
+  context.loop.tolerance = scale.tolerance;
   context.loop.max_iterations = options.max_iterations;
   context.loop.fixed_iterations = options.iterations;
-  context.loop.solve_symmetric = solver::needs_symmetric_problems(options.loss);
 
   const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
   const GradientMode mode = resolve_gradient_mode(options);
@@ -219,8 +255,8 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   if (resolved == Backend::multiscale) {
     context.multiscale_cell =
         options.cluster_scale
-            ? *options.cluster_scale
-            : solver::refined_cluster_scale(solver::default_cluster_scale(data_diameter, options.blur, x_centred.size(2),
+            ? *options.cluster_scale / scale.length
+            : solver::refined_cluster_scale(solver::default_cluster_scale(data_diameter, blur, x_centred.size(2),
                                                                           std::max(x_centred.size(1), y_centred.size(1))),
                                             x_centred.detach(), y_centred.detach());
   }
@@ -258,17 +294,19 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   at::Tensor value;
   if (!wanted.any()) {
     c10::NoGradGuard no_grad;
-    value = solve(context, make_cloud(x_centred, inputs.a), make_cloud(y_centred, inputs.b));
+    value = solve(context, make_cloud(x_centred, a_work), make_cloud(y_centred, b_work));
   } else if (unrolled) {
     SINKHORN_INTERNAL_CHECK(reducer->differentiable(), "unrolled gradients through backend " << reducer->name());
-    value = solve(context, make_cloud(x_solved, inputs.a), make_cloud(y_solved, inputs.b));
+    value = solve(context, make_cloud(x_solved, a_work), make_cloud(y_solved, b_work));
   } else {
     context.gradients_wanted = wanted;
-    value = EnvelopeFunction::apply(inputs.a, x_centred, inputs.b, y_centred, &context);
+    value = EnvelopeFunction::apply(a_work, x_centred, b_work, y_centred, &context);
   }
 
-  result.value = to_caller_layout(value, inputs);
-  const auto potential = [&](const at::Tensor& t) { return to_caller_layout(t.defined() ? t.detach() : t, inputs); };
+  result.value = to_caller_layout(value_unit == 1 ? value : value * value_unit, inputs);
+  const auto potential = [&](const at::Tensor& t) {
+    return to_caller_layout(t.defined() ? t.detach() * value_unit : t, inputs);
+  };
   result.potentials.f_ab = potential(context.state.ab.f);
   result.potentials.g_ab = potential(context.state.ab.g);
   if (context.loop.solve_symmetric) {

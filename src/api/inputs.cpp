@@ -41,12 +41,15 @@ at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, 
   return result;
 }
 
-// Finite coordinates, and costs up to diameter^p inside the range where every backend's
-// arithmetic holds (the same 1e30 as blur^p, options.cpp): coordinates near 1e154 would make
-// |x - y|^2 infinite. Returns the diameter of both clouds, from one pass over each.
-double check_extent(const at::Tensor& x, const at::Tensor& y, int p) {
-  constexpr double kLargestCost = 1e30;
-  const double limit = std::pow(kLargestCost, 1.0 / p);
+// Finite coordinates, and a largest cost diameter^p that the results can hold: the Sinkhorn
+// losses solve on rescaled clouds and return values of the order of diameter^p, which float32
+// holds up to 3.4e38 (1e30 leaves a margin) and float64 up to 1.8e308; the kernel MMDs and exact
+// OT form the costs on the caller's scale (1e30, as blur^p in options.cpp), where coordinates
+// near 1e154 would make |x - y|^2 infinite. Returns the diameter of both clouds, from one pass
+// over each.
+double check_extent(const at::Tensor& x, const at::Tensor& y, int p, bool rescaled) {
+  const double largest_cost = rescaled && x.scalar_type() == at::kDouble ? 1e300 : 1e30;
+  const double limit = std::pow(largest_cost, 1.0 / p);
   const char* const advice = " overflow; rescale the points (the losses scale as length^p)";
   const solver::BoundingBox box_x = solver::BoundingBox::of(x), box_y = solver::BoundingBox::of(y);
   for (const auto& [name, box] : {std::pair<const char*, const solver::BoundingBox&>{"x", box_x}, {"y", box_y}}) {
@@ -55,11 +58,11 @@ double check_extent(const at::Tensor& x, const at::Tensor& y, int p) {
   for (const auto& [name, box] : {std::pair<const char*, const solver::BoundingBox&>{"x", box_x}, {"y", box_y}}) {
     const double extent = box.diagonal();
     SINKHORN_CHECK_ARG(extent <= limit, name,
-                       "spans " << extent << " (bounding-box diagonal): costs |x - y|^" << p << " beyond 1e30" << advice);
+                       "spans " << extent << " (bounding-box diagonal): costs |x - y|^" << p << " beyond " << largest_cost << advice);
   }
   const double together = box_x.merged(box_y).diagonal();
   SINKHORN_CHECK(together <= limit, "x and y lie " << together << " apart (bounding-box diagonal): costs |x - y|^" << p
-                                                   << " beyond 1e30" << advice);
+                                                   << " beyond " << largest_cost << advice);
   return together;
 }
 
@@ -90,7 +93,7 @@ BatchedInputs prepare_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   const at::ScalarType dtype = compute_dtype(x.scalar_type());
   inputs.x = (inputs.batched ? x : x.unsqueeze(0)).to(dtype);
   inputs.y = (inputs.batched ? y : y.unsqueeze(0)).to(dtype);
-  inputs.diameter = check_extent(inputs.x, inputs.y, options.p);
+  inputs.diameter = check_extent(inputs.x, inputs.y, options.p, is_sinkhorn_loss(options.loss));
   inputs.a = batched_weights(a, inputs.x, inputs.batched, "a", "x", whole_clouds);
   inputs.b = batched_weights(b, inputs.y, inputs.batched, "b", "y", whole_clouds);
 

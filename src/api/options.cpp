@@ -76,18 +76,20 @@ bool is_sinkhorn_loss(Loss loss) {
 
 namespace {
 
-// The range of eps = blur^p (and of rho = reach^p, diameter^p) that every backend computes in
-// float32 without overflow or underflow: costs up to diameter^p divided by eps, potentials and
-// their exponentials stay far from float32's 1.2e-38 .. 3.4e38 inside it.
+// The range of blur^p (and reach^p, diameter^p) in which the kernel MMDs compute in float32
+// without overflow or underflow: they use blur on the caller's scale. The Sinkhorn losses solve
+// on clouds rescaled to diameter ~1 and check eps against their largest cost instead
+// (solver/scale_plan.h): for them a length need only be a finite number > 0.
 constexpr double kSmallestScale = 1e-30, kLargestScale = 1e30;
 
-void check_scale(double value, int p, const char* name, const char* unset) {
+void check_scale(double value, int p, bool sinkhorn, const char* name, const char* unset) {
   SINKHORN_CHECK_ARG(std::isfinite(value) && value > 0, name,
                      "must be a finite number > 0" << unset << ", got " << value);
+  if (sinkhorn) return;
   const double powered = std::pow(value, p);
   SINKHORN_CHECK_ARG(powered >= kSmallestScale && powered <= kLargestScale, name,
                      "must give " << name << "^p in [" << kSmallestScale << ", " << kLargestScale << "], where the "
-                                  << "solver's arithmetic holds its contract; got " << std::setprecision(12) << value
+                                  << "kernel's arithmetic holds its contract; got " << std::setprecision(12) << value
                                   << "^" << p << " = " << powered << " (rescale the points: the losses scale as length^p)");
 }
 
@@ -95,11 +97,12 @@ void check_scale(double value, int p, const char* name, const char* unset) {
 
 void validate(const SinkhornOptions& options) {
   SINKHORN_CHECK_ARG(options.p == 1 || options.p == 2, "p", "must be 1 or 2, got " << options.p);
-  check_scale(options.blur, options.p, "blur", "");
-  if (options.reach) check_scale(*options.reach, options.p, "reach", " (or unset for balanced transport)");
+  const bool sinkhorn = is_sinkhorn_loss(options.loss);
+  check_scale(options.blur, options.p, sinkhorn, "blur", "");
+  if (options.reach) check_scale(*options.reach, options.p, sinkhorn, "reach", " (or unset for balanced transport)");
   SINKHORN_CHECK_ARG(options.scaling > 0 && options.scaling < 1, "scaling",
                      "must be in the open interval (0, 1), got " << options.scaling);
-  if (options.diameter) check_scale(*options.diameter, options.p, "diameter", " (or unset)");
+  if (options.diameter) check_scale(*options.diameter, options.p, sinkhorn, "diameter", " (or unset)");
   if (options.cluster_scale) {
     SINKHORN_CHECK_ARG(std::isfinite(*options.cluster_scale) && *options.cluster_scale > 0, "cluster_scale",
                        "must be a finite number > 0 (or unset), got " << *options.cluster_scale);

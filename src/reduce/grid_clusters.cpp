@@ -38,7 +38,7 @@ GridClusters cluster_on_grid(const at::Tensor& points, const at::Tensor& weights
   double cells = 1.0;
   for (int64_t k = 0; k < d; ++k) cells *= static_cast<double>(extent[k]);
   SINKHORN_CHECK_ARG(cells < 4.6e18, "cluster_scale",
-                     cell << " makes a grid of " << cells << " cells over these " << d
+                     "makes a grid of " << cells << " cells over these " << d
                           << "-dimensional points; the multiscale backend is meant for low dimensions");
   std::vector<int64_t> keys(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {

@@ -290,34 +290,52 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   SchemeSelector scheme;
   if (settings.alternating_plain_rate) scheme.start_alternating(*settings.alternating_plain_rate);
   CoarseCorrector coarse(settings, a, b);
-  for (int sweep = 0;; ++sweep) {
+  const double lambda = damping(final_eps, rho);
+  // `softmins` already hold every problem's softmin of its current g (the final check below).
+  bool softmins_current = false;
+  for (int sweep = 0;;) {
+    for (;; ++sweep) {
+      if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins));
+      softmins_current = false;
+      update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
+      report.marginal_error = largest_of(errors, 0, errors.size());
+      report.converged = report.marginal_error <= settings.tolerance;
+      if (report.converged || sweep == settings.max_iterations) break;
+      for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
+      // A correction changes f and g: the softmins of this sweep are stale, the next sweep measures.
+      if (!frozen[0] && coarse.corrected(errors[0], final_eps, state.ab)) {
+        ++report.coarse_corrections;
+        continue;
+      }
+      // The scheme watches OT(a, b) alone (problem 0).
+      if (!frozen[0]) scheme.observe(errors[0]);
+      update(softmins, final_eps, scheme.averaged(), scheme.omega());
+      ++report.iterations;
+    }
+    const bool out_of_sweeps = !report.converged;
+    // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates
+    // leave g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
+    state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
+    for (size_t k = 0; k < problems.size(); ++k) {
+      if (problems[k].symmetric) {
+        problems[k].potentials->f = scaled(lambda, softmins[k]);
+        problems[k].potentials->g = problems[k].potentials->f;
+      }
+    }
+    // They moved every plan: the error reported is that of the plans the value comes from.
+    // OT(a, b)'s columns are now exact (g = lambda T(f)), so its error is its rows'; a
+    // symmetric plan's rows and columns are one. One more reduction per problem; where the
+    // extrapolations left an error above the tolerance (the columns of a relaxed iterate were
+    // never measured), the loop goes on from them, this check being its next sweep's.
+    std::fill(frozen.begin(), frozen.end(), false);
     softmins = softmins_of_g(final_eps, std::move(softmins));
     update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
-    if (report.converged || sweep == settings.max_iterations) break;
-    for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
-    // A correction changes f and g: the softmins of this sweep are stale, the next sweep measures.
-    if (!frozen[0] && coarse.corrected(errors[0], final_eps, state.ab)) {
-      ++report.coarse_corrections;
-      continue;
-    }
-    // The scheme watches OT(a, b) alone (problem 0).
-    if (!frozen[0]) scheme.observe(errors[0]);
-    update(softmins, final_eps, scheme.averaged(), scheme.omega());
-    ++report.iterations;
+    if (report.converged || out_of_sweeps || sweep == settings.max_iterations) break;
+    softmins_current = true;
   }
   report.alternating_plain_rate = scheme.alternating_plain_rate();
-  // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates leave
-  // g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
-  const double lambda = damping(final_eps, rho);
-  state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
-  for (size_t k = 0; k < problems.size(); ++k) {
-    if (problems[k].symmetric) {
-      problems[k].potentials->f = scaled(lambda, softmins[k]);
-      problems[k].potentials->g = problems[k].potentials->f;
-    }
-  }
   return report;
 }
 

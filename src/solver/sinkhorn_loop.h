@@ -69,8 +69,9 @@ struct LoopSettings {
 struct LoopReport {
   /// Update sweeps run, annealing included.
   int iterations = 0;
-  /// Largest relative L1 marginal error over the plans and batch entries at the last check (the
-  /// final extrapolations g <- lambda T(f), f_aa <- lambda softmin(f_aa) come after it).
+  /// Largest relative L1 marginal error over the plans and batch entries of the returned
+  /// potentials, measured after the final extrapolations g <- lambda T(f), f_aa <- lambda softmin(f_aa)
+  /// (one more reduction per problem): the plans the value comes from.
   double marginal_error = 0.0;
   /// marginal_error <= tolerance.
   bool converged = false;
