@@ -13,6 +13,7 @@
 #include "api/sharded_divergence.h"
 #include "dist/world.h"
 #include "io/array_io.h"
+#include "io/atomic_file.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
@@ -109,6 +110,24 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   const SinkhornOptions options = loss_options_from(args);
   const std::string& x_path = args.positionals()[0];
   const std::string& y_path = args.positionals()[1];
+  // An output may not be an input (the gradient would replace the points it was computed from)
+  // nor the other output: the same file by device and inode, through links too.
+  const std::pair<std::string, std::optional<std::string>> inputs[] = {
+      {"X", x_path}, {"Y", y_path}, {"--wx", args.value("wx")}, {"--wy", args.value("wy")}};
+  for (const char* output : {"grad-x", "grad-y"}) {
+    const std::optional<std::string> output_path = args.value(output);
+    if (!output_path) continue;
+    io::check_replaceable(*output_path, output, /*link_allowed=*/false);
+    for (const auto& [name, input_path] : inputs) {
+      SINKHORN_CHECK(!input_path || !io::same_file(*output_path, *input_path),
+                     "--" << output << " (" << *output_path << ") is the input " << name << " (" << *input_path
+                          << "): writing the gradient would replace it; give another file");
+    }
+  }
+  if (args.value("grad-x") && args.value("grad-y")) {
+    SINKHORN_CHECK(!io::same_file(*args.value("grad-x"), *args.value("grad-y")),
+                   "--grad-x and --grad-y name the same file (" << *args.value("grad-x") << "); give two files");
+  }
   const io::Array x_array = io::read_array(x_path);
   const at::ScalarType dtype = dtype_from(args, x_array);
   // Under torchrun: one group for the ranks, each GPU rank on its LOCAL_RANK's device.

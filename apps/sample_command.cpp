@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "gen/sample_pictures.h"
 #include "gen/saved_generator.h"
+#include "io/atomic_file.h"
 #include "util/check.h"
 #include "util/strings.h"
 
@@ -31,6 +32,8 @@ int sample_command(const std::vector<std::string>& arguments, std::ostream& out,
   SINKHORN_CHECK(output, "--out is required (a .png or .npy file)");
   SINKHORN_CHECK(ends_with(*output, ".png") || ends_with(*output, ".npy"),
                  "--out must end in .png or .npy, got '" << *output << "'");
+  io::check_replaceable(*output, "out", /*link_allowed=*/false);
+  SINKHORN_CHECK(!io::same_file(*output, *checkpoint), "--out (" << *output << ") is the checkpoint; give another file");
   const long long seed = args.integer("seed").value_or(0);
   const at::Device device = device_from(args);
 

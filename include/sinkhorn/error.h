@@ -39,4 +39,11 @@ class PeerError : public std::runtime_error {
   explicit PeerError(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// The front end asked a running solve to stop (Python: Ctrl-C, a pending KeyboardInterrupt);
+/// see util/interrupt.h. Thrown between sweeps, never from inside a kernel.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
 }  // namespace sinkhorn

@@ -10,10 +10,21 @@ def fail(argument, problem):
     raise ValueError(f"{argument}: {problem}")
 
 
+def check_not_transformed(name, tensor):
+    """torch.func's transforms (grad, vmap, jacrev) hand wrapped tensors without storage, which the
+    compiled solve cannot read: refused with the way round them."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+        raise NotImplementedError(
+            f"{name}: a torch.func transform (grad, vmap, jacrev, ...) is applied to this loss, which it does not "
+            "support yet: use loss.backward() or torch.autograd.grad for gradients, and batched clouds (B, N, D) "
+            "instead of vmap")
+
+
 def check_points(name, points):
     """x or y: a floating tensor (N, D) or (B, N, D)."""
     if not isinstance(points, torch.Tensor):
         fail(name, f"expected a torch.Tensor of points, got {type(points).__name__}")
+    check_not_transformed(name, points)
     if points.dim() not in (2, 3):
         fail(name, f"expected shape (N, D) or (B, N, D), got {tuple(points.shape)}")
     if points.dtype not in _FLOATING:
@@ -29,6 +40,7 @@ def check_weights(name, weights, points, points_name):
         return None
     if not isinstance(weights, torch.Tensor):
         fail(name, f"expected a torch.Tensor of weights, got {type(weights).__name__}")
+    check_not_transformed(name, weights)
     leading = tuple(points.shape[:-1])  # (N,) or (B, N)
     if tuple(weights.shape) == leading:
         return weights
@@ -41,10 +53,14 @@ def check_weights(name, weights, points, points_name):
 def check_number(name, value, *, integer=False, optional=False):
     if value is None and optional:
         return None
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:
+        value = value.item()  # a 0-d tensor where a number is meant, as GeomLoss takes it
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         fail(name, f"expected {'an integer' if integer else 'a number'}"
                    f"{' or None' if optional else ''}, got {value!r}")
+    if integer and not -2 ** 31 <= value < 2 ** 31:
+        fail(name, f"must be at most {2 ** 31 - 1}, got {value}")
     return int(value) if integer else float(value)
 
 

@@ -15,6 +15,7 @@
 #include "sinkhorn/error.h"
 #include "sinkhorn/options.h"
 #include "reduce/cuda/cuda_module.h"
+#include "util/interrupt.h"
 
 namespace py = pybind11;
 
@@ -53,6 +54,7 @@ sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double bl
 template <typename Work>
 void raising_python_errors(bool release_gil, Work&& work) {
   std::string value_error, internal_error, runtime_error;
+  bool interrupted = false;
   {
     std::optional<py::gil_scoped_release> no_gil;
     if (release_gil) no_gil.emplace();
@@ -64,8 +66,11 @@ void raising_python_errors(bool release_gil, Work&& work) {
       internal_error = std::string("sinkhorn internal error (please report): ") + error.what();
     } catch (const sinkhorn::PeerError& error) {
       runtime_error = error.what();  // a lost rank of a sharded solve
+    } catch (const sinkhorn::Interrupted&) {
+      interrupted = true;  // python_interrupt_pending left Python's exception (KeyboardInterrupt) set
     }
   }
+  if (interrupted) throw py::error_already_set();
   if (!value_error.empty()) {
     PyErr_SetString(PyExc_ValueError, value_error.c_str());
     throw py::error_already_set();
@@ -134,9 +139,18 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
   return py::make_tuple(result.value, f.f_ab, f.g_ab, f.f_aa, f.g_bb, diagnostics);
 }
 
+// The solver's interrupt poll (util/interrupt.h), once per sweep: Python's signal handlers run in
+// the main thread, so Ctrl-C raises KeyboardInterrupt there within a sweep, whatever the backend.
+// PyErr_CheckSignals does nothing in other threads.
+bool python_interrupt_pending() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
+  sinkhorn::util::set_interrupt_poll(&python_interrupt_pending);
   m.doc() = "sinkhorn's compiled core; use sinkhorn.SamplesLoss and sinkhorn.solve";
   // A user's mistake is a ValueError with the library's message, which names the argument; a
   // broken invariant of the library is a RuntimeError (a bug to report): raising_python_errors.

@@ -186,6 +186,27 @@ def finish(processes, timeout):
                 process.wait()
 
 
+def test_a_listener_that_is_not_a_rank_ends_the_rendezvous_within_the_timeout(tmp_path):
+    """A program on MASTER_PORT that accepts and never answers: the rank gives up after --timeout
+    (it used to wait forever in TCPStore's handshake)."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(8, 2)))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        env = dict(os.environ, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        start = time.monotonic()
+        [process] = [subprocess.Popen([BINARY, "divergence", str(tmp_path / "x.npy"), str(tmp_path / "x.npy"),
+                                       "--timeout", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)]
+        [(out, err)] = finish([process], timeout=30)
+    assert process.returncode == 3, err
+    assert time.monotonic() - start < 15
+    assert "does not answer as rank 0's store" in err
+
+
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_command_line_under_torchrun_matches_one_process(tmp_path, ranks):
     if not os.path.exists(BINARY):

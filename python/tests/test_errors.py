@@ -29,6 +29,8 @@ def raises(argument, call):
     ("tolerance", dict(tolerance=0.0)),
     ("max_iterations", dict(max_iterations=-1)),
     ("iterations", dict(iterations=-2)),
+    ("iterations", dict(iterations=2 ** 31)),  # was a pybind TypeError with a signature dump
+    ("max_iterations", dict(max_iterations=2 ** 40)),
     ("gradient", dict(gradient="backprop")),
     ("backend", dict(backend="keops")),
     ("coarse_correction", dict(coarse_correction="yes")),
@@ -88,3 +90,25 @@ def test_bad_weights_name_the_argument(argument, a, b):
 def test_unbalanced_masses_are_refused_for_balanced_transport():
     with pytest.raises(ValueError, match="^a and b must have the same total mass.*set reach"):
         sinkhorn.SamplesLoss()(torch.ones(10) / 10, x, torch.ones(8), y)
+
+
+@pytest.mark.parametrize("argument, args", [
+    ("x", (torch.randn(0, 6, 2), torch.randn(0, 5, 2))),  # an empty batch (was an IndexError from amin)
+    ("x", (torch.randn(6, 2, device="meta"), torch.randn(5, 2, device="meta"))),
+    ("x", (torch.randn(6, 2).to_sparse(), torch.randn(5, 2))),
+    ("y", (torch.randn(6, 2), torch.randn(5, 2).to_sparse())),
+])
+def test_tensors_without_values_name_the_argument(argument, args):
+    raises(argument, lambda: sinkhorn.solve(*args))
+
+
+def test_sparse_weights_name_the_argument():
+    raises("a", lambda: sinkhorn.solve(x, y, torch.full((10,), 0.1).to_sparse(), None))
+
+
+def test_torch_func_transforms_are_refused_with_the_way_round():
+    loss = sinkhorn.SamplesLoss()
+    for transform in (lambda: torch.func.grad(lambda p: loss(p, y))(x),
+                      lambda: torch.func.vmap(lambda p: loss(p, y))(torch.randn(3, 10, 2))):
+        with pytest.raises(NotImplementedError, match="torch.func transform.*loss.backward"):
+            transform()

@@ -10,9 +10,18 @@
 namespace sinkhorn::api {
 namespace {
 
+// Sparse and meta tensors have no values to reduce over: refused by name before anything reads them.
+void check_storage(const at::Tensor& tensor, const char* name) {
+  SINKHORN_CHECK_ARG(tensor.layout() == at::kStrided, name,
+                     "is a " << tensor.layout() << " tensor: pass a dense one (" << name << ".to_dense())");
+  SINKHORN_CHECK_ARG(!tensor.is_meta(), name, "is on the meta device: it has no values to solve with");
+}
+
 void check_points(const at::Tensor& points, const char* name) {
   SINKHORN_CHECK_ARG(points.defined(), name, "is undefined: expected a tensor of points");
+  check_storage(points, name);
   SINKHORN_CHECK_ARG(points.dim() == 2 || points.dim() == 3, name, "must have shape (N, D) or (B, N, D), got " << points.sizes());
+  SINKHORN_CHECK_ARG(points.dim() == 2 || points.size(0) > 0, name, "is an empty batch: shape " << points.sizes());
   SINKHORN_CHECK_ARG(at::isFloatingType(points.scalar_type()), name, "must be a floating-point tensor, got " << points.scalar_type());
   SINKHORN_CHECK_ARG(points.size(-2) > 0, name, "is an empty cloud: it has no points");
   SINKHORN_CHECK_ARG(points.size(-1) > 0, name, "has points of dimension 0");
@@ -25,6 +34,7 @@ at::Tensor batched_weights(const at::Tensor& weights, const at::Tensor& points, 
   if (!weights.defined()) {
     return at::full({batch, count}, 1.0 / static_cast<double>(count), points.options());
   }
+  check_storage(weights, name);
   const std::vector<int64_t> expected =
       batched ? std::vector<int64_t>{batch, count} : std::vector<int64_t>{count};
   SINKHORN_CHECK_ARG(weights.sizes() == at::IntArrayRef(expected), name, "must have shape " << at::IntArrayRef(expected) << " to match "

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -150,7 +152,25 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
   store_options.timeout = timeout;
   store_options.multiTenant = true;
   try {
-    impl.store = c10::make_intrusive<c10d::TCPStore>(environment.master_address, store_options);
+    // A TCPStore client blocks without bound when the port's listener accepts and never answers
+    // as a store (another program on MASTER_PORT): the connection is made on a thread of its own,
+    // which this rank leaves behind after the timeout (the process then ends with the error).
+    auto connect = std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::TCPStore>()>>(
+        [address = environment.master_address, store_options] {
+          return c10::make_intrusive<c10d::TCPStore>(address, store_options);
+        });
+    std::future<c10::intrusive_ptr<c10d::TCPStore>> connected = connect->get_future();
+    std::thread([connect] { (*connect)(); }).detach();
+    if (connected.wait_for(timeout + std::chrono::seconds(1)) == std::future_status::timeout) {
+      throw PeerError("rank " + std::to_string(environment.rank) + " could not reach the group's store at " +
+                      environment.master_address + ":" + std::to_string(environment.master_port) + " within " +
+                      std::to_string(timeout.count() / 1000) +
+                      " s: something listens there but does not answer as rank 0's store (is MASTER_PORT another "
+                      "program's port?)");
+    }
+    impl.store = connected.get();
+  } catch (const PeerError&) {
+    throw;
   } catch (const std::exception& error) {
     std::string what = error.what();
     throw PeerError("rank " + std::to_string(environment.rank) + " could not reach the group's store at " +

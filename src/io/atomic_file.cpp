@@ -11,6 +11,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <system_error>
 
 #include "sinkhorn/error.h"
 #include "util/strings.h"
@@ -77,7 +80,35 @@ std::string_view final_name_of_temporary(std::string_view name) {
   return name.substr(0, dot);
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat first {}, second {};
+  if (::stat(a.c_str(), &first) == 0 && ::stat(b.c_str(), &second) == 0) {
+    return first.st_dev == second.st_dev && first.st_ino == second.st_ino;
+  }
+  std::error_code ignored;
+  const auto resolved = [&](const std::string& path) {
+    return std::filesystem::weakly_canonical(std::filesystem::absolute(path, ignored), ignored);
+  };
+  return resolved(a) == resolved(b);
+}
+
+void check_replaceable(const std::string& path, const std::string& argument, bool link_allowed) {
+  struct stat existing {};
+  if (::lstat(path.c_str(), &existing) != 0 || S_ISREG(existing.st_mode)) return;
+  if (link_allowed && S_ISLNK(existing.st_mode)) return;
+  const char* kind = S_ISLNK(existing.st_mode)  ? "a symbolic link (give the path of its target)"
+                     : S_ISDIR(existing.st_mode) ? "a folder"
+                     : S_ISCHR(existing.st_mode) || S_ISBLK(existing.st_mode) ? "a device"
+                                                                               : "not a regular file";
+  std::ostringstream message;
+  message << "cannot write '" << path << "': it exists and is " << kind
+          << "; an output is written under a new name and renamed over the old one, which would replace it";
+  if (argument.empty()) throw Error(message.str());
+  throw Error(argument, message.str());
+}
+
 AtomicFile::AtomicFile(std::string path, std::string argument) : path_(std::move(path)), argument_(std::move(argument)) {
+  check_replaceable(path_, argument_, /*link_allowed=*/true);
   for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
     temporary_ = path_ + "." + fresh_tag() + ".tmp";
     fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);

@@ -24,11 +24,24 @@ int sync_folder(const std::string& folder);
 /// gives "<name>"); empty for any other name.
 std::string_view final_name_of_temporary(std::string_view file_name);
 
+/// True when the paths name one file: the same device and inode where both exist (through links
+/// and different spellings), the same absolute path with its links resolved otherwise.
+bool same_file(const std::string& a, const std::string& b);
+
+/// Throws Error(argument, ...) when `path` exists and is not a regular file (a device such as
+/// /dev/full, a folder, a FIFO), or is a symbolic link unless `link_allowed`: renaming a new file
+/// over it would replace the node or the link itself rather than write into it. AtomicFile checks
+/// it with links allowed (a link planted in a run folder is replaced, never followed); a command
+/// checks the outputs its user named with links refused, before any work.
+void check_replaceable(const std::string& path, const std::string& argument, bool link_allowed);
+
 /// A file written in pieces and put in place at once.
 class AtomicFile {
  public:
   /// Creates the temporary "<path>.<8 hex digits>.tmp" beside `path`. Errors, here and below, are
   /// Error(argument, "cannot write '<path>': <OS error>") (Error(message) when argument is empty).
+  /// A `path` that exists and is neither a regular file nor a link is refused first
+  /// (check_replaceable); a link is replaced, not followed.
   AtomicFile(std::string path, std::string argument);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;

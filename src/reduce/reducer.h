@@ -28,13 +28,14 @@ struct TruncationReport {
 
 /// A pair of clouds as the key of a reducer's cache: the tensors themselves (held, so that their
 /// memory cannot be reused by another tensor while cached) and their version counters (which
-/// in-place changes bump).
+/// in-place changes bump). Tensors made under torch.inference_mode have no version counter; the
+/// clouds a solve reduces over are its own centred copies, never changed in place.
 struct CloudPair {
-  CloudPair(const at::Tensor& x_, const at::Tensor& y_)
-      : x(x_), y(y_), x_version(x_._version()), y_version(y_._version()) {}
+  CloudPair(const at::Tensor& x_, const at::Tensor& y_) : x(x_), y(y_), x_version(version(x_)), y_version(version(y_)) {}
   bool matches(const at::Tensor& a, const at::Tensor& b) const {
-    return x.is_same(a) && y.is_same(b) && a._version() == x_version && b._version() == y_version;
+    return x.is_same(a) && y.is_same(b) && version(a) == x_version && version(b) == y_version;
   }
+  static int64_t version(const at::Tensor& t) { return t.is_inference() ? 0 : t._version(); }
   at::Tensor x, y;
   int64_t x_version, y_version;
 };

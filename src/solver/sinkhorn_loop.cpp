@@ -10,6 +10,7 @@
 #include "solver/acceleration.h"
 #include "solver/coarse_correction.h"
 #include "solver/potential_arithmetic.h"
+#include "util/interrupt.h"
 
 namespace sinkhorn::solver {
 namespace {
@@ -232,6 +233,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       problem.potentials->g = at::zeros_like(problem.target->weights);
     }
     for (int l = 0; l < *settings.fixed_iterations; ++l) {
+      util::throw_if_interrupted();
       update(softmins_of_g(final_eps), final_eps, /*averaged=*/false, 1.0);
     }
     report.iterations = *settings.fixed_iterations;
@@ -272,6 +274,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     bool averaged = true;
     double previous_error = std::numeric_limits<double>::infinity();
     for (int sweep = 0; sweep < kSweepsPerScale; ++sweep) {
+      util::throw_if_interrupted();
       softmins = softmins_of_g(eps, std::move(softmins));
       if (sweep > 0) {
         update_marginal_errors(problems, softmins, eps, settings, frozen, errors);
@@ -295,6 +298,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   bool softmins_current = false;
   for (int sweep = 0;;) {
     for (;; ++sweep) {
+      util::throw_if_interrupted();
       if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins));
       softmins_current = false;
       update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);

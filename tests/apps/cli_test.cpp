@@ -179,6 +179,35 @@ TEST_F(DivergenceCommand, HostileInputEndsWithOneLineNamingTheArgument) {
   expect_refusal({big, big, "--loss", "energy"}, "--loss energy (a kernel MMD, computed with dense matrices) needs about");
 }
 
+TEST_F(DivergenceCommand, OutputsThatAreInputsOrNotRegularFilesAreRefusedBeforeAnything) {
+  const std::string weights_path = save("w.npy", testing::random_weights(40));
+  const std::filesystem::path link = directory / "x_link.npy";
+  std::filesystem::create_symlink(x_path, link);
+  const std::string same_x_spelled_otherwise = (directory / "." / "x.npy").string();
+  const auto expect_refusal = [&](std::vector<std::string> args, const std::string& fragment) {
+    args.insert(args.begin(), {x_path, y_path});
+    EXPECT_EQ(run_command(args), 2) << fragment;
+    EXPECT_NE(err.str().find(fragment), std::string::npos) << err.str();
+  };
+  expect_refusal({"--grad-x", x_path}, "--grad-x (" + x_path + ") is the input X");
+  expect_refusal({"--grad-x", same_x_spelled_otherwise}, "is the input X");
+  expect_refusal({"--grad-y", y_path}, "is the input Y");
+  expect_refusal({"--wx", weights_path, "--grad-y", weights_path}, "is the input --wx");
+  const std::string new_file = (directory / "g.npy").string();
+  expect_refusal({"--grad-x", new_file, "--grad-y", (directory / "." / "g.npy").string()},
+                 "--grad-x and --grad-y name the same file");
+  // A link is refused (not written through: the rename would replace the link), and so are a
+  // folder and a device, where the rename would replace the node (as root, /dev/full itself).
+  expect_refusal({"--grad-x", link.string()}, "--grad-x cannot write '" + link.string() + "': it exists and is a symbolic link");
+  expect_refusal({"--grad-x", directory.string()}, "is a folder");
+  if (std::filesystem::exists("/dev/full")) expect_refusal({"--grad-x", "/dev/full"}, "is a device");
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/full") || !std::filesystem::exists("/dev/full"));
+  // The inputs are intact and nothing was written.
+  EXPECT_TRUE(at::equal(at::tensor(io::read_npy(x_path).values, at::kDouble).reshape(x.sizes()), x));
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_FALSE(std::filesystem::exists(new_file));
+}
+
 TEST(CommandLine, HelpAndUnknownCommand) {
   std::ostringstream out, err;
   EXPECT_EQ(run({"divergence", "--help"}, out, err), 0);

@@ -135,6 +135,28 @@ TEST(AtomicFile, APlantedLinkIsNeverFollowed) {
   EXPECT_EQ(tmp_files(folder.path()), std::vector<std::string>{path + ".tmp"});  // the planted link, untouched
 }
 
+TEST(AtomicFile, ADeviceOrFolderAtTheFinalNameIsRefusedNotReplaced) {
+  ScratchFolder folder;
+  const std::string sub = folder.file("sub");
+  std::filesystem::create_directory(sub);
+  EXPECT_THROW(io::write_file_atomically(sub, std::string_view("{}\n"), "out_dir"), Error);
+  EXPECT_TRUE(std::filesystem::is_directory(sub));
+  if (std::filesystem::exists("/dev/null")) {
+    EXPECT_THROW(io::check_replaceable("/dev/null", "out", /*link_allowed=*/true), Error);
+  }
+  // A user's output named through a link is refused; a run folder's planted link is replaced (above).
+  const std::string target = folder.file("target"), link = folder.file("link");
+  std::ofstream(target) << "kept";
+  std::filesystem::create_symlink(target, link);
+  EXPECT_THROW(io::check_replaceable(link, "out", /*link_allowed=*/false), Error);
+  EXPECT_NO_THROW(io::check_replaceable(link, "out", /*link_allowed=*/true));
+  EXPECT_NO_THROW(io::check_replaceable(target, "out", /*link_allowed=*/false));
+  EXPECT_NO_THROW(io::check_replaceable(folder.file("new"), "out", /*link_allowed=*/false));
+  EXPECT_TRUE(io::same_file(link, target));
+  EXPECT_TRUE(io::same_file(folder.file("new"), folder.path() + "/./new"));
+  EXPECT_FALSE(io::same_file(folder.file("new"), target));
+}
+
 TEST(AtomicFile, AFailedWriteNamesTheFileAndLeavesNothing) {
   ScratchFolder folder;
   try {

@@ -149,7 +149,7 @@ class MultiscaleCpuReducer final : public Reducer {
   const SortedCloud& sorted(const at::Tensor& points, at::ScalarType dtype) const {
     const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), points.stride(0), dtype);
     auto found = clouds_.find(key);
-    if (found != clouds_.end() && found->second.version == points._version()) return found->second;
+    if (found != clouds_.end() && found->second.version == CloudPair::version(points)) return found->second;
     const at::Tensor values = points.detach().to(dtype).contiguous();
 
     SortedCloud cloud;
@@ -161,7 +161,7 @@ class MultiscaleCpuReducer final : public Reducer {
     cloud.points_t.narrow(1, 0, values.size(0)).copy_(cloud.points.t());
     cloud.centres = cloud.clusters.centres.to(dtype).contiguous();
     cloud.source = points;
-    cloud.version = points._version();
+    cloud.version = CloudPair::version(points);
     cloud.generation = ++generations_;
     return clouds_[key] = std::move(cloud);
   }
