@@ -108,6 +108,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
   const SinkhornOptions options = loss_options_from(args);
+  const std::chrono::milliseconds timeout = timeout_from(args);  // checked with or without torchrun
   const std::string& x_path = args.positionals()[0];
   const std::string& y_path = args.positionals()[1];
   // An output may not be an input (the gradient would replace the points it was computed from)
@@ -135,7 +136,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
   at::Device device = device_from(args);
   if (launch && device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, launch->local_rank);
   std::unique_ptr<dist::World> world;
-  if (launch) world = std::make_unique<dist::World>(*launch, device, timeout_from(args));
+  if (launch) world = std::make_unique<dist::World>(*launch, device, timeout);
   const bool speaks = !world || world->rank() == 0;
   at::Tensor x = points_tensor(x_array, x_path, "X", dtype);
   at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);

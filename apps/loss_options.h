@@ -7,11 +7,13 @@
 
 namespace sinkhorn::cli {
 
-/// Declares --loss, --p, --blur, --reach, --scaling, --diameter, --iterations, --tolerance,
-/// --max-iterations, --gradient and --backend.
+/// Declares one flag per option of the option table (src/api/option_table.h): --loss, --p, --blur,
+/// --reach, --scaling, --diameter, --cluster-scale, --tolerance, --max-iterations, --iterations,
+/// --gradient, --backend, --coarse-correction.
 void add_loss_options(ArgumentParser& parser);
 
-/// `defaults` with the flags given in args applied, validated; errors name the flag.
+/// `defaults` with the flags given in args applied, validated, and the given flags checked against
+/// the loss (api::check_options_apply: --reach with --loss energy is refused); errors name the flag.
 SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions defaults = {});
 
 }  // namespace sinkhorn::cli

@@ -198,6 +198,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
   const std::optional<ParsedArguments> parsed = parse_command(parser, arguments, out_stream);
   if (!parsed) return 0;  // --help
   const ParsedArguments& args = *parsed;
+  const std::chrono::milliseconds timeout = timeout_from(args);  // checked with or without torchrun
   // From here on a stop signal is a request: a run that is starting stops at its first step boundary,
   // after a checkpoint, instead of dying half way through writing its folder.
   stop_requested.store(false);
@@ -209,7 +210,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
   if (launch) {
     at::Device device = args.value("device") ? device_from(args) : at::Device(at::kCPU);
     if (device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, launch->local_rank);
-    world = std::make_unique<dist::World>(*launch, device, timeout_from(args));
+    world = std::make_unique<dist::World>(*launch, device, timeout);
   }
   const dist::Group* group = world ? &world->group() : nullptr;
   std::ostream silent(nullptr);

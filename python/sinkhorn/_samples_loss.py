@@ -3,7 +3,7 @@ import torch
 
 from ._arguments import check_number, fail
 from ._convergence import check_on_unconverged, report_convergence
-from ._solve import checked_options, run
+from ._solve import checked_options, option_docs, run
 
 _KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
 _TRANSPORT = ("sinkhorn", "primal", "ot")
@@ -22,27 +22,20 @@ class SamplesLoss(torch.nn.Module):
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
         "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
         paper's E_eps), "ot" (exact OT, small clouds), "gaussian_mixture" (MMD GAN's kernel).
-    p: cost |x - y|^p / p, p = 1 or 2. blur: eps = blur**p (the kernels' width for the kernel
-        losses). reach: unbalanced transport, rho = reach**p. diameter, scaling: eps-scaling from
-        diameter**p down to blur**p by scaling**p. cluster_scale: the multiscale backend's cells.
-    truncate: GeomLoss's multiscale truncation; only its default (5) or None: the multiscale
-        backend here bounds what it neglects itself. cost, kernel: only None (the built-in costs
-        and kernels); a callable or formula raises ValueError.
-    debias: see loss. potentials: return the pair (F, G) shaped like the weights instead of the
-        value, with GeomLoss's meaning: debiased F = f_ab - f_aa, G = g_ab - g_bb; else
-        F = f_ab, G = g_ab; for the kernel losses F = K_xx a - K_xy b, G = K_yy b - K_yx a.
-        They are detached. verbose: print the solver's diagnostics after each call.
-    backend: "auto", "tensorized", "online", "multiscale" (GeomLoss's names) or "reference".
-    This library's own options (keyword only): tolerance (the relative L1 marginal error to stop
-        at; GeomLoss stops after a fixed schedule), max_iterations (sweeps allowed at the final
-        eps), iterations (the paper's fixed-L mode: exactly L sweeps at eps), gradient ("auto",
-        "envelope" or "unrolled"), coarse_correction (True: when the loop crawls at the final eps,
-        correct the potentials by one constant per cluster of points, for clustered clouds in
-        D <= 3; off by default; docs/numerics.md), process_group (a torch.distributed group: each rank passes its
-        own rows and the ranks solve the union together; the value is the same on every rank, the
-        gradients and potentials are each rank's rows; docs/distributed.md), on_unconverged ("warn":
-        a solve that stops at max_iterations above its tolerance warns with sinkhorn.ConvergenceWarning,
-        once per calling line; "raise": sinkhorn.ConvergenceError; "ignore").
+    GeomLoss's own arguments: truncate (its multiscale truncation; only its default 5 or None: the
+        multiscale backend here bounds what it neglects itself); cost, kernel (only None: the
+        built-in costs and kernels); debias (see loss); potentials (return the pair (F, G) shaped
+        like the weights instead of the value, with GeomLoss's meaning: debiased F = f_ab - f_aa,
+        G = g_ab - g_bb; else F = f_ab, G = g_ab; for the kernel losses F = K_xx a - K_xy b,
+        G = K_yy b - K_yx a; detached); verbose (print the solver's diagnostics after each call).
+    The solve's options, as the library declares them (the same keywords as sinkhorn.solve; those
+    GeomLoss lacks are keyword only; an option the loss ignores is refused when given):
+        {options}
+    process_group: a torch.distributed group: each rank passes its own rows and the ranks solve
+        the union together; the value is the same on every rank, the gradients and potentials are
+        each rank's rows (docs/distributed.md). on_unconverged: "warn" (a solve that stops at
+        max_iterations above its tolerance warns with sinkhorn.ConvergenceWarning, once per
+        calling line), "raise" (sinkhorn.ConvergenceError) or "ignore".
 
     Call forms: loss(x, y) and loss(a, x, b, y); x (N, D) or (B, N, D); weights (N,), (N, 1),
     (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
@@ -76,14 +69,10 @@ class SamplesLoss(torch.nn.Module):
         for flag, value in (("debias", debias), ("potentials", potentials), ("verbose", verbose)):
             if not isinstance(value, bool):
                 fail(flag, f"expected True or False, got {value!r}")
-        if name in _KERNELS:
-            # GeomLoss ignores the transport options on its kernel losses; here they are refused.
-            for option, value, default in (("p", p, 2), ("reach", reach, None), ("diameter", diameter, None),
-                                           ("scaling", scaling, 0.5), ("cluster_scale", cluster_scale, None),
-                                           ("iterations", iterations, None), ("debias", debias, True),
-                                           ("coarse_correction", coarse_correction, False)):
-                if value != default:
-                    fail(option, f"does not apply to the kernel loss {name!r} (leave it at {default!r})")
+        # GeomLoss ignores the transport options on its kernel losses; here they are refused (the
+        # library's rule, checked_options); debias is GeomLoss's own.
+        if name in _KERNELS and debias is not True:
+            fail("debias", f"does not apply to the kernel loss {name!r} (leave it at True)")
         elif not debias and name != "sinkhorn":
             fail("debias", f"False applies to loss='sinkhorn' only (OT_eps); {name!r} has no biased form here")
         if process_group is not None and potentials and name in _KERNELS:
@@ -129,7 +118,7 @@ class SamplesLoss(torch.nn.Module):
             fail("args", f"expected loss(x, y) or loss(a, x, b, y), got {len(args)} arguments")
         value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
         self.last_diagnostics = diagnostics
-        report_convergence(diagnostics, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
+        report_convergence(diagnostics, self.options, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
         if self.verbose:
             print(f"sinkhorn.SamplesLoss({self.loss}): {diagnostics['backend']}, {diagnostics['iterations']} "
                   f"sweeps, marginal error {diagnostics['marginal_error']:.3g}"
@@ -177,3 +166,6 @@ def _weights(weights, points):
         n = points.shape[-2]
         return torch.full(points.shape[:-1], 1.0 / n, dtype=points.dtype, device=points.device)
     return weights.detach().reshape(points.shape[:-1]).to(points.dtype)
+
+
+SamplesLoss.__doc__ = SamplesLoss.__doc__.replace("{options}", option_docs(" " * 8, skip=("loss",)))

@@ -47,25 +47,33 @@ class Solution:
     world_size: int = 1
 
 
-def checked_options(*, loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
-                    iterations, gradient, backend, coarse_correction=False):
-    """The keyword options of _C.solve: their types checked here, their names and ranges by the library."""
-    options = dict(
-        loss=check_name("loss", loss),
-        p=check_number("p", p, integer=True),
-        blur=check_number("blur", blur),
-        reach=check_number("reach", reach, optional=True),
-        diameter=check_number("diameter", diameter, optional=True),
-        scaling=check_number("scaling", scaling),
-        cluster_scale=check_number("cluster_scale", cluster_scale, optional=True),
-        tolerance=check_number("tolerance", tolerance),
-        max_iterations=check_number("max_iterations", max_iterations, integer=True),
-        iterations=check_number("iterations", iterations, integer=True, optional=True),
-        gradient=check_name("gradient", gradient),
-        backend=check_name("backend", backend),
-        coarse_correction=check_flag("coarse_correction", coarse_correction),
-    )
-    _C.check_options(**options)
+# The solve's options as the library declares them (src/api/option_table.h): name, kind, default,
+# doc line, the losses it applies to, a sample value. The keywords of solve and SamplesLoss are
+# these names (python/tests/test_options.py checks both signatures against the table).
+OPTION_TABLE = tuple(_C.option_table())
+_CHECKS = {
+    "number": lambda name, value: check_number(name, value),
+    "optional_number": lambda name, value: check_number(name, value, optional=True),
+    "integer": lambda name, value: check_number(name, value, integer=True),
+    "optional_integer": lambda name, value: check_number(name, value, integer=True, optional=True),
+    "name": check_name,
+    "flag": check_flag,
+}
+
+
+def checked_options(**given):
+    """The options for _C.solve: their Python types checked here, their names, ranges and which
+    losses they apply to by the library (an option given away from its default that the loss
+    ignores is refused, naming it)."""
+    options, changed = {}, []
+    for name, kind, default, _doc, _applies, _sample in OPTION_TABLE:
+        value = given.pop(name, default)
+        options[name] = _CHECKS[kind](name, value)
+        if options[name] != default:
+            changed.append(name)
+    if given:
+        raise TypeError(f"unexpected option {sorted(given)[0]!r}")
+    _C.check_options(options, changed)
     return options
 
 
@@ -78,7 +86,7 @@ def run(a, x, b, y, options, process_group=None):
     check_pair(x, y)
     a = check_weights("a", a, x, "x")
     b = check_weights("b", b, y, "y")
-    return _C.solve(a, x, b, y, **options, process_group=process_group)
+    return _C.solve(a, x, b, y, options, process_group=process_group)
 
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
@@ -88,17 +96,7 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
     (B, N, 1); None: uniform 1/N). Options (docs/python.md):
-      loss: "divergence" (S_eps, debiased), "ot_eps" (OT_eps), "primal" (the paper's E_eps), "ot"
-        (exact OT, small clouds), "energy", "gaussian", "laplacian", "gaussian_mixture" (kernel MMDs).
-      p: 1 (C = |x - y|) or 2 (C = |x - y|^2 / 2). blur: eps = blur**p. reach: unbalanced
-        transport, rho = reach**p. diameter, scaling: the eps-scaling schedule. cluster_scale: the
-        multiscale backend's cells.
-      tolerance: stop when the relative L1 marginal error is under it; max_iterations: sweeps allowed
-        at the final eps; iterations: the paper's fixed-L mode (exactly L sweeps at eps, no annealing).
-      gradient: "auto", "envelope" (exact at convergence, linear memory) or "unrolled" (autograd
-        through the iterations). backend: "auto", "tensorized", "online", "multiscale", "reference".
-      coarse_correction: True: when the loop crawls at the final eps, correct the potentials by one
-        constant per cluster of points (clustered clouds in D <= 3; docs/numerics.md). Off by default.
+      {options}
       process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
         solve the union of everyone's rows together (docs/distributed.md); the value is the same
         on every rank, potentials and gradients are this rank's rows.
@@ -114,5 +112,19 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
                               coarse_correction=coarse_correction)
     check_on_unconverged(on_unconverged)
     value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
-    report_convergence(diagnostics, on_unconverged, "sinkhorn.solve")
+    report_convergence(diagnostics, options, on_unconverged, "sinkhorn.solve")
     return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)
+
+
+def option_docs(indent, skip=()):
+    """The options' lines of a docstring, from the library's table (one place declares them)."""
+    lines = []
+    for name, _kind, default, doc, applies, _sample in OPTION_TABLE:
+        if name in skip:
+            continue
+        scope = {"every_loss": "", "transport": " [transport losses]", "sinkhorn": " [Sinkhorn losses]"}[applies]
+        lines.append(f"{name} (default {default!r}){scope}: {doc}")
+    return ("\n" + indent).join(lines)
+
+
+solve.__doc__ = solve.__doc__.replace("{options}", option_docs(" " * 6))

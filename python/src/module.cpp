@@ -15,6 +15,7 @@
 #include "sinkhorn/error.h"
 #include "sinkhorn/options.h"
 #include "reduce/cuda/cuda_module.h"
+#include "api/option_table.h"
 #include "util/interrupt.h"
 
 namespace py = pybind11;
@@ -23,28 +24,64 @@ namespace {
 
 at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
 
-// The options both entries take, as the Python layer passes them (python/sinkhorn/_solve.py).
-sinkhorn::SinkhornOptions make_options(const std::string& loss, int p, double blur, std::optional<double> reach,
-                                       std::optional<double> diameter, double scaling,
-                                       std::optional<double> cluster_scale, double tolerance, int max_iterations,
-                                       std::optional<int> iterations, const std::string& gradient,
-                                       const std::string& backend, bool coarse_correction) {
+// A Python value as the option table's kind wants it (the Python layer has checked the types:
+// python/sinkhorn/_solve.py). None is "unset".
+sinkhorn::api::OptionValue option_value(const sinkhorn::api::OptionSpec& spec, const py::handle& value) {
+  using sinkhorn::api::OptionKind;
+  if (value.is_none()) return std::monostate{};
+  switch (spec.kind) {
+    case OptionKind::number:
+    case OptionKind::optional_number:
+      return value.cast<double>();
+    case OptionKind::integer:
+    case OptionKind::optional_integer:
+      return value.cast<long long>();
+    case OptionKind::name:
+      return value.cast<std::string>();
+    case OptionKind::flag:
+      return value.cast<bool>();
+  }
+  return std::monostate{};
+}
+
+// The options both entries take, one keyword per entry of the option table
+// (src/api/option_table.h): a dict from the Python layer, every key a table name.
+sinkhorn::SinkhornOptions make_options(const py::dict& given) {
   sinkhorn::SinkhornOptions options;
-  options.loss = sinkhorn::parse_loss(loss);
-  options.p = p;
-  options.blur = blur;
-  options.reach = reach;
-  options.diameter = diameter;
-  options.scaling = scaling;
-  options.cluster_scale = cluster_scale;
-  options.tolerance = tolerance;
-  options.max_iterations = max_iterations;
-  options.iterations = iterations;
-  options.gradient = sinkhorn::parse_gradient_mode(gradient);
-  options.backend = sinkhorn::parse_backend(backend);
-  options.coarse_correction = coarse_correction;
+  for (const auto& [key, value] : given) {
+    const std::string name = py::str(key);
+    const sinkhorn::api::OptionSpec* spec = sinkhorn::api::find_option(name);
+    if (spec == nullptr) throw sinkhorn::InternalError("the Python layer passed an option the table lacks: " + name);
+    spec->set(options, option_value(*spec, value));
+  }
   return options;
 }
+
+py::object to_python(const sinkhorn::api::OptionValue& value) {
+  return std::visit(
+      [](const auto& v) -> py::object {
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::monostate>) {
+          return py::none();
+        } else {
+          return py::cast(v);
+        }
+      },
+      value);
+}
+
+// The table for the Python layer: (name, kind, default, doc, applies, sample) per option.
+py::list option_table() {
+  static const char* const kinds[] = {"number", "optional_number", "integer", "optional_integer", "name", "flag"};
+  static const char* const applies[] = {"every_loss", "transport", "sinkhorn"};
+  const sinkhorn::SinkhornOptions defaults;
+  py::list table;
+  for (const sinkhorn::api::OptionSpec& spec : sinkhorn::api::option_table()) {
+    table.append(py::make_tuple(spec.name, kinds[static_cast<int>(spec.kind)], to_python(spec.get(defaults)),
+                                spec.doc, applies[static_cast<int>(spec.applies)], to_python(spec.sample)));
+  }
+  return table;
+}
+
 
 // Runs `work` (without the GIL when `release_gil`) and raises the library's exceptions as Python
 // errors: sinkhorn::Error as ValueError, its argument's name first ("blur: must be ..."), as the
@@ -81,23 +118,26 @@ void raising_python_errors(bool release_gil, Work&& work) {
   }
 }
 
+// What the library reads from the Python layer's options (the round-trip test of the binding).
+std::string options_fingerprint(const py::dict& options) {
+  std::string fingerprint;
+  raising_python_errors(false, [&] { fingerprint = sinkhorn::api::options_fingerprint(make_options(options)); });
+  return fingerprint;
+}
+
 // The options' names and ranges, checked by the library when a loss object is made (its own
-// tables: the Python layer keeps no copy of them).
-void check_options(const std::string& loss, int p, double blur, std::optional<double> reach,
-                   std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
-                   double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                   const std::string& backend, bool coarse_correction) {
+// tables: the Python layer keeps no copy of them), and which of `given` (the keywords set away
+// from their defaults) the loss ignores.
+void check_options(const py::dict& options, const std::vector<std::string>& given) {
   raising_python_errors(false, [&] {
-    sinkhorn::validate(make_options(loss, p, blur, reach, diameter, scaling, cluster_scale, tolerance, max_iterations,
-                                    iterations, gradient, backend, coarse_correction));
+    const sinkhorn::SinkhornOptions checked = make_options(options);
+    sinkhorn::validate(checked);
+    sinkhorn::api::check_options_apply(checked.loss, given);
   });
 }
 
 py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const std::optional<at::Tensor>& b,
-                const at::Tensor& y, const std::string& loss, int p, double blur, std::optional<double> reach,
-                std::optional<double> diameter, double scaling, std::optional<double> cluster_scale,
-                double tolerance, int max_iterations, std::optional<int> iterations, const std::string& gradient,
-                const std::string& backend, bool coarse_correction, const py::object& process_group) {
+                const at::Tensor& y, const py::dict& given_options, const py::object& process_group) {
   // torch.distributed's groups are c10d::ProcessGroup objects bound by PyTorch's own module with
   // an intrusive_ptr holder, which this module shares (same pybind11 internals).
   c10::intrusive_ptr<c10d::ProcessGroup> group;
@@ -114,10 +154,9 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
     }
   }
   sinkhorn::DivergenceResult result;
+  sinkhorn::SinkhornOptions options;
+  raising_python_errors(false, [&] { options = make_options(given_options); });
   raising_python_errors(true, [&] {  // other Python threads run while we solve
-    const sinkhorn::SinkhornOptions options = make_options(loss, p, blur, reach, diameter, scaling, cluster_scale,
-                                                           tolerance, max_iterations, iterations, gradient, backend,
-                                                           coarse_correction);
     result = group ? sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options, group)
                    : sinkhorn::divergence_with_details(or_undefined(a), x, or_undefined(b), y, options);
   });
@@ -154,16 +193,17 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "sinkhorn's compiled core; use sinkhorn.SamplesLoss and sinkhorn.solve";
   // A user's mistake is a ValueError with the library's message, which names the argument; a
   // broken invariant of the library is a RuntimeError (a bug to report): raising_python_errors.
-  m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::kw_only(), py::arg("loss"),
-        py::arg("p"), py::arg("blur"), py::arg("reach"), py::arg("diameter"), py::arg("scaling"),
-        py::arg("cluster_scale"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("iterations"),
-        py::arg("gradient"), py::arg("backend"), py::arg("coarse_correction"), py::arg("process_group") = py::none(),
+  m.def("solve", &solve, py::arg("a"), py::arg("x"), py::arg("b"), py::arg("y"), py::arg("options"),
+        py::arg("process_group") = py::none(),
         "The loss between (a, x) and (b, y) with its potentials and diagnostics: "
-        "(value, f_ab, g_ab, f_aa, g_bb, diagnostics).");
-  m.def("check_options", &check_options, py::kw_only(), py::arg("loss"), py::arg("p"), py::arg("blur"),
-        py::arg("reach"), py::arg("diameter"), py::arg("scaling"), py::arg("cluster_scale"), py::arg("tolerance"),
-        py::arg("max_iterations"), py::arg("iterations"), py::arg("gradient"), py::arg("backend"),
-        py::arg("coarse_correction"), "Raises ValueError naming the first option the library refuses (names and ranges).");
+        "(value, f_ab, g_ab, f_aa, g_bb, diagnostics). options: a dict keyed by option_table()'s names.");
+  m.def("check_options", &check_options, py::arg("options"), py::arg("given"),
+        "Raises ValueError naming the first option the library refuses (names, ranges, and options the loss "
+        "ignores among `given`).");
+  m.def("option_table", &option_table,
+        "The solve's options, declared once in the library: (name, kind, default, doc, applies, sample) each.");
+  m.def("options_fingerprint", &options_fingerprint, py::arg("options"),
+        "Every option as the library read it from `options`, one name=value line each.");
   m.attr("__version__") = SINKHORN_VERSION;
   // The CUDA module (libsinkhorn_cuda.so beside this extension, or in the build tree): PyTorch has
   // loaded its CUDA half already, so loading ours now costs little and tells the truth early.

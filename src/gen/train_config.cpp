@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "api/option_table.h"
 #include "util/check.h"
 
 namespace sinkhorn::gen {
@@ -55,13 +56,6 @@ int64_t integer_field(const json& object, const char* key, const std::string& na
   }
   SINKHORN_CHECK_ARG(value.is_number_integer(), name, "must be an integer, got " << value.dump());
   return value.get<int64_t>();
-}
-
-// An int field (the loss's p and iteration counts), refused outside `range` before narrowing.
-int int_field(const json& object, const char* key, const std::string& name, IntegerRange range) {
-  const int64_t value = integer_field(object, key, name);
-  check_range(value, range, name.c_str());
-  return static_cast<int>(value);
 }
 
 double number_field(const json& object, const char* key, const std::string& name) {
@@ -140,18 +134,19 @@ void validate(const TrainConfig& config) {
 }
 
 std::string to_json(const TrainConfig& c) {
-  json loss{{"loss", to_string(c.loss.loss)},
-            {"p", c.loss.p},
-            {"blur", c.loss.blur},
-            {"scaling", c.loss.scaling},
-            {"tolerance", c.loss.tolerance},
-            {"max_iterations", c.loss.max_iterations},
-            {"coarse_correction", c.loss.coarse_correction},
-            {"gradient", to_string(c.loss.gradient)},
-            {"backend", to_string(c.loss.backend)}};
-  loss["reach"] = c.loss.reach ? json(*c.loss.reach) : json(nullptr);
-  loss["diameter"] = c.loss.diameter ? json(*c.loss.diameter) : json(nullptr);
-  loss["iterations"] = c.loss.iterations ? json(*c.loss.iterations) : json(nullptr);
+  // Every option of the table (src/api/option_table.h), so that none is left out of the file.
+  json loss = json::object();
+  for (const api::OptionSpec& spec : api::option_table()) {
+    loss[spec.name] = std::visit(
+        [](const auto& value) -> json {
+          if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::monostate>) {
+            return json(nullptr);
+          } else {
+            return json(value);
+          }
+        },
+        spec.get(c.loss));
+  }
   const json document{
       {"data", {{"name", c.data.name}, {"path", c.data.path}, {"split", c.data.split}, {"heldout", c.data.heldout}}},
       {"generator",
@@ -208,24 +203,27 @@ TrainConfig train_config_from_json(const std::string& text) {
     c.generator.width = integer_field(g, "width", "generator.width");
     c.generator.sample_shape = shape_field(g, "sample_shape", "generator.sample_shape");
     const json& l = j.at("loss");
-    c.loss.loss = parse_loss(string_field(l, "loss", "loss"));
-    c.loss.p = int_field(l, "p", "p", {1, 2});
-    c.loss.blur = number_field(l, "blur", "blur");
-    c.loss.scaling = number_field(l, "scaling", "scaling");
-    c.loss.tolerance = number_field(l, "tolerance", "tolerance");
-    c.loss.max_iterations = int_field(l, "max_iterations", "max_iterations", kLossIterationsRange);
-    c.loss.gradient = parse_gradient_mode(string_field(l, "gradient", "gradient"));
-    c.loss.backend = parse_backend(string_field(l, "backend", "backend"));
-    // Run folders written before the coarse correction existed ran without it, and resume so.
-    c.loss.coarse_correction = false;
-    if (l.contains("coarse_correction")) {
-      SINKHORN_CHECK_ARG(l.at("coarse_correction").is_boolean(), "coarse_correction", "must be true or false");
-      c.loss.coarse_correction = l.at("coarse_correction").get<bool>();
-    }
-    if (!l.at("reach").is_null()) c.loss.reach = number_field(l, "reach", "reach");
-    if (!l.at("diameter").is_null()) c.loss.diameter = number_field(l, "diameter", "diameter");
-    if (!l.at("iterations").is_null()) {
-      c.loss.iterations = int_field(l, "iterations", "iterations", {1, kLossIterationsRange.max});
+    SINKHORN_CHECK(l.is_object(), "malformed training configuration: loss is not an object");
+    // Each option of the table; one a run folder lacks (written before the option existed) keeps
+    // its default, as that run had it.
+    for (const api::OptionSpec& spec : api::option_table()) {
+      if (!l.contains(spec.name)) continue;
+      const json& field = l.at(spec.name);
+      api::OptionValue value;
+      const bool optional = spec.kind == api::OptionKind::optional_number || spec.kind == api::OptionKind::optional_integer;
+      if (field.is_null() && optional) {
+        value = std::monostate{};
+      } else if (spec.kind == api::OptionKind::number || spec.kind == api::OptionKind::optional_number) {
+        value = number_field(l, spec.name, spec.name);
+      } else if (spec.kind == api::OptionKind::integer || spec.kind == api::OptionKind::optional_integer) {
+        value = static_cast<long long>(integer_field(l, spec.name, spec.name));
+      } else if (spec.kind == api::OptionKind::name) {
+        value = string_field(l, spec.name, spec.name);
+      } else {
+        SINKHORN_CHECK_ARG(field.is_boolean(), spec.name, "must be true or false");
+        value = field.get<bool>();
+      }
+      spec.set(c.loss, value);
     }
     c.cost = string_field(j, "cost", "cost");
     const json& f = j.at("critic");
