@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <chrono>
+#include <exception>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -11,7 +12,9 @@
 #include "arguments.h"
 #include "loss_options.h"
 #include "api/sharded_divergence.h"
+#include "dist/sharded_inputs.h"
 #include "dist/world.h"
+#include "flag_names.h"
 #include "io/array_io.h"
 #include "io/atomic_file.h"
 #include "sinkhorn/divergence.h"
@@ -62,6 +65,19 @@ at::Tensor read_weights(const std::optional<std::string>& path, const char* name
   SINKHORN_CHECK(vector_like, name << " (" << *path << ") must hold one weight per point (a vector), got shape "
                                    << at::IntArrayRef(array.shape));
   return to_tensor(array, dtype).reshape({-1});
+}
+
+// A 64-bit FNV-1a hash of the values (in hexadecimal; "none" for an undefined tensor), to compare
+// what the ranks read without sending it.
+std::string content_hash(const at::Tensor& values) {
+  if (!values.defined()) return "none";
+  const at::Tensor bytes = values.detach().to(at::kCPU).contiguous();
+  const auto* data = static_cast<const unsigned char*>(bytes.data_ptr());
+  uint64_t hash = 1469598103934665603ULL;
+  for (size_t i = 0; i < bytes.nbytes(); ++i) hash = (hash ^ data[i]) * 1099511628211ULL;
+  std::ostringstream text;
+  text << "content " << std::hex << hash << std::dec << " of shape " << bytes.sizes();
+  return text.str();
 }
 
 void write_gradient(const std::string& path, const at::Tensor& gradient) {
@@ -129,29 +145,51 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
     SINKHORN_CHECK(!io::same_file(*args.value("grad-x"), *args.value("grad-y")),
                    "--grad-x and --grad-y name the same file (" << *args.value("grad-x") << "); give two files");
   }
-  const io::Array x_array = io::read_array(x_path);
-  const at::ScalarType dtype = dtype_from(args, x_array);
-  // Under torchrun: one group for the ranks, each GPU rank on its LOCAL_RANK's device.
+  // Under torchrun: one group for the ranks, each GPU rank on its LOCAL_RANK's device. The group
+  // comes first, so that a rank that cannot read its files is named by the others at once.
   const std::optional<dist::LaunchEnvironment> launch = dist::launch_environment();
   at::Device device = device_from(args);
   if (launch && device.is_cuda() && !device.has_index()) device = at::Device(at::kCUDA, launch->local_rank);
   std::unique_ptr<dist::World> world;
   if (launch) world = std::make_unique<dist::World>(*launch, device, timeout);
   const bool speaks = !world || world->rank() == 0;
-  at::Tensor x = points_tensor(x_array, x_path, "X", dtype);
-  at::Tensor y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
-  at::Tensor a = read_weights(args.value("wx"), "--wx", dtype);
-  at::Tensor b = read_weights(args.value("wy"), "--wy", dtype);
-  const int64_t n = x.size(0), m = y.size(0);
-  if (world) {
-    SINKHORN_CHECK(n >= world->size() && m >= world->size(),
-                   "X (" << x_path << ") and Y (" << y_path << ") need at least one row per rank: " << n << " and "
-                         << m << " rows for " << world->size() << " ranks");
-    SINKHORN_CHECK(!a.defined() || a.size(0) == n, "--wx (" << *args.value("wx") << ") must hold " << n
-                                                          << " weights, one per row of X, got " << a.size(0));
-    SINKHORN_CHECK(!b.defined() || b.size(0) == m, "--wy (" << *args.value("wy") << ") must hold " << m
-                                                          << " weights, one per row of Y, got " << b.size(0));
+  at::Tensor x, y, a, b;
+  std::exception_ptr failure;
+  std::string refusal;
+  try {
+    const io::Array x_array = io::read_array(x_path);
+    const at::ScalarType dtype = dtype_from(args, x_array);
+    x = points_tensor(x_array, x_path, "X", dtype);
+    y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
+    a = read_weights(args.value("wx"), "--wx", dtype);
+    b = read_weights(args.value("wy"), "--wy", dtype);
+    const int64_t ranks = world ? world->size() : 1;
+    SINKHORN_CHECK(x.size(0) >= ranks && y.size(0) >= ranks,
+                   "X (" << x_path << ") and Y (" << y_path << ") need at least one row per rank: " << x.size(0)
+                         << " and " << y.size(0) << " rows for " << ranks << " ranks");
+    SINKHORN_CHECK(!world || !a.defined() || a.size(0) == x.size(0),
+                   "--wx (" << *args.value("wx") << ") must hold " << x.size(0) << " weights, one per row of X, got "
+                            << a.size(0));
+    SINKHORN_CHECK(!world || !b.defined() || b.size(0) == y.size(0),
+                   "--wy (" << *args.value("wy") << ") must hold " << y.size(0) << " weights, one per row of Y, got "
+                            << b.size(0));
+  } catch (const Error& error) {
+    failure = std::current_exception();
+    refusal = message_for(error);
   }
+  if (world) {
+    // Every rank reads the whole files and solves its block of rows: they must have read the same
+    // values (a rank given other files would mix two problems into one value).
+    dist::agree_on_refusals(world->group(), refusal, at::kCPU);
+    if (failure) std::rethrow_exception(failure);
+    std::ostringstream contents;
+    contents << "x=" << content_hash(x) << "\ny=" << content_hash(y) << "\na=" << content_hash(a)
+             << "\nb=" << content_hash(b) << "\n";
+    dist::agree_on_settings(world->group(), contents.str(), at::kCPU);
+  } else if (failure) {
+    std::rethrow_exception(failure);
+  }
+  const int64_t n = x.size(0), m = y.size(0);
   x = block_of(x, world.get()).to(device);
   y = block_of(y, world.get()).to(device);
   a = block_of(a, world.get());
@@ -205,7 +243,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
         << ", \"converged\": " << (d.converged ? "true" : "false") << ", \"schedule_length\": "
         << d.schedule_length << ", \"epsilon\": " << json_number(d.epsilon)
         << ", \"diameter\": " << json_number(d.diameter) << ", \"backend\": \"" << d.backend
-        << "\", \"dtype\": \"" << (dtype == at::kDouble ? "float64" : "float32") << "\", \"device\": \""
+        << "\", \"dtype\": \"" << (x.scalar_type() == at::kDouble ? "float64" : "float32") << "\", \"device\": \""
         << device.str() << "\", \"n\": "
         << n << ", \"m\": " << m << ", \"d\": " << x.size(1) << ", \"world_size\": " << d.world_size
         << ", \"visited_pairs_fraction\": " << json_number(d.visited_pairs_fraction)

@@ -27,10 +27,15 @@ def main(inputs_path, cases_path, out_dir):
     data = np.load(inputs_path)
     results = {}
     for index, case in enumerate(json.load(open(cases_path))):
-        options = case["options"]
+        # A case may give one rank other options (the ranks must then refuse together).
+        options = {**case["options"], **case.get("rank_options", {}).get(str(rank), {})}
         device = case.get("device", "cpu")  # "cuda": every rank on cuda:0, Gloo copying through the host
         rows = lambda name, counts: torch.from_numpy(block(data[name], counts, rank)).to(device)
-        x = rows("x", case["x_counts"]).requires_grad_()
+        x = rows("x", case["x_counts"])
+        if case.get("nan_on_rank") == rank:
+            x = x.clone()
+            x[0, 0] = float("nan")
+        x = x.requires_grad_()
         y = rows("y", case["y_counts"]).requires_grad_()
         if case.get("weights", True):
             a = rows("a", case["x_counts"])

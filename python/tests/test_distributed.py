@@ -149,11 +149,24 @@ def test_bad_inputs_fail_every_rank(tmp_path):
         # Balanced transport between the unions' unequal masses (a is given as raw ones).
         dict(options=dict(blur=0.1, loss="sinkhorn"), x_counts=[10, 10], y_counts=[8, 8], expect_error=True,
              unnormalised=True),
+        # The ranks were given different options: each names the option, its values and the ranks.
+        dict(options=dict(blur=0.1), rank_options={"1": dict(p=1)}, x_counts=[10, 10], y_counts=[8, 8],
+             expect_error=True),
+        dict(options=dict(blur=0.1), rank_options={"1": dict(tolerance=1e-2)}, x_counts=[10, 10], y_counts=[8, 8],
+             expect_error=True),
+        # A rank that refuses its own inputs is named by the others, with its reason.
+        dict(options=dict(blur=0.1), nan_on_rank=1, x_counts=[10, 10], y_counts=[8, 8], expect_error=True),
     ]
     results = run_ranks(2, data, cases, tmp_path)
-    for result in results:
+    for rank, result in enumerate(results):
         assert str(result["0/error"]).startswith("backend:") and "one process" in str(result["0/error"])
         assert "same total mass" in str(result["1/error"]), result["1/error"]
+        assert str(result["2/error"]) == ("p: differs between the ranks: 2 on rank 0, 1 on rank 1; every rank must "
+                                          "solve the same problem"), result["2/error"]
+        assert str(result["3/error"]).startswith("tolerance: differs between the ranks: 0.0001 on rank 0, 0.01")
+        error = str(result["4/error"])
+        assert error == ("x: contains NaN or infinite values" if rank == 1 else
+                         "rank 1 refused its inputs: x contains NaN or infinite values"), error
 
 
 def test_process_group_must_be_a_group():
@@ -205,6 +218,45 @@ def test_a_listener_that_is_not_a_rank_ends_the_rendezvous_within_the_timeout(tm
     assert process.returncode == 3, err
     assert time.monotonic() - start < 15
     assert "does not answer as rank 0's store" in err
+
+
+def test_command_line_ranks_that_disagree_all_exit_2_naming_why(tmp_path):
+    """Each rank's own flags and files are compared before any solve: a differing option, other
+    files, or a rank that cannot read its file end every rank with status 2 and one line (they
+    used to print a mixed value, abort with 134, or leave rank 0 waiting for the timeout)."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    generator = np.random.default_rng(1)
+    for name in ("x", "y", "other"):
+        np.save(tmp_path / f"{name}.npy", generator.normal(size=(12, 2)))
+    x, y, other = (str(tmp_path / f"{name}.npy") for name in ("x", "y", "other"))
+    common = ["--threads", "1", "--timeout", "20"]
+    cases = [
+        ([x, y, "--p", "1"], "--p differs between the ranks: 2 on rank 0, 1 on rank 1"),
+        ([x, y, "--tolerance", "1e-2"], "--tolerance differs between the ranks"),
+        ([x, y, "--loss", "energy"], "--loss differs between the ranks: divergence on rank 0, energy on rank 1"),
+        ([other, y], "X differs between the ranks: content"),
+        ([str(tmp_path / "missing.npy"), y], None),
+    ]
+    for rank1_arguments, message in cases:
+        port = free_port()
+        processes = []
+        for rank, arguments in enumerate(([x, y], rank1_arguments)):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                       MASTER_PORT=str(port))
+            processes.append(subprocess.Popen([BINARY, "divergence"] + arguments + common, env=env,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        start = time.monotonic()
+        outputs = finish(processes, timeout=60)
+        assert time.monotonic() - start < 15, rank1_arguments
+        for rank, (process, (out, err)) in enumerate(zip(processes, outputs)):
+            assert process.returncode == 2, (rank1_arguments, rank, err)
+            assert out == "" and err.count("\n") == 1, err
+            if message is None:  # the rank that could not read names its file, the other names that rank
+                expected = "cannot open" if rank == 1 else "rank 1 refused its inputs: cannot open"
+                assert expected in err and "missing.npy" in err, err
+            else:
+                assert message in err, (rank1_arguments, err)
 
 
 @pytest.mark.parametrize("ranks", [2, 3])

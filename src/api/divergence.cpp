@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "api/inputs.h"
+#include "api/option_table.h"
 #include "api/sharded_divergence.h"
 #include "dist/sharded_autograd.h"
 #include "dist/sharded_inputs.h"
@@ -145,7 +146,9 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   validate(options);
   // A sharded solve works on the union of the ranks' blocks, which every rank now holds.
   dist::GatheredInputs gathered;
-  if (group) gathered = dist::gather_inputs(a_given, x_given, b_given, y_given, options, *group);
+  if (group) {
+    gathered = dist::gather_inputs(a_given, x_given, b_given, y_given, options, options_fingerprint(options), *group);
+  }
   const at::Tensor& a = group ? gathered.a : a_given;
   const at::Tensor& x = group ? gathered.x : x_given;
   const at::Tensor& b = group ? gathered.b : b_given;

@@ -4,7 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -18,12 +20,15 @@ struct Group::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> process_group;
   std::function<std::string()> diagnose;
 
-  // Waits for one collective; a failure (a peer that died or stalled past the group's timeout:
-  // Gloo reports a closed connection at once and a silent peer after its timeout) becomes a
-  // PeerError naming what failed and, when the diagnosis knows, the lost rank.
-  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* collective) const {
+  // Issues one collective and waits for it; a failure (a peer that died or stalled past the
+  // group's timeout: Gloo reports a closed connection at once and a silent peer after its
+  // timeout; or Gloo's own checks, gloo::EnforceNotMet, thrown while the collective is issued)
+  // becomes a PeerError naming what failed and, when the diagnosis knows, the lost rank: no
+  // exception of the collectives' library reaches a caller, or ends a process as uncaught.
+  template <typename Issue>
+  void run(Issue&& issue, const char* collective) const {
     try {
-      work->wait();
+      issue()->wait();
     } catch (const std::exception& error) {
       std::string what = error.what();
       what = what.substr(0, what.find('\n'));
@@ -66,7 +71,7 @@ at::Tensor Group::allgather_rows(const at::Tensor& local, int64_t dim, const std
   std::vector<int64_t> gathered_shape(padded.sizes().begin(), padded.sizes().end());
   gathered_shape[0] *= ranks;
   at::Tensor gathered = at::empty(gathered_shape, padded.options());
-  impl_->wait(impl_->process_group->_allgather_base(gathered, padded), "all-gather");
+  impl_->run([&] { return impl_->process_group->_allgather_base(gathered, padded); }, "all-gather");
   std::vector<at::Tensor> blocks;
   blocks.reserve(ranks);
   for (int r = 0; r < ranks; ++r) blocks.push_back(gathered.narrow(0, r * widest, counts[r]));
@@ -77,9 +82,26 @@ std::vector<int64_t> Group::allgather_integers(const std::vector<int64_t>& value
   const int64_t k = static_cast<int64_t>(values.size());
   at::Tensor local = at::tensor(values, at::kLong).to(device);
   at::Tensor gathered = at::empty({size() * k}, local.options());
-  impl_->wait(impl_->process_group->_allgather_base(gathered, local), "all-gather");
+  impl_->run([&] { return impl_->process_group->_allgather_base(gathered, local); }, "all-gather");
   const at::Tensor host = gathered.cpu();
   return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+}
+
+std::vector<std::string> Group::allgather_strings(const std::string& local, const at::Device& device) const {
+  const std::vector<int64_t> lengths = allgather_integers({static_cast<int64_t>(local.size())}, device);
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  if (longest == 0) return std::vector<std::string>(static_cast<size_t>(size()));  // every rank knows
+  // Eight bytes to an integer, the text padded with zeros to the longest.
+  const int64_t words = (longest + 7) / 8;
+  std::vector<int64_t> mine(static_cast<size_t>(words), 0);
+  std::memcpy(mine.data(), local.data(), local.size());
+  const std::vector<int64_t> all = allgather_integers(mine, device);
+  std::vector<std::string> texts;
+  for (int r = 0; r < size(); ++r) {
+    const char* begin = reinterpret_cast<const char*>(all.data() + static_cast<size_t>(r) * words);
+    texts.emplace_back(begin, static_cast<size_t>(lengths[r]));
+  }
+  return texts;
 }
 
 void Group::allreduce_max(std::vector<double>& values, const at::Device& device) const {
@@ -98,7 +120,7 @@ void Group::allreduce_max(std::vector<double>& values, const at::Device& device)
   std::vector<at::Tensor> tensors{at::tensor(sent, at::kDouble).to(device)};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::MAX;
-  impl_->wait(impl_->process_group->allreduce(tensors, options), "all-reduce");
+  impl_->run([&] { return impl_->process_group->allreduce(tensors, options); }, "all-reduce");
   const at::Tensor host = tensors[0].cpu();
   const double* received = host.data_ptr<double>();
   const bool any_nan = received[values.size()] != 0.0;
@@ -112,7 +134,7 @@ void Group::allreduce_sum_(at::Tensor& tensor) const {
   std::vector<at::Tensor> tensors{tensor};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::SUM;
-  impl_->wait(impl_->process_group->allreduce(tensors, options), "all-reduce");
+  impl_->run([&] { return impl_->process_group->allreduce(tensors, options); }, "all-reduce");
 }
 
 int64_t first_row(const std::vector<int64_t>& counts, int rank) {

@@ -42,6 +42,9 @@ class Group {
   /// Every rank's `values` (the same length on every rank), rank after rank: result[r K + k].
   std::vector<int64_t> allgather_integers(const std::vector<int64_t>& values, const at::Device& device) const;
 
+  /// Every rank's `local` text, in rank order (two all-gathers: the lengths, then the bytes).
+  std::vector<std::string> allgather_strings(const std::string& local, const at::Device& device) const;
+
   /// Element-wise maximum over the ranks, in place; NaN wins (it stays NaN everywhere).
   void allreduce_max(std::vector<double>& values, const at::Device& device) const;
 

@@ -26,26 +26,60 @@ at::Tensor join(const Group& group, const at::Tensor& local, int64_t dim, const 
 
 }  // namespace
 
+void agree_on_refusals(const Group& group, const std::string& refusal, const at::Device& device) {
+  const std::vector<std::string> refusals = group.allgather_strings(refusal, device);
+  if (!refusal.empty()) return;
+  for (int r = 0; r < group.size(); ++r) {
+    SINKHORN_CHECK(refusals[r].empty(), "rank " << r << " refused its inputs: " << refusals[r]);
+  }
+}
+
+void agree_on_settings(const Group& group, const std::string& settings, const at::Device& device) {
+  const std::vector<std::string> all = group.allgather_strings(settings, device);
+  const auto lines = [](const std::string& text) {
+    std::vector<std::string> result;
+    std::istringstream stream(text);
+    for (std::string line; std::getline(stream, line);) result.push_back(line);
+    return result;
+  };
+  const std::vector<std::string> reference = lines(all[0]);
+  for (int r = 1; r < group.size(); ++r) {
+    const std::vector<std::string> theirs = lines(all[r]);
+    SINKHORN_CHECK(theirs.size() == reference.size(), "the ranks run different versions of sinkhorn: rank " << r
+                                                          << " sends " << theirs.size() << " settings, rank 0 "
+                                                          << reference.size());
+    for (size_t k = 0; k < reference.size(); ++k) {
+      if (theirs[k] == reference[k]) continue;
+      const size_t equals = reference[k].find('=');
+      const std::string name = reference[k].substr(0, equals);
+      SINKHORN_CHECK_ARG(false, name, "differs between the ranks: " << reference[k].substr(equals + 1) << " on rank 0, "
+                                                                     << theirs[k].substr(theirs[k].find('=') + 1)
+                                                                     << " on rank " << r
+                                                                     << "; every rank must solve the same problem");
+    }
+  }
+}
+
 GatheredInputs gather_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
-                             const SinkhornOptions& options, const Group& group) {
+                             const SinkhornOptions& options, const std::string& settings, const Group& group) {
   std::vector<int64_t> mine(kFields, 0);
   std::exception_ptr refusal;
+  std::string refusal_message;
   try {
     api::prepare_inputs(a, x, b, y, options, /*whole_clouds=*/false);
     mine = {1, x.dim(), x.dim() == 3 ? x.size(0) : 1, x.size(-2), x.size(-1), y.dim() == 3 ? y.size(0) : 1,
             y.size(-2), y.size(-1), static_cast<int64_t>(x.scalar_type()), a.defined(), b.defined()};
-  } catch (const Error&) {
+  } catch (const Error& error) {
     refusal = std::current_exception();
+    refusal_message = error.what();
   }
   const at::Device device = x.defined() ? x.device() : at::Device(at::kCPU);
+  agree_on_refusals(group, refusal_message, device);
+  if (refusal) std::rethrow_exception(refusal);
+  agree_on_settings(group, settings, device);
   const std::vector<int64_t> all = group.allgather_integers(mine, device);
   const int ranks = group.size();
   const auto field = [&](int rank, Field f) { return all[static_cast<size_t>(rank) * kFields + f]; };
-  if (refusal) std::rethrow_exception(refusal);
-  for (int r = 0; r < ranks; ++r) {
-    SINKHORN_CHECK(field(r, kAccepted) == 1, "rank " << r << " of the process group refused its inputs (its own "
-                                                     << "error says why)");
-  }
   for (int r = 1; r < ranks; ++r) {
     const auto differs = [&](Field f) { return field(r, f) != field(0, f); };
     SINKHORN_CHECK_ARG(!differs(kPointDims) && !differs(kBatch) && !differs(kBatchY), "x",

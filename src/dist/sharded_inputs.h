@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 #include "dist/group.h"
@@ -21,11 +22,22 @@ struct GatheredInputs {
 };
 
 /// Every rank checks its block first (api::prepare_inputs without the total-mass checks) and the
-/// ranks exchange the outcome and their shapes in one collective, so that a refused block fails
-/// every rank at once instead of leaving the others waiting: the refusing rank throws its own
-/// Error, the others one naming that rank. Mismatched dimensions, dtypes, batch sizes or weights
-/// given on some ranks only are refused the same way on every rank.
+/// ranks exchange the outcome, their shapes and `settings` (one "name=value" line per option:
+/// api::options_fingerprint), so that a refused block or a differing option fails every rank at
+/// once instead of leaving the others waiting or mixing two problems: the refusing rank throws
+/// its own Error, the others "rank R refused its inputs: <its message>"; a differing option is an
+/// Error naming it, its values and the ranks. Mismatched dimensions, dtypes, batch sizes or
+/// weights given on some ranks only are refused the same way on every rank.
 GatheredInputs gather_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
-                             const SinkhornOptions& options, const Group& group);
+                             const SinkhornOptions& options, const std::string& settings, const Group& group);
+
+/// Called by every rank with why it refused its own inputs (empty when it did not): when a rank
+/// refused, the others throw Error("rank R refused its inputs: <its message>"); the refusing rank
+/// returns and throws its own error after.
+void agree_on_refusals(const Group& group, const std::string& refusal, const at::Device& device);
+
+/// Called by every rank with its "name=value" lines: throws Error(name, "differs between the
+/// ranks: ...") on every rank for the first line that differs from rank 0's.
+void agree_on_settings(const Group& group, const std::string& settings, const at::Device& device);
 
 }  // namespace sinkhorn::dist
