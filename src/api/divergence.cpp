@@ -18,6 +18,7 @@
 
 #include "api/inputs.h"
 #include "api/option_table.h"
+#include "api/solve_plan.h"
 #include "api/sharded_divergence.h"
 #include "dist/sharded_autograd.h"
 #include "dist/sharded_inputs.h"
@@ -113,11 +114,6 @@ class EnvelopeFunction : public torch::autograd::Function<EnvelopeFunction> {
   }
 };
 
-GradientMode resolve_gradient_mode(const SinkhornOptions& options) {
-  if (options.gradient != GradientMode::automatic) return options.gradient;
-  return options.loss == Loss::primal ? GradientMode::unrolled : GradientMode::envelope;
-}
-
 // Back to the caller's layout and dtype: drop the batch axis of unbatched inputs.
 at::Tensor to_caller_layout(const at::Tensor& tensor, const api::BatchedInputs& inputs) {
   if (!tensor.defined()) return tensor;
@@ -158,14 +154,27 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   Diagnostics& diagnostics = result.diagnostics;
   diagnostics.world_size = group ? group->size() : 1;
 
-  if (options.loss == Loss::ot) {
+  ProblemShape shape;
+  shape.batch = inputs.x.size(0);
+  shape.n = inputs.x.size(1);
+  shape.m = inputs.y.size(1);
+  shape.dimension = inputs.x.size(2);
+  shape.own_rows = group ? gathered.x_counts[group->rank()] : shape.n;
+  shape.dtype = inputs.x.scalar_type();
+  shape.device = inputs.x.device();
+  shape.diameter = inputs.diameter;
+  shape.world_size = diagnostics.world_size;
+  shape.gradients_wanted = requires_grad(a) || requires_grad(x) || requires_grad(b) || requires_grad(y);
+  const SolvePlan plan = plan_solve(options, shape);
+
+  if (plan.path == SolvePath::exact_ot) {
     diagnostics.backend = "network_simplex";
     diagnostics.epsilon = 0;
     diagnostics.diameter = inputs.diameter;
     result.value = to_caller_layout(solver::exact_ot_loss(inputs.a, inputs.x, inputs.b, inputs.y, options.p), inputs);
     return result;
   }
-  if (!is_sinkhorn_loss(options.loss)) {
+  if (plan.path == SolvePath::kernel_mmd) {
     diagnostics.backend = "tensorized";
     result.value = to_caller_layout(
         solver::kernel_mmd(options.loss, inputs.a, inputs.x, inputs.b, inputs.y, options.blur), inputs);
@@ -175,9 +184,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   const int p = options.p;
   diagnostics.diameter = options.diameter.value_or(inputs.diameter);
   diagnostics.epsilon = std::pow(options.blur, p);
-  // The solve runs on clouds of diameter ~1 (an exact power-of-two rescaling), in the dtype and
-  // to the marginal error that the ratio eps / max C asks for (solver/scale_plan.h).
-  const solver::ScalePlan scale = solver::plan_scale(options, inputs.diameter, inputs.x.scalar_type());
+  const solver::ScalePlan& scale = plan.scale;
   const double value_unit = std::pow(scale.length, p);  // exact: a power of two
   // Costs are translation invariant: centre both clouds on one point so that the tensorized
   // |x|^2 + |y|^2 - 2 x.y loses no precision to a far-away origin. The shift is a constant.
@@ -200,14 +207,12 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   };
   const at::Tensor x_centred = normalised(x_work);
   const at::Tensor y_centred = normalised(y_work);
-  const double data_diameter = inputs.diameter / scale.length;  // translation invariant
-  const double blur = options.blur / scale.length;
 
   SolveContext context;
   context.loss = options.loss;
-  context.loop.solve_symmetric = solver::needs_symmetric_problems(options.loss);
+  context.loop.solve_symmetric = plan.solve_symmetric;
   // Far above the cost scale the value is the eps -> infinity limit (solver/epsilon_limit.h).
-  if (scale.limit) {
+  if (plan.path == SolvePath::limit) {
     const auto scaled_back = [&](const at::Tensor& t) {
       return t.defined() ? to_caller_layout(t * value_unit, inputs) : t;
     };
@@ -232,44 +237,28 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     diagnostics.converged = diagnostics.marginal_error <= scale.tolerance;
     return result;
   }
-  context.loop.epsilons = options.iterations
-                              ? std::vector<double>{scale.eps}
-                              : solver::epsilon_schedule(p, scale.schedule_diameter, blur, options.scaling);
+  context.loop.epsilons = plan.epsilons;
   context.loop.rho = scale.rho;
   context.loop.tolerance = scale.tolerance;
   context.loop.max_iterations = options.max_iterations;
   context.loop.fixed_iterations = options.iterations;
+  if (plan.coarse_correction) context.loop.coarse_correction_p = p;
 
   const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
-  const GradientMode mode = resolve_gradient_mode(options);
-  const bool unrolled = mode == GradientMode::unrolled && wanted.any();
-  // Unrolled gradients differentiate every sweep: a correction would enter them as a constant.
-  if (options.coarse_correction && !unrolled) context.loop.coarse_correction_p = p;
-  // A sharded solve reduces this rank's rows against all columns, and decides the backend from
-  // that share. The multiscale backend's truncation is one process's.
+  const bool unrolled = plan.unrolled;
+  const Backend resolved = plan.backend;
   at::Tensor x_own = x_centred;
   if (group) {
-    SINKHORN_CHECK_ARG(options.backend != Backend::multiscale, "backend",
-                       "multiscale runs in one process: in a sharded solve use online, tensorized or auto");
     x_own = x_centred.narrow(1, dist::first_row(gathered.x_counts, group->rank()), gathered.x_counts[group->rank()]);
   }
-  Backend resolved = reduce::resolve_backend(options.backend, x_own, y_centred, unrolled);
-  if (group && resolved == Backend::multiscale) resolved = Backend::online;
   if (resolved == Backend::multiscale) {
-    context.multiscale_cell =
-        options.cluster_scale
-            ? *options.cluster_scale / scale.length
-            : solver::refined_cluster_scale(solver::default_cluster_scale(data_diameter, blur, x_centred.size(2),
-                                                                          std::max(x_centred.size(1), y_centred.size(1))),
-                                            x_centred.detach(), y_centred.detach());
+    context.multiscale_cell = plan.refine_cell
+                                  ? solver::refined_cluster_scale(plan.cell, x_centred.detach(), y_centred.detach())
+                                  : plan.cell;
   }
   if (resolved == Backend::tensorized) {
-    // Its reductions hold about three dense matrices at once (costs, exponents, log-sum-exp
-    // temporaries); with the symmetric problems the largest is max(N, M)^2.
-    const int64_t n = x_own.size(1), m = y_centred.size(1);
-    const int64_t rows = context.loop.solve_symmetric ? std::max(n, m) : n;
-    const int64_t columns = context.loop.solve_symmetric ? std::max(n, m) : m;
-    reduce::check_dense_fits(x_centred.size(0), rows, columns, x_centred.element_size(), 3, x_centred.device(), "backend",
+    reduce::check_dense_fits(shape.batch, plan.dense_rows, plan.dense_columns, x_centred.element_size(), 3,
+                             x_centred.device(), "backend",
                              std::string(unrolled ? "tensorized (unrolled gradients need it)" : "tensorized"),
                              unrolled ? "use gradient envelope, which runs in linear memory"
                                       : "use backend online (linear memory) or multiscale (D <= 3)");

@@ -10,19 +10,24 @@
 namespace sinkhorn::reduce {
 
 Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd) {
+  return resolve_backend(backend, x.size(0), x.size(1), y.size(1), x.size(2), x.device(), needs_autograd);
+}
+
+Backend resolve_backend(Backend backend, int64_t batch, int64_t rows, int64_t columns, int64_t dimension,
+                        const at::Device& device, bool needs_autograd) {
   if (backend != Backend::automatic) return backend;
   // Unrolled gradients differentiate through the reductions: only the tensorized backend can.
   if (needs_autograd) return Backend::tensorized;
-  const int64_t pairs_per_entry = x.size(1) * y.size(1);
-  const int64_t pairs = x.size(0) * pairs_per_entry;
-  if (x.is_cuda() && cuda_reducer_built()) {
+  const int64_t pairs_per_entry = rows * columns;
+  const int64_t pairs = batch * pairs_per_entry;
+  if (device.is_cuda() && cuda_reducer_built()) {
     // On the GPU a stored cost matrix costs 4 bytes of memory traffic per pair and sweep, the
     // online kernel about D + 8 float instructions per pair: the matrix wins from D ~ 16 (both
     // near 10^12 pairs/s on an H100), as long as it fits (kCudaTensorizedMaxPairs).
-    const bool stored_matrix_pays = x.size(2) >= kCudaTensorizedMinDimension && pairs <= kCudaTensorizedMaxPairs;
+    const bool stored_matrix_pays = dimension >= kCudaTensorizedMinDimension && pairs <= kCudaTensorizedMaxPairs;
     return stored_matrix_pays ? Backend::tensorized : Backend::online;
   }
-  if (!x.device().is_cpu()) return Backend::tensorized;
+  if (!device.is_cpu()) return Backend::tensorized;
   // On the CPU, small clouds take the tensorized backend: it computes each cost matrix once per
   // solve (one matrix product), and its dense kernels then cost one exp per pair and sweep, where
   // the online kernels redo the D multiply-adds (and their transposes of y) at every reduction:
@@ -30,7 +35,7 @@ Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& 
   // (docs/benchmarks.md). 2^22 pairs bound its cached matrices to 64 MB in float32. Large
   // low-dimensional clouds: the multiscale backend skips the pairs of negligible weight; other
   // large clouds stream through the online kernels in linear memory.
-  if (x.size(2) <= kMultiscaleMaxDimension && pairs_per_entry >= kMultiscaleMinPairs) return Backend::multiscale;
+  if (dimension <= kMultiscaleMaxDimension && pairs_per_entry >= kMultiscaleMinPairs) return Backend::multiscale;
   return pairs <= kTensorizedMaxPairs ? Backend::tensorized : Backend::online;
 }
 

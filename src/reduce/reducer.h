@@ -94,6 +94,11 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
 /// they are (validate() refuses a non-differentiable one with unrolled gradients).
 Backend resolve_backend(Backend backend, const at::Tensor& x, const at::Tensor& y, bool needs_autograd = false);
 
+/// The same decision from the shapes alone: `batch` entries of `rows` x `columns` pairs in
+/// dimension `dimension`, on `device` (what a solve plan knows before it touches the data).
+Backend resolve_backend(Backend backend, int64_t batch, int64_t rows, int64_t columns, int64_t dimension,
+                        const at::Device& device, bool needs_autograd);
+
 /// Up to this many pairs (all batch entries) the CPU keeps dense cost matrices (64 MB each in
 /// float32): their dense kernels beat the online ones at every D (docs/benchmarks.md).
 inline constexpr int64_t kTensorizedMaxPairs = int64_t{1} << 22;
