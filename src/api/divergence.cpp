@@ -143,7 +143,8 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   // A sharded solve works on the union of the ranks' blocks, which every rank now holds.
   dist::GatheredInputs gathered;
   if (group) {
-    gathered = dist::gather_inputs(a_given, x_given, b_given, y_given, options, options_fingerprint(options), *group);
+    const auto check_block = [&] { prepare_inputs(a_given, x_given, b_given, y_given, options, /*whole_clouds=*/false); };
+    gathered = dist::gather_inputs(a_given, x_given, b_given, y_given, check_block, options_fingerprint(options), *group);
   }
   const at::Tensor& a = group ? gathered.a : a_given;
   const at::Tensor& x = group ? gathered.x : x_given;

@@ -16,9 +16,22 @@
 
 namespace sinkhorn::dist {
 
-struct Group::Impl {
-  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
-  std::function<std::string()> diagnose;
+namespace {
+
+class C10dGroup final : public Group {
+ public:
+  C10dGroup(c10::intrusive_ptr<c10d::ProcessGroup> process_group, std::function<std::string()> diagnose)
+      : process_group_(std::move(process_group)), diagnose_(std::move(diagnose)) {}
+  int rank() const override { return process_group_->getRank(); }
+  int size() const override { return process_group_->getSize(); }
+  at::Tensor allgather_rows(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) const override;
+  std::vector<int64_t> allgather_integers(const std::vector<int64_t>& values, const at::Device& device) const override;
+  void allreduce_max(std::vector<double>& values, const at::Device& device) const override;
+  void allreduce_sum_(at::Tensor& tensor) const override;
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group_;
+  std::function<std::string()> diagnose_;
 
   // Issues one collective and waits for it; a failure (a peer that died or stalled past the
   // group's timeout: Gloo reports a closed connection at once and a silent peer after its
@@ -33,10 +46,10 @@ struct Group::Impl {
       std::string what = error.what();
       what = what.substr(0, what.find('\n'));
       std::ostringstream message;
-      message << "rank " << process_group->getRank() << " of " << process_group->getSize() << ": the "
+      message << "rank " << process_group_->getRank() << " of " << process_group_->getSize() << ": the "
               << collective << " of the sharded solve failed (" << what << ")";
-      if (diagnose) {
-        const std::string lost = diagnose();
+      if (diagnose_) {
+        const std::string lost = diagnose_();
         if (!lost.empty()) message << "; " << lost;
       }
       throw PeerError(message.str());
@@ -44,19 +57,15 @@ struct Group::Impl {
   }
 };
 
-Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group, std::function<std::string()> diagnose)
-    : impl_(std::make_unique<Impl>()) {
+}  // namespace
+
+std::shared_ptr<const Group> make_c10d_group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
+                                             std::function<std::string()> diagnose) {
   SINKHORN_CHECK_ARG(process_group.defined(), "process_group", "is null");
-  impl_->process_group = std::move(process_group);
-  impl_->diagnose = std::move(diagnose);
+  return std::make_shared<const C10dGroup>(std::move(process_group), std::move(diagnose));
 }
 
-Group::~Group() = default;
-
-int Group::rank() const { return impl_->process_group->getRank(); }
-int Group::size() const { return impl_->process_group->getSize(); }
-
-at::Tensor Group::allgather_rows(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) const {
+at::Tensor C10dGroup::allgather_rows(const at::Tensor& local, int64_t dim, const std::vector<int64_t>& counts) const {
   const int ranks = size();
   SINKHORN_INTERNAL_CHECK(static_cast<int>(counts.size()) == ranks && local.size(dim) == counts[rank()],
                           "allgather_rows: block sizes disagree with the local block");
@@ -71,18 +80,18 @@ at::Tensor Group::allgather_rows(const at::Tensor& local, int64_t dim, const std
   std::vector<int64_t> gathered_shape(padded.sizes().begin(), padded.sizes().end());
   gathered_shape[0] *= ranks;
   at::Tensor gathered = at::empty(gathered_shape, padded.options());
-  impl_->run([&] { return impl_->process_group->_allgather_base(gathered, padded); }, "all-gather");
+  run([&] { return process_group_->_allgather_base(gathered, padded); }, "all-gather");
   std::vector<at::Tensor> blocks;
   blocks.reserve(ranks);
   for (int r = 0; r < ranks; ++r) blocks.push_back(gathered.narrow(0, r * widest, counts[r]));
   return at::cat(blocks, 0).movedim(0, dim).contiguous();
 }
 
-std::vector<int64_t> Group::allgather_integers(const std::vector<int64_t>& values, const at::Device& device) const {
+std::vector<int64_t> C10dGroup::allgather_integers(const std::vector<int64_t>& values, const at::Device& device) const {
   const int64_t k = static_cast<int64_t>(values.size());
   at::Tensor local = at::tensor(values, at::kLong).to(device);
   at::Tensor gathered = at::empty({size() * k}, local.options());
-  impl_->run([&] { return impl_->process_group->_allgather_base(gathered, local); }, "all-gather");
+  run([&] { return process_group_->_allgather_base(gathered, local); }, "all-gather");
   const at::Tensor host = gathered.cpu();
   return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
 }
@@ -104,7 +113,7 @@ std::vector<std::string> Group::allgather_strings(const std::string& local, cons
   return texts;
 }
 
-void Group::allreduce_max(std::vector<double>& values, const at::Device& device) const {
+void C10dGroup::allreduce_max(std::vector<double>& values, const at::Device& device) const {
   if (values.empty()) return;
   // A maximum may drop NaN (max(NaN, 1) is 1 in some implementations): NaN travels as +inf and a
   // flag, so that an unconverged NaN on any rank is NaN on all of them.
@@ -120,7 +129,7 @@ void Group::allreduce_max(std::vector<double>& values, const at::Device& device)
   std::vector<at::Tensor> tensors{at::tensor(sent, at::kDouble).to(device)};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::MAX;
-  impl_->run([&] { return impl_->process_group->allreduce(tensors, options); }, "all-reduce");
+  run([&] { return process_group_->allreduce(tensors, options); }, "all-reduce");
   const at::Tensor host = tensors[0].cpu();
   const double* received = host.data_ptr<double>();
   const bool any_nan = received[values.size()] != 0.0;
@@ -129,12 +138,12 @@ void Group::allreduce_max(std::vector<double>& values, const at::Device& device)
   }
 }
 
-void Group::allreduce_sum_(at::Tensor& tensor) const {
+void C10dGroup::allreduce_sum_(at::Tensor& tensor) const {
   SINKHORN_INTERNAL_CHECK(tensor.is_contiguous(), "allreduce_sum_ wants a contiguous tensor");
   std::vector<at::Tensor> tensors{tensor};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::SUM;
-  impl_->run([&] { return impl_->process_group->allreduce(tensors, options); }, "all-reduce");
+  run([&] { return process_group_->allreduce(tensors, options); }, "all-reduce");
 }
 
 int64_t first_row(const std::vector<int64_t>& counts, int rank) {

@@ -3,9 +3,9 @@
 #include <ATen/ATen.h>
 
 #include <exception>
+#include <functional>
 #include <sstream>
 
-#include "api/inputs.h"
 #include "util/check.h"
 
 namespace sinkhorn::dist {
@@ -61,12 +61,13 @@ void agree_on_settings(const Group& group, const std::string& settings, const at
 }
 
 GatheredInputs gather_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
-                             const SinkhornOptions& options, const std::string& settings, const Group& group) {
+                             const std::function<void()>& check_block, const std::string& settings,
+                             const Group& group) {
   std::vector<int64_t> mine(kFields, 0);
   std::exception_ptr refusal;
   std::string refusal_message;
   try {
-    api::prepare_inputs(a, x, b, y, options, /*whole_clouds=*/false);
+    check_block();
     mine = {1, x.dim(), x.dim() == 3 ? x.size(0) : 1, x.size(-2), x.size(-1), y.dim() == 3 ? y.size(0) : 1,
             y.size(-2), y.size(-1), static_cast<int64_t>(x.scalar_type()), a.defined(), b.defined()};
   } catch (const Error& error) {

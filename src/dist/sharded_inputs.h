@@ -4,11 +4,11 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "dist/group.h"
-#include "sinkhorn/options.h"
 
 namespace sinkhorn::dist {
 
@@ -21,7 +21,8 @@ struct GatheredInputs {
   std::vector<int64_t> x_counts, y_counts;  ///< rows per rank
 };
 
-/// Every rank checks its block first (api::prepare_inputs without the total-mass checks) and the
+/// Every rank checks its block first (`check_block`, which throws sinkhorn::Error: the api's
+/// input checks without the total-mass ones, which only the union has) and the
 /// ranks exchange the outcome, their shapes and `settings` (one "name=value" line per option:
 /// api::options_fingerprint), so that a refused block or a differing option fails every rank at
 /// once instead of leaving the others waiting or mixing two problems: the refusing rank throws
@@ -29,7 +30,8 @@ struct GatheredInputs {
 /// Error naming it, its values and the ranks. Mismatched dimensions, dtypes, batch sizes or
 /// weights given on some ranks only are refused the same way on every rank.
 GatheredInputs gather_inputs(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
-                             const SinkhornOptions& options, const std::string& settings, const Group& group);
+                             const std::function<void()>& check_block, const std::string& settings,
+                             const Group& group);
 
 /// Called by every rank with why it refused its own inputs (empty when it did not): when a rank
 /// refused, the others throw Error("rank R refused its inputs: <its message>"); the refusing rank

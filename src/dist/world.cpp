@@ -213,7 +213,7 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
     }
   }
   impl.heartbeat = std::thread([&impl] { impl.beat(); });
-  impl.group = std::make_shared<const Group>(process_group, [&impl] { return impl.diagnose(); });
+  impl.group = make_c10d_group(process_group, [&impl] { return impl.diagnose(); });
 }
 
 World::~World() {

@@ -1,0 +1,141 @@
+// Sharded solves with ranks that are threads of one process (dist/in_process_group.h): 2 and 3
+// ranks against the one-process solve (values, potentials and gradients, rank blocks joined), and
+// the ranks' agreement: a differing option or a refused block fails every rank, naming it.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <exception>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/sharded_divergence.h"
+#include "dist/in_process_group.h"
+#include "sinkhorn/error.h"
+#include "test_support.h"
+
+namespace sinkhorn::dist {
+namespace {
+
+struct RankOutcome {
+  DivergenceResult result;
+  at::Tensor grad_x, grad_y;
+  std::string error;     ///< the message of an Error, else empty
+  std::string argument;  ///< its argument
+};
+
+// Runs `solve(rank, group)` on `ranks` threads, one group each.
+std::vector<RankOutcome> on_ranks(int ranks, const std::function<RankOutcome(int, std::shared_ptr<const Group>)>& solve) {
+  const std::vector<std::shared_ptr<const Group>> groups = make_in_process_groups(ranks, std::chrono::seconds(30));
+  std::vector<RankOutcome> outcomes(ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        outcomes[r] = solve(r, groups[r]);
+      } catch (const Error& error) {
+        outcomes[r].error = error.what();
+        outcomes[r].argument = error.argument();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return outcomes;
+}
+
+at::Tensor block(const at::Tensor& rows, int ranks, int rank) {
+  const std::vector<int64_t> counts = even_blocks(rows.size(0), ranks);
+  return rows.narrow(0, first_row(counts, rank), counts[rank]);
+}
+
+class InProcessRanks : public ::testing::TestWithParam<std::tuple<int, Backend, Loss>> {};
+
+TEST_P(InProcessRanks, MatchOneProcess) {
+  const auto [ranks, backend, loss] = GetParam();
+  at::set_num_threads(1);
+  at::manual_seed(51);
+  const at::Tensor x = at::randn({37, 3}, at::kDouble), y = at::randn({29, 3}, at::kDouble) + 0.4;
+  const at::Tensor a = testing::random_weights(37), b = testing::random_weights(29);
+  SinkhornOptions options;
+  options.blur = 0.2;
+  options.backend = backend;
+  options.loss = loss;
+  options.tolerance = 1e-8;
+  const auto solve = [&](const at::Tensor& xs, const at::Tensor& ys, const at::Tensor& as, const at::Tensor& bs,
+                         const std::shared_ptr<const Group>& group) {
+    RankOutcome outcome;
+    const at::Tensor xg = xs.clone().requires_grad_(true), yg = ys.clone().requires_grad_(true);
+    outcome.result = api::divergence_over(as, xg, bs, yg, options, group);
+    const std::vector<at::Tensor> gradients = torch::autograd::grad({outcome.result.value}, {xg, yg});
+    outcome.grad_x = gradients[0];
+    outcome.grad_y = gradients[1];
+    return outcome;
+  };
+  const RankOutcome single = solve(x, y, a, b, nullptr);
+  const std::vector<RankOutcome> sharded = on_ranks(ranks, [&](int r, std::shared_ptr<const Group> group) {
+    return solve(block(x, ranks, r), block(y, ranks, r), block(a, ranks, r), block(b, ranks, r), group);
+  });
+  std::vector<at::Tensor> grad_x, grad_y, f_ab, g_ab;
+  for (const RankOutcome& outcome : sharded) {
+    ASSERT_EQ(outcome.error, "");
+    EXPECT_EQ(outcome.result.diagnostics.world_size, ranks);
+    EXPECT_NEAR(outcome.result.value.item<double>(), single.result.value.item<double>(),
+                1e-12 * std::abs(single.result.value.item<double>()));
+    grad_x.push_back(outcome.grad_x);
+    grad_y.push_back(outcome.grad_y);
+    f_ab.push_back(outcome.result.potentials.f_ab);
+    g_ab.push_back(outcome.result.potentials.g_ab);
+  }
+  const auto close = [](const at::Tensor& joined, const at::Tensor& expected) {
+    return (joined - expected).abs().max().item<double>() <= 1e-10 * (1 + expected.abs().max().item<double>());
+  };
+  EXPECT_TRUE(close(at::cat(grad_x), single.grad_x));
+  EXPECT_TRUE(close(at::cat(grad_y), single.grad_y));
+  EXPECT_TRUE(close(at::cat(f_ab), single.result.potentials.f_ab));
+  EXPECT_TRUE(close(at::cat(g_ab), single.result.potentials.g_ab));
+}
+
+INSTANTIATE_TEST_SUITE_P(RanksBackendsLosses, InProcessRanks,
+                         ::testing::Values(std::make_tuple(2, Backend::online, Loss::divergence),
+                                           std::make_tuple(3, Backend::online, Loss::divergence),
+                                           std::make_tuple(3, Backend::tensorized, Loss::ot_eps),
+                                           std::make_tuple(2, Backend::automatic, Loss::primal)));
+
+TEST(InProcessRanks, ADifferingOptionFailsEveryRankNamingIt) {
+  at::manual_seed(52);
+  const at::Tensor x = at::randn({12, 2}, at::kDouble), y = at::randn({10, 2}, at::kDouble);
+  const std::vector<RankOutcome> outcomes = on_ranks(2, [&](int r, std::shared_ptr<const Group> group) {
+    SinkhornOptions options;
+    if (r == 1) options.p = 1;
+    RankOutcome outcome;
+    outcome.result = api::divergence_over({}, block(x, 2, r), {}, block(y, 2, r), options, group);
+    return outcome;
+  });
+  for (const RankOutcome& outcome : outcomes) {
+    EXPECT_EQ(outcome.argument, "p");
+    EXPECT_NE(outcome.error.find("differs between the ranks: 2 on rank 0, 1 on rank 1"), std::string::npos)
+        << outcome.error;
+  }
+}
+
+TEST(InProcessRanks, ARefusedBlockIsNamedByTheOthers) {
+  at::manual_seed(53);
+  const at::Tensor x = at::randn({9, 2}, at::kDouble), y = at::randn({9, 2}, at::kDouble);
+  const std::vector<RankOutcome> outcomes = on_ranks(3, [&](int r, std::shared_ptr<const Group> group) {
+    at::Tensor mine = block(x, 3, r).clone();
+    if (r == 2) mine[0][0] = NAN;
+    RankOutcome outcome;
+    outcome.result = api::divergence_over({}, mine, {}, block(y, 3, r), SinkhornOptions{}, group);
+    return outcome;
+  });
+  EXPECT_EQ(outcomes[2].argument, "x");
+  for (int r : {0, 1}) {
+    EXPECT_EQ(outcomes[r].error, "rank 2 refused its inputs: x contains NaN or infinite values") << r;
+  }
+}
+
+}  // namespace
+}  // namespace sinkhorn::dist
