@@ -3,6 +3,7 @@
 #include <torch/nn.h>
 #include <torch/optim.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <utility>
@@ -193,6 +194,9 @@ struct Trainer::State {
   std::optional<int64_t> checkpoint_step;  // this run's last good checkpoint in the folder
   std::vector<std::string> repairs;
   std::vector<std::string> warnings;       // not yet handed to a StepReport
+  // Solves of this process since it started or resumed, and those that did not converge.
+  int64_t solves = 0, unconverged_solves = 0;
+  double largest_unconverged_error = 0;
   const dist::Group* group = nullptr;      // the ranks training together (torchrun); null: one process
 
   // The group without ownership: the caller keeps it alive for the trainer's life.
@@ -295,12 +299,37 @@ struct Trainer::State {
 
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
-    if (networks.critic) {
-      return api::divergence_over({}, networks.critic->forward(generated), {}, networks.critic->forward(real),
-                                  config.loss, shared_group())
-          .value;
-    }
-    return api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, shared_group()).value;
+    const DivergenceResult result =
+        networks.critic ? api::divergence_over({}, networks.critic->forward(generated), {},
+                                               networks.critic->forward(real), config.loss, shared_group())
+                        : api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, shared_group());
+    note_convergence(result.diagnostics);
+    return result.value;
+  }
+
+  // A solve that stopped at max_iterations above its tolerance says so: the first one at once (a
+  // warning with its step), the count and the largest error at the end of the run. The paper's
+  // fixed-L mode runs the sweeps it was asked for and says nothing.
+  void note_convergence(const Diagnostics& diagnostics) {
+    ++solves;
+    if (diagnostics.converged || config.loss.iterations) return;
+    largest_unconverged_error = std::max(largest_unconverged_error, diagnostics.marginal_error);
+    if (unconverged_solves++ > 0) return;
+    std::ostringstream message;
+    message << "step " << step + 1 << ": a solve stopped after " << diagnostics.iterations
+            << " sweeps with marginal error " << diagnostics.marginal_error << " > tolerance " << diagnostics.tolerance
+            << " (its loss and gradient are off by about that fraction of eps); raise --max-iterations or --blur. "
+               "Later ones are counted and reported at the end of the run";
+    warnings.push_back(message.str());
+  }
+
+  // The end of the run's count of unconverged solves, when there were any.
+  void report_unconverged_solves() {
+    if (unconverged_solves == 0) return;
+    std::ostringstream message;
+    message << unconverged_solves << " of " << solves << " solves of this run stopped at max_iterations above their "
+            << "tolerance (largest marginal error " << largest_unconverged_error << ")";
+    warnings.push_back(message.str());
   }
 
   void save_checkpoint() {
@@ -673,6 +702,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     report.warnings = take_warnings();
     if (on_step) on_step(report);
   }
+  report_unconverged_solves();
   return {TrainStatus::finished, step, "", last_evaluation, take_warnings()};
 }
 

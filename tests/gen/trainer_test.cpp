@@ -100,6 +100,37 @@ TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
   EXPECT_THROW(train_config_from_json("not json"), Error);
 }
 
+TEST(Trainer, SolvesThatStopShortAreReportedOnceAndCountedAtTheEnd) {
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.steps = 4;
+  c.eval_every = 4;
+  c.loss.tolerance = 1e-9;  // out of reach in 2 sweeps at the final eps
+  c.loss.max_iterations = 2;
+  Trainer trainer = Trainer::start(c, false);
+  std::vector<std::string> step_warnings;
+  const TrainOutcome outcome = trainer.run([&](const StepReport& r) {
+    step_warnings.insert(step_warnings.end(), r.warnings.begin(), r.warnings.end());
+  });
+  ASSERT_EQ(outcome.status, TrainStatus::finished);
+  ASSERT_EQ(step_warnings.size(), 1u);
+  EXPECT_NE(step_warnings[0].find("step 1: a solve stopped after"), std::string::npos) << step_warnings[0];
+  EXPECT_NE(step_warnings[0].find("> tolerance"), std::string::npos) << step_warnings[0];
+  ASSERT_EQ(outcome.warnings.size(), 1u);
+  EXPECT_NE(outcome.warnings[0].find("4 of 4 solves of this run stopped at max_iterations"), std::string::npos)
+      << outcome.warnings[0];
+  // A run whose solves converge says nothing.
+  ScratchFolder other;
+  TrainConfig quiet = small_run(other.file("run"));
+  quiet.steps = 3;
+  quiet.eval_every = 3;
+  Trainer converging = Trainer::start(quiet, false);
+  std::vector<std::string> none;
+  const TrainOutcome fine = converging.run([&](const StepReport& r) { none.insert(none.end(), r.warnings.begin(), r.warnings.end()); });
+  EXPECT_TRUE(none.empty());
+  EXPECT_TRUE(fine.warnings.empty());
+}
+
 TEST(Trainer, ShortRunLowersTheHeldOutDivergenceAndWritesItsFolder) {
   ScratchFolder folder;
   TrainConfig c = small_run(folder.file("run"));
