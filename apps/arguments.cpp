@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "platform/device_names.h"
 #include "reduce/cuda/cuda_module.h"
 #include "util/check.h"
 
@@ -149,14 +150,9 @@ std::string ArgumentParser::help() const {
 
 at::Device device_from(const ParsedArguments& args) {
   const std::string name = args.value("device").value_or("cpu");
-  SINKHORN_CHECK(name == "cpu" || name.rfind("cuda", 0) == 0, "--device: expected cpu or cuda[:K], got '" << name << "'");
-  if (name == "cpu") return at::Device(at::kCPU);
-  std::optional<at::Device> device;
-  try {
-    device = at::Device(name);
-  } catch (const c10::Error&) {
-    SINKHORN_CHECK(false, "--device: cannot parse '" << name << "' (expected cpu or cuda[:K])");
-  }
+  const std::optional<at::Device> device = platform::parse_device_name(name);
+  SINKHORN_CHECK(device, "--device: expected cpu, cuda or cuda:K, got '" << name << "'");
+  if (device->is_cpu()) return *device;
   const std::string problem = reduce::cuda::device_problem(*device);
   SINKHORN_CHECK(problem.empty(), "--device " << name << ": " << problem);
   return *device;

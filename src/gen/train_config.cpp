@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "api/option_table.h"
+#include "platform/device_names.h"
 #include "util/check.h"
 
 namespace sinkhorn::gen {
@@ -86,13 +87,7 @@ std::vector<int64_t> shape_field(const json& object, const char* key, const std:
 
 }  // namespace
 
-bool is_device_name(const std::string& name) {
-  if (name == "cpu" || name == "cuda") return true;
-  const std::string prefix = "cuda:";
-  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 3) return false;
-  return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
-                     [](char c) { return c >= '0' && c <= '9'; });
-}
+bool is_device_name(const std::string& name) { return platform::parse_device_name(name).has_value(); }
 
 void validate(const TrainConfig& config) {
   check_range(config.data.heldout, kHeldoutRange, "data.heldout");
