@@ -163,10 +163,10 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
     y = points_tensor(io::read_array(y_path), y_path, "Y", dtype);
     a = read_weights(args.value("wx"), "--wx", dtype);
     b = read_weights(args.value("wy"), "--wy", dtype);
-    const int64_t ranks = world ? world->size() : 1;
-    SINKHORN_CHECK(x.size(0) >= ranks && y.size(0) >= ranks,
+    // One process leaves empty clouds to the library, which names the cloud.
+    SINKHORN_CHECK(!world || (x.size(0) >= world->size() && y.size(0) >= world->size()),
                    "X (" << x_path << ") and Y (" << y_path << ") need at least one row per rank: " << x.size(0)
-                         << " and " << y.size(0) << " rows for " << ranks << " ranks");
+                         << " and " << y.size(0) << " rows for " << world->size() << " ranks");
     SINKHORN_CHECK(!world || !a.defined() || a.size(0) == x.size(0),
                    "--wx (" << *args.value("wx") << ") must hold " << x.size(0) << " weights, one per row of X, got "
                             << a.size(0));

@@ -165,7 +165,8 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   shape.device = inputs.x.device();
   shape.diameter = inputs.diameter;
   shape.world_size = diagnostics.world_size;
-  shape.gradients_wanted = requires_grad(a) || requires_grad(x) || requires_grad(b) || requires_grad(y);
+  const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
+  shape.gradients_wanted = wanted.any();
   const SolvePlan plan = plan_solve(options, shape);
 
   if (plan.path == SolvePath::exact_ot) {
@@ -213,18 +214,17 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   context.loss = options.loss;
   context.loop.solve_symmetric = plan.solve_symmetric;
   // Far above the cost scale the value is the eps -> infinity limit (solver/epsilon_limit.h).
-  if (plan.path == SolvePath::limit) {
-    const auto scaled_back = [&](const at::Tensor& t) {
-      return t.defined() ? to_caller_layout(t * value_unit, inputs) : t;
+  // The potentials in the caller's units, layout and dtype, detached; this rank's rows of a sharded solve.
+  const auto return_potentials = [&] {
+    const auto potential = [&](const at::Tensor& t) {
+      return to_caller_layout(t.defined() ? t.detach() * value_unit : t, inputs);
     };
-    result.value = scaled_back(solver::epsilon_limit(options.loss, p, make_cloud(x_centred, a_work),
-                                                     make_cloud(y_centred, b_work), scale.eps, context.state));
     Potentials& potentials = result.potentials;
-    potentials.f_ab = scaled_back(context.state.ab.f);
-    potentials.g_ab = scaled_back(context.state.ab.g);
+    potentials.f_ab = potential(context.state.ab.f);
+    potentials.g_ab = potential(context.state.ab.g);
     if (context.loop.solve_symmetric) {
-      potentials.f_aa = scaled_back(context.state.aa.f);
-      potentials.g_bb = scaled_back(context.state.bb.f);
+      potentials.f_aa = potential(context.state.aa.f);
+      potentials.g_bb = potential(context.state.bb.f);
     }
     if (group) {
       potentials.f_ab = own_rows(potentials.f_ab, gathered.x_counts, group->rank());
@@ -232,6 +232,12 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
       potentials.g_ab = own_rows(potentials.g_ab, gathered.y_counts, group->rank());
       potentials.g_bb = own_rows(potentials.g_bb, gathered.y_counts, group->rank());
     }
+  };
+  if (plan.path == SolvePath::limit) {
+    const at::Tensor value = solver::epsilon_limit(options.loss, p, make_cloud(x_centred, a_work),
+                                                   make_cloud(y_centred, b_work), scale.eps, context.state);
+    result.value = to_caller_layout(value * value_unit, inputs);
+    return_potentials();
     diagnostics.backend = "limit";
     diagnostics.marginal_error = solver::epsilon_limit_marginal_error(scale.max_cost, scale.eps);
     diagnostics.tolerance = scale.tolerance;
@@ -245,7 +251,6 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   context.loop.fixed_iterations = options.iterations;
   if (plan.coarse_correction) context.loop.coarse_correction_p = p;
 
-  const solver::GradientsWanted wanted{requires_grad(a), requires_grad(x), requires_grad(b), requires_grad(y)};
   const bool unrolled = plan.unrolled;
   const Backend resolved = plan.backend;
   at::Tensor x_own = x_centred;
@@ -258,7 +263,8 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
                                   : plan.cell;
   }
   if (resolved == Backend::tensorized) {
-    reduce::check_dense_fits(shape.batch, plan.dense_rows, plan.dense_columns, x_centred.element_size(), 3,
+    reduce::check_dense_fits(shape.batch, plan.dense_rows, plan.dense_columns, x_centred.element_size(),
+                             SolvePlan::kDenseMatrices,
                              x_centred.device(), "backend",
                              std::string(unrolled ? "tensorized (unrolled gradients need it)" : "tensorized"),
                              unrolled ? "use gradient envelope, which runs in linear memory"
@@ -297,22 +303,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   }
 
   result.value = to_caller_layout(value_unit == 1 ? value : value * value_unit, inputs);
-  const auto potential = [&](const at::Tensor& t) {
-    return to_caller_layout(t.defined() ? t.detach() * value_unit : t, inputs);
-  };
-  result.potentials.f_ab = potential(context.state.ab.f);
-  result.potentials.g_ab = potential(context.state.ab.g);
-  if (context.loop.solve_symmetric) {
-    result.potentials.f_aa = potential(context.state.aa.f);
-    result.potentials.g_bb = potential(context.state.bb.f);
-  }
-  if (group) {
-    Potentials& potentials = result.potentials;
-    potentials.f_ab = own_rows(potentials.f_ab, gathered.x_counts, group->rank());
-    potentials.f_aa = own_rows(potentials.f_aa, gathered.x_counts, group->rank());
-    potentials.g_ab = own_rows(potentials.g_ab, gathered.y_counts, group->rank());
-    potentials.g_bb = own_rows(potentials.g_bb, gathered.y_counts, group->rank());
-  }
+  return_potentials();
   diagnostics.iterations = context.report.iterations;
   diagnostics.marginal_error = context.report.marginal_error;
   diagnostics.converged = context.report.converged;

@@ -40,6 +40,11 @@ bool as_flag(const OptionValue& value, const char* name) {
 
 bool is_unset(const OptionValue& value) { return std::holds_alternative<std::monostate>(value); }
 
+std::optional<double> as_optional_number(const OptionValue& value, const char* name) {
+  if (is_unset(value)) return std::nullopt;
+  return as_number(value, name);
+}
+
 template <typename T>
 OptionValue optional_value(const std::optional<T>& value) {
   if (!value) return std::monostate{};
@@ -76,9 +81,7 @@ const std::vector<OptionSpec>& option_table() {
       {"reach", "reach", "R", "unbalanced transport with rho = reach^p (default: balanced)",
        OptionKind::optional_number, OptionApplies::sinkhorn, 0, 0,
        [](const SinkhornOptions& o) { return optional_value(o.reach); },
-       [](SinkhornOptions& o, const OptionValue& v) {
-         o.reach = is_unset(v) ? std::nullopt : std::optional<double>(as_number(v, "reach"));
-       },
+       [](SinkhornOptions& o, const OptionValue& v) { o.reach = as_optional_number(v, "reach"); },
        0.75},
       {"scaling", "scaling", "S", "eps-scaling ratio in (0,1) (default 0.5)", OptionKind::number,
        OptionApplies::sinkhorn, 0, 0, [](const SinkhornOptions& o) -> OptionValue { return o.scaling; },
@@ -86,17 +89,13 @@ const std::vector<OptionSpec>& option_table() {
       {"diameter", "diameter", "D", "largest distance, where eps-scaling starts (default: bounding box)",
        OptionKind::optional_number, OptionApplies::sinkhorn, 0, 0,
        [](const SinkhornOptions& o) { return optional_value(o.diameter); },
-       [](SinkhornOptions& o, const OptionValue& v) {
-         o.diameter = is_unset(v) ? std::nullopt : std::optional<double>(as_number(v, "diameter"));
-       },
+       [](SinkhornOptions& o, const OptionValue& v) { o.diameter = as_optional_number(v, "diameter"); },
        3.5},
       {"cluster_scale", "cluster-scale", "S",
        "multiscale backend: grid cell side (default: max(2 blur, diameter / (sqrt(D) (2N)^(1/D))))",
        OptionKind::optional_number, OptionApplies::sinkhorn, 0, 0,
        [](const SinkhornOptions& o) { return optional_value(o.cluster_scale); },
-       [](SinkhornOptions& o, const OptionValue& v) {
-         o.cluster_scale = is_unset(v) ? std::nullopt : std::optional<double>(as_number(v, "cluster_scale"));
-       },
+       [](SinkhornOptions& o, const OptionValue& v) { o.cluster_scale = as_optional_number(v, "cluster_scale"); },
        0.125},
       {"tolerance", "tolerance", "T",
        "stop when the relative marginal error is under T (default 1e-4); the kernel losses and exact OT ignore it",

@@ -11,20 +11,6 @@
 
 namespace sinkhorn::api {
 
-std::string to_string(SolvePath path) {
-  switch (path) {
-    case SolvePath::exact_ot:
-      return "exact_ot";
-    case SolvePath::kernel_mmd:
-      return "kernel_mmd";
-    case SolvePath::limit:
-      return "limit";
-    case SolvePath::sinkhorn:
-      return "sinkhorn";
-  }
-  return "?";
-}
-
 SolvePlan plan_solve(const SinkhornOptions& options, const ProblemShape& shape) {
   SolvePlan plan;
   if (options.loss == Loss::ot) {
@@ -72,8 +58,7 @@ SolvePlan plan_solve(const SinkhornOptions& options, const ProblemShape& shape) 
                                                     std::max(shape.n, shape.m));
   }
   if (plan.backend == Backend::tensorized) {
-    // Its reductions hold about three dense matrices at once (costs, exponents, log-sum-exp
-    // temporaries); with the symmetric problems the largest is max(N, M)^2.
+    // With the symmetric problems the largest matrix is max(N, M)^2.
     plan.dense_rows = plan.solve_symmetric ? std::max(shape.own_rows, shape.m) : shape.own_rows;
     plan.dense_columns = plan.solve_symmetric ? std::max(shape.own_rows, shape.m) : shape.m;
   }
@@ -81,7 +66,7 @@ SolvePlan plan_solve(const SinkhornOptions& options, const ProblemShape& shape) 
 }
 
 double SolvePlan::dense_bytes(int64_t batch) const {
-  return 3.0 * static_cast<double>(batch) * static_cast<double>(dense_rows) * static_cast<double>(dense_columns) *
+  return kDenseMatrices * static_cast<double>(batch) * static_cast<double>(dense_rows) * static_cast<double>(dense_columns) *
          static_cast<double>(at::elementSize(scale.compute_dtype));
 }
 

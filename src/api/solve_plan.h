@@ -40,8 +40,6 @@ enum class SolvePath {
   sinkhorn,    ///< Sinkhorn iterations over a reducer
 };
 
-std::string to_string(SolvePath path);
-
 struct SolvePlan {
   SolvePath path = SolvePath::sinkhorn;
   /// The rescaling, normalised eps and rho, stopping tolerance and compute dtype (Sinkhorn and
@@ -65,10 +63,11 @@ struct SolvePlan {
   double cell = 0;
   bool refine_cell = false;
   /// The tensorized backend's largest dense matrices, rows x columns per batch entry (0 for the
-  /// other backends): the run checks three of them against the machine's memory before
-  /// allocating (costs, exponents, log-sum-exp temporaries).
+  /// other backends): its reductions hold about kDenseMatrices of them at once (costs, exponents,
+  /// log-sum-exp temporaries), which the run checks against the machine's memory before allocating.
+  static constexpr double kDenseMatrices = 3;
   int64_t dense_rows = 0, dense_columns = 0;
-  /// About three such matrices in the compute dtype: the memory the tensorized reductions hold.
+  /// kDenseMatrices such matrices in the compute dtype: the memory the tensorized reductions hold.
   double dense_bytes(int64_t batch) const;
 };
 

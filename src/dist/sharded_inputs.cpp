@@ -12,7 +12,7 @@ namespace sinkhorn::dist {
 namespace {
 
 // What each rank tells the others about its block, in this order.
-enum Field : int { kAccepted, kPointDims, kBatch, kRowsX, kDimX, kBatchY, kRowsY, kDimY, kDtype, kHasA, kHasB, kFields };
+enum Field : int { kPointDims, kBatch, kRowsX, kDimX, kBatchY, kRowsY, kDimY, kDtype, kHasA, kHasB, kFields };
 
 // The union along the rows axis: the gathered blocks, with this rank's block replaced by the
 // caller's tensor so that autograd reaches it.
@@ -68,7 +68,7 @@ GatheredInputs gather_inputs(const at::Tensor& a, const at::Tensor& x, const at:
   std::string refusal_message;
   try {
     check_block();
-    mine = {1, x.dim(), x.dim() == 3 ? x.size(0) : 1, x.size(-2), x.size(-1), y.dim() == 3 ? y.size(0) : 1,
+    mine = {x.dim(), x.dim() == 3 ? x.size(0) : 1, x.size(-2), x.size(-1), y.dim() == 3 ? y.size(0) : 1,
             y.size(-2), y.size(-1), static_cast<int64_t>(x.scalar_type()), a.defined(), b.defined()};
   } catch (const Error& error) {
     refusal = std::current_exception();

@@ -316,7 +316,6 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       update(softmins, final_eps, scheme.averaged(), scheme.omega());
       ++report.iterations;
     }
-    const bool out_of_sweeps = !report.converged;
     // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates
     // leave g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
     state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
@@ -336,7 +335,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
-    if (report.converged || out_of_sweeps || sweep == settings.max_iterations) break;
+    if (report.converged || sweep == settings.max_iterations) break;
     softmins_current = true;
   }
   report.alternating_plain_rate = scheme.alternating_plain_rate();

@@ -128,6 +128,9 @@ TEST_F(DivergenceCommand, BadInputExitsWithTwoAndNamesTheProblem) {
                  "--cluster-scale makes a grid of");
   expect_failure({x_path, y_path, "--loss", "sliced"}, "--loss must be one of divergence, primal");
   expect_failure({x_path, (directory / "none.npy").string()}, "cannot open '");
+  // In one process an empty file is the library's empty cloud, named with its file.
+  const std::string empty = save("empty.npy", at::zeros({0, 3}, at::kDouble));
+  expect_failure({empty, y_path}, "X (" + empty + ") is an empty cloud");
   expect_failure({x_path}, "expected 2 positional argument(s)");
   expect_failure({x_path, y_path, "--frobnicate"}, "unknown option --frobnicate");
   const std::string flat = save("flat.npy", at::randn({30, 2}, at::kDouble));
