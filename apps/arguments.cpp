@@ -8,8 +8,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "platform/device_names.h"
-#include "reduce/cuda/cuda_module.h"
+#include "platform/devices.h"
 #include "util/check.h"
 
 namespace sinkhorn::cli {
@@ -153,7 +152,7 @@ at::Device device_from(const ParsedArguments& args) {
   const std::optional<at::Device> device = platform::parse_device_name(name);
   SINKHORN_CHECK(device, "--device: expected cpu, cuda or cuda:K, got '" << name << "'");
   if (device->is_cpu()) return *device;
-  const std::string problem = reduce::cuda::device_problem(*device);
+  const std::string problem = platform::device_problem(*device);
   SINKHORN_CHECK(problem.empty(), "--device " << name << ": " << problem);
   return *device;
 }

@@ -3,36 +3,19 @@
 #include <algorithm>
 #include <map>
 
+#include "api/option_table.h"
+#include "gen/train_options.h"
+
 namespace sinkhorn::cli {
 
 std::string flag_for(const std::string& argument) {
-  // Only the names whose flag is not "--" + the name with '-' for '_' (and its last component
-  // for the nested training settings, data.path -> --data-path below).
-  static const std::map<std::string, std::string> irregular{
-      {"x", "X"},
-      {"y", "Y"},
-      {"a", "--wx"},
-      {"b", "--wy"},
-      {"learning_rate", "--lr"},
-      {"critic_learning_rate", "--critic-lr"},
-      {"schedule", "--lr-schedule"},
-      {"out_dir", "--out"},
-      {"data.name", "--data"},
-      {"data.path", "--data-path"},
-      {"data.split", "--split"},
-      {"data.heldout", "--heldout"},
-      {"generator.architecture", "--generator"},
-      {"generator.latent_dim", "--latent-dim"},
-      {"generator.latent", "--latent"},
-      {"generator.hidden", "--hidden"},
-      {"generator.activation", "--activation"},
-      {"generator.width", "--width"},
-      {"critic.architecture", "--critic"},
-      {"critic.feature_dim", "--feature-dim"},
-      {"critic.width", "--critic-width"},
-  };
-  const auto found = irregular.find(argument);
-  if (found != irregular.end()) return found->second;
+  // The settings' flags come from their tables; the arrays are named by position or short flags.
+  static const std::map<std::string, std::string> arrays{{"x", "X"}, {"y", "Y"}, {"a", "--wx"}, {"b", "--wy"}};
+  if (const auto found = arrays.find(argument); found != arrays.end()) return found->second;
+  if (const gen::TrainOptionSpec* spec = gen::find_train_option(argument); spec != nullptr && *spec->flag) {
+    return std::string("--") + spec->flag;
+  }
+  if (const api::OptionSpec* spec = api::find_option(argument); spec != nullptr) return std::string("--") + spec->flag;
   std::string flag = "--" + argument;
   std::replace(flag.begin(), flag.end(), '_', '-');
   std::replace(flag.begin(), flag.end(), '.', '-');

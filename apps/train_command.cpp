@@ -9,10 +9,10 @@
 #include "arguments.h"
 #include "cli.h"
 #include "dist/world.h"
-#include "gen/recipes.h"
 #include "gen/trainer.h"
 #include "loss_options.h"
 #include "progress.h"
+#include "train_options.h"
 #include "util/check.h"
 
 namespace sinkhorn::cli {
@@ -89,101 +89,13 @@ ArgumentParser train_parser() {
       "sampling noise is far larger).\n"
       "Under torchrun (WORLD_SIZE > 1) the ranks train one model: --batch-size stays the global\n"
       "batch, each rank generates its share, the loss is the whole batch's; rank 0 writes --out.");
-  parser.option("data", "NAME", "ring8 (default), grid25, swiss_roll, moons, ellipse, mnist, cifar10")
-      .option("data-path", "PATH", "mnist: IDX files (or their folder), raw or .gz; cifar10: binary batches or folder")
-      .option("split", "NAME", "train (default) or test: which file of the image set to read")
-      .integer("heldout", "N", "held-out samples for evaluation (toys: drawn apart; images: the last N; default 1000)",
-               gen::kHeldoutRange.min, gen::kHeldoutRange.max)
-      .option("generator", "NAME", "mlp or dcgan (default: mlp, dcgan for cifar10)")
-      .integer("latent-dim", "K", "latent dimension (default 2; cifar10: 100)", gen::kLatentDimRange.min,
-               gen::kLatentDimRange.max)
-      .option("latent", "NAME", "uniform on [-1,1]^K (default for images, the paper's) or gaussian (default for toys)")
-      .integer("hidden", "H", "MLP hidden width (default 500 for images, 128 for toys)", gen::kHiddenRange.min,
-               gen::kHiddenRange.max)
-      .option("activation", "NAME", "MLP activation: softplus (default for images, the paper's) or relu (default for toys)")
-      .integer("width", "C", "DCGAN generator channels (default 64)", gen::kWidthRange.min, gen::kWidthRange.max)
-      .option("cost", "NAME", "fixed (default: the loss on raw samples) or learned (on critic features, Algorithm 2)")
-      .option("critic", "NAME", "learned cost: mlp or dcgan (default: dcgan for images, mlp for toys)")
-      .integer("feature-dim", "K", "learned cost: critic feature dimension (default 16)", gen::kWidthRange.min,
-               gen::kWidthRange.max)
-      .integer("critic-width", "C", "learned cost: critic width (default 64)", gen::kWidthRange.min, gen::kWidthRange.max)
-      .integer("critic-steps", "N", "learned cost: critic updates per generator update (default 5)",
-               gen::kCriticStepsRange.min, gen::kCriticStepsRange.max)
-      .option("clip", "C", "learned cost: weight clipping bound of the critic (default 0.01; 0: none)")
-      .option("critic-lr", "LR", "learned cost: critic learning rate (default 5e-5)")
-      .option("optimizer", "NAME", "adam (default) or rmsprop (default for the learned cost, as in the paper)")
-      .option("lr", "LR", "generator learning rate (default 5e-3 for toys, 1e-3 for images; learned cost: 5e-5)")
-      .option("lr-schedule", "NAME", "constant (default for images) or cosine (to 5% of --lr; default for toys)")
-      .integer("batch-size", "N", "samples per batch (default 200)", gen::kBatchSizeRange.min, gen::kBatchSizeRange.max)
-      .integer("steps", "N", "generator updates (default 2000; with --resume: the new total)", 1, gen::kStepsRange.max)
-      .integer("seed", "S", "seeds initialisation and every batch (default 0)", 0, static_cast<long long>(gen::kMaxSeed))
-      .integer("eval-every", "N", "evaluate the held-out divergence every N steps (default 100)", gen::kEveryRange.min,
-               gen::kEveryRange.max)
-      .integer("eval-samples", "N", "generated samples per evaluation (default 1000)", gen::kEvalSamplesRange.min,
-               gen::kEvalSamplesRange.max)
-      .option("eval-blur", "B", "blur of the evaluation divergence (default 0.05 for toys, 1 for images)")
-      .integer("sample-every", "N", "write pictures every N steps (default 500; 0: only at the end)",
-               gen::kSampleEveryRange.min, gen::kSampleEveryRange.max)
-      .integer("checkpoint-every", "N", "write checkpoint.pt every N steps (default 500)", gen::kEveryRange.min,
-               gen::kEveryRange.max)
-      .integer("log-every", "N", "append to metrics.csv every N steps (default 10)", gen::kEveryRange.min,
-               gen::kEveryRange.max)
-      .option("out", "DIR", "the run folder (default runs/<data>)")
-      .integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
+  add_train_options(parser);
+  parser.integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)")
-      .option("device", "NAME",
-              "cpu (default) or cuda[:K]: where the networks, batches and loss live (with --resume: default "
-              "the run's saved device; a run may continue on another)")
       .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps, --lr and --device may change)")
       .flag("overwrite", "start again in an --out folder that already holds a run");
   add_loss_options(parser);
   return parser;
-}
-
-// The recipe of --data and --cost (gen/recipes.h: the defaults a library user gets too), with the
-// flags the user gave on top.
-gen::TrainConfig config_from(const ParsedArguments& args) {
-  gen::TrainConfig c = gen::recipe_for(args.value("data").value_or("ring8"), args.value("cost").value_or("fixed"));
-  const auto set_text = [&](const char* flag, std::string& field) {
-    if (auto value = args.value(flag)) field = *value;
-  };
-  const auto set_integer = [&](const char* flag, int64_t& field) {
-    if (auto value = args.integer(flag)) field = *value;
-  };
-  const auto set_number = [&](const char* flag, double& field) {
-    if (auto value = args.number(flag)) field = *value;
-  };
-  set_text("data-path", c.data.path);
-  set_text("split", c.data.split);
-  set_integer("heldout", c.data.heldout);
-  set_text("generator", c.generator.architecture);
-  set_integer("latent-dim", c.generator.latent_dim);
-  set_text("latent", c.generator.latent);
-  set_integer("hidden", c.generator.hidden);
-  set_text("activation", c.generator.activation);
-  set_integer("width", c.generator.width);
-  c.loss = loss_options_from(args, c.loss);
-  set_text("critic", c.critic.architecture);
-  set_integer("feature-dim", c.critic.feature_dim);
-  set_integer("critic-width", c.critic.width);
-  set_integer("critic-steps", c.critic_steps);
-  set_number("clip", c.clip);
-  set_number("critic-lr", c.critic_learning_rate);
-  set_text("optimizer", c.optimizer);
-  set_number("lr", c.learning_rate);
-  set_text("lr-schedule", c.schedule);
-  set_integer("batch-size", c.batch_size);
-  set_integer("steps", c.steps);
-  if (auto seed = args.integer("seed")) c.seed = static_cast<uint64_t>(*seed);  // parse() checked >= 0
-  set_integer("eval-every", c.eval_every);
-  set_integer("eval-samples", c.eval_samples);
-  set_number("eval-blur", c.eval_blur);
-  set_integer("sample-every", c.sample_every);
-  set_integer("checkpoint-every", c.checkpoint_every);
-  set_integer("log-every", c.log_every);
-  set_text("out", c.out_dir);
-  c.device = device_from(args).str();
-  return c;
 }
 
 // Problems that did not stop the run, one line each; on a terminal after the progress bar's line.
@@ -222,10 +134,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
     SINKHORN_CHECK(args.value("out").has_value(), "--resume needs --out, the run folder to continue");
     // A resumed run keeps its saved settings: a flag that would change them silently is refused.
     for (const std::string& given : args.given_options()) {
-      const bool allowed =
-          given == "out" || given == "steps" || given == "lr" || given == "threads" || given == "device" ||
-          given == "timeout";
-      SINKHORN_CHECK(allowed, "--" << given << " cannot change when resuming (the run keeps the settings "
+      SINKHORN_CHECK(may_change_on_resume(given), "--" << given << " cannot change when resuming (the run keeps the settings "
                                    << "in its checkpoint; only --steps, --lr and --device may change)");
     }
     SINKHORN_CHECK(!args.flag("coarse-correction"),
@@ -233,21 +142,26 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
-    if (args.value("device")) overrides.device = device_from(args).str();
-    if (launch && overrides.device == "cuda") overrides.device = "cuda:" + std::to_string(launch->local_rank);
+    if (args.value("device")) overrides.device = device_from(args);
+    if (launch && overrides.device && overrides.device->is_cuda() && !overrides.device->has_index()) {
+      overrides.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch->local_rank));
+    }
     trainer.emplace(gen::Trainer::resume(*args.value("out"), overrides, group));
     out << "resuming " << trainer->config().out_dir << " at step " << trainer->step() << " of "
-        << trainer->config().steps << (trainer->config().device == "cpu" ? "" : " on " + trainer->config().device)
+        << trainer->config().steps << (trainer->config().device.is_cpu() ? "" : " on " + trainer->config().device.str())
         << "\n";
   } else {
-    gen::TrainConfig config = config_from(args);
-    if (launch && config.device == "cuda") config.device = "cuda:" + std::to_string(launch->local_rank);
+    gen::TrainConfig config = train_config_from(args);
+    if (args.value("device")) config.device = device_from(args);  // refused here when this process cannot run there
+    if (launch && config.device.is_cuda() && !config.device.has_index()) {
+      config.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch->local_rank));
+    }
     trainer.emplace(gen::Trainer::start(std::move(config), args.flag("overwrite"), group));
     const gen::TrainConfig& c = trainer->config();
     out << "training a " << c.generator.architecture << " generator on " << c.data.name << " with "
-        << to_string(c.loss.loss) << " (p " << c.loss.p << ", blur " << c.loss.blur << ", " << c.cost
+        << to_string(c.loss.loss) << " (p " << c.loss.p << ", blur " << c.loss.blur << ", " << to_string(c.cost)
         << " cost) for " << c.steps << " steps into " << c.out_dir
-        << (c.device == "cpu" ? "" : " on " + c.device) << "\n";
+        << (c.device.is_cpu() ? "" : " on " + c.device.str()) << "\n";
   }
   for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
   out << std::flush;

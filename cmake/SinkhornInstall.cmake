@@ -10,7 +10,7 @@ include(CMakePackageConfigHelpers)
 set_target_properties(sinkhorn_core PROPERTIES EXPORT_NAME sinkhorn)
 set(_sinkhorn_exported sinkhorn_core sinkhorn_libtorch_cpu sinkhorn_openmp)
 # The CUDA module is loaded at run time, never linked: it goes beside the library, where the
-# library looks for it (reduce/cuda/cuda_module.h).
+# library looks for it (platform/cuda_module_loader.h).
 if(SINKHORN_HAVE_CUDA_REDUCER)
   install(TARGETS sinkhorn_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()

@@ -45,7 +45,7 @@ file(CHMOD "${CMAKE_BINARY_DIR}/sinkhorn-python" PERMISSIONS OWNER_READ OWNER_WR
 
 if(SKBUILD)
   install(TARGETS sinkhorn_python LIBRARY DESTINATION sinkhorn)
-  # The CUDA module beside the extension, where the library looks first (reduce/cuda/cuda_module.h).
+  # The CUDA module beside the extension, where the library looks first (platform/cuda_module_loader.h).
   if(SINKHORN_HAVE_CUDA_REDUCER)
     install(TARGETS sinkhorn_cuda LIBRARY DESTINATION sinkhorn)
   endif()

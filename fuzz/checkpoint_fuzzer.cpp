@@ -1,4 +1,4 @@
-// checkpoint.pt on arbitrary bytes: the zip directory walk and CRC check (gen::verify_zip) on the
+// checkpoint.pt on arbitrary bytes: the zip directory walk and CRC check (io::verify_zip) on the
 // bytes themselves, then the whole load `sinkhorn sample` does (gen::SavedGenerator::load).
 #include <string_view>
 
@@ -9,7 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    sinkhorn::gen::verify_zip(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz", "checkpoint");
+    sinkhorn::io::verify_zip(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz", "checkpoint");
   } catch (const sinkhorn::Error&) {
   }
   try {

@@ -14,7 +14,8 @@
 #include "sinkhorn/divergence.h"
 #include "sinkhorn/error.h"
 #include "sinkhorn/options.h"
-#include "reduce/cuda/cuda_module.h"
+#include "platform/cuda_module_loader.h"
+#include "reduce/cuda/cuda_reductions.h"
 #include "api/option_table.h"
 #include "util/interrupt.h"
 
@@ -208,7 +209,7 @@ PYBIND11_MODULE(_C, m) {
   // The CUDA module (libsinkhorn_cuda.so beside this extension, or in the build tree): PyTorch has
   // loaded its CUDA half already, so loading ours now costs little and tells the truth early.
   std::string cuda_problem;
-  m.attr("cuda_module_built") = sinkhorn::reduce::cuda::module_built();
-  m.attr("cuda_kernels") = sinkhorn::reduce::cuda::load_module(&cuda_problem) != nullptr;
+  m.attr("cuda_module_built") = sinkhorn::platform::cuda_module_built();
+  m.attr("cuda_kernels") = sinkhorn::reduce::cuda::load_reductions(&cuda_problem) != nullptr;
   m.attr("cuda_kernels_problem") = cuda_problem;
 }

@@ -6,12 +6,10 @@
 #include <vector>
 
 #include "util/check.h"
+#include "util/name_table.h"
 
 namespace sinkhorn {
 namespace {
-
-template <typename Enum>
-using NameTable = std::vector<std::pair<Enum, const char*>>;
 
 const NameTable<Loss>& loss_names() {
   static const NameTable<Loss> names{{Loss::divergence, "divergence"}, {Loss::primal, "primal"},
@@ -33,25 +31,6 @@ const NameTable<Backend>& backend_names() {
                                         {Backend::multiscale, "multiscale"},
                                         {Backend::reference, "reference"}};
   return names;
-}
-
-template <typename Enum>
-std::string name_of(const NameTable<Enum>& table, Enum value) {
-  for (const auto& [entry, name] : table) {
-    if (entry == value) return name;
-  }
-  return "unknown";
-}
-
-template <typename Enum>
-Enum parse_name(const NameTable<Enum>& table, const std::string& name, const std::string& argument) {
-  std::string choices;
-  for (const auto& [entry, entry_name] : table) {
-    if (name == entry_name) return entry;
-    choices += (choices.empty() ? "" : ", ") + std::string(entry_name);
-  }
-  SINKHORN_CHECK_ARG(false, argument, "must be one of " << choices << ", got '" << name << "'");
-  return table.front().first;
 }
 
 }  // namespace

@@ -19,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "reduce/cuda/cuda_module.h"
+#include "dist/nccl_entry.h"
+#include "platform/cuda_module_loader.h"
 #include "util/check.h"
 
 namespace sinkhorn::dist {
@@ -200,10 +201,9 @@ World::World(const LaunchEnvironment& environment, const at::Device& device, std
   process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
   process_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   if (device.is_cuda()) {
-    // NCCL comes with the CUDA module (reduce/cuda/cuda_module.h), which the device's check loaded.
-    const reduce::cuda::ModuleFunctions* module = reduce::cuda::load_module();
-    if (module != nullptr && module->make_nccl_backend != nullptr) {
-      auto nccl = module->make_nccl_backend(c10::make_intrusive<c10d::PrefixStore>("nccl/", impl.prefixed), impl.rank,
+    // NCCL comes with the CUDA module (dist/nccl_entry.h), which the device's check loaded.
+    if (const MakeNcclBackend make_nccl_backend = nccl_backend_factory(); make_nccl_backend != nullptr) {
+      auto nccl = make_nccl_backend(c10::make_intrusive<c10d::PrefixStore>("nccl/", impl.prefixed), impl.rank,
                                             impl.size, timeout);
       process_group->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
       process_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
@@ -230,5 +230,11 @@ std::shared_ptr<const Group> World::shared_group() const { return impl_->group; 
 int World::rank() const { return impl_->rank; }
 int World::size() const { return impl_->size; }
 #endif
+
+MakeNcclBackend nccl_backend_factory() {
+  using Entry = MakeNcclBackend (*)();
+  auto entry = reinterpret_cast<Entry>(platform::cuda_module_symbol(kNcclBackendSymbol));
+  return entry == nullptr ? nullptr : entry();
+}
 
 }  // namespace sinkhorn::dist

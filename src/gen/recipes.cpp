@@ -4,10 +4,10 @@
 
 namespace sinkhorn::gen {
 
-TrainConfig recipe_for(const std::string& data_name, const std::string& cost) {
+TrainConfig recipe_for(const std::string& data_name, CostKind cost) {
   const bool toy = is_toy(data_name);
   const bool cifar = data_name == "cifar10";
-  const bool learned = cost == "learned";
+  const bool learned = cost == CostKind::learned;
   TrainConfig c;
   c.data.name = data_name;
   c.data.path = "";
@@ -33,10 +33,10 @@ TrainConfig recipe_for(const std::string& data_name, const std::string& cost) {
   c.critic_steps = 5;
   c.clip = 0.01;
   c.critic_learning_rate = 5e-5;
-  c.optimizer = learned ? "rmsprop" : "adam";
+  c.optimizer = learned ? OptimizerKind::rmsprop : OptimizerKind::adam;
   c.learning_rate = learned ? 5e-5 : toy ? 5e-3 : 1e-3;
   // A constant rate of 5e-3 plateaus on the toys (docs/training.md); the decay lets them settle.
-  c.schedule = toy && !learned ? "cosine" : "constant";
+  c.schedule = toy && !learned ? LearningRateSchedule::cosine : LearningRateSchedule::constant;
 
   c.batch_size = 200;
   c.steps = 2000;

@@ -8,39 +8,25 @@
 #include <sstream>
 
 #include "api/option_table.h"
-#include "platform/device_names.h"
+#include "gen/train_options.h"
 #include "util/check.h"
+#include "util/name_table.h"
 
 namespace sinkhorn::gen {
 namespace {
 
 using nlohmann::json;
 
-void check_range(int64_t value, IntegerRange range, const char* name) {
+void check_loss_range(int64_t value, IntegerRange range, const char* name) {
   SINKHORN_CHECK_ARG(value >= range.min && value <= range.max, name,
                      "must be between " << range.min << " and " << range.max << ", got " << value);
 }
 
-void check_positive(double value, const char* name) {
-  SINKHORN_CHECK_ARG(value > 0 && std::isfinite(value), name, "must be positive, got " << value);
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream text;
-  text << "[";
-  for (size_t k = 0; k < shape.size(); ++k) text << (k ? ", " : "") << shape[k];
-  text << "]";
-  return text.str();
-}
-
-// The shapes the data sets give: [2] for 2-D points, [C, H, W] for grey or colour images.
-void check_sample_shape(const std::vector<int64_t>& shape, const char* name) {
-  const bool points = shape == std::vector<int64_t>{2};
-  const auto side = [](int64_t s) { return s >= 1 && s <= kMaxImageSide; };
-  const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3) && side(shape[1]) && side(shape[2]);
-  SINKHORN_CHECK_ARG(points || image, name,
-                     "must be [2] (2-D points) or [C, H, W] (images: C 1 or 3, sides 1 to " << kMaxImageSide
-                                                                                          << "), got " << shape_text(shape));
+// config.json's place of a key: "/data/path" for "data.path".
+std::string json_path(const char* key) {
+  std::string path = std::string("/") + key;
+  std::replace(path.begin(), path.end(), '.', '/');
+  return path;
 }
 
 // Typed readers of one field: nlohmann's get<int>() would narrow 4294967298 to 2 and read 2.5 as
@@ -87,49 +73,54 @@ std::vector<int64_t> shape_field(const json& object, const char* key, const std:
 
 }  // namespace
 
-bool is_device_name(const std::string& name) { return platform::parse_device_name(name).has_value(); }
+namespace {
+
+const NameTable<CostKind>& cost_names() {
+  static const NameTable<CostKind> names{{CostKind::fixed, "fixed"}, {CostKind::learned, "learned"}};
+  return names;
+}
+const NameTable<OptimizerKind>& optimizer_names() {
+  static const NameTable<OptimizerKind> names{{OptimizerKind::adam, "adam"}, {OptimizerKind::rmsprop, "rmsprop"}};
+  return names;
+}
+const NameTable<LearningRateSchedule>& schedule_names() {
+  static const NameTable<LearningRateSchedule> names{{LearningRateSchedule::constant, "constant"},
+                                                     {LearningRateSchedule::cosine, "cosine"}};
+  return names;
+}
+
+}  // namespace
+
+std::string to_string(CostKind cost) { return name_of(cost_names(), cost); }
+std::string to_string(OptimizerKind optimizer) { return name_of(optimizer_names(), optimizer); }
+std::string to_string(LearningRateSchedule schedule) { return name_of(schedule_names(), schedule); }
+CostKind parse_cost(const std::string& name, const std::string& argument) {
+  return parse_name(cost_names(), name, argument);
+}
+OptimizerKind parse_optimizer(const std::string& name, const std::string& argument) {
+  return parse_name(optimizer_names(), name, argument);
+}
+LearningRateSchedule parse_schedule(const std::string& name, const std::string& argument) {
+  return parse_name(schedule_names(), name, argument);
+}
 
 void validate(const TrainConfig& config) {
-  check_range(config.data.heldout, kHeldoutRange, "data.heldout");
-  check_range(config.generator.latent_dim, kLatentDimRange, "generator.latent_dim");
-  check_range(config.generator.hidden, kHiddenRange, "generator.hidden");
-  check_range(config.generator.width, kWidthRange, "generator.width");
-  check_sample_shape(config.generator.sample_shape, "generator.sample_shape");
-  SINKHORN_CHECK_ARG(config.cost == "fixed" || config.cost == "learned", "cost",
-                     "must be 'fixed' or 'learned', got '" << config.cost << "'");
-  check_range(config.critic.feature_dim, kWidthRange, "critic.feature_dim");
-  check_range(config.critic.width, kWidthRange, "critic.width");
-  check_sample_shape(config.critic.sample_shape, "critic.sample_shape");
+  for (const TrainOptionSpec& spec : train_option_table()) check_train_value(spec, spec.get(config));
   SINKHORN_CHECK_ARG(config.critic.sample_shape == config.generator.sample_shape, "critic.sample_shape",
-                     "must be the generator's " << shape_text(config.generator.sample_shape) << ", got "
-                                                << shape_text(config.critic.sample_shape));
-  check_range(config.critic_steps, kCriticStepsRange, "critic_steps");
-  SINKHORN_CHECK_ARG(config.clip >= 0 && std::isfinite(config.clip), "clip", "must be >= 0, got " << config.clip);
-  SINKHORN_CHECK_ARG(config.optimizer == "adam" || config.optimizer == "rmsprop", "optimizer",
-                     "must be 'adam' or 'rmsprop', got '" << config.optimizer << "'");
-  check_positive(config.learning_rate, "learning_rate");
-  SINKHORN_CHECK_ARG(config.schedule == "constant" || config.schedule == "cosine", "schedule",
-                     "must be 'constant' or 'cosine', got '" << config.schedule << "'");
-  check_positive(config.critic_learning_rate, "critic_learning_rate");
-  check_range(config.batch_size, kBatchSizeRange, "batch_size");
-  check_range(config.steps, kStepsRange, "steps");
-  SINKHORN_CHECK_ARG(config.seed <= kMaxSeed, "seed", "must be at most " << kMaxSeed << ", got " << config.seed);
-  check_range(config.eval_every, kEveryRange, "eval_every");
-  check_range(config.eval_samples, kEvalSamplesRange, "eval_samples");
-  check_positive(config.eval_blur, "eval_blur");
-  check_range(config.sample_every, kSampleEveryRange, "sample_every");
-  check_range(config.checkpoint_every, kEveryRange, "checkpoint_every");
-  check_range(config.log_every, kEveryRange, "log_every");
-  SINKHORN_CHECK_ARG(!config.out_dir.empty(), "out_dir", "must name a folder");
-  SINKHORN_CHECK_ARG(is_device_name(config.device), "device",
-                     "must be 'cpu', 'cuda' or 'cuda:K', got '" << config.device << "'");
-  check_range(config.loss.max_iterations, kLossIterationsRange, "max_iterations");
-  if (config.loss.iterations) check_range(*config.loss.iterations, {1, kLossIterationsRange.max}, "iterations");
+                     "must be the generator's " << to_text(config.generator.sample_shape) << ", got "
+                                                << to_text(config.critic.sample_shape));
+  check_loss_range(config.loss.max_iterations, kLossIterationsRange, "max_iterations");
+  if (config.loss.iterations) check_loss_range(*config.loss.iterations, {1, kLossIterationsRange.max}, "iterations");
   validate(config.loss);  // its errors name the loss's own settings (blur, p, ...)
 }
 
 std::string to_json(const TrainConfig& c) {
-  // Every option of the table (src/api/option_table.h), so that none is left out of the file.
+  // Every setting of the two tables (gen/train_options.h, api/option_table.h), so that none is
+  // left out of the file.
+  json document = json::object();
+  for (const TrainOptionSpec& spec : train_option_table()) {
+    std::visit([&](const auto& value) { document[json::json_pointer(json_path(spec.key))] = value; }, spec.get(c));
+  }
   json loss = json::object();
   for (const api::OptionSpec& spec : api::option_table()) {
     loss[spec.name] = std::visit(
@@ -142,40 +133,7 @@ std::string to_json(const TrainConfig& c) {
         },
         spec.get(c.loss));
   }
-  const json document{
-      {"data", {{"name", c.data.name}, {"path", c.data.path}, {"split", c.data.split}, {"heldout", c.data.heldout}}},
-      {"generator",
-       {{"architecture", c.generator.architecture},
-        {"latent_dim", c.generator.latent_dim},
-        {"latent", c.generator.latent},
-        {"hidden", c.generator.hidden},
-        {"activation", c.generator.activation},
-        {"width", c.generator.width},
-        {"sample_shape", c.generator.sample_shape}}},
-      {"loss", loss},
-      {"cost", c.cost},
-      {"critic",
-       {{"architecture", c.critic.architecture},
-        {"feature_dim", c.critic.feature_dim},
-        {"width", c.critic.width},
-        {"sample_shape", c.critic.sample_shape}}},
-      {"critic_steps", c.critic_steps},
-      {"clip", c.clip},
-      {"optimizer", c.optimizer},
-      {"learning_rate", c.learning_rate},
-      {"schedule", c.schedule},
-      {"critic_learning_rate", c.critic_learning_rate},
-      {"batch_size", c.batch_size},
-      {"steps", c.steps},
-      {"seed", c.seed},
-      {"eval_every", c.eval_every},
-      {"eval_samples", c.eval_samples},
-      {"eval_blur", c.eval_blur},
-      {"sample_every", c.sample_every},
-      {"checkpoint_every", c.checkpoint_every},
-      {"log_every", c.log_every},
-      {"out_dir", c.out_dir},
-      {"device", c.device}};
+  document["loss"] = loss;
   return document.dump(2) + "\n";
 }
 
@@ -184,19 +142,35 @@ TrainConfig train_config_from_json(const std::string& text) {
   try {
     const json j = json::parse(text);
     SINKHORN_CHECK(j.is_object(), "malformed training configuration: not a JSON object");
-    const json& data = j.at("data");
-    c.data.name = string_field(data, "name", "data.name");
-    c.data.path = string_field(data, "path", "data.path");
-    c.data.split = string_field(data, "split", "data.split");
-    c.data.heldout = integer_field(data, "heldout", "data.heldout");
-    const json& g = j.at("generator");
-    c.generator.architecture = string_field(g, "architecture", "generator.architecture");
-    c.generator.latent_dim = integer_field(g, "latent_dim", "generator.latent_dim");
-    c.generator.latent = string_field(g, "latent", "generator.latent");
-    c.generator.hidden = integer_field(g, "hidden", "generator.hidden");
-    c.generator.activation = string_field(g, "activation", "generator.activation");
-    c.generator.width = integer_field(g, "width", "generator.width");
-    c.generator.sample_shape = shape_field(g, "sample_shape", "generator.sample_shape");
+    for (const TrainOptionSpec& spec : train_option_table()) {
+      // The object holding the key's last part: "data" for "data.path", the document for "steps".
+      const std::string path = json_path(spec.key);
+      const json::json_pointer pointer(path), parent = pointer.parent_pointer();
+      const json& object = j.at(parent);
+      SINKHORN_CHECK(object.is_object(), "malformed training configuration: " << parent.to_string().substr(1)
+                                                                              << " is not an object");
+      const std::string name = pointer.back();
+      if (!object.contains(name) && spec.may_be_absent) continue;
+      TrainValue value;
+      switch (spec.kind) {
+        case TrainOptionKind::integer:
+          value = static_cast<long long>(integer_field(object, name.c_str(), spec.key));
+          break;
+        case TrainOptionKind::number:
+          value = number_field(object, name.c_str(), spec.key);
+          break;
+        case TrainOptionKind::text:
+        case TrainOptionKind::name:
+          value = string_field(object, name.c_str(), spec.key);
+          break;
+        case TrainOptionKind::shape:
+          value = shape_field(object, name.c_str(), spec.key);
+          break;
+      }
+      // Ranges here too: an unsigned field (the seed) must not wrap on the way in.
+      check_train_value(spec, value);
+      spec.set(c, value);
+    }
     const json& l = j.at("loss");
     SINKHORN_CHECK(l.is_object(), "malformed training configuration: loss is not an object");
     // Each option of the table; one a run folder lacks (written before the option existed) keeps
@@ -220,32 +194,6 @@ TrainConfig train_config_from_json(const std::string& text) {
       }
       spec.set(c.loss, value);
     }
-    c.cost = string_field(j, "cost", "cost");
-    const json& f = j.at("critic");
-    c.critic.architecture = string_field(f, "architecture", "critic.architecture");
-    c.critic.feature_dim = integer_field(f, "feature_dim", "critic.feature_dim");
-    c.critic.width = integer_field(f, "width", "critic.width");
-    c.critic.sample_shape = shape_field(f, "sample_shape", "critic.sample_shape");
-    c.critic_steps = integer_field(j, "critic_steps", "critic_steps");
-    c.clip = number_field(j, "clip", "clip");
-    c.optimizer = string_field(j, "optimizer", "optimizer");
-    c.learning_rate = number_field(j, "learning_rate", "learning_rate");
-    c.schedule = string_field(j, "schedule", "schedule");
-    c.critic_learning_rate = number_field(j, "critic_learning_rate", "critic_learning_rate");
-    c.batch_size = integer_field(j, "batch_size", "batch_size");
-    c.steps = integer_field(j, "steps", "steps");
-    const int64_t seed = integer_field(j, "seed", "seed");
-    SINKHORN_CHECK_ARG(seed >= 0, "seed", "must be >= 0, got " << seed);
-    c.seed = static_cast<uint64_t>(seed);
-    c.eval_every = integer_field(j, "eval_every", "eval_every");
-    c.eval_samples = integer_field(j, "eval_samples", "eval_samples");
-    c.eval_blur = number_field(j, "eval_blur", "eval_blur");
-    c.sample_every = integer_field(j, "sample_every", "sample_every");
-    c.checkpoint_every = integer_field(j, "checkpoint_every", "checkpoint_every");
-    c.log_every = integer_field(j, "log_every", "log_every");
-    c.out_dir = string_field(j, "out_dir", "out_dir");
-    // Optional: runs written before the setting existed trained on the CPU.
-    if (j.contains("device")) c.device = string_field(j, "device", "device");
   } catch (const json::exception& error) {
     SINKHORN_CHECK(false, "malformed training configuration: " << error.what());
   }

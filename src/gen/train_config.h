@@ -2,6 +2,8 @@
 // `sinkhorn sample` and `--resume` rebuild exactly the same models).
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 
@@ -39,8 +41,8 @@ inline constexpr IntegerRange kCriticStepsRange{1, 1000};
 inline constexpr IntegerRange kBatchSizeRange{2, 1000000};
 /// eval_samples.
 inline constexpr IntegerRange kEvalSamplesRange{2, 1000000};
-/// steps (0: a run that only evaluates its untrained generator).
-inline constexpr IntegerRange kStepsRange{0, kMaxSteps};
+/// steps: at least one (a run of none would write no checkpoint to sample or resume from).
+inline constexpr IntegerRange kStepsRange{1, kMaxSteps};
 /// eval_every, checkpoint_every, log_every.
 inline constexpr IntegerRange kEveryRange{1, kMaxSteps};
 /// sample_every (0: pictures only at the end).
@@ -51,6 +53,28 @@ inline constexpr IntegerRange kLossIterationsRange{0, 10000000};
 /// points, or [C, H, W] with C 1 or 3 and H, W up to this).
 inline constexpr int64_t kMaxImageSide = 1024;
 
+/// What the loss compares: raw samples, or features of a critic trained to tell them apart.
+enum class CostKind {
+  fixed,    ///< the loss on raw samples
+  learned,  ///< on f_phi features, f_phi trained adversarially to maximise it (Algorithm 2)
+};
+/// The optimiser of the generator and the critic.
+enum class OptimizerKind { adam, rmsprop };
+/// The generator's learning rate over a run.
+enum class LearningRateSchedule {
+  constant,  ///< learning_rate throughout
+  cosine,    ///< from learning_rate to 5% of it along a half cosine (a function of the step)
+};
+
+/// Names, as config.json, the command line and messages write them ("fixed", "rmsprop", ...).
+std::string to_string(CostKind cost);
+std::string to_string(OptimizerKind optimizer);
+std::string to_string(LearningRateSchedule schedule);
+/// The value named `name`; throws sinkhorn::Error naming `argument` and the names there are.
+CostKind parse_cost(const std::string& name, const std::string& argument);
+OptimizerKind parse_optimizer(const std::string& name, const std::string& argument);
+LearningRateSchedule parse_schedule(const std::string& name, const std::string& argument);
+
 struct TrainConfig {
   /// The data and its held-out split.
   DataSpec data;
@@ -58,22 +82,20 @@ struct TrainConfig {
   GeneratorSpec generator;
   /// The loss between generated and real batches (on raw samples, or on critic features).
   SinkhornOptions loss;
-  /// "fixed": the loss on raw samples; "learned": on f_phi features, f_phi trained adversarially
-  /// to maximise it (the paper's Algorithm 2).
-  std::string cost = "fixed";
+  /// Raw samples (fixed) or critic features (learned, the paper's Algorithm 2).
+  CostKind cost = CostKind::fixed;
   /// The critic f_phi of a learned cost (its sample_shape is set from the data).
   CriticSpec critic;
   /// Critic updates per generator update (learned cost).
   int64_t critic_steps = 5;
   /// Weight clipping bound of the critic's parameters (learned cost; 0 disables).
   double clip = 0.01;
-  /// "adam" or "rmsprop", for the generator and the critic.
-  std::string optimizer = "adam";
+  /// For the generator and the critic.
+  OptimizerKind optimizer = OptimizerKind::adam;
   /// Generator learning rate.
   double learning_rate = 1e-3;
-  /// "constant", or "cosine": the generator's rate decays from learning_rate to 5% of it along a
-  /// half cosine over the run (a function of the step, so resume stays exact).
-  std::string schedule = "constant";
+  /// The generator's rate over the run (a function of the step, so resume stays exact).
+  LearningRateSchedule schedule = LearningRateSchedule::constant;
   /// Critic learning rate (learned cost).
   double critic_learning_rate = 5e-5;
   /// Samples per batch, generated and real alike.
@@ -96,17 +118,13 @@ struct TrainConfig {
   int64_t log_every = 10;
   /// The run folder.
   std::string out_dir = "runs/train";
-  /// Where the networks, their optimisers' state, the batches and the loss live: "cpu", "cuda" or
-  /// "cuda:K". Random numbers are drawn on the CPU whatever the device (and the batches moved), so
+  /// Where the networks, their optimisers' state, the batches and the loss live: cpu, cuda or
+  /// cuda:K (config.json writes its name). Random numbers are drawn on the CPU whatever the device (and the batches moved), so
   /// a run draws the same latents and data on any device. Not a setting a run must keep: a resumed
   /// run may continue on another device (checkpoints are read onto the CPU, then moved), and a
   /// config.json or checkpoint without it (written before it existed) means "cpu".
-  std::string device = "cpu";
+  c10::Device device{c10::kCPU};
 };
-
-/// Whether `name` is a device name a TrainConfig accepts: "cpu", "cuda", or "cuda:K" with K a
-/// decimal GPU number. Whether the machine has that GPU is the trainer's check.
-bool is_device_name(const std::string& name);
 
 /// Throws sinkhorn::Error naming the first bad setting (Error::argument(): its field name here,
 /// "batch_size", "learning_rate", "generator.hidden", or the loss's own "blur"; the command line

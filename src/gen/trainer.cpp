@@ -13,17 +13,19 @@
 #include <sstream>
 
 #include "gen/checkpoint.h"
-#include "gen/fused_adam.h"
+#include "gen/critic_step.h"
+#include "gen/data_parallel.h"
 #include "gen/data/toy2d.h"
 #include "gen/metrics_log.h"
+#include "gen/optimizers.h"
 #include "gen/models/networks.h"
 #include "gen/sample_pictures.h"
 #include "gen/seeds.h"
 #include "io/atomic_file.h"
 #include "io/file_bytes.h"
+#include "platform/devices.h"
 #include "api/sharded_divergence.h"
 #include "dist/group.h"
-#include "reduce/cuda/cuda_module.h"
 #include "sinkhorn/divergence.h"
 #include "util/check.h"
 
@@ -38,30 +40,6 @@ std::string step_tag(int64_t step) {
   return tag.str();
 }
 
-void set_learning_rate(torch::optim::Optimizer& optimizer, double rate) {
-  for (auto& group : optimizer.param_groups()) {
-    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) adam->lr(rate);
-    if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropOptions*>(&group.options())) rmsprop->lr(rate);
-  }
-}
-
-// The generator's rate at `step` (1-based) of `steps`. The optimiser's saved state carries a rate
-// too; setting it every step makes the config (and a resume's new --lr) the one source of truth.
-double learning_rate_at(const TrainConfig& config, int64_t step) {
-  if (config.schedule == "constant" || config.steps <= 1) return config.learning_rate;
-  constexpr double kFinalFraction = 0.05;
-  const double progress = static_cast<double>(step - 1) / static_cast<double>(config.steps - 1);
-  return config.learning_rate * (kFinalFraction + (1 - kFinalFraction) * 0.5 * (1 + std::cos(M_PI * progress)));
-}
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind, std::vector<at::Tensor> parameters,
-                                                        double learning_rate) {
-  if (kind == "rmsprop") {
-    return std::make_unique<torch::optim::RMSprop>(std::move(parameters), torch::optim::RMSpropOptions(learning_rate));
-  }
-  return std::make_unique<FusedAdam>(std::move(parameters), torch::optim::AdamOptions(learning_rate));
-}
-
 // The generator and critic of a configuration, initialised from its seed.
 struct Networks {
   Generator generator{nullptr};
@@ -72,7 +50,7 @@ Networks build_networks(const TrainConfig& config) {
   Networks networks;
   construct_seeded(stream_seed(config.seed, kInitialisationStream), [&] {
     networks.generator = Generator(config.generator);
-    if (config.cost == "learned") networks.critic = Critic(config.critic);
+    if (config.cost == CostKind::learned) networks.critic = Critic(config.critic);
   });
   return networks;
 }
@@ -83,97 +61,13 @@ Error with_note(const Error& error, const std::string& note) {
   return error.argument().empty() ? Error(problem) : Error(error.argument(), problem);
 }
 
-// A copy of an optimiser's state for one parameter that owns its tensors (clone() alone shares
-// them, and the optimiser updates them in place).
-std::unique_ptr<torch::optim::OptimizerParamState> deep_copy(const torch::optim::OptimizerParamState& state) {
-  std::unique_ptr<torch::optim::OptimizerParamState> copy = state.clone();
-  const auto owned = [](const at::Tensor& tensor) { return tensor.defined() ? tensor.clone() : tensor; };
-  if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(copy.get())) {
-    adam->exp_avg(owned(adam->exp_avg()));
-    adam->exp_avg_sq(owned(adam->exp_avg_sq()));
-    adam->max_exp_avg_sq(owned(adam->max_exp_avg_sq()));
-  } else if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropParamState*>(copy.get())) {
-    rmsprop->square_avg(owned(rmsprop->square_avg()));
-    rmsprop->momentum_buffer(owned(rmsprop->momentum_buffer()));
-    rmsprop->grad_avg(owned(rmsprop->grad_avg()));
-  } else {
-    SINKHORN_INTERNAL_CHECK(false, "an optimiser state of a kind the trainer does not build");
-  }
-  return copy;
-}
-
-// Moves an optimiser's state (its running averages) to `device`, as Module::to moves parameters:
-// a checkpoint's state is read onto the CPU.
-void move_state(torch::optim::Optimizer& optimizer, const at::Device& device) {
-  const auto moved = [&](const at::Tensor& tensor) { return tensor.defined() ? tensor.to(device) : tensor; };
-  for (auto& entry : optimizer.state()) {
-    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(entry.second.get())) {
-      adam->exp_avg(moved(adam->exp_avg()));
-      adam->exp_avg_sq(moved(adam->exp_avg_sq()));
-      adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq()));
-    } else if (auto* rmsprop = dynamic_cast<torch::optim::RMSpropParamState*>(entry.second.get())) {
-      rmsprop->square_avg(moved(rmsprop->square_avg()));
-      rmsprop->momentum_buffer(moved(rmsprop->momentum_buffer()));
-      rmsprop->grad_avg(moved(rmsprop->grad_avg()));
-    } else {
-      SINKHORN_INTERNAL_CHECK(false, "an optimiser state of a kind the trainer does not build");
-    }
-  }
-}
-
 // The device of config.device (validate() checked its form), refused naming "device" when this
 // LibTorch or machine has no such GPU.
 at::Device device_of(const TrainConfig& config) {
-  const at::Device device(config.device);
-  if (device.is_cpu()) return device;
-  const std::string problem = reduce::cuda::device_problem(device);
-  SINKHORN_CHECK_ARG(problem.empty(), "device", "'" << config.device << "': " << problem);
-  return device;
-}
-
-// What a step's critic updates change: the critic, its optimiser, and the generator's buffers
-// (batch norm's running statistics move as the critic's batches are generated in training mode).
-// Taken before the updates and put back when a stop request interrupts them, so that the
-// checkpoint then written is the last finished step's and a resume redoes this step from its start.
-class CriticStepSnapshot {
- public:
-  CriticStepSnapshot(torch::nn::Module& critic, torch::optim::Optimizer& optimizer, torch::nn::Module& generator)
-      : critic_(critic), optimizer_(optimizer), generator_(generator) {
-    for (const at::Tensor& tensor : tensors()) saved_.push_back(tensor.detach().clone());
-    for (const auto& [key, state] : optimizer_.state()) state_.emplace(key, deep_copy(*state));
-  }
-
-  void restore() {
-    torch::NoGradGuard no_grad;
-    const std::vector<at::Tensor> current = tensors();
-    for (size_t k = 0; k < current.size(); ++k) current[k].copy_(saved_[k]);
-    optimizer_.state().clear();
-    for (const auto& [key, state] : state_) optimizer_.state()[key] = deep_copy(*state);
-  }
-
- private:
-  std::vector<at::Tensor> tensors() const {
-    std::vector<at::Tensor> all = critic_.parameters();
-    for (const at::Tensor& buffer : critic_.buffers()) all.push_back(buffer);
-    for (const at::Tensor& buffer : generator_.buffers()) all.push_back(buffer);
-    return all;
-  }
-
-  torch::nn::Module& critic_;
-  torch::optim::Optimizer& optimizer_;
-  torch::nn::Module& generator_;
-  std::vector<at::Tensor> saved_;
-  std::map<void*, std::unique_ptr<torch::optim::OptimizerParamState>> state_;
-};
-
-// True on every rank of `group` when `flag` is true on any (`flag` itself in one process): the
-// ranks take each decision together, or the one that stops would leave the others waiting in a
-// collective.
-bool on_any_rank(const dist::Group* group, bool flag, const at::Device& device) {
-  if (!group) return flag;
-  std::vector<double> value{flag ? 1.0 : 0.0};
-  group->allreduce_max(value, device);
-  return value[0] != 0.0;
+  if (config.device.is_cpu()) return config.device;
+  const std::string problem = platform::device_problem(config.device);
+  SINKHORN_CHECK_ARG(problem.empty(), "device", "'" << config.device.str() << "': " << problem);
+  return config.device;
 }
 
 }  // namespace
@@ -197,40 +91,9 @@ struct Trainer::State {
   // Solves of this process since it started or resumed, and those that did not converge.
   int64_t solves = 0, unconverged_solves = 0;
   double largest_unconverged_error = 0;
-  const dist::Group* group = nullptr;      // the ranks training together (torchrun); null: one process
+  DataParallel ranks{nullptr, at::kCPU};   // the ranks training together (torchrun), or one process
 
-  // The group without ownership: the caller keeps it alive for the trainer's life.
-  std::shared_ptr<const dist::Group> shared_group() const {
-    return group ? std::shared_ptr<const dist::Group>(std::shared_ptr<const dist::Group>(), group) : nullptr;
-  }
-
-  // Rank 0 writes the run folder; the other ranks of a group only compute.
-  bool writes_files() const { return !group || group->rank() == 0; }
-
-  // This rank's block of rows of a global batch (all of it in one process).
-  at::Tensor share(const at::Tensor& batch) const { return group ? dist::own_block(batch, *group) : batch; }
-
-  bool on_any_rank(bool flag) const { return sinkhorn::gen::on_any_rank(group, flag, device); }
-
-  // The gradient of the whole batch's loss: each rank's backward reached the parameters through
-  // its own rows only, so the ranks' gradients add up (one all-reduce for all parameters).
-  void sum_gradients(torch::nn::Module& module) const {
-    if (!group) return;
-    std::vector<at::Tensor> gradients;
-    for (const at::Tensor& parameter : module.parameters()) {
-      if (parameter.grad().defined()) gradients.push_back(parameter.grad());
-    }
-    if (gradients.empty()) return;
-    std::vector<at::Tensor> flat;
-    for (const at::Tensor& gradient : gradients) flat.push_back(gradient.reshape({-1}));
-    at::Tensor buffer = at::cat(flat);
-    group->allreduce_sum_(buffer);
-    int64_t offset = 0;
-    for (at::Tensor& gradient : gradients) {
-      gradient.copy_(buffer.narrow(0, offset, gradient.numel()).view_as(gradient));
-      offset += gradient.numel();
-    }
-  }
+  bool writes_files() const { return ranks.writes_files(); }
 
   // `saved`: the checkpoint the settings come from (resume), whose name their errors then carry.
   explicit State(TrainConfig c, const Checkpoint* saved = nullptr) : config(std::move(c)) {
@@ -256,6 +119,7 @@ struct Trainer::State {
   // read on the CPU; this moves them, with their optimisers' state, to the run's device. Module::to
   // keeps each parameter's identity (set_data), which the optimisers' state is keyed by.
   void move_to_device() {
+    ranks.set_device(device);
     networks.generator->to(device);
     move_state(*generator_optimizer, device);
     if (networks.critic) {
@@ -301,8 +165,8 @@ struct Trainer::State {
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
     const DivergenceResult result =
         networks.critic ? api::divergence_over({}, networks.critic->forward(generated), {},
-                                               networks.critic->forward(real), config.loss, shared_group())
-                        : api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, shared_group());
+                                               networks.critic->forward(real), config.loss, ranks.shared_group())
+                        : api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, ranks.shared_group());
     note_convergence(result.diagnostics);
     return result.value;
   }
@@ -451,24 +315,18 @@ struct Trainer::State {
     }
   }
 
-  // One update of the critic: gradient ascent on the loss (descent on its negative), then clipping.
+  // One update of the critic on a fresh pair of batches (gen/critic_step.h).
   double critic_update(at::Generator& generator) {
-    const int64_t batch = config.batch_size;
-    at::Tensor generated;
-    {
-      torch::NoGradGuard no_grad;
-      generated =
-          networks.generator->forward(share(networks.generator->sample_latent(batch, generator)).to(device));
-    }
-    const at::Tensor real = share(data->sample(batch, generator)).to(device);
-    const at::Tensor value = loss(generated, real);
-    if (!all_finite(value)) return std::nan("");
-    critic_optimizer->zero_grad();
-    (-value).backward();
-    sum_gradients(*networks.critic);
-    critic_optimizer->step();
-    if (config.clip > 0) networks.critic->clip_weights(config.clip);
-    return value.item<double>();
+    return gen::critic_update(networks.critic, *critic_optimizer, ranks, config.clip, [&] {
+      const int64_t batch = config.batch_size;
+      at::Tensor generated;
+      {
+        torch::NoGradGuard no_grad;
+        generated =
+            networks.generator->forward(ranks.share(networks.generator->sample_latent(batch, generator)).to(device));
+      }
+      return loss(generated, ranks.share(data->sample(batch, generator)).to(device));
+    });
   }
 
   TrainOutcome run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop);
@@ -480,36 +338,24 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 Trainer::~Trainer() = default;
 
-namespace {
-
-// The other ranks wait for rank 0 to set up (or resume) the run folder, and learn whether it did:
-// a refusal there (a locked folder, a bad checkpoint) ends every rank at once, not after a timeout.
-void agree_on_setup(const dist::Group* group, const at::Device& device, bool failed) {
-  const bool rank_failed = on_any_rank(group, failed, device);
-  SINKHORN_CHECK(failed || !rank_failed || group->rank() == 0,
-                 "rank 0 could not set up the run folder (its own error says why)");
-}
-
-}  // namespace
-
 Trainer Trainer::start(TrainConfig config, bool overwrite, const dist::Group* group) {
   // The data path is saved in the checkpoint: make it absolute so --resume works from any folder.
   if (!config.data.path.empty()) config.data.path = std::filesystem::absolute(config.data.path).lexically_normal().string();
   // Settings, data and networks first: a bad setting leaves the folder untouched.
   auto state = std::make_unique<State>(std::move(config));
-  state->group = group;
+  state->ranks = DataParallel(group, state->device);
   state->move_to_device();
   if (!state->writes_files()) {
-    agree_on_setup(group, state->device, false);
+    state->ranks.agree_on_setup(false);
     return Trainer(std::move(state));
   }
   try {
     start_folder(*state, overwrite);
   } catch (...) {
-    agree_on_setup(group, state->device, true);
+    state->ranks.agree_on_setup(true);
     throw;
   }
-  agree_on_setup(group, state->device, false);
+  state->ranks.agree_on_setup(false);
   return Trainer(std::move(state));
 }
 
@@ -537,7 +383,8 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
   if (group && group->rank() != 0) {
     // Rank 0 resumes the folder first (it may move a checkpoint a killed run left committing);
     // then this rank reads the same checkpoint, without the folder's lock, and only computes.
-    agree_on_setup(group, at::Device(at::kCPU), false);
+    const DataParallel setup(group, at::kCPU);
+    setup.agree_on_setup(false);
     const Checkpoint checkpoint = Checkpoint::read(out_dir + "/" + kCheckpointFile, "out_dir");
     TrainConfig config = checkpoint.config();
     config.out_dir = out_dir;
@@ -545,19 +392,20 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
     if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
     if (overrides.device) config.device = *overrides.device;
     auto state = std::make_unique<State>(std::move(config), &checkpoint);
-    state->group = group;
+    state->ranks = DataParallel(group, state->device);
     state->load_checkpoint(checkpoint);
     state->move_to_device();
     state->checkpoint_step = state->step;
     return Trainer(std::move(state));
   }
+  const DataParallel setup(group, at::kCPU);
   try {
     Trainer trainer = resume_folder(out_dir, overrides);
-    trainer.state_->group = group;
-    agree_on_setup(group, at::Device(at::kCPU), false);
+    trainer.state_->ranks = DataParallel(group, trainer.state_->device);
+    setup.agree_on_setup(false);
     return trainer;
   } catch (...) {
-    agree_on_setup(group, at::Device(at::kCPU), true);
+    setup.agree_on_setup(true);
     throw;
   }
 }
@@ -621,10 +469,10 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
   std::optional<Evaluation> last_evaluation;
   // In a group the ranks agree on a stop once per step, at its start; in one process a stop
   // request is also taken between critic updates.
-  const auto stop_requested = [&] { return !group && stop && stop->load(); };
+  const auto stop_requested = [&] { return !ranks.distributed() && stop && stop->load(); };
 
   while (step < config.steps) {
-    if (on_any_rank(stop && stop->load())) return stop_now();
+    if (ranks.on_any_rank(stop && stop->load())) return stop_now();
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;
     at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
@@ -635,7 +483,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
       // Only a run that can be stopped between critic updates pays for the copy (in a group the
       // ranks stop at step boundaries only).
       std::optional<CriticStepSnapshot> before;
-      if (stop && !group) before.emplace(*networks.critic, *critic_optimizer, *networks.generator);
+      if (stop && !ranks.distributed()) before.emplace(*networks.critic, *critic_optimizer, *networks.generator);
       double critic_value = 0;
       for (int64_t k = 0; k < config.critic_steps; ++k) {
         if (k > 0 && stop_requested()) {
@@ -654,17 +502,17 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     // Drawn on the CPU, then moved: the same latents and batches on any device.
     // Drawn whole (the same global batch on every rank), generated in shares.
     const at::Tensor generated = networks.generator->forward(
-        share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
-    if (on_any_rank(!all_finite(generated))) {
+        ranks.share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
+    if (ranks.on_any_rank(!all_finite(generated))) {
       return stopped_by_non_finite(next, "the generator produced non-finite samples");
     }
-    const at::Tensor value = loss(generated, share(data->sample(config.batch_size, generator)).to(device));
+    const at::Tensor value = loss(generated, ranks.share(data->sample(config.batch_size, generator)).to(device));
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
     value.backward();
-    sum_gradients(*networks.generator);
+    ranks.sum_gradients(*networks.generator);
     for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
         return stopped_by_non_finite(next, "a gradient of the generator is not finite");

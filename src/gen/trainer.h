@@ -72,10 +72,10 @@ struct ResumeOverrides {
   std::optional<int64_t> steps;
   /// A new generator learning rate, e.g. a smaller one after a non-finite stop.
   std::optional<double> learning_rate;
-  /// Another device to continue on ("cpu", "cuda", "cuda:K"); unset: the one the run was saved with.
+  /// Another device to continue on (cpu, cuda, cuda:K); unset: the one the run was saved with.
   /// The checkpoint is read onto the CPU and moved, so a run saved on a GPU continues on a CPU.
   /// (Initialised, so that the older two-field braces {steps, learning_rate} stay warning-free.)
-  std::optional<std::string> device = std::nullopt;
+  std::optional<c10::Device> device = std::nullopt;
 };
 
 class Trainer {

@@ -13,11 +13,14 @@
 #include "api/option_table.h"
 #include "cli.h"
 #include "loss_options.h"
+#include "train_options.h"
+#include "gen/train_options.h"
+#include "flag_names.h"
 #include "test_support.h"
 #include "io/array_io.h"
 #include "reduce/cost_matrix.h"
 #include "sinkhorn/divergence.h"
-#include "reduce/cuda/cuda_module.h"
+#include "platform/devices.h"
 
 namespace sinkhorn::cli {
 namespace {
@@ -71,7 +74,7 @@ TEST_F(DivergenceCommand, DeviceCudaAgreesWithCpuOrIsRefusedWithAReason) {
   ASSERT_EQ(run_command({x_path, y_path, "--device", "cpu", "--blur", "0.1"}), 0) << err.str();
   const double on_cpu = std::stod(out.str());
   const int status = run_command({x_path, y_path, "--device", "cuda", "--blur", "0.1"});
-  if (sinkhorn::reduce::cuda::gpu_available()) {
+  if (sinkhorn::platform::gpu_available()) {
     ASSERT_EQ(status, 0) << err.str();
     EXPECT_NEAR(std::stod(out.str()), on_cpu, 1e-9 * std::abs(on_cpu));  // float64 clouds on both devices
   } else {
@@ -80,7 +83,7 @@ TEST_F(DivergenceCommand, DeviceCudaAgreesWithCpuOrIsRefusedWithAReason) {
   }
   EXPECT_EQ(run_command({x_path, y_path, "--device", "tpu"}), 2);
   EXPECT_NE(err.str().find("--device: expected cpu, cuda or cuda:K, got 'tpu'"), std::string::npos) << err.str();
-  // One grammar with the training configuration's (platform/device_names.h): "cuda:1x" is neither.
+  // One grammar with the training configuration's (platform/devices.h): "cuda:1x" is neither.
   EXPECT_EQ(run_command({x_path, y_path, "--device", "cuda:1x"}), 2);
 }
 
@@ -229,6 +232,30 @@ TEST(LossOptions, EveryOptionOfTheTableIsAFlagThatSetsIt) {
   for (const api::OptionSpec& spec : api::option_table()) {
     EXPECT_EQ(api::to_text(spec.get(options)), api::to_text(spec.sample)) << spec.flag;
   }
+}
+
+TEST(TrainOptions, EverySettingOfTheTableIsAFlagThatSetsIt) {
+  // Every training setting with a flag at its sample value through that flag, on top of the
+  // recipe: one the command does not declare or read fails here (src/gen/train_options.h).
+  ArgumentParser parser("t", "t");
+  add_train_options(parser);
+  add_loss_options(parser);
+  std::vector<std::string> arguments;
+  for (const gen::TrainOptionSpec& spec : gen::train_option_table()) {
+    if (*spec.flag == '\0') continue;
+    arguments.insert(arguments.end(), {std::string("--") + spec.flag, gen::to_text(spec.sample)});
+  }
+  const gen::TrainConfig config = train_config_from(parser.parse(arguments));
+  for (const gen::TrainOptionSpec& spec : gen::train_option_table()) {
+    if (*spec.flag == '\0') continue;
+    EXPECT_EQ(gen::to_text(spec.get(config)), gen::to_text(spec.sample)) << spec.flag;
+    // The resume rule is the table's: --steps, --lr and --device only.
+    EXPECT_EQ(may_change_on_resume(spec.flag), spec.may_change_on_resume) << spec.flag;
+    // An error naming the setting speaks of its flag.
+    EXPECT_EQ(flag_for(spec.key), std::string("--") + spec.flag) << spec.key;
+  }
+  EXPECT_FALSE(may_change_on_resume("blur"));
+  EXPECT_TRUE(may_change_on_resume("threads"));
 }
 
 TEST_F(DivergenceCommand, OptionsTheLossIgnoresAndBadTimeoutsAreRefused) {

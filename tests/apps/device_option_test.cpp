@@ -15,7 +15,7 @@
 #include "gen/gen_test_support.h"
 #include "io/array_io.h"
 #include "io/pictures.h"
-#include "reduce/cuda/cuda_module.h"
+#include "platform/devices.h"
 
 namespace sinkhorn::cli {
 namespace {
@@ -64,7 +64,7 @@ TEST_F(DeviceOption, BadNamesAreRefusedNamingTheOption) {
 }
 
 TEST_F(DeviceOption, CudaWithoutAGpuIsRefusedNamingTheOption) {
-  if (sinkhorn::reduce::cuda::gpu_available()) GTEST_SKIP() << "this machine has a GPU";
+  if (sinkhorn::platform::gpu_available()) GTEST_SKIP() << "this machine has a GPU";
   expect_device_error(quick_train("run", 2, "cuda"), "GPU");
   expect_device_error(quick_train("run", 2, "cuda:1"), "GPU");
   EXPECT_FALSE(fs::exists(path("run")));
@@ -76,7 +76,7 @@ TEST_F(DeviceOption, CudaWithoutAGpuIsRefusedNamingTheOption) {
 }
 
 TEST_F(DeviceOption, ARing8RunOnTheGpuResumesOnTheCpu) {
-  if (!sinkhorn::reduce::cuda::gpu_available()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)";
+  if (!sinkhorn::platform::gpu_available()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)";
   ASSERT_EQ(run_command(quick_train("run", 4, "cuda")), 0) << err.str();
   EXPECT_NE(out.str().find(" on cuda"), std::string::npos) << out.str();
   expect_finite_losses("run", 2);  // rows at the evaluations (--eval-every 2): steps 2 and 4
@@ -98,7 +98,7 @@ TEST_F(DeviceOption, ARing8RunOnTheGpuResumesOnTheCpu) {
 }
 
 TEST_F(DeviceOption, ThePaperMlpTrainsOnRealMnistOnTheGpuAndResumesOnTheCpu) {
-  if (!sinkhorn::reduce::cuda::gpu_available()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)";
+  if (!sinkhorn::platform::gpu_available()) GTEST_SKIP() << "no CUDA GPU on this machine (or no CUDA in this LibTorch)";
   if (!fs::exists(SINKHORN_MNIST_DIR)) GTEST_SKIP() << "no MNIST copy at " << SINKHORN_MNIST_DIR;
   ASSERT_EQ(run_command({"train", "--data", "mnist", "--data-path", SINKHORN_MNIST_DIR, "--split", "test", "--steps",
                          "3", "--batch-size", "64", "--eval-samples", "64", "--heldout", "64", "--out", path("mnist"),

@@ -15,6 +15,7 @@
 #include "gen/run_folder.h"
 #include "io/array_io.h"
 #include "io/pictures.h"
+#include "io/zip_archive.h"
 
 namespace sinkhorn::cli {
 namespace {
@@ -60,7 +61,7 @@ TEST_F(TrainCommand, StartsFromTheRecipeOfItsDataAndCostWithTheGivenFlagsOnTop) 
     std::vector<std::string> args = quick_train(std::string("run_") + cost, 1);
     args.insert(args.end(), {"--cost", cost});
     ASSERT_EQ(run_command(args), 0) << err.str();
-    gen::TrainConfig expected = gen::recipe_for("ring8", cost);
+    gen::TrainConfig expected = gen::recipe_for("ring8", gen::parse_cost(cost, "cost"));
     expected.steps = 1;
     expected.out_dir = path(std::string("run_") + cost);
     expected.batch_size = 32;
@@ -148,7 +149,7 @@ TEST_F(TrainCommand, ACorruptCheckpointIsRefusedBySampleAndResume) {
   std::vector<uint8_t> bytes = sinkhorn::testing::read_bytes(checkpoint);
   const std::string chars(bytes.begin(), bytes.end());
   std::string entry_name;
-  for (const gen::ZipEntry& entry : gen::zip_entries(chars, checkpoint, "checkpoint")) {
+  for (const io::ZipEntry& entry : io::zip_entries(chars, checkpoint, "checkpoint")) {
     if (entry.name.find("/data/") != std::string::npos && entry.compressed_size >= 64) {
       bytes[entry.data_offset + 17] ^= 0x01;  // one bit of one weight
       entry_name = entry.name;

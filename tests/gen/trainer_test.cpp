@@ -16,6 +16,7 @@
 #include "gen/models/networks.h"
 #include "gen/recipes.h"
 #include "gen/small_runs.h"
+#include "gen/train_options.h"
 #include "io/file_bytes.h"
 #include "io/pictures.h"
 #include "sinkhorn/error.h"
@@ -82,19 +83,58 @@ TEST(AllFinite, AgreesWithIsfiniteOnEveryKindOfValue) {
   }
 }
 
+TEST(TrainConfig, EverySettingIsCheckedAgainstItsTableRange) {
+  // Each setting just outside its range is refused by validate() naming it, and by the JSON reader.
+  for (const TrainOptionSpec& spec : train_option_table()) {
+    TrainValue bad;
+    if (spec.kind == TrainOptionKind::integer) {
+      bad = static_cast<long long>(spec.range.max) + 1;
+    } else if (spec.kind == TrainOptionKind::number) {
+      bad = spec.minimum_allowed ? spec.minimum - 1 : spec.minimum;
+    } else if (spec.kind == TrainOptionKind::shape) {
+      bad = std::vector<int64_t>{2, 2};
+    } else {
+      continue;  // names are refused by set() (below); texts where they are used
+    }
+    if (std::string(spec.key) == "seed") bad = -1LL;  // its max is int64's
+    TrainConfig c = small_run("/tmp/x");
+    spec.set(c, bad);
+    try {
+      validate(c);
+      ADD_FAILURE() << spec.key << " accepted " << to_text(bad);
+    } catch (const Error& error) {
+      EXPECT_EQ(error.argument(), spec.key);
+    }
+  }
+  for (const char* key : {"cost", "optimizer", "schedule", "device"}) {
+    TrainConfig c = small_run("/tmp/x");
+    try {
+      find_train_option(key)->set(c, std::string("nonsense"));
+      ADD_FAILURE() << key << " accepted nonsense";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.argument(), key);
+    }
+  }
+}
+
 TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
   TrainConfig c = small_run("/tmp/x");
   // Every loss option away from its default, from the option table: one that to_json leaves out
   // (as --cluster-scale once was) comes back at its default and fails here.
   for (const api::OptionSpec& spec : api::option_table()) spec.set(c.loss, spec.sample);
-  c.cost = "learned";
-  c.critic.feature_dim = 7;
+  // And every other setting, from its table (gen/train_options.h).
+  for (const TrainOptionSpec& spec : train_option_table()) spec.set(c, spec.sample);
   c.seed = 12345678901234ULL;
   const std::string json = to_json(c);
   const TrainConfig restored = train_config_from_json(json);
   for (const api::OptionSpec& spec : api::option_table()) {
     EXPECT_EQ(api::to_text(spec.get(restored.loss)), api::to_text(spec.sample)) << spec.name;
   }
+  for (const TrainOptionSpec& spec : train_option_table()) {
+    if (std::string(spec.key) == "seed") continue;
+    EXPECT_EQ(to_text(spec.get(restored)), to_text(spec.sample)) << spec.key;
+  }
+  EXPECT_EQ(restored.seed, 12345678901234ULL);
   EXPECT_EQ(to_json(restored), json);
   EXPECT_THROW(train_config_from_json("{\"data\": 3}"), Error);
   EXPECT_THROW(train_config_from_json("not json"), Error);
@@ -211,8 +251,8 @@ TEST(Trainer, LearnedCostAndBatchNormResumeExactly) {
     auto config = [&](const std::string& name, int64_t steps) {
       TrainConfig c = images ? small_image_run(folder, folder.file(name)) : small_run(folder.file(name));
       if (!images) {
-        c.cost = "learned";
-        c.optimizer = "rmsprop";
+        c.cost = CostKind::learned;
+        c.optimizer = OptimizerKind::rmsprop;
         c.critic.width = 16;
         c.critic.feature_dim = 4;
         c.critic_steps = 2;
@@ -266,12 +306,12 @@ TEST(Trainer, LearnedCostWithDcganCriticOnCifarShapedImages) {
   c.generator.architecture = "dcgan";
   c.generator.width = 4;
   c.generator.latent_dim = 8;
-  c.cost = "learned";
+  c.cost = CostKind::learned;
   c.critic.architecture = "dcgan";
   c.critic.width = 4;
   c.critic.feature_dim = 8;
   c.critic_steps = 2;
-  c.optimizer = "rmsprop";
+  c.optimizer = OptimizerKind::rmsprop;
   c.batch_size = 4;
   c.steps = 3;
   c.eval_samples = 4;
@@ -294,8 +334,8 @@ TEST(Trainer, TheCriticAscendsTheLossItLearnsForBothLosses) {
   for (const Loss loss : {Loss::divergence, Loss::gaussian_mixture}) {
     SCOPED_TRACE(loss == Loss::divergence ? "divergence" : "gaussian_mixture");
     TrainConfig c = small_run(folder.file(loss == Loss::divergence ? "s" : "m"));
-    c.cost = "learned";
-    c.optimizer = "rmsprop";
+    c.cost = CostKind::learned;
+    c.optimizer = OptimizerKind::rmsprop;
     c.loss.loss = loss;
     c.loss.blur = 0.05;
     c.loss.p = 1;
@@ -322,12 +362,12 @@ TEST(Trainer, TheLearnedCostExperimentsConfigurationRunsOnMnistShapedImages) {
   // MMD baseline's Gaussian-mixture loss on the critic's features, RMSprop, clipping.
   ScratchFolder folder;
   TrainConfig c = small_image_run(folder, folder.file("run"));
-  c.cost = "learned";
+  c.cost = CostKind::learned;
   c.critic.architecture = "dcgan";
   c.critic.width = 4;
   c.critic.feature_dim = 16;
   c.critic_steps = 2;
-  c.optimizer = "rmsprop";
+  c.optimizer = OptimizerKind::rmsprop;
   c.learning_rate = 5e-4;
   c.critic_learning_rate = 5e-4;
   c.clip = 0.01;
@@ -409,8 +449,8 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
   ScratchFolder folder;
   auto message_of = [&](const std::function<void(TrainConfig&)>& change) -> std::string {
     TrainConfig c = small_run(folder.file("bad"));
-    change(c);
     try {
+      change(c);
       Trainer::start(c, true);
     } catch (const Error& error) {
       return cli::message_for(error);  // as the command line says it
@@ -428,7 +468,9 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
   }
   EXPECT_NE(message_of([](TrainConfig& c) { c.batch_size = 1; }).find("--batch-size"), std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.loss.blur = -1; }).find("--blur"), std::string::npos);
-  EXPECT_NE(message_of([](TrainConfig& c) { c.cost = "random"; }).find("--cost"), std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { find_train_option("cost")->set(c, std::string("random")); })
+                .find("--cost must be one of fixed, learned, got 'random'"),
+            std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.generator.architecture = "dcgan"; }).find("--generator dcgan"),
             std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.learning_rate = 0; }).find("--lr"), std::string::npos);
@@ -442,8 +484,8 @@ TEST(Trainer, AStopBetweenCriticUpdatesCheckpointsTheLastFinishedStepExactly) {
   ScratchFolder folder;
   auto config = [&](const std::string& name) {
     TrainConfig c = small_image_run(folder, folder.file(name));
-    c.cost = "learned";
-    c.optimizer = "rmsprop";
+    c.cost = CostKind::learned;
+    c.optimizer = OptimizerKind::rmsprop;
     c.critic.architecture = "dcgan";
     c.critic.width = 4;
     c.critic.feature_dim = 4;
@@ -528,7 +570,7 @@ TEST(TrainConfig, NumbersOutsideTheirTypeOrRangeAreRefusedNeverNarrowed) {
             "generator.hidden | must be between 1 and 65536, got 100000");
   EXPECT_EQ(error_of(changed("\"batch_size\": 64", "\"batch_size\": \"64\"")),
             "batch_size | must be an integer, got \"64\"");
-  EXPECT_EQ(error_of(changed("\"seed\": 0", "\"seed\": -1")), "seed | must be >= 0, got -1");
+  EXPECT_EQ(error_of(changed("\"seed\": 0", "\"seed\": -1")), "seed | must be between 0 and 9223372036854775807, got -1");
   EXPECT_EQ(error_of(changed("\"seed\": 0", "\"seed\": 18446744073709551615")),
             "seed | is too large, got 18446744073709551615");
   EXPECT_EQ(error_of(changed("\"max_iterations\": 1000", "\"max_iterations\": 2147483648")),
@@ -577,12 +619,12 @@ TEST(Recipes, AreWhatTheCommandLineStartsFrom) {
   };
   for (const Expected& e : recipes) {
     SCOPED_TRACE(std::string(e.data) + " " + e.cost);
-    const TrainConfig c = recipe_for(e.data, e.cost);
+    const TrainConfig c = recipe_for(e.data, parse_cost(e.cost, "cost"));
     EXPECT_EQ(c.data.name, e.data);
     EXPECT_EQ(c.data.path, "");
     EXPECT_EQ(c.data.split, "train");
     EXPECT_EQ(c.data.heldout, 1000);
-    EXPECT_EQ(c.cost, e.cost);
+    EXPECT_EQ(to_string(c.cost), e.cost);
     EXPECT_EQ(c.generator.architecture, e.generator);
     EXPECT_EQ(c.generator.latent_dim, e.latent_dim);
     EXPECT_EQ(c.generator.latent, e.latent);
@@ -602,9 +644,9 @@ TEST(Recipes, AreWhatTheCommandLineStartsFrom) {
     EXPECT_EQ(c.critic_steps, 5);
     EXPECT_EQ(c.clip, 0.01);
     EXPECT_EQ(c.critic_learning_rate, 5e-5);
-    EXPECT_EQ(c.optimizer, e.optimizer);
+    EXPECT_EQ(to_string(c.optimizer), e.optimizer);
     EXPECT_EQ(c.learning_rate, e.learning_rate);
-    EXPECT_EQ(c.schedule, e.schedule);
+    EXPECT_EQ(to_string(c.schedule), e.schedule);
     EXPECT_EQ(c.batch_size, 200);
     EXPECT_EQ(c.steps, 2000);
     EXPECT_EQ(c.seed, 0u);

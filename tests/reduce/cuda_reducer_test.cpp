@@ -10,7 +10,7 @@
 #include <random>
 
 #include "reduce/cpu/online_reducer.h"
-#include "reduce/cuda/cuda_module.h"
+#include "platform/devices.h"
 #include "reduce/cuda/cuda_reducer.h"
 #include "reduce/reducer.h"
 #include "sinkhorn/divergence.h"
@@ -18,7 +18,7 @@
 namespace sinkhorn::reduce {
 namespace {
 
-bool have_gpu() { return cuda::gpu_available() && cuda_reducer_built(); }
+bool have_gpu() { return platform::gpu_available() && cuda_reducer_built(); }
 #define SKIP_WITHOUT_GPU() \
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or no CUDA reducer in this build): the CUDA backend is not run here"
 

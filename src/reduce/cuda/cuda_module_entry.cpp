@@ -1,14 +1,10 @@
-// The entry point of libsinkhorn_cuda.so (reduce/cuda/cuda_module.h): the kernels launched on
-// LibTorch's current CUDA stream, and c10d's NCCL backend. Only this file and the kernels link
+// The reductions' half of libsinkhorn_cuda.so (reduce/cuda/cuda_reductions.h): the kernels
+// launched on LibTorch's current CUDA stream. Only the module's files and the kernels link
 // LibTorch's CUDA half.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#ifdef SINKHORN_WITH_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
-
-#include "reduce/cuda/cuda_module.h"
+#include "reduce/cuda/cuda_reductions.h"
 
 namespace sinkhorn::reduce::cuda {
 namespace {
@@ -24,16 +20,7 @@ void on_current_stream(Problem problem, int device, Launch launch) {
   launch(problem);
 }
 
-#ifdef SINKHORN_WITH_NCCL
-c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                    std::chrono::milliseconds timeout) {
-  auto options = c10d::ProcessGroupNCCL::Options::create();
-  options->timeout = timeout;
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
-}
-#endif
-
-const ModuleFunctions kFunctions = {
+const CudaReductions kReductions = {
     [](CudaProblem<float> problem, int device) {
       on_current_stream(problem, device, [](const CudaProblem<float>& p) { online_reduce(p); });
     },
@@ -46,17 +33,12 @@ const ModuleFunctions kFunctions = {
     [](DenseSoftminProblem<double> problem, int device) {
       on_current_stream(problem, device, [](const DenseSoftminProblem<double>& p) { dense_softmin(p); });
     },
-#ifdef SINKHORN_WITH_NCCL
-    &make_nccl_backend,
-#else
-    nullptr,
-#endif
 };
 
 }  // namespace
 }  // namespace sinkhorn::reduce::cuda
 
-extern "C" __attribute__((visibility("default"))) const sinkhorn::reduce::cuda::ModuleFunctions*
-sinkhorn_cuda_module_v2() {
-  return &sinkhorn::reduce::cuda::kFunctions;
+extern "C" __attribute__((visibility("default"))) const sinkhorn::reduce::cuda::CudaReductions*
+sinkhorn_cuda_reductions() {
+  return &sinkhorn::reduce::cuda::kReductions;
 }

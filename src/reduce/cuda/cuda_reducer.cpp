@@ -6,7 +6,8 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "reduce/cuda/cuda_module.h"
+#include "platform/cuda_module_loader.h"
+#include "reduce/cuda/cuda_reductions.h"
 #include "util/check.h"
 
 namespace sinkhorn::reduce {
@@ -14,7 +15,7 @@ namespace {
 
 class OnlineCudaReducer final : public Reducer {
  public:
-  OnlineCudaReducer(int p, const cuda::ModuleFunctions& module) : p_(p), module_(module) {}
+  OnlineCudaReducer(int p, const cuda::CudaReductions& module) : p_(p), module_(module) {}
 
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override {
     return run(cuda::Reduction::softmin, x, y, h, eps);
@@ -74,22 +75,39 @@ class OnlineCudaReducer final : public Reducer {
   }
 
   int p_;
-  const cuda::ModuleFunctions& module_;
+  const cuda::CudaReductions& module_;
 };
 
 }  // namespace
 
-bool cuda_reducer_built() { return cuda::load_module() != nullptr; }
+namespace cuda {
+
+const CudaReductions* load_reductions(std::string* why_not) {
+  using Entry = const CudaReductions* (*)();
+  auto entry = reinterpret_cast<Entry>(platform::cuda_module_symbol(kReductionsSymbol, why_not));
+  return entry == nullptr ? nullptr : entry();
+}
+
+const CudaReductions& reductions_for(const std::string& argument) {
+  std::string why_not;
+  const CudaReductions* reductions = load_reductions(&why_not);
+  SINKHORN_CHECK_ARG(reductions != nullptr, argument, "needs the CUDA kernels: " << why_not);
+  return *reductions;
+}
+
+}  // namespace cuda
+
+bool cuda_reducer_built() { return cuda::load_reductions() != nullptr; }
 
 std::unique_ptr<Reducer> make_online_cuda_reducer(int p) {
-  return std::make_unique<OnlineCudaReducer>(p, cuda::module_for("backend"));
+  return std::make_unique<OnlineCudaReducer>(p, cuda::reductions_for("backend"));
 }
 
 at::Tensor dense_cuda_softmin(const at::Tensor& cost, const at::Tensor& h, double eps) {
   const at::ScalarType dtype = cost.scalar_type();
   if (!cost.is_cuda() || (dtype != at::kFloat && dtype != at::kDouble) || h.scalar_type() != dtype) return {};
   if (c10::GradMode::is_enabled() && (cost.requires_grad() || h.requires_grad())) return {};
-  const cuda::ModuleFunctions* module = cuda::load_module();
+  const cuda::CudaReductions* module = cuda::load_reductions();
   if (module == nullptr) return {};
   const at::Tensor matrix = cost.contiguous(), potentials = h.detach().contiguous();
   const int64_t batch = cost.size(0), n = cost.size(1), m = cost.size(2);

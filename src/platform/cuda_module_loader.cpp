@@ -1,7 +1,5 @@
-#include "reduce/cuda/cuda_module.h"
+#include "platform/cuda_module_loader.h"
 
-#include <ATen/Context.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <dlfcn.h>
 
 #include <sys/stat.h>
@@ -11,13 +9,12 @@
 #include <cstdlib>
 #include <vector>
 
-#include "util/check.h"
 
-namespace sinkhorn::reduce::cuda {
+namespace sinkhorn::platform {
 namespace {
 
 struct LoadedModule {
-  const ModuleFunctions* functions = nullptr;
+  void* handle = nullptr;  // dlopen's, never closed: the module lives as long as the process
   std::string why_not;
 };
 
@@ -84,14 +81,12 @@ LoadedModule load() {
       tried += (tried.empty() ? "" : ", ") + candidate + " (" + (message ? message : "dlopen failed") + ")";
       continue;
     }
-    using EntryPoint = const ModuleFunctions* (*)();
-    auto entry = reinterpret_cast<EntryPoint>(dlsym(handle, kModuleEntryPoint));
-    if (entry == nullptr) {
-      tried += (tried.empty() ? "" : ", ") + candidate + " (no " + kModuleEntryPoint +
+    if (dlsym(handle, kCudaModuleVersionSymbol) == nullptr) {
+      tried += (tried.empty() ? "" : ", ") + candidate + " (no " + kCudaModuleVersionSymbol +
                ": a module of another version)";
       continue;
     }
-    return {entry(), ""};
+    return {handle, ""};
   }
   return {nullptr, "cannot load the CUDA module " SINKHORN_CUDA_MODULE_NAME ": " + tried +
                        " (set SINKHORN_CUDA_MODULE to its path)"};
@@ -104,7 +99,7 @@ LoadedModule load() {
 
 }  // namespace
 
-bool module_built() {
+bool cuda_module_built() {
 #ifdef SINKHORN_CUDA_MODULE_NAME
   return true;
 #else
@@ -112,37 +107,26 @@ bool module_built() {
 #endif
 }
 
-const ModuleFunctions* load_module(std::string* why_not) {
+namespace {
+const LoadedModule& loaded_module() {
   static const LoadedModule loaded = load();
-  if (loaded.functions == nullptr && why_not != nullptr) *why_not = loaded.why_not;
-  return loaded.functions;
+  return loaded;
+}
+}  // namespace
+
+bool load_cuda_module(std::string* why_not) {
+  const LoadedModule& loaded = loaded_module();
+  if (loaded.handle == nullptr && why_not != nullptr) *why_not = loaded.why_not;
+  return loaded.handle != nullptr;
 }
 
-const ModuleFunctions& module_for(const std::string& argument) {
-  std::string why_not;
-  const ModuleFunctions* functions = load_module(&why_not);
-  SINKHORN_CHECK_ARG(functions != nullptr, argument, "needs the CUDA kernels: " << why_not);
-  return *functions;
-}
-
-bool gpu_available() {
-  if (module_built()) load_module();
-  return at::hasCUDA();
-}
-
-std::string device_problem(const c10::Device& device) {
-  std::string why_not;
-  if (module_built() && load_module(&why_not) == nullptr) return why_not;
-  if (!at::hasCUDA()) {
-    return "this build's LibTorch has no CUDA support or the machine no GPU (use the cpu device, or a "
-           "CUDA-enabled LibTorch, e.g. the one inside PyTorch, on a machine with a GPU)";
+void* cuda_module_symbol(const char* name, std::string* why_not) {
+  if (!load_cuda_module(why_not)) return nullptr;
+  void* symbol = dlsym(loaded_module().handle, name);
+  if (symbol == nullptr && why_not != nullptr) {
+    *why_not = std::string("the CUDA module has no ") + name + " (a module of another version)";
   }
-  const int gpus = at::detail::getCUDAHooks().deviceCount();
-  if (device.has_index() && device.index() >= gpus) {
-    return "this machine has " + std::to_string(gpus) + " GPU" + (gpus == 1 ? "" : "s") + " (cuda:0 to cuda:" +
-           std::to_string(gpus - 1) + ")";
-  }
-  return "";
+  return symbol;
 }
 
-}  // namespace sinkhorn::reduce::cuda
+}  // namespace sinkhorn::platform
