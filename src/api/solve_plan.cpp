@@ -50,6 +50,13 @@ SolvePlan plan_solve(const SinkhornOptions& options, const ProblemShape& shape) 
   plan.backend = reduce::resolve_backend(options.backend, shape.batch, shape.own_rows, shape.m, shape.dimension,
                                          shape.device, plan.unrolled);
   if (sharded && plan.backend == Backend::multiscale) plan.backend = Backend::online;
+  // Only the tensorized backend records its reductions for autograd.
+  SINKHORN_CHECK_ARG(!plan.unrolled || plan.backend == Backend::tensorized, "backend",
+                     to_string(plan.backend)
+                         << " cannot differentiate through its reductions, which unrolled gradients need ("
+                         << (options.gradient == GradientMode::unrolled ? "gradient unrolled"
+                                                                         : "the primal loss's gradient is unrolled")
+                         << "): use backend tensorized or auto, or ask for no gradient");
   if (plan.backend == Backend::multiscale) {
     plan.refine_cell = !options.cluster_scale;
     plan.cell = options.cluster_scale

@@ -74,6 +74,20 @@ TEST(SolvePlan, GradientsAndTheCoarseCorrection) {
   EXPECT_EQ(unrolled.backend, Backend::tensorized);  // the one differentiable backend
   EXPECT_FALSE(unrolled.coarse_correction);           // a constant to autograd: off
   EXPECT_FALSE(plan_solve(primal, shape(50, 40, 2)).unrolled);  // nothing to differentiate
+  // A backend that cannot record its reductions is refused for unrolled gradients, naming it (it
+  // used to reach an internal check), and accepted when no gradient is wanted.
+  for (const Backend backend : {Backend::online, Backend::multiscale, Backend::reference}) {
+    SinkhornOptions fixed = loss(Loss::primal);
+    fixed.backend = backend;
+    EXPECT_NO_THROW(plan_solve(fixed, shape(50, 40, 2)));
+    try {
+      plan_solve(fixed, with_gradients);
+      ADD_FAILURE() << to_string(backend) << " accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.argument(), "backend");
+      EXPECT_NE(std::string(error.what()).find("unrolled"), std::string::npos) << error.what();
+    }
+  }
   SinkhornOptions divergence = loss(Loss::divergence);
   divergence.coarse_correction = true;
   const SolvePlan envelope = plan_solve(divergence, with_gradients);

@@ -1,5 +1,6 @@
 // Sharded solves with ranks that are threads of one process (dist/in_process_group.h): 2 and 3
-// ranks against the one-process solve (values, potentials and gradients, rank blocks joined), and
+// ranks against the one-process solve (values, potentials and gradients, rank blocks joined; bit
+// for bit on the online backend), and
 // the ranks' agreement: a differing option or a refused block fails every rank, naming it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -78,19 +79,27 @@ TEST_P(InProcessRanks, MatchOneProcess) {
   const std::vector<RankOutcome> sharded = on_ranks(ranks, [&](int r, std::shared_ptr<const Group> group) {
     return solve(block(x, ranks, r), block(y, ranks, r), block(a, ranks, r), block(b, ranks, r), group);
   });
+  // Bit for bit where each rank's reduction of its rows is the one process's reduction of those
+  // rows (the online kernels: a row's result does not depend on the rows beside it) and the ranks
+  // exchange whole rows, never partial sums. The tensorized backend builds its cost matrix with a
+  // BLAS product whose blocking, and so the last bit of a row's entries, depends on the block's
+  // shape: there a few ulps.
+  const bool tensorized = backend == Backend::tensorized || backend == Backend::automatic;
+  const double tolerance = tensorized ? 1e-13 : 0.0;
   std::vector<at::Tensor> grad_x, grad_y, f_ab, g_ab;
   for (const RankOutcome& outcome : sharded) {
     ASSERT_EQ(outcome.error, "");
     EXPECT_EQ(outcome.result.diagnostics.world_size, ranks);
-    EXPECT_NEAR(outcome.result.value.item<double>(), single.result.value.item<double>(),
-                1e-12 * std::abs(single.result.value.item<double>()));
+    EXPECT_EQ(outcome.result.diagnostics.iterations, single.result.diagnostics.iterations);
+    EXPECT_LE(std::abs(outcome.result.value.item<double>() - single.result.value.item<double>()),
+              tolerance * std::abs(single.result.value.item<double>()));
     grad_x.push_back(outcome.grad_x);
     grad_y.push_back(outcome.grad_y);
     f_ab.push_back(outcome.result.potentials.f_ab);
     g_ab.push_back(outcome.result.potentials.g_ab);
   }
-  const auto close = [](const at::Tensor& joined, const at::Tensor& expected) {
-    return (joined - expected).abs().max().item<double>() <= 1e-10 * (1 + expected.abs().max().item<double>());
+  const auto close = [&](const at::Tensor& joined, const at::Tensor& expected) {
+    return (joined - expected).abs().max().item<double>() <= tolerance * (1 + expected.abs().max().item<double>());
   };
   EXPECT_TRUE(close(at::cat(grad_x), single.grad_x));
   EXPECT_TRUE(close(at::cat(grad_y), single.grad_y));
@@ -102,7 +111,8 @@ INSTANTIATE_TEST_SUITE_P(RanksBackendsLosses, InProcessRanks,
                          ::testing::Values(std::make_tuple(2, Backend::online, Loss::divergence),
                                            std::make_tuple(3, Backend::online, Loss::divergence),
                                            std::make_tuple(3, Backend::tensorized, Loss::ot_eps),
-                                           std::make_tuple(2, Backend::automatic, Loss::primal)));
+                                           std::make_tuple(2, Backend::automatic, Loss::primal),
+                                           std::make_tuple(2, Backend::online, Loss::ot_eps)));
 
 TEST(InProcessRanks, ADifferingOptionFailsEveryRankNamingIt) {
   at::manual_seed(52);
