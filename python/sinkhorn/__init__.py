@@ -8,6 +8,7 @@
     L.backward()                                                # x.grad
 
     result = sinkhorn.solve(x, y, blur=0.05)                    # value, potentials, diagnostics
+    ot = sinkhorn.ot.solve_sample(x, y, reg=0.01)               # GeomLoss 0.3.1 / POT: plans, maps
 
 The solves run in the compiled library (online SIMD + OpenMP kernels on the CPU with
 torch.get_num_threads() threads, CUDA kernels on GPU tensors, multiscale for large 3-D clouds),
@@ -19,7 +20,8 @@ from . import _C
 from ._convergence import ConvergenceError, ConvergenceWarning
 from ._solve import Solution, solve
 from ._samples_loss import SamplesLoss
+from . import ot
 
 __version__ = _C.__version__
 
-__all__ = ["ConvergenceError", "ConvergenceWarning", "SamplesLoss", "Solution", "solve", "__version__"]
+__all__ = ["ConvergenceError", "ConvergenceWarning", "SamplesLoss", "Solution", "ot", "solve", "__version__"]
