@@ -19,9 +19,9 @@ import torch  # LibTorch must be loaded before the compiled module that links it
 from . import _C
 from ._convergence import ConvergenceError, ConvergenceWarning
 from ._solve import Solution, solve
-from ._samples_loss import SamplesLoss
+from ._samples_loss import IgnoredArgumentWarning, SamplesLoss
 from . import ot
 
 __version__ = _C.__version__
 
-__all__ = ["ConvergenceError", "ConvergenceWarning", "SamplesLoss", "Solution", "ot", "solve", "__version__"]
+__all__ = ["ConvergenceError", "ConvergenceWarning", "IgnoredArgumentWarning", "SamplesLoss", "Solution", "ot", "solve", "__version__"]

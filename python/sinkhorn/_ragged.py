@@ -11,9 +11,10 @@ from ._arguments import fail
 
 
 def is_ragged(points):
-    """A list or tuple of tensors, or a nested tensor."""
+    """A non-empty list or tuple of tensors, or a nested tensor (a list of numbers is not: it is
+    refused as points are)."""
     if isinstance(points, (list, tuple)):
-        return True
+        return len(points) > 0 and all(isinstance(p, torch.Tensor) for p in points)
     return isinstance(points, torch.Tensor) and points.is_nested
 
 

@@ -1,13 +1,21 @@
 """sinkhorn.SamplesLoss: GeomLoss 0.2.6's SamplesLoss, argument for argument, on this library."""
+import warnings
+
 import torch
 
 from ._arguments import check_number, fail
 from ._convergence import check_on_unconverged, report_convergence
-from ._solve import checked_options, option_docs, run
+from ._ragged import ragged_inputs, unpack
+from ._solve import OPTION_TABLE, checked_options, option_docs, run
 
 _KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
 _TRANSPORT = ("sinkhorn", "primal", "ot")
 _LIBRARY_NAMES = {"divergence": "sinkhorn", "ot_eps": "sinkhorn"}
+
+
+class IgnoredArgumentWarning(UserWarning):
+    """An argument GeomLoss takes that this library ignores (SamplesLoss's truncate): silence it with
+    warnings.filterwarnings("ignore", category=sinkhorn.IgnoredArgumentWarning)."""
 
 
 class SamplesLoss(torch.nn.Module):
@@ -22,10 +30,11 @@ class SamplesLoss(torch.nn.Module):
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
         "laplacian" (GeomLoss's kernel losses, same values), and this library's "primal" (the
         paper's E_eps), "ot" (exact OT, small clouds), "gaussian_mixture" (MMD GAN's kernel).
-    GeomLoss's own arguments: truncate (its multiscale truncation; only its default 5 or None: the
-        multiscale backend here bounds what it neglects itself); cost, kernel (only None: the
-        built-in costs and kernels); debias (see loss); potentials (return the pair (F, G) shaped
-        like the weights instead of the value, with GeomLoss's meaning: debiased F = f_ab - f_aa,
+    GeomLoss's own arguments: truncate (its multiscale truncation, ignored: the multiscale backend
+        here bounds the mass it neglects itself; a value other than 5 or None warns once per
+        calling line with sinkhorn.IgnoredArgumentWarning); cost, kernel (only None: the
+        built-in costs and kernels); debias (see loss); potentials (return the pair (F, G), shaped
+        as below, instead of the value, with GeomLoss's meaning: debiased F = f_ab - f_aa,
         G = g_ab - g_bb; else F = f_ab, G = g_ab; for the kernel losses F = K_xx a - K_xy b,
         G = K_yy b - K_yx a; detached); verbose (print the solver's diagnostics after each call).
     The solve's options, as the library declares them (the same keywords as sinkhorn.solve; those
@@ -39,7 +48,16 @@ class SamplesLoss(torch.nn.Module):
 
     Call forms: loss(x, y) and loss(a, x, b, y); x (N, D) or (B, N, D); weights (N,), (N, 1),
     (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
-    differentiable in x, y, a and b.
+    differentiable in x, y, a and b. Ragged batches (clouds of different sizes): x and y (and a, b)
+    as lists of tensors or nested tensors, or (N, D) points with the keywords batch_x and batch_y
+    (PyTorch Geometric's vectors of each point's entry): one padded solve, a (B,) result.
+
+    Potentials (potentials=True) are shaped as GeomLoss returns them: (1, N) and (1, M) for one
+    pair of clouds ((N,) and (M,) with backend="multiscale", GeomLoss's multiscale form), (B, N)
+    and (B, M) for a batch, lists of (N_k,) and (M_k,) tensors for a ragged batch.
+
+    The options are attributes, as in GeomLoss (loss.blur, loss.p, loss.backend, ...); setting one
+    checks it again.
     """
 
     def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
@@ -63,9 +81,12 @@ class SamplesLoss(torch.nn.Module):
         if kernel is not None:
             fail("kernel", "only None is supported (the built-in kernel of the loss); a callable or formula "
                            "kernel is not")
-        if truncate is not None and truncate != 5:
-            fail("truncate", f"only GeomLoss's default 5 or None is accepted, got {truncate!r}: the multiscale "
-                             "backend here bounds the mass its truncation neglects by itself")
+        if truncate is not None:
+            truncate = check_number("truncate", truncate)
+            if truncate != 5:
+                warnings.warn(f"SamplesLoss: truncate={truncate:g} is ignored: the multiscale backend here bounds the "
+                              "mass its truncation neglects by itself (docs/python.md)", IgnoredArgumentWarning,
+                              stacklevel=2)
         for flag, value in (("debias", debias), ("potentials", potentials), ("verbose", verbose)):
             if not isinstance(value, bool):
                 fail(flag, f"expected True or False, got {value!r}")
@@ -80,6 +101,8 @@ class SamplesLoss(torch.nn.Module):
                                "(its potentials are computed densely in one process)")
         library_loss = {"sinkhorn": "divergence" if debias else "ot_eps"}.get(name, name)
         self.loss = name
+        self.cost = None
+        self.kernel = None
         self.debias = debias
         self.potentials = potentials
         self.verbose = verbose
@@ -103,7 +126,7 @@ class SamplesLoss(torch.nn.Module):
             shown.append(f"process_group=<{self.process_group.size()} ranks>")
         return ", ".join(shown)
 
-    def forward(self, *args):
+    def forward(self, *args, batch_x=None, batch_y=None):
         if len(args) == 1 and isinstance(args[0], (tuple, list)):
             args = tuple(args[0])  # loss((x, y)): the output of a previous module in nn.Sequential
         if len(args) == 2:
@@ -116,6 +139,11 @@ class SamplesLoss(torch.nn.Module):
                          "is not supported: pass (x, y) or (a, x, b, y) and backend='multiscale'")
         else:
             fail("args", f"expected loss(x, y) or loss(a, x, b, y), got {len(args)} arguments")
+        sizes = None
+        ragged = ragged_inputs(x, y, a_given, b_given, batch_x, batch_y)
+        if ragged is not None:
+            x, a_given, x_sizes, y, b_given, y_sizes = ragged
+            sizes = (x_sizes, y_sizes)
         value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
         self.last_diagnostics = diagnostics
         report_convergence(diagnostics, self.options, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
@@ -133,9 +161,14 @@ class SamplesLoss(torch.nn.Module):
             F, G = f_ab - f_aa, g_ab - g_bb
         else:
             F, G = f_ab, g_ab
-        F = F.reshape(a_given.shape) if a_given is not None else F
-        G = G.reshape(b_given.shape) if b_given is not None else G
-        return F, G
+        if sizes is not None:
+            return unpack(F, sizes[0]), unpack(G, sizes[1])
+        # GeomLoss's shapes: (B, N) for a batch, (1, N) for one pair of clouds, (N,) in its
+        # multiscale mode.
+        batch = x.shape[0] if x.dim() == 3 else 1
+        if x.dim() == 2 and self.options["backend"] == "multiscale":
+            return F.reshape(-1), G.reshape(-1)
+        return F.reshape(batch, -1), G.reshape(batch, -1)
 
     def _kernel_potentials(self, a, x, b, y):
         """F = K_xx a - K_xy b and G = K_yy b - K_yx a (dense: O(N M) memory), detached."""
@@ -159,6 +192,23 @@ class SamplesLoss(torch.nn.Module):
         if self.loss == "gaussian":
             return torch.exp(-squared / (2 * blur ** 2))
         return sum(torch.exp(-squared / (2 * (blur * 2 ** k) ** 2)) for k in range(5))  # gaussian_mixture
+
+
+def _option_attribute(name):
+    """SamplesLoss.<name>: the option as checked; setting it checks it again (GeomLoss's attributes
+    are read at each call, so a user may change them between calls)."""
+    def get(self):
+        return self.options[name]
+
+    def set(self, value):
+        self.options = checked_options(**{**self.options, name: value})
+
+    return property(get, set, doc=f"The {name} option (docs/python.md).")
+
+
+for _name, *_ in OPTION_TABLE:
+    if _name != "loss":
+        setattr(SamplesLoss, _name, _option_attribute(_name))
 
 
 def _weights(weights, points):

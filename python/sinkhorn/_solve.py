@@ -7,6 +7,7 @@ import torch
 from . import _C
 from ._convergence import check_on_unconverged, report_convergence
 from ._arguments import check_flag, check_name, check_number, check_pair, check_points, check_weights
+from ._ragged import ragged_inputs, unpack
 
 
 
@@ -16,7 +17,8 @@ class Solution:
 
     value: the loss, a 0-d tensor or (B,), differentiable in x, y, a and b.
     f_ab, g_ab: dual potentials of OT_eps(a, b) on x and on y (detached; shaped like the weights,
-        (N,) or (B, N)); f_aa, g_bb: those of the symmetric problems OT_eps(a, a) and OT_eps(b, b).
+        (N,) or (B, N); for a ragged batch, lists of one tensor per entry); f_aa, g_bb: those of
+        the symmetric problems OT_eps(a, a) and OT_eps(b, b).
         None where the loss does not use them (all four for the kernel losses).
     iterations: Sinkhorn sweeps run, eps-annealing included; schedule_length: eps values visited.
     marginal_error: the largest relative L1 marginal error, over the transport plans the value comes
@@ -91,11 +93,15 @@ def run(a, x, b, y, options, process_group=None):
 
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto", coarse_correction=False, process_group=None, on_unconverged="warn"):
+          backend="auto", coarse_correction=False, process_group=None, on_unconverged="warn", batch_x=None,
+          batch_y=None):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 
     x (N, D) or (B, N, D); y (M, D) or (B, M, D); a, b the weights ((N,), (N, 1), (B, N) or
-    (B, N, 1); None: uniform 1/N). Options (docs/python.md):
+    (B, N, 1); None: uniform 1/N). A ragged batch (clouds of different sizes): x and y (and a, b)
+    as lists of tensors or nested tensors, or (N, D) points with batch_x and batch_y (PyTorch
+    Geometric's vectors of each point's entry); value is then (B,) and the potentials are lists of
+    one tensor per entry. Options (docs/python.md):
       {options}
       process_group: a torch.distributed group: x, y, a, b are this rank's rows, and the ranks
         solve the union of everyone's rows together (docs/distributed.md); the value is the same
@@ -111,8 +117,14 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
                               iterations=iterations, gradient=gradient, backend=backend,
                               coarse_correction=coarse_correction)
     check_on_unconverged(on_unconverged)
+    ragged = ragged_inputs(x, y, a, b, batch_x, batch_y)
+    if ragged is not None:
+        x, a, x_sizes, y, b, y_sizes = ragged
     value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
     report_convergence(diagnostics, options, on_unconverged, "sinkhorn.solve")
+    if ragged is not None:
+        f_ab, f_aa = (None if f is None else unpack(f, x_sizes) for f in (f_ab, f_aa))
+        g_ab, g_bb = (None if g is None else unpack(g, y_sizes) for g in (g_ab, g_bb))
     return Solution(value=value, f_ab=f_ab, g_ab=g_ab, f_aa=f_aa, g_bb=g_bb, **diagnostics)
 
 

@@ -56,8 +56,8 @@ def main(inputs_path, cases_path, out_dir):
         solution = sinkhorn.solve(x.detach(), y.detach(), process_group=group,
                                   **{k: v for k, v in options.items() if k in ("blur", "p", "reach", "backend")})
         results[f"{index}/value"] = value.detach().cpu().numpy()
-        results[f"{index}/F"] = F.cpu().numpy()
-        results[f"{index}/G"] = G.cpu().numpy()
+        results[f"{index}/F"] = F.reshape(-1).cpu().numpy()  # (1, n): this rank's points
+        results[f"{index}/G"] = G.reshape(-1).cpu().numpy()
         results[f"{index}/world_size"] = np.array(solution.world_size)
         names = ["a", "x", "b", "y"] if len(inputs) == 4 else ["x", "y"]
         for name, gradient in zip(names, gradients):

@@ -68,7 +68,8 @@ def single_process(data, case):
     value = sinkhorn.SamplesLoss(**case["options"], coarse_correction=False)(*inputs)
     gradients = torch.autograd.grad(value, inputs)
     F, G = sinkhorn.SamplesLoss(**case["options"], potentials=True, coarse_correction=False)(*inputs)
-    expected = {"value": value.detach().numpy(), "F": F.numpy(), "G": G.numpy()}
+    # GeomLoss's (1, N) potentials of one pair of clouds, joined along their points.
+    expected = {"value": value.detach().numpy(), "F": F.reshape(-1).numpy(), "G": G.reshape(-1).numpy()}
     expected.update({f"grad_{name}": g.numpy() for name, g in zip(names, gradients)})
     return expected
 

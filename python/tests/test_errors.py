@@ -39,7 +39,7 @@ def raises(argument, call):
     ("cost", dict(cost=lambda a, b: (a - b).abs())),
     ("cost", dict(cost="SqDist(X,Y)")),
     ("kernel", dict(kernel=lambda a, b: a @ b.T)),
-    ("truncate", dict(truncate=3)),
+    ("truncate", dict(truncate="3")),
 ])
 def test_bad_options_name_the_option(argument, options):
     # Some are refused when the loss is built, the others (ranges the library checks) at the call.
@@ -47,6 +47,20 @@ def test_bad_options_name_the_option(argument, options):
     raises(argument, lambda: sinkhorn.solve(x, y, **{k: v for k, v in options.items()
                                                       if k not in ("debias", "potentials", "cost", "kernel", "truncate")})) \
         if argument not in ("debias", "potentials", "cost", "kernel", "truncate") else None
+
+
+def test_truncate_is_ignored_with_a_warning_that_can_be_silenced():
+    # GeomLoss ignores truncate outside its multiscale mode; the multiscale backend here bounds its
+    # truncation itself, so it is ignored everywhere, and said once per calling line.
+    with pytest.warns(sinkhorn.IgnoredArgumentWarning, match="truncate=3 is ignored"):
+        loss = sinkhorn.SamplesLoss(truncate=3)
+    assert loss.truncate == 3
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error")
+        warnings.filterwarnings("ignore", category=sinkhorn.IgnoredArgumentWarning)
+        sinkhorn.SamplesLoss(truncate=torch.tensor(1.0))(x, y)
+        sinkhorn.SamplesLoss(truncate=None)(x, y)
 
 
 def test_what_is_not_supported_says_so():

@@ -35,6 +35,7 @@ def test_debias_false_is_ot_eps_with_geomloss_potentials(clouds):
     expected, f, g = ot_eps(*numpy_of(a, x, b, y), 0.16, 2)
     assert loss(a, x, b, y).item() == pytest.approx(expected, rel=1e-9)
     F, G = sinkhorn.SamplesLoss("sinkhorn", p=2, blur=0.4, debias=False, potentials=True, **TIGHT)(a, x, b, y)
+    F, G = F.squeeze(0), G.squeeze(0)  # GeomLoss's (1, N) for one pair of clouds
     # Balanced potentials are defined up to (f + c, g - c): compare after fixing <a, F> to the oracle's.
     shift = (a @ F).item() - a.numpy() @ f
     np.testing.assert_allclose(F.numpy() - shift, f, atol=1e-9)
@@ -44,6 +45,7 @@ def test_debias_false_is_ot_eps_with_geomloss_potentials(clouds):
 def test_debiased_potentials_are_the_differences_of_the_solves_and_sum_to_the_value(clouds):
     a, x, b, y = clouds
     F, G = sinkhorn.SamplesLoss(blur=0.3, potentials=True, **TIGHT)(a, x, b, y)
+    F, G = F.squeeze(0), G.squeeze(0)
     solution = sinkhorn.solve(x, y, a, b, blur=0.3, **TIGHT)
     torch.testing.assert_close(F, solution.f_ab - solution.f_aa)
     torch.testing.assert_close(G, solution.g_ab - solution.g_bb)
@@ -89,9 +91,12 @@ def test_call_forms_shapes_and_dtypes(clouds):
     for k in range(2):
         assert batched[k].item() == pytest.approx(loss(ab[k], xb[k], bb[k], yb[k]).item(), rel=1e-6)
     torch.testing.assert_close(loss(ab[..., None], xb, bb[..., None], yb), batched)
+    # Potentials shaped as GeomLoss 0.3.1 returns them (checked against it in test_geomloss_parity.py).
     F, G = sinkhorn.SamplesLoss(blur=0.3, potentials=True)(ab[..., None], xb, bb, yb)
-    assert F.shape == (2, 23, 1) and G.shape == (2, 17)
+    assert F.shape == (2, 23) and G.shape == (2, 17)
     F, G = sinkhorn.SamplesLoss(blur=0.3, potentials=True)(x, y)
+    assert F.shape == (1, 23) and G.shape == (1, 17)
+    F, G = sinkhorn.SamplesLoss(blur=0.3, potentials=True, backend="multiscale")(x, y)
     assert F.shape == (23,) and G.shape == (17,)
 
 
@@ -108,6 +113,7 @@ def test_kernel_losses_have_geomloss_values_and_potentials(clouds, name):
     expected = 0.5 * an @ kernel(xn, xn) @ an + 0.5 * bn @ kernel(yn, yn) @ bn - an @ kernel(xn, yn) @ bn
     assert sinkhorn.SamplesLoss(name, blur=blur)(a, x, b, y).item() == pytest.approx(expected, rel=1e-10)
     F, G = sinkhorn.SamplesLoss(name, blur=blur, potentials=True)(a, x, b, y)
+    F, G = F.squeeze(0), G.squeeze(0)
     np.testing.assert_allclose(F.numpy(), kernel(xn, xn) @ an - kernel(xn, yn) @ bn, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(G.numpy(), kernel(yn, yn) @ bn - kernel(yn, xn) @ an, rtol=1e-10, atol=1e-12)
 
