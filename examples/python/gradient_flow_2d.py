@@ -16,21 +16,12 @@ from pathlib import Path
 import torch
 
 import sinkhorn
-from picture import write_png  # examples/python/picture.py
+from picture import scatter, write_png  # examples/python/picture.py
 
 
 def ring_of_gaussians(n, modes=8, radius=2.0, std=0.05):
     angle = 2 * math.pi * torch.randint(modes, (n,)) / modes
     return radius * torch.stack([angle.cos(), angle.sin()], 1) + std * torch.randn(n, 2)
-
-
-def scatter(points, colours, panel, side=240, extent=3.0):
-    """Draws 2x2-pixel dots of (n, 3) uint8 `colours` at `points` in [-extent, extent]^2 onto `panel`, y up."""
-    pixel = ((points + extent) / (2 * extent) * (side - 2)).round().long().clamp(0, side - 2)
-    column, row = pixel[:, 0], side - 2 - pixel[:, 1]
-    for dr in (0, 1):
-        for dc in (0, 1):
-            panel[row + dr, column + dc] = colours
 
 
 def main():

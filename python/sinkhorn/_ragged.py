@@ -107,3 +107,41 @@ def ragged_inputs(x, y, a, b, batch_x=None, batch_y=None):
     X, A, x_sizes = pack(xs, a, "x", "a")
     Y, B, y_sizes = pack(ys, b, "y", "b")
     return X, A, x_sizes, Y, B, y_sizes
+
+
+def solve_packed(run, X, A, Y, B, sizes, options, process_group=None, one_solve=None):
+    """run(a, x, b, y, options, process_group) over a packed ragged batch: (value (B,), f_ab, g_ab,
+    f_aa, g_bb padded to (B, N_max) / (B, M_max) or None, diagnostics).
+
+    On a GPU (and in a sharded solve) the padded batch is one solve: one launch per sweep. On the
+    CPU each entry is solved on its own rows: the padded batch computes N_max x M_max pairs per
+    entry and its sweeps are the slowest entry's, with one over-relaxation for all (docs/python.md,
+    "Ragged batches", measured), while the entries' own solves cost their own pairs and sweeps.
+    Either way each entry's value is its own solve's, to the tolerance. one_solve forces the choice
+    (None: by device)."""
+    if one_solve is None:
+        one_solve = X.is_cuda or process_group is not None
+    if one_solve:
+        return run(A, X, B, Y, options, process_group)
+    x_sizes, y_sizes = sizes
+    results = [run(A[k, :n], X[k, :n], B[k, :m], Y[k, :m], options, None)
+               for k, (n, m) in enumerate(zip(x_sizes, y_sizes))]
+
+    def padded(index, longest):
+        if results[0][index] is None:
+            return None
+        return torch.stack([torch.cat([r[index], r[index].new_zeros(longest - r[index].shape[0])]) for r in results])
+
+    value = torch.stack([r[0] for r in results])
+    diagnostics = dict(results[0][5])
+    for r in results[1:]:
+        d = r[5]
+        diagnostics["iterations"] = max(diagnostics["iterations"], d["iterations"])
+        diagnostics["schedule_length"] = max(diagnostics["schedule_length"], d["schedule_length"])
+        diagnostics["marginal_error"] = max(diagnostics["marginal_error"], d["marginal_error"])
+        diagnostics["converged"] = diagnostics["converged"] and d["converged"]
+        diagnostics["diameter"] = max(diagnostics["diameter"], d["diameter"])
+        diagnostics["tolerance"] = min(diagnostics["tolerance"], d["tolerance"])
+    diagnostics["entries"] = [r[5] for r in results]
+    return (value, padded(1, X.shape[1]), padded(2, Y.shape[1]), padded(3, X.shape[1]), padded(4, Y.shape[1]),
+            diagnostics)

@@ -5,7 +5,7 @@ import torch
 
 from ._arguments import check_number, fail
 from ._convergence import check_on_unconverged, report_convergence
-from ._ragged import ragged_inputs, unpack
+from ._ragged import ragged_inputs, solve_packed, unpack
 from ._solve import OPTION_TABLE, checked_options, option_docs, run
 
 _KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
@@ -144,7 +144,11 @@ class SamplesLoss(torch.nn.Module):
         if ragged is not None:
             x, a_given, x_sizes, y, b_given, y_sizes = ragged
             sizes = (x_sizes, y_sizes)
-        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
+        if sizes is None:
+            value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
+        else:
+            value, f_ab, g_ab, f_aa, g_bb, diagnostics = solve_packed(run, x, a_given, y, b_given, sizes, self.options,
+                                                                      self.process_group)
         self.last_diagnostics = diagnostics
         report_convergence(diagnostics, self.options, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
         if self.verbose:

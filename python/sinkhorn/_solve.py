@@ -7,7 +7,7 @@ import torch
 from . import _C
 from ._convergence import check_on_unconverged, report_convergence
 from ._arguments import check_flag, check_name, check_number, check_pair, check_points, check_weights
-from ._ragged import ragged_inputs, unpack
+from ._ragged import ragged_inputs, solve_packed, unpack
 
 
 
@@ -120,7 +120,11 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
     ragged = ragged_inputs(x, y, a, b, batch_x, batch_y)
     if ragged is not None:
         x, a, x_sizes, y, b, y_sizes = ragged
-    value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = solve_packed(run, x, a, y, b, (x_sizes, y_sizes), options,
+                                                                  process_group)
+        diagnostics.pop("entries", None)
+    else:
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a, x, b, y, options, process_group)
     report_convergence(diagnostics, options, on_unconverged, "sinkhorn.solve")
     if ragged is not None:
         f_ab, f_aa = (None if f is None else unpack(f, x_sizes) for f in (f_ab, f_aa))

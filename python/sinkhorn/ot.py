@@ -17,7 +17,7 @@ import torch
 from . import _implicit, _plan
 from ._arguments import check_number, check_pair, check_points, check_weights, fail
 from ._convergence import check_on_unconverged, report_convergence
-from ._ragged import ragged_inputs, unpack
+from ._ragged import ragged_inputs, solve_packed, unpack
 from ._solve import checked_options, run
 
 __all__ = ["OTResult", "solve_sample", "solve_sample_batch"]
@@ -300,7 +300,10 @@ def _solve(X, A, Y, B, *, cost, debias, reg, unbalanced, unbalanced_type, method
     options = checked_options(loss="divergence" if debias else "ot_eps", p=p, blur=library_blur, reach=library_reach,
                               scaling=scaling, tolerance=1e-4 if tol is None else tol,
                               max_iterations=1000 if max_iter is None else max_iter, backend=backend)
-    value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(A, X, B, Y, options)
+    if sizes is None:
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(A, X, B, Y, options)
+    else:
+        value, f_ab, g_ab, f_aa, g_bb, diagnostics = solve_packed(run, X, A, Y, B, sizes, options)
     report_convergence(diagnostics, options, on_unconverged, caller)
     eps = library_blur ** p
     rho = None if library_reach is None else library_reach ** p

@@ -96,3 +96,33 @@ def test_mnist_mlp_without_data_says_where_it_looked(tmp_path):
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode != 0
     assert f"no train-images-idx3-ubyte[.gz] or t10k-images-idx3-ubyte[.gz] in {tmp_path}" in completed.stderr
+
+
+def test_transport_plan_draws_the_plan_and_the_map(tmp_path):
+    picture = tmp_path / "plan.png"
+    output = run_example("transport_plan_2d.py", "-n", 60, "-m", 50, "--out", picture)
+    assert "status converged" in output, output
+    width, height, channels, pixels = read_png(picture)
+    assert (width, height, channels) == (600, 300, 3)
+    assert len(set(pixels)) > 10
+
+
+def test_ragged_batch_equals_its_separate_solves(tmp_path):
+    picture = tmp_path / "ragged.png"
+    output = run_example("ragged_batch.py", "--entries", 3, "--sizes", 20, 80, "--repeats", 1, "--out", picture)
+    gaps = re.search(r"values within (\S+), gradients within (\S+)", output)
+    assert gaps and float(gaps.group(1)) < 1e-5 and float(gaps.group(2)) < 1e-4, output
+    width, height, channels, _ = read_png(picture)
+    assert (width, height, channels) == (3 * 200, 200, 3)
+
+
+def test_barycenter_flow_lowers_its_loss(tmp_path):
+    picture = tmp_path / "barycenter.png"
+    output = run_example("wasserstein_barycenter.py", "--steps", 6, "-n", 400, "--out", picture)
+    losses = printed_losses(output)
+    assert len(losses) == 7 and losses[-1] < 0.8 * losses[0], output
+    width, height, channels, pixels = read_png(picture)
+    assert (width, height, channels) == (4 * 65 * 3, 64 * 3, 1)
+    # The right panel (the barycenter) is not blank: particles darken some of its pixels.
+    rows = [pixels[r * (1 + width) + 1:(r + 1) * (1 + width)] for r in range(height)]
+    assert sum(value < 255 for row in rows for value in row[3 * 65 * 3:]) > 500

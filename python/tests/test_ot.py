@@ -231,6 +231,27 @@ def test_ragged_batches_equal_their_separate_solves():
     torch.testing.assert_close(nested.value, batch.value.detach(), rtol=1e-12, atol=0)
 
 
+def test_the_padded_batch_is_one_solve_equal_to_the_separate_ones():
+    # The GPU's path (one padded solve, zero-weight padding) run here on the CPU, where a ragged
+    # batch is otherwise solved entry by entry: the same values, potentials (up to their shift)
+    # and gradients.
+    from sinkhorn import _ragged
+    from sinkhorn._solve import checked_options, run
+    xs, ys = ragged_clouds()
+    xs = [x.requires_grad_(True) for x in xs]
+    X, A, x_sizes, Y, B, y_sizes = _ragged.ragged_inputs(xs, ys, None, None)
+    options = checked_options(blur=0.3, tolerance=1e-11, max_iterations=100000)
+    one = _ragged.solve_packed(run, X, A, Y, B, (x_sizes, y_sizes), options, one_solve=True)
+    each = _ragged.solve_packed(run, X, A, Y, B, (x_sizes, y_sizes), options, one_solve=False)
+    torch.testing.assert_close(one[0], each[0], rtol=1e-9, atol=1e-12)
+    for k, (n, m) in enumerate(zip(x_sizes, y_sizes)):
+        shift = (one[1][k, :n] - each[1][k, :n]).mean()
+        torch.testing.assert_close(one[1][k, :n] - shift, each[1][k, :n], rtol=0, atol=1e-8)
+        torch.testing.assert_close(one[2][k, :m] + shift, each[2][k, :m], rtol=0, atol=1e-8)
+    for g, h in zip(torch.autograd.grad(one[0].sum(), xs), torch.autograd.grad(each[0].sum(), xs)):
+        torch.testing.assert_close(g, h, rtol=1e-6, atol=1e-9)
+
+
 def test_bad_arguments_are_refused_naming_them(clouds):
     a, x, b, y = clouds
     cases = [

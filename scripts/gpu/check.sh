@@ -103,7 +103,8 @@ if [[ -x "$build/sinkhorn-python" ]]; then
       "${missing[@]}" >"$results/python-extra.log" 2>&1
     export PYTHONPATH="/tmp/sinkhorn-python-extra${PYTHONPATH:+:$PYTHONPATH}"
   fi
-  step python-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_samples_loss.py
+  step python-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_samples_loss.py \
+    python/tests/test_ot_cuda.py
   # Two Gloo ranks sharing the GPU: the sharded solve over the CUDA reducers (NCCL needs a GPU per rank).
   step python-distributed-cuda 90 "$build/sinkhorn-python" -m pytest -q -p no:cacheprovider -k cuda python/tests/test_distributed.py
   # A bad option reaches the library, which throws: the path that crashed Python on the H100.
