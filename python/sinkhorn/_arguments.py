@@ -13,6 +13,8 @@ def fail(argument, problem):
 def check_not_transformed(name, tensor):
     """torch.func's transforms (grad, vmap, jacrev) hand wrapped tensors without storage, which the
     compiled solve cannot read: refused with the way round them."""
+    if torch.compiler.is_compiling():
+        return  # dynamo's own tensors are not torch.func's; the operator is traced instead
     if torch._C._functorch.is_functorch_wrapped_tensor(tensor):
         raise NotImplementedError(
             f"{name}: a torch.func transform (grad, vmap, jacrev, ...) is applied to this loss, which it does not "

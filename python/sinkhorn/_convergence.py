@@ -39,6 +39,8 @@ def _caller_stacklevel():
 def report_convergence(diagnostics, options, on_unconverged, caller):
     """Warns (or raises) when `diagnostics` say the solve did not converge. The paper's fixed-L
     mode (options["iterations"] set) runs the sweeps it was asked for: nothing to say there."""
+    if not isinstance(diagnostics, dict):
+        return  # traced (torch.compile): the diagnostics are a tensor the graph does not read
     if diagnostics["converged"] or on_unconverged == "ignore" or options.get("iterations") is not None:
         return
     message = (f"{caller}: not converged after {diagnostics['iterations']} sweeps: marginal error "

@@ -6,6 +6,7 @@ import torch
 from ._arguments import check_number, fail
 from ._convergence import check_on_unconverged, report_convergence
 from ._ragged import ragged_inputs, solve_packed, unpack
+from . import _ops
 from ._solve import OPTION_TABLE, checked_options, option_docs, run
 
 _KERNELS = ("energy", "gaussian", "laplacian", "gaussian_mixture")
@@ -114,6 +115,17 @@ class SamplesLoss(torch.nn.Module):
         self.process_group = process_group
         self.last_diagnostics = None
 
+    @property
+    def options(self):
+        """The solve's options as the library read them (a dict keyed by its option names)."""
+        return self._options
+
+    @options.setter
+    def options(self, options):
+        self._options = options
+        # The operator's form, made here: json cannot run inside torch.compile's trace.
+        self._options_json = _ops.options_text(options)
+
     def extra_repr(self):
         shown = [f"loss={self.loss!r}"]
         for key, value in self.options.items():
@@ -145,13 +157,14 @@ class SamplesLoss(torch.nn.Module):
             x, a_given, x_sizes, y, b_given, y_sizes = ragged
             sizes = (x_sizes, y_sizes)
         if sizes is None:
-            value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group)
+            value, f_ab, g_ab, f_aa, g_bb, diagnostics = run(a_given, x, b_given, y, self.options, self.process_group,
+                                                             options_text=self._options_json)
         else:
             value, f_ab, g_ab, f_aa, g_bb, diagnostics = solve_packed(run, x, a_given, y, b_given, sizes, self.options,
                                                                       self.process_group)
         self.last_diagnostics = diagnostics
         report_convergence(diagnostics, self.options, self.on_unconverged, f"sinkhorn.SamplesLoss({self.loss!r})")
-        if self.verbose:
+        if self.verbose and isinstance(diagnostics, dict):
             print(f"sinkhorn.SamplesLoss({self.loss}): {diagnostics['backend']}, {diagnostics['iterations']} "
                   f"sweeps, marginal error {diagnostics['marginal_error']:.3g}"
                   f"{'' if diagnostics['converged'] else ' (not converged)'}, eps {diagnostics['epsilon']:.3g}")

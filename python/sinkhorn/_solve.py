@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 
-from . import _C
+from . import _C, _ops
 from ._convergence import check_on_unconverged, report_convergence
 from ._arguments import check_flag, check_name, check_number, check_pair, check_points, check_weights
 from ._ragged import ragged_inputs, solve_packed, unpack
@@ -79,15 +79,21 @@ def checked_options(**given):
     return options
 
 
-def run(a, x, b, y, options, process_group=None):
+def run(a, x, b, y, options, process_group=None, options_text=None):
     """Checks the tensors and calls the library: returns (value, potentials..., diagnostics).
 
-    With a process_group, x, y, a and b are this rank's rows; the potentials too."""
+    With a process_group, x, y, a and b are this rank's rows; the potentials too. Under tracing
+    the call is the operator sinkhorn::solve, with options_text (_ops.options_text(options),
+    made outside the trace) and the diagnostics as a tensor."""
     check_points("x", x)
     check_points("y", y)
     check_pair(x, y)
     a = check_weights("a", a, x, "x")
     b = check_weights("b", b, y, "y")
+    if process_group is None and _ops.traced(a, x, b, y):
+        # torch.compile / torch.export: the operator sinkhorn::solve, whose diagnostics stay a
+        # tensor (reading them would break the graph). The process-group path stays eager.
+        return _ops.run_traced(a, x, b, y, options, options_text)
     return _C.solve(a, x, b, y, options, process_group=process_group)
 
 
@@ -117,6 +123,10 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
                               iterations=iterations, gradient=gradient, backend=backend,
                               coarse_correction=coarse_correction)
     check_on_unconverged(on_unconverged)
+    if process_group is None and _ops.traced(x, y, a, b):
+        # Solution's diagnostics are Python numbers: reading them under tracing would break the
+        # graph, so sinkhorn.solve stays eager (SamplesLoss compiles whole).
+        torch._dynamo.graph_break() if torch.compiler.is_compiling() else None
     ragged = ragged_inputs(x, y, a, b, batch_x, batch_y)
     if ragged is not None:
         x, a, x_sizes, y, b, y_sizes = ragged
