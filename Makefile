@@ -6,12 +6,15 @@
 #   make build  build/sinkhorn (the command-line tool), the library and the tests
 #   make bench  build the kernel benchmarks and install what bench/compare_cpu.py needs
 #   make fuzz   libFuzzer on every file reader, FUZZ_SECONDS each (default 60; not part of make test)
+#   make wheel  dist/sinkhorn-*.whl, a manylinux wheel of the Python package (scripts/wheel.sh)
+#   make test-wheel  the wheel installed into a fresh environment with PyTorch only, its Python tests
+#               run there (scripts/test-wheel.sh; not part of make test: it builds everything again)
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-properties demo bench fuzz clean
+.PHONY: all deps configure build test test-properties demo bench fuzz wheel test-wheel clean
 
 all: build
 
@@ -44,5 +47,11 @@ bench: deps
 fuzz:
 	JOBS=$(JOBS) bash scripts/fuzz.sh
 
+wheel:
+	JOBS=$(JOBS) bash scripts/wheel.sh
+
+test-wheel:
+	JOBS=$(JOBS) bash scripts/test-wheel.sh
+
 clean:
-	rm -rf $(BUILD_DIR) build-fuzz
+	rm -rf $(BUILD_DIR) build-fuzz build-wheel build-pip
