@@ -88,11 +88,14 @@ ArgumentParser train_parser() {
       "cost 0.05), --p 1 for a learned cost (the paper's |f(x) - f(y)|) and --tolerance 1e-3 (a batch's\n"
       "sampling noise is far larger).\n"
       "Under torchrun (WORLD_SIZE > 1) the ranks train one model: --batch-size stays the global\n"
-      "batch, each rank generates its share, the loss is the whole batch's; rank 0 writes --out.");
+      "batch, each rank generates its share, the loss is the whole batch's; rank 0 writes --out.\n"
+      "Use torchrun when the generator's (or critic's) forward and backward dominate a step: each\n"
+      "rank runs them on its share; the loss is solved whole on every rank after one all-gather of\n"
+      "the batch (--data-parallel-solve, said once; docs/distributed.md).");
   add_train_options(parser);
   parser.integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)")
-      .flag("resume", "continue the run in --out from its checkpoint, with its settings (--steps, --lr and --device may change)")
+      .flag("resume", "continue the run in --out from its checkpoint, with its settings (" + resumable_flags() + " may change)")
       .flag("overwrite", "start again in an --out folder that already holds a run");
   add_loss_options(parser);
   return parser;
@@ -135,7 +138,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
     // A resumed run keeps its saved settings: a flag that would change them silently is refused.
     for (const std::string& given : args.given_options()) {
       SINKHORN_CHECK(may_change_on_resume(given), "--" << given << " cannot change when resuming (the run keeps the settings "
-                                   << "in its checkpoint; only --steps, --lr and --device may change)");
+                                   << "in its checkpoint; only " << resumable_flags() << " may change)");
     }
     SINKHORN_CHECK(!args.flag("coarse-correction"),
                    "--coarse-correction cannot change when resuming (the run keeps the setting in its checkpoint)");
@@ -171,6 +174,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
   const gen::TrainOutcome outcome = trainer->run(
       [&](const gen::StepReport& r) {
         print_warnings(err, terminal, r.warnings);
+        for (const std::string& note : r.notes) err << (terminal ? "\n" : "") << "sinkhorn train: " << note << "\n";
         progress.update(r.step, r.loss, r.critic_loss, r.eval_divergence);
       },
       &stop_requested);

@@ -1,5 +1,8 @@
 #include "train_options.h"
 
+#include <string>
+#include <vector>
+
 #include "gen/recipes.h"
 #include "gen/train_options.h"
 #include "loss_options.h"
@@ -45,6 +48,18 @@ bool may_change_on_resume(const std::string& flag) {
     if (flag == spec.flag) return spec.may_change_on_resume;
   }
   return false;  // the loss's flags and any other: the run keeps them
+}
+
+std::string resumable_flags() {
+  std::vector<std::string> flags;
+  for (const gen::TrainOptionSpec& spec : gen::train_option_table()) {
+    if (spec.may_change_on_resume && std::string(spec.flag) != "out") flags.push_back(std::string("--") + spec.flag);
+  }
+  std::string text;
+  for (size_t k = 0; k < flags.size(); ++k) {
+    text += (k == 0 ? "" : k + 1 == flags.size() ? " and " : ", ") + flags[k];
+  }
+  return text;
 }
 
 }  // namespace sinkhorn::cli

@@ -20,4 +20,7 @@ gen::TrainConfig train_config_from(const ParsedArguments& args);
 /// --threads and --timeout.
 bool may_change_on_resume(const std::string& flag);
 
+/// The settings' flags a resume may give, for messages: "--steps, --lr, --device and ...".
+std::string resumable_flags();
+
 }  // namespace sinkhorn::cli

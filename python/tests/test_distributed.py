@@ -349,6 +349,14 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
     for rank, (process, (out, err)) in enumerate(zip(two, outputs)):
         assert process.returncode == 0, f"rank {rank}: {err}"
     assert not (tmp_path / "two" / "metrics.csv").read_text() == "" and outputs[1] == ("", "")
+    # The plan of the data-parallel solve, said once by rank 0: a batch of 150 is gathered.
+    assert outputs[0][1].count("data-parallel solve, auto:") == 1, outputs[0][1]
+    assert "the batch is gathered once per step" in outputs[0][1], outputs[0][1]
+    # The sharded solve, asked for, follows one rank as well.
+    sharded = launch_cli(2, common + ["--steps", "16", "--out", str(tmp_path / "sharded"),
+                                      "--data-parallel-solve", "sharded"], free_port())
+    for process, (out, err) in zip(sharded, finish(sharded, timeout=300)):
+        assert process.returncode == 0, err
     half = launch_cli(2, common + ["--steps", "8", "--out", str(tmp_path / "resumed")], free_port())
     for process, (out, err) in zip(half, finish(half, timeout=300)):
         assert process.returncode == 0, err
@@ -357,7 +365,7 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     expected = samples_of(tmp_path / "one", tmp_path)
     scale = np.abs(expected).max()
-    for run in ("two", "resumed"):
+    for run in ("two", "sharded", "resumed"):
         error = np.abs(samples_of(tmp_path / run, tmp_path) - expected).max() / scale
         assert error <= 1e-5, f"{run}: samples differ from one rank's by {error:.3g} (relative)"
     # The loss column: the whole batch's loss on every step, as in one process.

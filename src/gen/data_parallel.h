@@ -7,8 +7,11 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "dist/group.h"
+#include "gen/train_config.h"
 
 namespace sinkhorn::gen {
 
@@ -39,6 +42,19 @@ class DataParallel {
   /// through its own rows only, so the ranks' gradients add up (one all-reduce for all of them).
   void sum_gradients(torch::nn::Module& module) const;
 
+  /// How this run's steps solve their loss across the ranks (gathered or sharded), decided at the
+  /// first call from `choice` and, for automatic, a cost model: a sharded solve saves (1 - 1/P)
+  /// of each sweep's reductions (rows x columns x 3 problems at kPairsPerSecondPerThread per
+  /// thread) and pays kCollectivesPerSweep collectives per sweep, each costing the group's latency
+  /// measured here (the median of 7 all-reduces of one number); a gathered solve pays one
+  /// all-gather of the batch per step. Every rank decides alike (the latency is all-reduced).
+  /// `message` receives the decision with its numbers, once. Always false in one process.
+  bool gathers(int64_t rows, int64_t columns, DataParallelSolve choice, std::string* message);
+
+  /// All ranks' rows of this rank's `block` of a global batch of `rows` rows (even_blocks), in
+  /// rank order: differentiable, the gradient reaching `block` as this rank's rows of it.
+  at::Tensor gather(const at::Tensor& block, int64_t rows) const;
+
   /// The other ranks wait for rank 0 to set up (or resume) the run folder and learn whether it did:
   /// a refusal there (a locked folder, a bad checkpoint) ends every rank at once, not after a
   /// timeout. `failed`: this rank's own setup failed (it throws its own error after this).
@@ -47,6 +63,15 @@ class DataParallel {
  private:
   const dist::Group* group_;
   at::Device device_;
+  std::optional<bool> gathers_;  // decided at the first call
 };
+
+/// The cost model's reduction rate: pairs (one exp each) per second per thread, from the kernels'
+/// measured throughput on this project's machine (docs/benchmarks.md, "Kernels": about 2e9 per
+/// core for D <= 3, 0.3e9 at D = 64; the estimate errs toward gathering).
+inline constexpr double kPairsPerSecondPerThread = 1e9;
+/// Collectives per sweep of a sharded solve: the softmins' all-gather, the error's all-reduce and
+/// the extrapolation's.
+inline constexpr int kCollectivesPerSweep = 3;
 
 }  // namespace sinkhorn::gen

@@ -89,8 +89,19 @@ const NameTable<LearningRateSchedule>& schedule_names() {
   return names;
 }
 
+const NameTable<DataParallelSolve>& data_parallel_solve_names() {
+  static const NameTable<DataParallelSolve> names{{DataParallelSolve::automatic, "auto"},
+                                                  {DataParallelSolve::gathered, "gathered"},
+                                                  {DataParallelSolve::sharded, "sharded"}};
+  return names;
+}
+
 }  // namespace
 
+std::string to_string(DataParallelSolve solve) { return name_of(data_parallel_solve_names(), solve); }
+DataParallelSolve parse_data_parallel_solve(const std::string& name, const std::string& argument) {
+  return parse_name(data_parallel_solve_names(), name, argument);
+}
 std::string to_string(CostKind cost) { return name_of(cost_names(), cost); }
 std::string to_string(OptimizerKind optimizer) { return name_of(optimizer_names(), optimizer); }
 std::string to_string(LearningRateSchedule schedule) { return name_of(schedule_names(), schedule); }

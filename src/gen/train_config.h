@@ -66,7 +66,16 @@ enum class LearningRateSchedule {
   cosine,    ///< from learning_rate to 5% of it along a half cosine (a function of the step)
 };
 
+/// Under torchrun, how the ranks solve a step's loss (gen/data_parallel.h).
+enum class DataParallelSolve {
+  automatic,  ///< from the measured latency of the group and the problem's size
+  gathered,   ///< all-gather the batch once; every rank solves it whole, no per-sweep collective
+  sharded,    ///< each rank reduces its rows; the potentials are all-gathered every sweep
+};
+
 /// Names, as config.json, the command line and messages write them ("fixed", "rmsprop", ...).
+std::string to_string(DataParallelSolve solve);
+DataParallelSolve parse_data_parallel_solve(const std::string& name, const std::string& argument);
 std::string to_string(CostKind cost);
 std::string to_string(OptimizerKind optimizer);
 std::string to_string(LearningRateSchedule schedule);
@@ -118,6 +127,9 @@ struct TrainConfig {
   int64_t log_every = 10;
   /// The run folder.
   std::string out_dir = "runs/train";
+  /// Under torchrun: how the ranks solve each step's loss. Not part of the run's maths (every
+  /// choice gives the one-process loss), so a resume may change it.
+  DataParallelSolve data_parallel_solve = DataParallelSolve::automatic;
   /// Where the networks, their optimisers' state, the batches and the loss live: cpu, cuda or
   /// cuda:K (config.json writes its name). Random numbers are drawn on the CPU whatever the device (and the batches moved), so
   /// a run draws the same latents and data on any device. Not a setting a run must keep: a resumed

@@ -180,6 +180,14 @@ std::vector<TrainOptionSpec> build_table() {
   };
 #undef SINKHORN_FIELD
 
+  TrainOptionSpec solve = enum_setting(
+      "data_parallel_solve", "data-parallel-solve", "NAME",
+      "under torchrun: auto (default), gathered (all-gather the batch once, every rank solves it whole) or "
+      "sharded (each rank its rows, potentials exchanged every sweep)",
+      [](auto& c) -> auto& { return c.data_parallel_solve; }, parse_data_parallel_solve, "sharded");
+  solve.may_be_absent = true;  // runs written before the setting existed
+  table.push_back(std::move(solve));
+
   // The device: a name in the one grammar (platform/devices.h), kept as a c10::Device.
   TrainOptionSpec device = entry("device", "device", "NAME",
                                  "cpu (default) or cuda[:K]: where the networks, batches and loss live (with --resume: "
@@ -201,7 +209,8 @@ std::vector<TrainOptionSpec> build_table() {
     const std::string key = spec.key;
     // The folder is where a resume finds the run (it may have moved since); the rest may change
     // without changing what the run is.
-    spec.may_change_on_resume = key == "out_dir" || key == "steps" || key == "learning_rate" || key == "device";
+    spec.may_change_on_resume = key == "out_dir" || key == "steps" || key == "learning_rate" || key == "device" ||
+                                key == "data_parallel_solve";
   }
   return table;
 }

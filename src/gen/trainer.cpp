@@ -88,6 +88,7 @@ struct Trainer::State {
   std::optional<int64_t> checkpoint_step;  // this run's last good checkpoint in the folder
   std::vector<std::string> repairs;
   std::vector<std::string> warnings;       // not yet handed to a StepReport
+  std::vector<std::string> notes;          // likewise
   // Solves of this process since it started or resumed, and those that did not converge.
   int64_t solves = 0, unconverged_solves = 0;
   double largest_unconverged_error = 0;
@@ -162,11 +163,32 @@ struct Trainer::State {
   }
 
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
+  // Under torchrun each rank holds its rows of the generated batch and the whole real batch (every
+  // rank draws it). Either the generated rows are gathered once and every rank solves the whole
+  // problem (no collective inside the solve), or the solve is sharded (gen/data_parallel.h
+  // decides, once per run). Either way the value is the whole batch's and each rank's gradient
+  // reaches its own rows. The critic's features of the real batch are computed on each rank's
+  // share and gathered too, so that its parameters' gradients add up over the ranks once.
   at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
-    const DivergenceResult result =
-        networks.critic ? api::divergence_over({}, networks.critic->forward(generated), {},
-                                               networks.critic->forward(real), config.loss, ranks.shared_group())
-                        : api::divergence_over({}, generated.flatten(1), {}, real.flatten(1), config.loss, ranks.shared_group());
+    const auto features = [&](const at::Tensor& samples) {
+      return networks.critic ? networks.critic->forward(samples) : samples.flatten(1);
+    };
+    std::shared_ptr<const dist::Group> group = ranks.shared_group();
+    std::string decision;
+    const bool gathered = ranks.gathers(config.batch_size, config.batch_size, config.data_parallel_solve, &decision);
+    if (!decision.empty()) notes.push_back("data-parallel solve, " + decision);
+    at::Tensor x = features(generated), y;
+    if (!ranks.distributed() || (gathered && !networks.critic)) {
+      y = features(real);
+    } else {
+      y = features(ranks.share(real));
+      if (gathered) y = ranks.gather(y, config.batch_size);
+    }
+    if (gathered) {
+      x = ranks.gather(x, config.batch_size);
+      group = nullptr;
+    }
+    const DivergenceResult result = api::divergence_over({}, x, {}, y, config.loss, group);
     note_convergence(result.diagnostics);
     return result.value;
   }
@@ -325,7 +347,7 @@ struct Trainer::State {
         generated =
             networks.generator->forward(ranks.share(networks.generator->sample_latent(batch, generator)).to(device));
       }
-      return loss(generated, ranks.share(data->sample(batch, generator)).to(device));
+      return loss(generated, data->sample(batch, generator).to(device));
     });
   }
 
@@ -506,7 +528,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     if (ranks.on_any_rank(!all_finite(generated))) {
       return stopped_by_non_finite(next, "the generator produced non-finite samples");
     }
-    const at::Tensor value = loss(generated, ranks.share(data->sample(config.batch_size, generator)).to(device));
+    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator).to(device));
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
@@ -548,6 +570,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     }
     if (last) write_pictures("final", samples());
     report.warnings = take_warnings();
+    report.notes = std::exchange(notes, {});
     if (on_step) on_step(report);
   }
   report_unconverged_solves();

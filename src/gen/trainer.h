@@ -36,6 +36,8 @@ struct StepReport {
   /// Problems this step met that did not stop the run (an old run's file that a commit could not
   /// remove), one line each; the command line prints them as warnings.
   std::vector<std::string> warnings;
+  /// Decisions worth a line, once per run (how the ranks solve the loss under torchrun).
+  std::vector<std::string> notes;
 };
 
 enum class TrainStatus {
