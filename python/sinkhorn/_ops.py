@@ -29,7 +29,9 @@ def _potentials_present(loss):
         return (False, False, False, False)
     if loss in ("divergence", "primal"):
         return (True, True, True, True)
-    return (True, True, False, False)  # ot_eps, ot
+    if loss == "ot":
+        return (False, False, False, False)  # the network simplex's plan, no potentials returned
+    return (True, True, False, False)  # ot_eps
 
 
 def _autograd_keys():
@@ -109,6 +111,9 @@ def _backward(ctx, grad_value, *_ignored):
     # d value / d input was computed with the value; the chain rule scales it by the incoming
     # gradient of each batch entry (the entries are independent problems). The potentials and the
     # diagnostics are not differentiable outputs here.
+    if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
+        raise RuntimeError("sinkhorn: double backward is not supported (the gradients are the envelope's, "
+                           "constants of the solve)")
     saved = ctx.saved_tensors
     result = []
     for gradient, w in zip(saved, ctx.wanted):

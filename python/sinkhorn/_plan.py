@@ -28,8 +28,8 @@ def cost(x, y, p):
     return squared.clamp_min(torch.finfo(squared.dtype).tiny).sqrt()
 
 
-def _rows_per_block(m, d):
-    return max(1, _BLOCK_ENTRIES // max(1, m * max(1, d)))
+def _rows_per_block(batch, m, d):
+    return max(1, _BLOCK_ENTRIES // max(1, batch * m * max(1, d)))
 
 
 def _blocks(n, rows):
@@ -46,7 +46,7 @@ def _over_row_blocks(function, x, rest_rows, shared):
     n, m, d = x.shape[1], shared[0].shape[1], x.shape[2]
     graph = _needs_graph(x, *rest_rows, *shared)
     outputs = []
-    for start, stop in _blocks(n, _rows_per_block(m, d)):
+    for start, stop in _blocks(n, _rows_per_block(x.shape[0], m, d)):
         args = (x[:, start:stop],) + tuple(r[:, start:stop] for r in rest_rows) + tuple(shared)
         outputs.append(checkpoint(function, *args, use_reentrant=False) if graph else function(*args))
     return torch.cat(outputs, dim=1)

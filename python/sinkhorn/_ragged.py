@@ -1,9 +1,9 @@
 """Batches of clouds of different sizes: lists of tensors, nested tensors, or PyTorch Geometric's
-points plus a batch-index vector. They are solved as one padded batch: each entry's points are
+points plus a batch-index vector. They are packed into one padded batch: each entry's points are
 padded with copies of its first point at weight 0, which changes neither its value nor its
 gradients (a zero weight removes a point from every sum of the problem) nor the batch's bounding
-box, so the eps schedule is the one its largest entry would give. One solve, one kernel launch per
-sweep on a GPU, no Python loop over the entries.
+box. On a GPU the padded batch is one solve (one kernel launch per sweep); on the CPU each entry
+is solved on its own rows (solve_packed says why).
 """
 import torch
 
@@ -91,11 +91,16 @@ def ragged_inputs(x, y, a, b, batch_x=None, batch_y=None):
     if batch_x is not None or batch_y is not None:
         if batch_x is None or batch_y is None:
             fail("batch_x" if batch_x is None else "batch_y", "batch_x and batch_y go together")
+        for name, index in (("batch_x", batch_x), ("batch_y", batch_y)):
+            if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype not in (torch.int32, torch.int64):
+                fail(name, "expected a (N,) tensor of integer entry numbers")
         count = 1 + max(int(batch_x.max()) if batch_x.numel() else -1, int(batch_y.max()) if batch_y.numel() else -1)
         xs = entries(x, "x", batch_x, "batch_x", count)
         ys = entries(y, "y", batch_y, "batch_y", count)
-        a = entries(a, "a", batch_x, "batch_x", count) if isinstance(a, torch.Tensor) else a
-        b = entries(b, "b", batch_y, "batch_y", count) if isinstance(b, torch.Tensor) else b
+        # Weights in PyG's form are (N,) or (N, 1): split as columns of one.
+        column = lambda w: w.unsqueeze(-1) if w.dim() == 1 else w
+        a = entries(column(a), "a", batch_x, "batch_x", count) if isinstance(a, torch.Tensor) else a
+        b = entries(column(b), "b", batch_y, "batch_y", count) if isinstance(b, torch.Tensor) else b
     elif is_ragged(x) or is_ragged(y):
         if not (is_ragged(x) and is_ragged(y)):
             fail("y" if is_ragged(x) else "x", "a ragged batch needs both x and y as lists (or nested tensors)")
@@ -109,6 +114,7 @@ def ragged_inputs(x, y, a, b, batch_x=None, batch_y=None):
     return X, A, x_sizes, Y, B, y_sizes
 
 
+@torch.compiler.disable  # eager: it reads the diagnostics of each entry
 def solve_packed(run, X, A, Y, B, sizes, options, process_group=None, one_solve=None):
     """run(a, x, b, y, options, process_group) over a packed ragged batch: (value (B,), f_ab, g_ab,
     f_aa, g_bb padded to (B, N_max) / (B, M_max) or None, diagnostics).
@@ -142,6 +148,9 @@ def solve_packed(run, X, A, Y, B, sizes, options, process_group=None, one_solve=
         diagnostics["converged"] = diagnostics["converged"] and d["converged"]
         diagnostics["diameter"] = max(diagnostics["diameter"], d["diameter"])
         diagnostics["tolerance"] = min(diagnostics["tolerance"], d["tolerance"])
+    diagnostics["truncation_rebuilds"] = sum(r[5]["truncation_rebuilds"] for r in results)
+    backends = sorted({r[5]["backend"] for r in results})
+    diagnostics["backend"] = backends[0] if len(backends) == 1 else "mixed: " + ", ".join(backends)
     diagnostics["entries"] = [r[5] for r in results]
     return (value, padded(1, X.shape[1]), padded(2, Y.shape[1]), padded(3, X.shape[1]), padded(4, Y.shape[1]),
             diagnostics)

@@ -51,7 +51,8 @@ class SamplesLoss(torch.nn.Module):
     (B, N) or (B, N, 1). The result is a 0-d tensor or (B,), in the inputs' dtype and device,
     differentiable in x, y, a and b. Ragged batches (clouds of different sizes): x and y (and a, b)
     as lists of tensors or nested tensors, or (N, D) points with the keywords batch_x and batch_y
-    (PyTorch Geometric's vectors of each point's entry): one padded solve, a (B,) result.
+    (PyTorch Geometric's vectors of each point's entry): a (B,) result, each entry its own solve's
+    (one padded solve on a GPU, entry by entry on the CPU).
 
     Potentials (potentials=True) are shaped as GeomLoss returns them: (1, N) and (1, M) for one
     pair of clouds ((N,) and (M,) with backend="multiscale", GeomLoss's multiscale form), (B, N)
@@ -97,6 +98,9 @@ class SamplesLoss(torch.nn.Module):
             fail("debias", f"does not apply to the kernel loss {name!r} (leave it at True)")
         elif not debias and name != "sinkhorn":
             fail("debias", f"False applies to loss='sinkhorn' only (OT_eps); {name!r} has no biased form here")
+        if potentials and name == "ot":
+            fail("potentials", "True is not available for loss='ot' (the network simplex's duals are not returned); "
+                               "use sinkhorn.solve(..., loss='ot') for the value, or loss='sinkhorn' with a small blur")
         if process_group is not None and potentials and name in _KERNELS:
             fail("potentials", f"True is not available for the kernel loss {name!r} with a process_group "
                                "(its potentials are computed densely in one process)")

@@ -97,6 +97,7 @@ def run(a, x, b, y, options, process_group=None, options_text=None):
     return _C.solve(a, x, b, y, options, process_group=process_group)
 
 
+@torch.compiler.disable  # Solution's diagnostics are Python numbers: eager only (SamplesLoss compiles whole)
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
           backend="auto", coarse_correction=False, process_group=None, on_unconverged="warn", batch_x=None,
@@ -123,10 +124,6 @@ def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None
                               iterations=iterations, gradient=gradient, backend=backend,
                               coarse_correction=coarse_correction)
     check_on_unconverged(on_unconverged)
-    if process_group is None and _ops.traced(x, y, a, b):
-        # Solution's diagnostics are Python numbers: reading them under tracing would break the
-        # graph, so sinkhorn.solve stays eager (SamplesLoss compiles whole).
-        torch._dynamo.graph_break() if torch.compiler.is_compiling() else None
     ragged = ragged_inputs(x, y, a, b, batch_x, batch_y)
     if ragged is not None:
         x, a, x_sizes, y, b, y_sizes = ragged

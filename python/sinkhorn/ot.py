@@ -15,7 +15,7 @@ SamplesLoss. The solve itself is sinkhorn.solve's (eps-scaling, a marginal-error
 import torch
 
 from . import _implicit, _plan
-from ._arguments import check_number, check_pair, check_points, check_weights, fail
+from ._arguments import check_flag, check_number, check_pair, check_points, check_weights, fail
 from ._convergence import check_on_unconverged, report_convergence
 from ._ragged import ragged_inputs, solve_packed, unpack
 from ._solve import checked_options, run
@@ -45,7 +45,9 @@ class OTResult:
         (GeomLoss's potential_a / potential_b; POT returns log-scalings, f / reg - ... , docs/python.md).
         Differentiable: their derivatives are the implicit ones of the fixed point they solve
         (conjugate gradients on products with the plan, in linear memory), so that every quantity
-        built from them (plan, value_linear, marginals, maps) has exact gradients at convergence.
+        built from them that the constant shift (f - c, g + c) leaves unchanged (the plan,
+        value_linear, marginals, maps, differences of potentials) has exact gradients at
+        convergence; the potentials' own values carry the solve's gauge, which has no derivative.
     potential_aa, potential_bb: the symmetric problems' potentials (debias=True only).
     plan: pi as a dense (N, M) tensor, refused above MAX_DENSE_PLAN_BYTES.
     plan_operator, lazy_plan: pi as an operator in linear memory: plan @ v, plan.T @ u.
@@ -72,6 +74,10 @@ class OTResult:
 
     # --- helpers -------------------------------------------------------------------------------
     def _cached(self, key, compute):
+        # Only results without a graph are kept: a graph is built anew at each access, so that a
+        # property read under no_grad first, or a second backward, sees its own graph.
+        if any(t.requires_grad for t in (self._x, self._a, self._y, self._b)):
+            return compute()
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
@@ -91,7 +97,7 @@ class OTResult:
         def compute():
             f, g = self._solved
             x, a, y, b = self._x, self._a, self._y, self._b
-            if not _plan._needs_graph(x, y, a, b):
+            if not _plan._needs_graph(x, y, a, b) or f.is_inference():
                 return f, g
             return _implicit.pair_potentials(f, g, x, a, y, b, self._eps, self._p, self._damping())
         return self._cached("potentials", compute)
@@ -100,6 +106,8 @@ class OTResult:
         def compute():
             f_aa, g_bb = self._symmetric
             x, a, y, b = self._x, self._a, self._y, self._b
+            if f_aa is None or f_aa.is_inference():
+                return f_aa, g_bb
             if _plan._needs_graph(x, a):
                 f_aa = _implicit.symmetric_potential(f_aa, x, a, self._eps, self._p, self._damping())
             if _plan._needs_graph(y, b):
@@ -296,6 +304,7 @@ def _solve(X, A, Y, B, *, cost, debias, reg, unbalanced, unbalanced_type, method
            scaling, on_unconverged, batched, sizes, caller):
     p, unit, library_blur, library_reach, backend = _regularisation(cost, reg, blur, unbalanced, reach,
                                                                     unbalanced_type, method)
+    check_flag("debias", debias)
     check_on_unconverged(on_unconverged)
     options = checked_options(loss="divergence" if debias else "ot_eps", p=p, blur=library_blur, reach=library_reach,
                               scaling=scaling, tolerance=1e-4 if tol is None else tol,
@@ -326,6 +335,7 @@ def _full_weights(weights, points):
     return weights.to(points.dtype)
 
 
+@torch.compiler.disable  # an OTResult holds Python numbers: eager only (docs/python.md)
 def solve_sample(X_a, X_b, a=None, b=None, cost="sqeuclidean", debias=False, reg=None, unbalanced=None,
                  unbalanced_type="KL", method="auto", max_iter=None, tol=None, blur=None, reach=None, *,
                  scaling=0.5, on_unconverged="warn"):
@@ -357,15 +367,16 @@ def solve_sample(X_a, X_b, a=None, b=None, cost="sqeuclidean", debias=False, reg
                   caller="sinkhorn.ot.solve_sample")
 
 
+@torch.compiler.disable
 def solve_sample_batch(X_a, X_b, a=None, b=None, cost="sqeuclidean", debias=False, reg=None, unbalanced=None,
                        unbalanced_type="KL", method="auto", max_iter=None, tol=None, blur=None, reach=None, *,
                        batch_a=None, batch_b=None, scaling=0.5, on_unconverged="warn"):
-    """solve_sample over a batch of problems, solved together: an OTResult whose value is (B,).
+    """solve_sample over a batch of problems: an OTResult whose value is (B,).
 
     The batch: (B, N, D) and (B, M, D) tensors; lists of (N_k, D) and (M_k, D) tensors (clouds of
     different sizes, with a and b lists of weights or None); nested tensors; or (N, D) and (M, D)
-    points with batch_a and batch_b, PyTorch Geometric's vectors of each point's entry. Ragged
-    batches return per-point results (potentials, marginals, maps, plans) as lists, one tensor per
+    points with batch_a and batch_b, PyTorch Geometric's vectors of each point's entry (one padded
+    solve on a GPU, entry by entry on the CPU: docs/python.md). Ragged batches return per-point results (potentials, marginals, maps, plans) as lists, one tensor per
     entry; each entry's value equals its own solve_sample to the tolerance.
     """
     ragged = ragged_inputs(X_a, X_b, a, b, batch_a, batch_b)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import sinkhorn
+import sinkhorn.ot
 from sinkhorn import _ops, _solve
 
 
@@ -27,6 +28,7 @@ def problem(batch=None, dtype=torch.float64):
     ("ot_eps", None, torch.float32, [False, True, False, True]),
     ("primal", None, torch.float64, [False, True, False, False]),
     ("energy", None, torch.float64, [True, True, False, False]),
+    ("ot", None, torch.float64, [False, True, False, False]),
 ])
 def test_the_operator_passes_torch_library_opcheck(loss, batch, dtype, wanted):
     a, x, b, y = problem(batch, dtype)
@@ -88,6 +90,26 @@ def test_export_sees_the_operator():
     targets = [str(node.target) for node in exported.graph.nodes if node.op == "call_function"]
     assert "sinkhorn.solve.default" in targets, targets
     assert exported.module()(z, y).item() == pytest.approx(module(z, y).item(), rel=1e-12)
+
+
+def test_second_derivatives_are_refused_not_zero():
+    # A gradient penalty through the compiled path must not be silently 0.
+    _, x, _, y = problem()
+    x.requires_grad_(True)
+    options = json.dumps(_solve.checked_options(blur=0.3), sort_keys=True)
+    value = _ops.solve_op(None, x, None, y, options, [False, True, False, False])[0]
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        torch.autograd.grad(value, x, create_graph=True)
+
+
+def test_the_eager_only_entries_stay_eager_under_compile():
+    # sinkhorn.solve and sinkhorn.ot.solve_sample return Python numbers: compiled code calls them
+    # eagerly (a graph break), with the eager results.
+    _, x, _, y = problem()
+    compiled = torch.compile(lambda x, y: sinkhorn.solve(x, y, blur=0.3).value, backend="eager")
+    assert compiled(x, y).item() == pytest.approx(sinkhorn.solve(x, y, blur=0.3).value.item(), rel=1e-12)
+    compiled_ot = torch.compile(lambda x, y: sinkhorn.ot.solve_sample(x, y, reg=0.1).value, backend="eager")
+    assert compiled_ot(x, y).item() == pytest.approx(sinkhorn.ot.solve_sample(x, y, reg=0.1).value.item(), rel=1e-12)
 
 
 def test_torch_func_transforms_are_refused_with_the_way_round():

@@ -68,6 +68,7 @@ def test_what_is_not_supported_says_so():
     raises("reach", lambda: sinkhorn.SamplesLoss("energy", reach=1.0))
     raises("p", lambda: sinkhorn.SamplesLoss("gaussian", p=1))
     raises("debias", lambda: sinkhorn.SamplesLoss("primal", debias=False))
+    raises("potentials", lambda: sinkhorn.SamplesLoss("ot", potentials=True))
     raises("args", lambda: sinkhorn.SamplesLoss()(x))
     raises("args", lambda: sinkhorn.SamplesLoss()(x, y, x))
     raises("args", lambda: sinkhorn.SamplesLoss()(None, None, None, None, None, None))

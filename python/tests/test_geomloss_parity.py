@@ -108,6 +108,11 @@ def test_ragged_batches_equal_their_separate_solves():
     index_x = torch.repeat_interleave(torch.arange(3), torch.tensor([7, 30, 12]))
     index_y = torch.repeat_interleave(torch.arange(3), torch.tensor([9, 5, 25]))
     torch.testing.assert_close(loss(points_x, points_y, batch_x=index_x, batch_y=index_y), values.detach())
+    # With PyG-shaped (N,) weights, split by the same vectors.
+    weights_x = torch.cat([torch.full((n,), 1.0 / n, dtype=torch.float64) for n in (7, 30, 12)])
+    weights_y = torch.cat([torch.full((m,), 1.0 / m, dtype=torch.float64) for m in (9, 5, 25)])
+    torch.testing.assert_close(loss(weights_x, points_x, weights_y, points_y, batch_x=index_x, batch_y=index_y),
+                               values.detach())
     nested = loss(torch.nested.nested_tensor([x.detach() for x in xs]), torch.nested.nested_tensor(ys))
     torch.testing.assert_close(nested, values.detach())
     solution = sinkhorn.solve([x.detach() for x in xs], ys, blur=0.2, tolerance=1e-11)

@@ -181,6 +181,21 @@ def test_gradients_are_exact_unbalanced_debiased_and_for_p1():
         assert torch.autograd.gradcheck(compute, (x, b), eps=1e-6, atol=1e-6), case
 
 
+def test_a_property_read_without_a_graph_first_keeps_the_exact_gradient(clouds):
+    # Reading a result under no_grad first must not leave later reads without the implicit part
+    # of their gradient, and two backward passes through two properties must both work.
+    a, x, b, y = clouds
+    x = x.clone().requires_grad_(True)
+    expected = torch.autograd.grad(sinkhorn.ot.solve_sample(x, y, a, b, reg=0.3, **TIGHT).value_linear, x)[0]
+    result = sinkhorn.ot.solve_sample(x, y, a, b, reg=0.3, **TIGHT)
+    with torch.no_grad():
+        result.marginal_a
+        result.value_linear
+    torch.testing.assert_close(torch.autograd.grad(result.value_linear, x)[0], expected)
+    result.plan.sum().backward()
+    result.a_to_b.sum().backward()
+
+
 def test_products_with_the_plan_run_in_blocks(monkeypatch, clouds):
     # Blocks of 7 rows (not a divisor of 23): every product and the potentials' gradients as one block.
     a, x, b, y = clouds
@@ -277,6 +292,11 @@ def test_bad_arguments_are_refused_naming_them(clouds):
         sinkhorn.ot.solve_sample_batch([xs[0], xs[1][:0], xs[2]], ys, reg=0.1)
     with pytest.raises(ValueError, match="^a: entry 0 has shape"):
         sinkhorn.ot.solve_sample_batch(xs, ys, a=[torch.ones(4), torch.ones(17), torch.ones(9)], reg=0.1)
+    with pytest.raises(ValueError, match="^debias: "):
+        sinkhorn.ot.solve_sample(x, y, a, b, reg=0.3, debias="yes")
+    with pytest.raises(ValueError, match="^batch_x: expected a"):
+        sinkhorn.ot.solve_sample_batch(torch.cat(xs), torch.cat(ys), reg=0.1, batch_a=[0] * 31,
+                                       batch_b=torch.zeros(35, dtype=torch.int64))
 
 
 def test_a_dense_plan_above_the_bound_is_refused(monkeypatch, clouds):
