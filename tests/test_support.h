@@ -10,10 +10,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <optional>
 #include <vector>
+
+#include "sinkhorn/error.h"
 
 namespace sinkhorn::testing {
 
@@ -160,5 +163,18 @@ inline at::Tensor random_weights(int64_t n, at::ScalarType dtype = at::kDouble) 
 inline double relative_error(double value, double expected) {
   return std::abs(value - expected) / std::max(std::abs(expected), 1e-300);
 }
+
+/// "argument | problem" of the sinkhorn::Error `action` throws, or "no error".
+inline std::string error_message(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.argument() + " | " + error.problem();
+  }
+  return "no error";
+}
+
+/// Bytes as the string_view-able text the readers take.
+inline std::string as_chars(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 
 }  // namespace sinkhorn::testing

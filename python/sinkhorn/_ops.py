@@ -36,9 +36,8 @@ def _potentials_present(loss):
 
 def _autograd_keys():
     key = torch._C.DispatchKey
-    names = ("ADInplaceOrView", "AutogradOther", "AutogradCPU", "AutogradCUDA", "AutogradFunctionality")
-    keys = torch._C.DispatchKeySet(key.AutogradCPU)
-    for name in names:
+    keys = torch._C.DispatchKeySet(key.ADInplaceOrView)
+    for name in ("AutogradOther", "AutogradCPU", "AutogradCUDA", "AutogradFunctionality"):
         if hasattr(key, name):
             keys = keys | torch._C.DispatchKeySet(getattr(key, name))
     return keys

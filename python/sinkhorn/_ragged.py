@@ -23,13 +23,11 @@ def entries(points, name, index=None, index_name=None, count=None):
 
     points: a list or tuple of (N_k, D) tensors, a nested tensor, or (N, D) points with `index`,
     a (N,) integer tensor giving each point's entry (PyTorch Geometric's `batch` vector; entries
-    0 .. count - 1, in any order)."""
+    0 .. count - 1, in any order), its type checked by ragged_inputs."""
     if index is not None:
         if not isinstance(points, torch.Tensor) or points.is_nested or points.dim() != 2:
             fail(name, f"with {index_name}, expected points of shape (N, D), got "
                        f"{type(points).__name__ if not isinstance(points, torch.Tensor) else tuple(points.shape)}")
-        if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype not in (torch.int32, torch.int64):
-            fail(index_name, "expected a (N,) tensor of integer entry numbers")
         if index.shape[0] != points.shape[0]:
             fail(index_name, f"has {index.shape[0]} entries for the {points.shape[0]} points of {name}")
         if index.numel() and int(index.min()) < 0:

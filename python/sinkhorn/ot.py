@@ -319,7 +319,7 @@ def _solve(X, A, Y, B, *, cost, debias, reg, unbalanced, unbalanced_type, method
     # The library's values and potentials in the cost's units.
     value = unit * value
     if not batched:
-        X, A, Y, B = X.unsqueeze(0), (A if A is not None else None), Y.unsqueeze(0), B
+        X, Y = X.unsqueeze(0), Y.unsqueeze(0)
     A = _full_weights(A, X)
     B = _full_weights(B, Y)
     lift = (lambda t: t) if batched else (lambda t: None if t is None else t.unsqueeze(0))

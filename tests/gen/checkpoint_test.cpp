@@ -31,16 +31,7 @@ using io::verify_zip;
 using io::zip_entries;
 using io::ZipEntry;
 
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.argument() + " | " + error.problem();
-  }
-  return "no error";
-}
-
-std::string as_chars(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+using testing::as_chars;
 
 void put_u32(std::vector<uint8_t>& bytes, uint64_t at, uint32_t value) {
   for (int k = 0; k < 4; ++k) bytes[at + static_cast<uint64_t>(k)] = static_cast<uint8_t>(value >> (8 * k));
@@ -78,10 +69,10 @@ class CheckpointTest : public ::testing::Test {
   // and leave the run folder as it was.
   void expect_refused(const std::string& fragment) {
     const auto before = file_digests(run);
-    const std::string sampled = message_of([&] { SavedGenerator::load(run); });
+    const std::string sampled = testing::error_message([&] { SavedGenerator::load(run); });
     EXPECT_EQ(sampled.rfind("checkpoint | '" + checkpoint + "' ", 0), 0u) << sampled;
     EXPECT_NE(sampled.find(fragment), std::string::npos) << sampled;
-    const std::string resumed = message_of([&] { Trainer::resume(run); });
+    const std::string resumed = testing::error_message([&] { Trainer::resume(run); });
     EXPECT_EQ(resumed.rfind("out_dir | '" + checkpoint + "' ", 0), 0u) << resumed;
     EXPECT_NE(resumed.find(fragment), std::string::npos) << resumed;
     EXPECT_EQ(file_digests(run), before);
@@ -163,7 +154,7 @@ TEST_F(CheckpointTest, WeightsThatDoNotFitTheSettingsAreRefusedNamingTheTensor) 
   contents.generator = fitting.get();
   write_checkpoint(checkpoint, contents);
   const auto before = file_digests(run);
-  EXPECT_EQ(message_of([&] { Trainer::resume(run); }),
+  EXPECT_EQ(testing::error_message([&] { Trainer::resume(run); }),
             "out_dir | '" + checkpoint + "' holds a generator_optimizer that does not fit its settings: its exp_avg is "
             "[16, 2] Float for a parameter of [32, 2] Float");
   EXPECT_EQ(file_digests(run), before);
@@ -179,10 +170,10 @@ TEST_F(CheckpointTest, WeightsThatDoNotFitTheSettingsAreRefusedNamingTheTensor) 
 TEST_F(CheckpointTest, WhatIsNotARegularFileIsRefusedBeforeReading) {
   const std::string fifo = folder.file("fifo.pt");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
-  EXPECT_NE(message_of([&] { SavedGenerator::load(fifo); }).find("is not a regular file"), std::string::npos);
-  EXPECT_NE(message_of([&] { SavedGenerator::load("/dev/zero"); }).find("is not a regular file"), std::string::npos);
-  EXPECT_NE(message_of([&] { SavedGenerator::load(folder.path()); }).find("holds no checkpoint.pt"), std::string::npos);
-  EXPECT_NE(message_of([&] { SavedGenerator::load(folder.file("missing.pt")); }).find("does not exist"),
+  EXPECT_NE(testing::error_message([&] { SavedGenerator::load(fifo); }).find("is not a regular file"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { SavedGenerator::load("/dev/zero"); }).find("is not a regular file"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { SavedGenerator::load(folder.path()); }).find("holds no checkpoint.pt"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { SavedGenerator::load(folder.file("missing.pt")); }).find("does not exist"),
             std::string::npos);
 }
 
@@ -255,7 +246,7 @@ TEST(FullDisk, ACheckpointThatDoesNotFitKeepsTheLastGoodOne) {
   ASSERT_TRUE(testing::fill_disk(disk.file(""), 48 << 10));
   {
     Trainer resumed = Trainer::resume(out, {4, std::nullopt});
-    const std::string message = message_of([&] { resumed.run(); });
+    const std::string message = testing::error_message([&] { resumed.run(); });
     EXPECT_EQ(message.rfind("out_dir | cannot write '" + out + "/checkpoint.pt': No space left on device; the last "
                             "good checkpoint (step 2) is kept in " + out + "/checkpoint.pt", 0),
               0u)
@@ -269,7 +260,7 @@ TEST(FullDisk, ACheckpointThatDoesNotFitKeepsTheLastGoodOne) {
   // A disk with no room at all: the resume's first write fails cleanly, the folder as it was.
   std::ofstream(disk.file("more"), std::ios::binary) << std::string(4 << 20, 'x');
   const auto before = file_digests(out);
-  const std::string message = message_of([&] { Trainer::resume(out, {6, std::nullopt}); });
+  const std::string message = testing::error_message([&] { Trainer::resume(out, {6, std::nullopt}); });
   EXPECT_EQ(message, "out_dir | cannot write '" + out + "/config.json': No space left on device");
   EXPECT_EQ(file_digests(out), before);
 }

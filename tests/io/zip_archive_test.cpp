@@ -12,20 +12,12 @@
 #include <vector>
 
 #include "sinkhorn/error.h"
+#include "test_support.h"
 
 namespace sinkhorn::io {
 namespace {
 
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.argument() + " | " + error.problem();
-  }
-  return "no error";
-}
-
-std::string as_chars(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+using testing::as_chars;
 
 TEST(ZipParser, ReadsZip64Records) {
   // One stored entry "a" holding "hello", with a zip64 end-of-central-directory record and
@@ -59,7 +51,7 @@ TEST(ZipParser, ReadsZip64Records) {
   EXPECT_EQ(entries[0].compressed_size, 5u);
   EXPECT_NO_THROW(verify_zip(as_chars(zip), "z.zip", "checkpoint"));
   zip[33] = 'L';
-  EXPECT_NE(message_of([&] { verify_zip(as_chars(zip), "z.zip", "checkpoint"); }).find("entry 'a' fails its CRC-32"),
+  EXPECT_NE(testing::error_message([&] { verify_zip(as_chars(zip), "z.zip", "checkpoint"); }).find("entry 'a' fails its CRC-32"),
             std::string::npos);
 }
 
@@ -110,7 +102,7 @@ class HandZip {
 };
 
 std::string zip_problem(const std::string& bytes) {
-  return message_of([&] { verify_zip(bytes, "z.zip", "checkpoint"); });
+  return testing::error_message([&] { verify_zip(bytes, "z.zip", "checkpoint"); });
 }
 
 TEST(ZipParser, AHandMadeArchivePassesItsChecks) {
