@@ -247,7 +247,7 @@ int divergence_command(const std::vector<std::string>& arguments, std::ostream& 
         << device.str() << "\", \"n\": "
         << n << ", \"m\": " << m << ", \"d\": " << x.size(1) << ", \"world_size\": " << d.world_size
         << ", \"visited_pairs_fraction\": " << json_number(d.visited_pairs_fraction)
-        << ", \"truncation_rebuilds\": " << d.truncation_rebuilds
+        << ", \"truncation_rebuilds\": " << d.truncation_rebuilds << ", \"corrected_sweeps\": " << d.corrected_sweeps
         << ", \"truncation_seconds\": " << json_number(d.truncation_seconds)
         << ", \"seconds\": " << json_number(seconds) << "}\n";
   } else {

@@ -2,8 +2,15 @@
 
 #include "api/option_table.h"
 #include "sinkhorn/error.h"
+#include "util/check.h"
 
 namespace sinkhorn::cli {
+
+bool on_by_default(const api::OptionSpec& spec) {
+  const api::OptionValue value = spec.get(SinkhornOptions{});
+  const bool* flag = std::get_if<bool>(&value);
+  return spec.kind == api::OptionKind::flag && flag != nullptr && *flag;
+}
 
 // Every flag comes from the option table (src/api/option_table.h): its name, value, range and
 // help line are declared there once.
@@ -12,6 +19,8 @@ void add_loss_options(ArgumentParser& parser) {
     switch (spec.kind) {
       case api::OptionKind::flag:
         parser.flag(spec.flag, spec.doc);
+        // A flag on by default is turned off by --no-<flag>.
+        if (on_by_default(spec)) parser.flag(std::string("no-") + spec.flag, std::string("turn --") + spec.flag + " off");
         break;
       case api::OptionKind::integer:
       case api::OptionKind::optional_integer:
@@ -30,6 +39,10 @@ SinkhornOptions loss_options_from(const ParsedArguments& args, SinkhornOptions o
     switch (spec.kind) {
       case api::OptionKind::flag:
         if (args.flag(spec.flag)) value = true;
+        if (on_by_default(spec) && args.flag(std::string("no-") + spec.flag)) {
+          SINKHORN_CHECK(!args.flag(spec.flag), "--" << spec.flag << " and --no-" << spec.flag << " exclude each other");
+          value = false;
+        }
         break;
       case api::OptionKind::integer:
       case api::OptionKind::optional_integer:

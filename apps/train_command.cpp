@@ -140,8 +140,9 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
       SINKHORN_CHECK(may_change_on_resume(given), "--" << given << " cannot change when resuming (the run keeps the settings "
                                    << "in its checkpoint; only " << resumable_flags() << " may change)");
     }
-    SINKHORN_CHECK(!args.flag("coarse-correction"),
-                   "--coarse-correction cannot change when resuming (the run keeps the setting in its checkpoint)");
+    for (const char* flag : {"coarse-correction", "no-coarse-correction"}) {
+      SINKHORN_CHECK(!args.flag(flag), "--" << flag << " cannot change when resuming (the run keeps the setting in its checkpoint)");
+    }
     gen::ResumeOverrides overrides;
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");

@@ -48,6 +48,8 @@ struct Diagnostics {
   double visited_pairs_fraction = 1.0;
   int truncation_rebuilds = 0;
   double truncation_seconds = 0.0;
+  /// Sweeps of OT(a, b) that were corrected on clusters of points (SinkhornOptions::coarse_correction).
+  int corrected_sweeps = 0;
 };
 
 /// Dual potentials, detached, in the inputs' dtype, shapes like the weights ((N) or (B, N)).

@@ -4,10 +4,12 @@ import sys
 import warnings
 
 _CHOICES = ("warn", "raise", "ignore")
-# Frames of this package and of torch.nn.Module's call machinery are skipped, so that a warning
-# names the caller's line: Python shows a warning once per line (its "default" filter).
+# Frames of this package, of torch.nn.Module's call machinery and of torch.compiler.disable's
+# wrapper (around solve) are skipped, so that a warning names the caller's line: Python shows a
+# warning once per line (its "default" filter).
 _OWN_FOLDER = os.path.dirname(os.path.abspath(__file__))
 _MODULE_FILE = os.path.join("torch", "nn", "modules", "module.py")
+_DYNAMO_FOLDER = os.path.join("torch", "_dynamo") + os.sep
 
 
 class ConvergenceWarning(UserWarning):
@@ -29,7 +31,7 @@ def _caller_stacklevel():
     level = 1
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not (filename.startswith(_OWN_FOLDER) or filename.endswith(_MODULE_FILE)):
+        if not (filename.startswith(_OWN_FOLDER) or filename.endswith(_MODULE_FILE) or _DYNAMO_FOLDER in filename):
             return level
         frame = frame.f_back
         level += 1

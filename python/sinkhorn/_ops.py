@@ -17,9 +17,9 @@ from . import _C
 
 # The diagnostics tensor: these fields in this order, then the backend's index in BACKENDS.
 DIAGNOSTIC_FIELDS = ("iterations", "marginal_error", "converged", "schedule_length", "tolerance", "epsilon",
-                     "diameter", "visited_pairs_fraction", "truncation_rebuilds", "world_size")
+                     "diameter", "visited_pairs_fraction", "truncation_rebuilds", "world_size", "corrected_sweeps")
 BACKENDS = ("tensorized", "online", "multiscale", "reference", "limit", "network_simplex")
-_INTEGER_FIELDS = ("iterations", "schedule_length", "truncation_rebuilds", "world_size")
+_INTEGER_FIELDS = ("iterations", "schedule_length", "truncation_rebuilds", "world_size", "corrected_sweeps")
 # Which potentials each loss returns: (f_ab, g_ab, f_aa, g_bb).
 _KERNEL_LOSSES = ("energy", "gaussian", "laplacian", "gaussian_mixture")
 

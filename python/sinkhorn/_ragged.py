@@ -147,6 +147,7 @@ def solve_packed(run, X, A, Y, B, sizes, options, process_group=None, one_solve=
         diagnostics["diameter"] = max(diagnostics["diameter"], d["diameter"])
         diagnostics["tolerance"] = min(diagnostics["tolerance"], d["tolerance"])
     diagnostics["truncation_rebuilds"] = sum(r[5]["truncation_rebuilds"] for r in results)
+    diagnostics["corrected_sweeps"] = sum(r[5]["corrected_sweeps"] for r in results)
     backends = sorted({r[5]["backend"] for r in results})
     diagnostics["backend"] = backends[0] if len(backends) == 1 else "mixed: " + ", ".join(backends)
     diagnostics["entries"] = [r[5] for r in results]

@@ -25,7 +25,7 @@ class SamplesLoss(torch.nn.Module):
     SamplesLoss(loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                 cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False,
                 verbose=False, backend="auto", *, tolerance=1e-4, max_iterations=1000,
-                iterations=None, gradient="auto", coarse_correction=False, process_group=None,
+                iterations=None, gradient="auto", coarse_correction=True, process_group=None,
                 on_unconverged="warn")
 
     loss: "sinkhorn" (S_eps with debias=True, OT_eps with debias=False), "energy", "gaussian",
@@ -65,7 +65,7 @@ class SamplesLoss(torch.nn.Module):
     def __init__(self, loss="sinkhorn", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5, truncate=5,
                  cost=None, kernel=None, cluster_scale=None, debias=True, potentials=False, verbose=False,
                  backend="auto", *, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-                 coarse_correction=False, process_group=None, on_unconverged="warn"):
+                 coarse_correction=True, process_group=None, on_unconverged="warn"):
         super().__init__()
         self.on_unconverged = check_on_unconverged(on_unconverged)
         if not isinstance(loss, str):

@@ -30,6 +30,7 @@ class Solution:
         above the clouds' largest cost that the eps -> infinity limit is returned, docs/numerics.md).
     visited_pairs_fraction, truncation_rebuilds: the multiscale backend's truncation (1 and 0 else).
     world_size: the processes that shared the solve (process_group), 1 for one process.
+    corrected_sweeps: sweeps of OT(a, b) corrected on clusters of points (coarse_correction).
     """
     value: torch.Tensor
     f_ab: Optional[torch.Tensor]
@@ -47,6 +48,7 @@ class Solution:
     visited_pairs_fraction: float
     truncation_rebuilds: int
     world_size: int = 1
+    corrected_sweeps: int = 0
 
 
 # The solve's options as the library declares them (src/api/option_table.h): name, kind, default,
@@ -100,7 +102,7 @@ def run(a, x, b, y, options, process_group=None, options_text=None):
 @torch.compiler.disable  # Solution's diagnostics are Python numbers: eager only (SamplesLoss compiles whole)
 def solve(x, y, a=None, b=None, *, loss="divergence", p=2, blur=0.05, reach=None, diameter=None, scaling=0.5,
           cluster_scale=None, tolerance=1e-4, max_iterations=1000, iterations=None, gradient="auto",
-          backend="auto", coarse_correction=False, process_group=None, on_unconverged="warn", batch_x=None,
+          backend="auto", coarse_correction=True, process_group=None, on_unconverged="warn", batch_x=None,
           batch_y=None):
     """The loss between the clouds (a, x) and (b, y), with potentials and diagnostics.
 

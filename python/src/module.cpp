@@ -173,6 +173,7 @@ py::tuple solve(const std::optional<at::Tensor>& a, const at::Tensor& x, const s
   diagnostics["backend"] = d.backend;
   diagnostics["visited_pairs_fraction"] = d.visited_pairs_fraction;
   diagnostics["truncation_rebuilds"] = d.truncation_rebuilds;
+  diagnostics["corrected_sweeps"] = d.corrected_sweeps;
   diagnostics["world_size"] = d.world_size;
   // Undefined tensors (potentials a loss does not use) become None.
   const sinkhorn::Potentials& f = result.potentials;

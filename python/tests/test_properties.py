@@ -225,6 +225,11 @@ def test_unconverged_solves_warn_once_per_line_or_raise(clouds):
     assert len(relevant) == 1
     assert relevant[0].filename == __file__  # the caller's line, not the package's
     assert "not converged after" in str(relevant[0].message)
+    with warnings.catch_warnings(record=True) as caught:  # solve too (behind torch.compiler.disable)
+        warnings.simplefilter("default")
+        sinkhorn.solve(x, y, a, b, blur=0.01, diameter=1e-9, max_iterations=3)
+    relevant = [w for w in caught if issubclass(w.category, sinkhorn.ConvergenceWarning)]
+    assert len(relevant) == 1 and relevant[0].filename == __file__
     assert "marginal error" in str(relevant[0].message)
     strict = sinkhorn.SamplesLoss("sinkhorn", blur=0.01, diameter=1e-9, max_iterations=3, on_unconverged="raise")
     with pytest.raises(sinkhorn.ConvergenceError, match="not converged"):

@@ -305,6 +305,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   result.value = to_caller_layout(value_unit == 1 ? value : value * value_unit, inputs);
   return_potentials();
   diagnostics.iterations = context.report.iterations;
+  diagnostics.corrected_sweeps = context.report.coarse_corrections;
   diagnostics.marginal_error = context.report.marginal_error;
   diagnostics.converged = context.report.converged;
   diagnostics.tolerance = context.loop.tolerance;

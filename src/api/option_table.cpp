@@ -129,10 +129,11 @@ const std::vector<OptionSpec>& option_table() {
        [](SinkhornOptions& o, const OptionValue& v) { o.backend = parse_backend(as_name(v, "backend")); },
        std::string("tensorized")},
       {"coarse_correction", "coarse-correction", "",
-       "correct the potentials on clusters of points when the loop crawls (D <= 3; docs/numerics.md)",
+       "corrected sweeps on clusters of points when the loop crawls (on by default; docs/numerics.md)",
        OptionKind::flag, OptionApplies::sinkhorn, 0, 0,
        [](const SinkhornOptions& o) -> OptionValue { return o.coarse_correction; },
-       [](SinkhornOptions& o, const OptionValue& v) { o.coarse_correction = as_flag(v, "coarse_correction"); }, true},
+       [](SinkhornOptions& o, const OptionValue& v) { o.coarse_correction = as_flag(v, "coarse_correction"); }, false,
+       false},  // runs written before it existed trained without it
   };
   return table;
 }

@@ -53,6 +53,9 @@ struct OptionSpec {
   void (*set)(SinkhornOptions&, const OptionValue&);
   /// A valid value away from the default, for the round-trip tests.
   OptionValue sample;
+  /// The value of a training run whose configuration lacks the option (written before it existed
+  /// or before its default changed); unset: the default.
+  OptionValue when_absent{};
 };
 
 /// The options of SinkhornOptions, in the order --help lists them.

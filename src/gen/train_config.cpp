@@ -187,7 +187,10 @@ TrainConfig train_config_from_json(const std::string& text) {
     // Each option of the table; one a run folder lacks (written before the option existed) keeps
     // its default, as that run had it.
     for (const api::OptionSpec& spec : api::option_table()) {
-      if (!l.contains(spec.name)) continue;
+      if (!l.contains(spec.name)) {
+        if (!std::holds_alternative<std::monostate>(spec.when_absent)) spec.set(c.loss, spec.when_absent);
+        continue;
+      }
       const json& field = l.at(spec.name);
       api::OptionValue value;
       const bool optional = spec.kind == api::OptionKind::optional_number || spec.kind == api::OptionKind::optional_integer;

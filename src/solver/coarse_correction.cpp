@@ -1,307 +1,359 @@
 #include "solver/coarse_correction.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
-#include "reduce/grid_clusters.h"
-#include "solver/acceleration.h"
+#include "util/check.h"
 
 namespace sinkhorn::solver {
 namespace {
 
 constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
+// Newton steps a sweep's cost model assumes per semi-dual (measured: 3 to 12 on the mixtures of
+// docs/numerics.md, most solves under 8).
+constexpr double kSemiDualCostSteps = 8.0;
+// Armijo's sufficient increase, and the halvings a line search may take.
+constexpr double kArmijo = 1e-4;
+constexpr int kLineSearchHalvings = 60;
+// Newton at the maximiser to rounding: a step that moves no shift by more than this many eps
+// (Psi's increases there are noise, which the line search would go on taking).
+constexpr double kNegligibleStep = 1e-9;
 
-std::vector<int64_t> labels_of(const reduce::GridClusters& clusters) {
-  std::vector<int64_t> labels(clusters.order.size());
-  for (int64_t c = 0; c < clusters.size(); ++c) {
-    for (int64_t k = clusters.starts[c]; k < clusters.starts[c + 1]; ++k) labels[clusters.order[k]] = c;
-  }
-  return labels;
+// log sum_L exp(z_iL) per row of z (N, L): float64, -inf for a row of -inf.
+at::Tensor row_log_sum_exp(const at::Tensor& z) { return at::logsumexp(z, {1}); }
+
+// Psi(v) = mass . v - weights . logsumexp_L(v_L + log_sums_iL); -inf where a row sees nothing.
+double semi_dual(const at::Tensor& log_sums, const at::Tensor& weights, const at::Tensor& mass,
+                 const at::Tensor& v) {
+  const at::Tensor lse = row_log_sum_exp(log_sums + v.unsqueeze(0));
+  // Rows of zero weight take no part (their -inf would give 0 * -inf).
+  const at::Tensor terms = at::where(weights > 0, weights * lse, at::zeros_like(lse));
+  return (mass * v).sum().item<double>() - terms.sum().item<double>();
 }
 
-// The coarse problem between K source and L target clusters, solved by Sinkhorn in the scaling
-// domain: plan_KL = k_KL U_K V_L, with k = exp(log_plan + log_u + log_v - shift) carrying the
-// scalings absorbed so far. Scalings that leave [kSmallestScaling, 1 / kSmallestScaling] are
-// absorbed into the kernel (K L exps, rare; Schmitzer 2019's stabilisation), so that neither the
-// products nor k's entries leave float64's range. Clusters without mass keep their scaling.
-class CoarseProblem {
- public:
-  CoarseProblem(int64_t rows, int64_t columns, std::vector<double> log_plan, const std::vector<double>& source_mass,
-                const std::vector<double>& target_mass)
-      : rows_(rows), columns_(columns), log_plan_(std::move(log_plan)), source_mass_(source_mass),
-        target_mass_(target_mass), log_u_(static_cast<size_t>(rows), 0.0), log_v_(static_cast<size_t>(columns), 0.0) {
-    for (double m : source_mass_) total_mass_ += m;
-    shift_ = *std::max_element(log_plan_.begin(), log_plan_.end());
-    absorb();
-  }
+}  // namespace
 
-  // The solution in the log domain: the coarse plan is exp(log_plan_KL + u(K) + v(L)).
-  // Clusters without mass carry no marginal: their shift is 0.
-  double u(int64_t k) const {
-    return source_mass_[k] > 0 ? log_u_[k] + std::log(scaling_u_[k]) - shift_ : 0.0;
+std::vector<double> solve_laplacian(std::vector<double> weights, std::vector<double> rhs, int64_t ground) {
+  const auto n = static_cast<int64_t>(rhs.size());
+  // position[k]: when k was eliminated (n for the ground, which never is).
+  std::vector<int64_t> position(static_cast<size_t>(n), n), order;
+  std::vector<double> pivot(static_cast<size_t>(n), 0.0), x(static_cast<size_t>(n), 0.0);
+  const auto live = [&](int64_t j, int64_t k) { return j != k && position[j] > position[k]; };
+  // Elimination (Grassmann, Taksar and Heyman 1985): removing node k joins each pair (i, j) of its
+  // live neighbours by W_ik W_kj / d_k and hands them its rhs in proportion W_ik / d_k. The pivot
+  // d_k is the sum of k's live edges (the ground's included): a sum of positive terms.
+  for (int64_t k = 0; k < n; ++k) {
+    if (k == ground) continue;
+    position[k] = static_cast<int64_t>(order.size());
+    order.push_back(k);
   }
-  double v(int64_t l) const { return target_mass_[l] > 0 ? log_v_[l] + std::log(scaling_v_[l]) : 0.0; }
-
-  // Relative L1 error of the rows' marginal (the columns are exact after a sweep).
-  double row_error() const {
-    double error = 0.0;
-    for (int64_t k = 0; k < rows_; ++k) {
-      if (source_mass_[k] > 0) error += std::abs(scaling_u_[k] * row_sum(k) - source_mass_[k]);
+  for (const int64_t k : order) {
+    const double* row = &weights[k * n];
+    double d = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (live(j, k)) d += row[j];
     }
-    return error / total_mass_;
-  }
-
-  // One alternating sweep, over-relaxed by omega: U <- U^(1 - omega) (A / k V)^omega, then V.
-  // False when a scaling is not finite and positive (nothing can be trusted then).
-  bool sweep(double omega) {
-    for (int64_t k = 0; k < rows_; ++k) {
-      if (source_mass_[k] > 0) scaling_u_[k] = relaxed(scaling_u_[k], source_mass_[k] / row_sum(k), omega);
-    }
-    std::vector<double> column_sums(static_cast<size_t>(columns_), 0.0);
-    for (int64_t k = 0; k < rows_; ++k) {
-      const double* row = &kernel_[k * columns_];
-      for (int64_t l = 0; l < columns_; ++l) column_sums[l] += row[l] * scaling_u_[k];
-    }
-    for (int64_t l = 0; l < columns_; ++l) {
-      if (target_mass_[l] > 0) scaling_v_[l] = relaxed(scaling_v_[l], target_mass_[l] / column_sums[l], omega);
-    }
-    bool in_range = true;
-    for (const std::vector<double>* scalings : {&scaling_u_, &scaling_v_}) {
-      for (double s : *scalings) {
-        if (!std::isfinite(s) || !(s > 0)) return false;
-        in_range = in_range && s >= kSmallestScaling && s <= 1.0 / kSmallestScaling;
+    pivot[k] = d;
+    if (!(d > 0)) continue;  // cut off from the ground's side: fixed below
+    for (int64_t i = 0; i < n; ++i) {
+      if (!live(i, k) || row[i] == 0) continue;
+      const double share = row[i] / d;
+      rhs[i] += share * rhs[k];
+      double* joined = &weights[i * n];
+      for (int64_t j = 0; j < n; ++j) {
+        if (j != i && live(j, k)) joined[j] += share * row[j];
       }
     }
-    if (!in_range) {
-      for (int64_t k = 0; k < rows_; ++k) log_u_[k] += std::log(scaling_u_[k]);
-      for (int64_t l = 0; l < columns_; ++l) log_v_[l] += std::log(scaling_v_[l]);
-      absorb();
+  }
+  // Back substitution, last eliminated first: x_k = (rhs_k + sum_{j live at k} W_kj x_j) / d_k.
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const int64_t k = *it;
+    if (!(pivot[k] > 0)) {
+      // No edge joins k (nor what was eliminated into it) to the rest: its couplings underflowed.
+      x[k] = rhs[k] > 0 ? kDisconnectedStep : (rhs[k] < 0 ? -kDisconnectedStep : 0.0);
+      continue;
     }
-    return true;
+    const double* row = &weights[k * n];
+    double sum = rhs[k];
+    for (int64_t j = 0; j < n; ++j) {
+      if (live(j, k)) sum += row[j] * x[j];
+    }
+    x[k] = sum / pivot[k];
   }
+  return x;
+}
 
- private:
-  static constexpr double kSmallestScaling = 1e-100;
+std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums, const at::Tensor& weights,
+                                                      const std::vector<double>& mass, double* error) {
+  const int64_t clusters = log_sums.size(1);
+  SINKHORN_INTERNAL_CHECK(static_cast<int64_t>(mass.size()) == clusters, "one mass per cluster");
+  // Rows that see no cluster (all -inf) cannot send mass: out of the problem.
+  const at::Tensor sees = at::isfinite(log_sums.amax({1})) & (weights > 0);
+  const at::Tensor rows_weight = at::where(sees, weights, at::zeros_like(weights));
+  const at::Tensor rows_log_sums = at::where(sees.unsqueeze(1), log_sums, at::zeros_like(log_sums));
+  const double total = rows_weight.sum().item<double>();
+  double mass_total = 0.0;
+  for (double m : mass) mass_total += m;
+  if (!(total > 0) || !(mass_total > 0)) return std::nullopt;
+  // The clusters' masses scaled to the rows' total (balanced inputs may differ by 1e-4): Psi then
+  // has a maximiser.
+  std::vector<double> scaled_mass(mass);
+  for (double& m : scaled_mass) m *= total / mass_total;
+  const at::Tensor target = at::tensor(scaled_mass, at::kDouble);
+  const int64_t ground = std::max_element(scaled_mass.begin(), scaled_mass.end()) - scaled_mass.begin();
 
-  static double relaxed(double old, double target, double omega) {
-    return omega == 1.0 ? target : std::exp((1.0 - omega) * std::log(old) + omega * std::log(target));
-  }
-  double row_sum(int64_t k) const {
-    const double* row = &kernel_[k * columns_];
-    double sum = 0.0;
-    for (int64_t l = 0; l < columns_; ++l) sum += row[l] * scaling_v_[l];
-    return sum;
-  }
-  // Rebuilds k from the absorbed scalings; the plan is unchanged (U = V = 1 after). The shift stays
-  // the first kernel's largest entry: later kernels are plans reached since, below the masses.
-  void absorb() {
-    kernel_.resize(log_plan_.size());
-    for (int64_t k = 0; k < rows_; ++k) {
-      for (int64_t l = 0; l < columns_; ++l) {
-        kernel_[k * columns_ + l] = std::exp(log_plan_[k * columns_ + l] + log_u_[k] + log_v_[l] - shift_);
+  at::Tensor v = at::zeros({clusters}, at::kDouble);
+  double value = semi_dual(rows_log_sums, rows_weight, target, v);
+  double mass_error = std::numeric_limits<double>::infinity();
+  for (int step = 0; step <= kSemiDualNewtonSteps; ++step) {
+    const at::Tensor z = rows_log_sums + v.unsqueeze(0);
+    const at::Tensor plan = at::exp(z - row_log_sum_exp(z).unsqueeze(1)) * rows_weight.unsqueeze(1);  // (N, L)
+    const at::Tensor gradient = (target - plan.sum(0)).contiguous();
+    mass_error = gradient.abs().sum().item<double>() / total;
+    if (!std::isfinite(mass_error)) return std::nullopt;
+    if (mass_error <= kSemiDualTolerance || step == kSemiDualNewtonSteps) break;
+    // The Hessian's edges W_LL' = sum_i a_i pi_iL pi_iL' = (plan^T pi)_LL': positive sums.
+    const at::Tensor pi = at::where(rows_weight.unsqueeze(1) > 0, plan / rows_weight.unsqueeze(1), at::zeros_like(plan));
+    const at::Tensor edges = at::mm(plan.t(), pi).contiguous();
+    std::vector<double> w(edges.data_ptr<double>(), edges.data_ptr<double>() + clusters * clusters);
+    std::vector<double> g(gradient.data_ptr<double>(), gradient.data_ptr<double>() + clusters);
+    const std::vector<double> direction = solve_laplacian(std::move(w), g, ground);
+    const at::Tensor x = at::tensor(direction, at::kDouble);
+    const double slope = (gradient * x).sum().item<double>();
+    if (!(slope > 0) || !std::isfinite(slope)) break;  // no ascent direction left
+    // A step beyond kDisconnectedStep (a pivot of e^-700: a crossing that underflows) starts shorter.
+    const double longest = x.abs().max().item<double>();
+    double length = longest > kDisconnectedStep ? kDisconnectedStep / longest : 1.0;
+    bool raised = false;
+    for (int halving = 0; halving < kLineSearchHalvings; ++halving, length *= 0.5) {
+      const at::Tensor trial = v + length * x;
+      const double trial_value = semi_dual(rows_log_sums, rows_weight, target, trial);
+      if (std::isfinite(trial_value) && trial_value >= value + kArmijo * length * slope) {
+        v = trial;
+        value = trial_value;
+        raised = true;
+        break;
       }
     }
-    scaling_u_.assign(static_cast<size_t>(rows_), 1.0);
-    scaling_v_.assign(static_cast<size_t>(columns_), 1.0);
+    if (!raised || length * longest < kNegligibleStep) break;  // at the maximiser to rounding
   }
+  if (error) *error = mass_error;
+  std::vector<double> result(v.data_ptr<double>(), v.data_ptr<double>() + clusters);
+  for (int64_t l = 0; l < clusters; ++l) {
+    if (!std::isfinite(result[l])) return std::nullopt;
+    if (!(mass[l] > 0)) result[l] = 0.0;
+  }
+  return result;
+}
 
-  int64_t rows_, columns_;
-  std::vector<double> log_plan_, source_mass_, target_mass_;
-  double total_mass_ = 0.0;
-  std::vector<double> log_u_, log_v_;  // the scalings absorbed so far
-  std::vector<double> kernel_, scaling_u_, scaling_v_;
-  double shift_ = 0.0;
-};
+std::vector<int64_t> lloyd_clusters(const at::Tensor& x, const at::Tensor& y, int64_t clusters) {
+  const at::Tensor points = at::cat({x.detach(), y.detach()}).to(at::kCPU, at::kDouble).contiguous();
+  const int64_t n = points.size(0);
+  clusters = std::max<int64_t>(1, std::min(clusters, n));
+  const at::Tensor squared_norms = (points * points).sum(1);
+  const auto squared_distances = [&](const at::Tensor& centres) {  // (n, K), clamped at 0
+    return (squared_norms.unsqueeze(1) + (centres * centres).sum(1).unsqueeze(0) - 2 * at::mm(points, centres.t()))
+        .clamp_min(0);
+  };
+  // Farthest-point seeds (Gonzalez 1985) from point 0: each seed the point farthest from the others.
+  std::vector<int64_t> seeds{0};
+  at::Tensor nearest = ((points - points[0]) * (points - points[0])).sum(1);
+  while (static_cast<int64_t>(seeds.size()) < clusters) {
+    const int64_t far = nearest.argmax().item<int64_t>();
+    if (!(nearest[far].item<double>() > 0)) break;  // fewer distinct points than clusters
+    seeds.push_back(far);
+    nearest = at::minimum(nearest, ((points - points[far]) * (points - points[far])).sum(1));
+  }
+  at::Tensor centres = points.index_select(0, at::tensor(seeds, at::kLong));
+  at::Tensor labels = squared_distances(centres).argmin(1);
+  for (int step = 0; step < kLloydSteps; ++step) {
+    const int64_t k = centres.size(0);
+    const at::Tensor counts = at::zeros({k}, at::kDouble).index_add_(0, labels, at::ones({n}, at::kDouble));
+    const at::Tensor sums = at::zeros({k, points.size(1)}, at::kDouble).index_add_(0, labels, points);
+    // An empty cluster keeps its centre.
+    centres = at::where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1), centres);
+    const at::Tensor moved = squared_distances(centres).argmin(1);
+    const bool same = moved.equal(labels);
+    labels = moved;
+    if (same) break;
+  }
+  // Dense labels: clusters in order of first appearance.
+  std::vector<int64_t> dense(static_cast<size_t>(centres.size(0)), -1), result(static_cast<size_t>(n));
+  int64_t next = 0;
+  const int64_t* raw = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (dense[raw[i]] < 0) dense[raw[i]] = next++;
+    result[i] = dense[raw[i]];
+  }
+  return result;
+}
+
+namespace {
 
 std::vector<double> cluster_masses(const at::Tensor& weights, const std::vector<int64_t>& labels, int64_t clusters) {
-  const at::Tensor w = weights.detach().to(at::kDouble).contiguous();
+  const at::Tensor w = weights.detach().to(at::kCPU, at::kDouble).contiguous();
   std::vector<double> mass(static_cast<size_t>(clusters), 0.0);
   for (size_t i = 0; i < labels.size(); ++i) mass[labels[i]] += w.data_ptr<double>()[i];
   return mass;
 }
 
-std::optional<EntryPartition> entry_partition(const at::Tensor& x, const at::Tensor& a, const at::Tensor& y,
-                                              const at::Tensor& b, int p) {
-  const int64_t n = x.size(0), d = x.size(1);
-  const at::Tensor both = at::cat({x, y}).to(at::kDouble);
-  const double diameter = (both.amax(0) - both.amin(0)).norm().item<double>();
-  if (!(diameter > 0) || !std::isfinite(diameter)) return std::nullopt;
-  // Cells of diameter / 16 split a mixture's modes into a few clusters each (any partition gives an
-  // ascent step; finer ones also catch slow modes inside a mode), grown until the coarse problem
-  // stays small.
-  for (double cell = diameter / 16;; cell *= 1.4) {
-    const reduce::GridClusters source = reduce::cluster_on_grid(x, a, cell);
-    const reduce::GridClusters target = reduce::cluster_on_grid(y, b, cell);
-    if (source.size() > kCoarseClusters || target.size() > kCoarseClusters) continue;
-    if (source.size() < 2 || target.size() < 2) return std::nullopt;
-    EntryPartition entry;
-    entry.source_labels = labels_of(source);
-    entry.target_labels = labels_of(target);
-    entry.source_clusters = source.size();
-    entry.target_clusters = target.size();
-    int64_t largest = 0;
-    for (int64_t c = 0; c < target.size(); ++c) largest = std::max(largest, target.starts[c + 1] - target.starts[c]);
-    std::vector<int64_t> index(static_cast<size_t>(target.size() * largest), 0);
-    std::vector<uint8_t> padding(index.size(), 1);
-    for (int64_t c = 0; c < target.size(); ++c) {
-      for (int64_t k = target.starts[c]; k < target.starts[c + 1]; ++k) {
-        index[c * largest + k - target.starts[c]] = target.order[k];
-        padding[c * largest + k - target.starts[c]] = 0;
-      }
-    }
-    // The batched softmin visits L x N x (largest cluster) pairs: unbalanced clusters would make
-    // that many times N M.
-    if (static_cast<double>(target.size()) * n * largest > 4.0 * static_cast<double>(kCoarsePairsAllowed)) {
-      return std::nullopt;
-    }
-    entry.target_index = at::tensor(index, at::kLong).reshape({target.size(), largest});
-    entry.target_padding = at::tensor(padding, at::kByte).to(at::kBool).reshape({target.size(), largest});
-    entry.source_points = x.unsqueeze(0).expand({target.size(), n, d}).contiguous();
-    entry.target_points = y.index_select(0, entry.target_index.reshape({-1})).reshape({target.size(), largest, d});
-    entry.reducer = reduce::make_reducer(Backend::tensorized, p, entry.source_points, entry.target_points);
-    return entry;
+// Each cluster's points of `points` (N, D) as (1, n_k, D) and their indices, on points' device.
+void split_by_cluster(const at::Tensor& points, const std::vector<int64_t>& labels, int64_t clusters,
+                      std::vector<at::Tensor>& cluster_points, std::vector<at::Tensor>& cluster_index) {
+  std::vector<std::vector<int64_t>> members(static_cast<size_t>(clusters));
+  for (size_t i = 0; i < labels.size(); ++i) members[labels[i]].push_back(static_cast<int64_t>(i));
+  for (const std::vector<int64_t>& indices : members) {
+    const at::Tensor index = at::tensor(indices, at::kLong).to(points.device());
+    cluster_index.push_back(index);
+    cluster_points.push_back(points.index_select(0, index).unsqueeze(0).contiguous());
   }
 }
 
-// One entry's correction: its (u, v) as shifts eps u_K(i), eps v_L(j), or nothing.
-struct EntryShifts {
-  at::Tensor f, g;
-  int coarse_sweeps = 0;
-  double error_before = 0.0, error_after = 0.0;
-};
-
-std::optional<EntryShifts> entry_correction(const EntryPartition& entry, const at::Tensor& log_a,
-                                            const at::Tensor& a, const at::Tensor& f, const at::Tensor& log_b,
-                                            const at::Tensor& b, const at::Tensor& g, double eps) {
-  const int64_t n = f.size(0);
-  const int64_t rows = entry.source_clusters, columns = entry.target_clusters;
-  // For every i and target cluster L: -eps log sum_{j in L} exp(h_j - C_ij / eps), h = log b + g / eps
-  // (the padding at -inf), by one batched softmin.
-  const at::Tensor h = (log_b + g / eps)
-                           .index_select(0, entry.target_index.reshape({-1}))
-                           .reshape(entry.target_index.sizes())
-                           .masked_fill(entry.target_padding, kNegativeInfinity);
-  const at::Tensor per_cluster =
-      entry.reducer->softmin(entry.source_points, entry.target_points, h.contiguous(), eps);  // (L, N)
-  // log of the plan's mass from i to cluster L: log a_i + f_i / eps - softmin_Li / eps, (N, L), float64.
-  const at::Tensor log_row_sums =
-      ((log_a + f / eps).to(at::kDouble).unsqueeze(1) - per_cluster.to(at::kDouble).t() / eps).contiguous();
-  const double* per_row = log_row_sums.data_ptr<double>();
-  // log P_KL = log sum_{i in K} exp(log_row_sums_iL): maxima first, then the shifted sums.
-  std::vector<double> largest(static_cast<size_t>(rows * columns), kNegativeInfinity);
-  for (int64_t i = 0; i < n; ++i) {
-    double* top = &largest[entry.source_labels[i] * columns];
-    for (int64_t l = 0; l < columns; ++l) top[l] = std::max(top[l], per_row[i * columns + l]);
-  }
-  std::vector<double> sums(largest.size(), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = entry.source_labels[i];
-    for (int64_t l = 0; l < columns; ++l) {
-      const double top = largest[k * columns + l];
-      if (std::isfinite(top)) sums[k * columns + l] += std::exp(per_row[i * columns + l] - top);
-    }
-  }
-  std::vector<double> log_plan(largest.size());
-  for (size_t kl = 0; kl < largest.size(); ++kl) {
-    log_plan[kl] = std::isfinite(largest[kl]) ? largest[kl] + std::log(sums[kl]) : kNegativeInfinity;
-  }
-  const std::vector<double> source_mass = cluster_masses(a, entry.source_labels, rows);
-  std::vector<double> target_mass = cluster_masses(b, entry.target_labels, columns);
-  // Balanced inputs may differ in total mass by up to 1e-4 (api/inputs.cpp): scaled to a's total,
-  // the coarse problem has a solution (a constant shift of g, which the fine loop absorbs).
-  double source_total = 0.0, target_total = 0.0;
-  for (double m : source_mass) source_total += m;
-  for (double m : target_mass) target_total += m;
-  for (double& m : target_mass) m *= source_total / target_total;
-  // Where the coarse solve starts: the fine plan's row error on the clusters.
-  EntryShifts shifts;
-  double total_mass = 0.0;
-  for (int64_t k = 0; k < rows; ++k) {
-    double row = 0.0;
-    for (int64_t l = 0; l < columns; ++l) row += std::exp(log_plan[k * columns + l]);
-    shifts.error_before += std::abs(row - source_mass[k]);
-    total_mass += source_mass[k];
-  }
-  shifts.error_before /= total_mass;
-  // Already solved on the clusters (an entry of a batch that has converged): nothing to do. (u
-  // is exact only after a sweep: before it the kernel still carries the shift.)
-  if (!(shifts.error_before > kCoarseTolerance) ||
-      !std::isfinite(*std::max_element(log_plan.begin(), log_plan.end()))) {
-    return std::nullopt;
-  }
-
-  CoarseProblem coarse(rows, columns, std::move(log_plan), source_mass, target_mass);
-  double error = shifts.error_before;
-  Relaxation relaxation;
-  bool finite = true;
-  while (finite && shifts.coarse_sweeps < kCoarseSweepsAllowed && error > kCoarseTolerance) {
-    finite = coarse.sweep(relaxation.omega());
-    ++shifts.coarse_sweeps;
-    error = coarse.row_error();
-    relaxation.observe(error);
-  }
-  if (finite && shifts.coarse_sweeps > 0) {  // a last plain sweep: over-relaxed, the columns lag
-    finite = coarse.sweep(1.0);
-    error = coarse.row_error();
-  }
-  shifts.error_after = error;
-  // Only a solution better than where it started is an ascent step worth taking.
-  if (!finite || !std::isfinite(error) || !(error < shifts.error_before || error <= kCoarseTolerance)) {
-    return std::nullopt;
-  }
-  std::vector<double> shift_f(static_cast<size_t>(n)), shift_g(entry.target_labels.size());
-  for (int64_t i = 0; i < n; ++i) shift_f[i] = eps * coarse.u(entry.source_labels[i]);
-  for (size_t j = 0; j < shift_g.size(); ++j) shift_g[j] = eps * coarse.v(entry.target_labels[j]);
-  shifts.f = at::tensor(shift_f, at::kDouble);
-  shifts.g = at::tensor(shift_g, at::kDouble);
-  return shifts;
+std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tensor& a, const at::Tensor& y,
+                                            const at::Tensor& b) {
+  const int64_t n = x.size(0);
+  const std::vector<int64_t> labels = lloyd_clusters(x, y, kCorrectionClusters);
+  EntryClusters entry;
+  entry.source_labels.assign(labels.begin(), labels.begin() + n);
+  entry.target_labels.assign(labels.begin() + n, labels.end());
+  entry.clusters = *std::max_element(labels.begin(), labels.end()) + 1;
+  if (entry.clusters < 2) return std::nullopt;
+  split_by_cluster(x.detach(), entry.source_labels, entry.clusters, entry.source_points, entry.source_index);
+  split_by_cluster(y.detach(), entry.target_labels, entry.clusters, entry.target_points, entry.target_index);
+  entry.source_mass = cluster_masses(a, entry.source_labels, entry.clusters);
+  entry.target_mass = cluster_masses(b, entry.target_labels, entry.clusters);
+  return entry;
 }
 
 }  // namespace
 
-std::optional<std::vector<EntryPartition>> coarse_partition(const Cloud& a, const Cloud& b, int p) {
+std::unique_ptr<ClusterCorrection> ClusterCorrection::make(const Cloud& a, const Cloud& b, int p) {
   const at::Tensor& x = a.points;
   const at::Tensor& y = b.points;
-  if (x.size(2) > 3 || !x.device().is_cpu() || !y.device().is_cpu()) return std::nullopt;
-  const int64_t n = x.size(1), m = y.size(1);
-  if (n < 2 || m < 2 || static_cast<double>(n) * m > static_cast<double>(kCoarsePairsAllowed)) return std::nullopt;
-  std::vector<EntryPartition> entries;
+  if (x.size(1) < 2 || y.size(1) < 2) return nullptr;
+  c10::NoGradGuard no_grad;
+  std::vector<EntryClusters> entries;
   for (int64_t e = 0; e < x.size(0); ++e) {
-    std::optional<EntryPartition> entry =
-        entry_partition(x[e].detach(), a.weights[e].detach(), y[e].detach(), b.weights[e].detach(), p);
-    if (!entry) return std::nullopt;
+    std::optional<EntryClusters> entry = entry_clusters(x[e], a.weights[e], y[e], b.weights[e]);
+    if (!entry) return nullptr;
     entries.push_back(std::move(*entry));
   }
-  return entries;
+  // The clusters' sums stream over each cluster's points: the online kernels where they run
+  // (linear memory), stored matrices elsewhere.
+  const Backend backend = reduce::resolve_backend(Backend::automatic, 1, x.size(1), y.size(1), x.size(2),
+                                                  x.device(), /*needs_autograd=*/false);
+  const Backend kind = x.device().is_cpu() || backend == Backend::online ? Backend::online : backend;
+  return std::unique_ptr<ClusterCorrection>(
+      new ClusterCorrection(a, b, std::move(entries), reduce::make_reducer(kind, p, x, y)));
 }
 
-CoarseCorrectionReport correct_on_clusters(const std::vector<EntryPartition>& partition, const Cloud& a,
-                                           const Cloud& b, double eps, PotentialPair& potentials) {
-  CoarseCorrectionReport report;
-  const at::Tensor f = potentials.f.detach(), g = potentials.g.detach();
-  at::Tensor shift_f = at::zeros(f.sizes(), f.options().dtype(at::kDouble));
-  at::Tensor shift_g = at::zeros(g.sizes(), g.options().dtype(at::kDouble));
-  for (size_t e = 0; e < partition.size(); ++e) {
+ClusterCorrection::ClusterCorrection(const Cloud& a, const Cloud& b, std::vector<EntryClusters> entries,
+                                     std::unique_ptr<reduce::Reducer> reducer)
+    : a_(a), b_(b), entries_(std::move(entries)), reducer_(std::move(reducer)) {}
+
+at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& source, const std::vector<at::Tensor>& cluster_points,
+                                                 const std::vector<at::Tensor>& cluster_index, const at::Tensor& h,
+                                                 double eps, int64_t clusters) const {
+  const at::Tensor rows = source.unsqueeze(0);
+  std::vector<reduce::SoftminRequest> requests;
+  std::vector<int64_t> asked;
+  for (int64_t l = 0; l < clusters; ++l) {
+    if (cluster_index[l].numel() == 0) continue;
+    requests.push_back({&rows, &cluster_points[l], h.index_select(0, cluster_index[l]).unsqueeze(0), eps});
+    asked.push_back(l);
+  }
+  const std::vector<at::Tensor> softmins = reducer_->softmins(requests);
+  at::Tensor log_sums = at::full({source.size(0), clusters}, kNegativeInfinity, at::kDouble);
+  for (size_t r = 0; r < asked.size(); ++r) {
+    log_sums.select(1, asked[r]).copy_(softmins[r][0].to(at::kCPU, at::kDouble) / -eps);
+  }
+  return log_sums;
+}
+
+at::Tensor ClusterCorrection::row_pass(const at::Tensor& g, double eps) {
+  c10::NoGradGuard no_grad;
+  row_log_sums_.clear();
+  row_eps_ = eps;
+  std::vector<at::Tensor> softmins;
+  for (size_t e = 0; e < entries_.size(); ++e) {
     const auto i = static_cast<int64_t>(e);
-    const std::optional<EntryShifts> shifts =
-        entry_correction(partition[e], a.log_weights[i].detach(), a.weights[i], f[i], b.log_weights[i].detach(),
-                         b.weights[i], g[i], eps);
-    if (!shifts) continue;
-    shift_f[i] = shifts->f;
-    shift_g[i] = shifts->g;
-    report.coarse_sweeps = std::max(report.coarse_sweeps, shifts->coarse_sweeps);
-    report.error_before = std::max(report.error_before, shifts->error_before);
-    report.error_after = std::max(report.error_after, shifts->error_after);
-    report.applied = true;
+    const at::Tensor h = b_.log_weights[i] + g[i].detach() / eps;
+    row_log_sums_.push_back(segmented_log_sums(a_.points[i], entries_[e].target_points, entries_[e].target_index, h,
+                                               eps, entries_[e].clusters));
+    softmins.push_back(-eps * row_log_sum_exp(row_log_sums_.back()));
   }
-  if (report.applied) {
-    potentials.f = potentials.f + shift_f.to(f.scalar_type());
-    potentials.g = potentials.g + shift_g.to(g.scalar_type());
+  return at::stack(softmins).to(g.device(), g.scalar_type());
+}
+
+CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, double eps) {
+  SINKHORN_INTERNAL_CHECK(row_log_sums_.size() == entries_.size() && row_eps_ == eps,
+                          "finish_sweep follows row_pass at the same eps");
+  c10::NoGradGuard no_grad;
+  CorrectionReport report;
+  const auto device = potentials.f.device();
+  const auto dtype = potentials.f.scalar_type();
+  std::vector<at::Tensor> f_rows, g_rows;
+  // The row half: v on b's clusters, g shifted, f the exact row update.
+  for (size_t e = 0; e < entries_.size(); ++e) {
+    const auto i = static_cast<int64_t>(e);
+    const EntryClusters& entry = entries_[e];
+    const at::Tensor& log_sums = row_log_sums_[e];
+    double error = 0.0;
+    std::optional<std::vector<double>> v =
+        maximise_semi_dual(log_sums, a_.weights[i].detach().to(at::kCPU, at::kDouble), entry.target_mass, &error);
+    if (!v) {
+      v = std::vector<double>(static_cast<size_t>(entry.clusters), 0.0);
+      ++report.plain_halves;
+    } else {
+      report.cluster_error = std::max(report.cluster_error, error);
+    }
+    const at::Tensor shifts = at::tensor(*v, at::kDouble);
+    const at::Tensor labels = at::tensor(entry.target_labels, at::kLong);
+    g_rows.push_back(potentials.g[i].detach().to(at::kCPU, at::kDouble) + eps * shifts.index_select(0, labels));
+    f_rows.push_back(-eps * row_log_sum_exp(log_sums + shifts.unsqueeze(0)));
   }
+  potentials.f = at::stack(f_rows).to(device, dtype);
+  potentials.g = at::stack(g_rows).to(device, dtype);
+  row_log_sums_.clear();
+  // The column half from the new f: u on a's clusters, f shifted, g the exact column update.
+  for (size_t e = 0; e < entries_.size(); ++e) {
+    const auto i = static_cast<int64_t>(e);
+    const EntryClusters& entry = entries_[e];
+    const at::Tensor h = a_.log_weights[i] + potentials.f[i] / eps;
+    const at::Tensor log_sums =
+        segmented_log_sums(b_.points[i], entry.source_points, entry.source_index, h, eps, entry.clusters);
+    double error = 0.0;
+    std::optional<std::vector<double>> u =
+        maximise_semi_dual(log_sums, b_.weights[i].detach().to(at::kCPU, at::kDouble), entry.source_mass, &error);
+    if (!u) {
+      u = std::vector<double>(static_cast<size_t>(entry.clusters), 0.0);
+      ++report.plain_halves;
+    } else {
+      report.cluster_error = std::max(report.cluster_error, error);
+    }
+    const at::Tensor shifts = at::tensor(*u, at::kDouble);
+    const at::Tensor labels = at::tensor(entry.source_labels, at::kLong);
+    f_rows[e] = potentials.f[i].to(at::kCPU, at::kDouble) + eps * shifts.index_select(0, labels);
+    g_rows[e] = -eps * row_log_sum_exp(log_sums + shifts.unsqueeze(0));
+  }
+  potentials.f = at::stack(f_rows).to(device, dtype);
+  potentials.g = at::stack(g_rows).to(device, dtype);
   return report;
+}
+
+double ClusterCorrection::newton_work() const {
+  double work = 0.0;
+  for (const EntryClusters& entry : entries_) {
+    const auto rows = static_cast<double>(entry.source_labels.size() + entry.target_labels.size());
+    const auto l = static_cast<double>(entry.clusters);
+    work += kSemiDualCostSteps * rows * l * (l + 8.0);  // the Hessian's product and the exps, per step
+  }
+  return work;
 }
 
 }  // namespace sinkhorn::solver

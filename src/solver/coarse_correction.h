@@ -1,29 +1,38 @@
-// Two-grid correction of OT(a, b)'s potentials on clusters of points: the cure for Sinkhorn's
-// slowest mode on clustered clouds.
+// Corrections of OT(a, b)'s potentials on clusters of points: the cure for Sinkhorn's slowest
+// modes on clustered clouds, in any dimension.
 //
-// When both clouds lie in well-separated clusters (the modes of a toy mixture) with slightly
-// unequal masses, the plan must move the surplus between clusters through kernel values of e^-100
-// and less. The slowest singular vector of the normalised plan is then constant on clusters (mass
-// moving between them) and Sinkhorn crawls for hundreds or thousands of sweeps (two samples of the
-// ring of 8 Gaussians, 500 points, blur 0.1: 1,120 sweeps, and it stopped 1.3% below the value).
-// That mode lives on the clusters, so it is cheap to solve there: restricted to potentials shifted
-// by one constant per cluster,
-//   f_i + eps u_K(i),  g_j + eps v_L(j),
-// the entropic dual, concave in (u, v), is the dual of a K x L entropic transport problem between
-// the clusters' masses A_K = sum_{i in K} a_i, B_L = sum_{j in L} b_j whose kernel is the current
-// plan summed over cluster pairs, P_KL = sum_{i in K, j in L} a_i b_j exp((f_i + g_j - C_ij) / eps).
-// Solving it is an exact block-coordinate ascent step of the dual (it can only raise it) that
-// moves the inter-cluster mass at once; the fine sweeps then fix the rest (the aggregation
-// two-grid scheme, here on the dual of entropic OT).
+// When both clouds lie in well-separated clusters (a mixture's modes) with slightly unequal
+// masses, the plan must move the surplus between clusters through kernel values of e^-100 and
+// less (8 Gaussian blobs in 64-D at blur 0.5: e^-230). The slowest singular vectors of the
+// normalised plan are then nearly constant on clusters, and Sinkhorn crawls for hundreds or
+// thousands of sweeps (that mixture, 5,000 points: 1,113 sweeps, stopped unconverged).
 //
-// Numeric contract: the entries that carry the slow mode are e^-100 and less below their row's
-// largest, under float32's range. So each point i of a gets its own log-sum-exp over each target
-// cluster L (one batched softmin in the clouds' dtype, max-shifted per (i, L): exact to rounding
-// whatever the gaps between clusters), and the sums over i in K are taken in float64 in the log
-// domain. The coarse problem is solved in float64 by Sinkhorn in the scaling domain (K L
-// multiply-adds per half sweep), over-relaxed (Relaxation), to kCoarseTolerance, absorbing its
-// scalings into the kernel whenever they leave [1e-100, 1e100]. One correction costs about one
-// sweep of the fine problem plus the coarse solve (~0.25 ms at 500 points and 48 clusters).
+// A corrected sweep is an alternating sweep whose two halves each take the best cluster-constant
+// shift as well. Its row half, from g: with S_iL = sum_{j in L} b_j exp((g_j - C_ij) / eps) for the
+// target clusters L (one pass over the pairs, segmented by cluster), shifting g by eps v_L on
+// cluster L and taking the exact row update f_i = -eps log sum_L e^{v_L} S_iL leaves the
+// entropic dual equal to the semi-dual
+//   Psi(v) = sum_L B_L v_L - sum_i a_i log sum_L e^{v_L} S_iL,   B_L = sum_{j in L} b_j,
+// up to a constant: concave in v, the semi-discrete dual of transport from the points of a to the
+// clusters of b. Its maximiser makes every cluster's column mass exact; v = 0 is the plain
+// Sinkhorn half-sweep, so the corrected half can only raise the dual further (exact block-coordinate
+// ascent over g's cluster-constant shifts and f). The column half does the same from the new f
+// with source clusters K (T_jK, A_K, u). Unlike a shift of both potentials on clusters (a two-grid
+// aggregation step, which leaves rows wrong where few boundary points carry the crossing mass and
+// takes ~40 sweeps on the mixture above), each half keeps its rows exact per point: the mixture
+// converges in 12 sweeps (docs/numerics.md, "Clustered clouds").
+//
+// Numeric contract: S_iL and T_jK come from the loop's reducer kind on each cluster's points (its
+// max-shifted log-sum-exp in the clouds' dtype: exact to rounding whatever the gaps between
+// clusters) and are kept as logarithms in float64. Psi is maximised in float64 by Newton's method
+// with a backtracking (Armijo) line search. Its Hessian is a graph Laplacian with edge weights
+// W_LL' = sum_i a_i pi_iL pi_iL' (pi_i the softmax of v + log S_i over L): sums of positive terms,
+// exact to rounding even where the crossings are e^-200 below the rest; the Newton systems are
+// solved by Grassmann-Taksar-Heyman elimination, whose pivots are sums of the remaining edges,
+// never differences, so the tiny weights that carry the crossing mass keep their relative
+// accuracy. A cluster that no edge reaches (its weights underflowed) moves by kDisconnectedStep
+// towards its mass and the line search takes what raises Psi. Where Newton fails (a non-finite
+// value), v = 0: the plain half-sweep.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -38,55 +47,93 @@
 
 namespace sinkhorn::solver {
 
-/// Coarse problems are solved until their relative L1 marginal error is under this.
-inline constexpr double kCoarseTolerance = 1e-7;
-/// At most this many coarse sweeps per correction.
-inline constexpr int kCoarseSweepsAllowed = 5000;
-/// Clusters per cloud wanted (the coarse problem is at most this squared).
-inline constexpr int64_t kCoarseClusters = 48;
-/// The correction visits every pair once, as a tensorized sweep does: only up to this many pairs
-/// per batch entry (beyond, the multiscale backend's coarse-to-fine start plays that part), and
-/// its padded batch of target clusters at most 4 times this.
-inline constexpr int64_t kCoarsePairsAllowed = int64_t{1} << 20;
+/// Clusters wanted on the union of the two clouds of a batch entry (Lloyd's k-means).
+inline constexpr int64_t kCorrectionClusters = 16;
+/// Lloyd steps from the farthest-point seeds (deterministic: the first seed is point 0).
+inline constexpr int kLloydSteps = 8;
+/// At most this many Newton steps per semi-dual.
+inline constexpr int kSemiDualNewtonSteps = 50;
+/// Newton stops once the clusters' relative L1 mass error is under this (far below the fine
+/// loop's tolerances; rounding in sums of 10^4 terms floors it near 1e-12).
+inline constexpr double kSemiDualTolerance = 1e-9;
+/// The step (in units of eps) towards its mass of a cluster that no edge of the Hessian reaches:
+/// its couplings underflowed, so they lie beyond e^-745 (float64's smallest).
+inline constexpr double kDisconnectedStep = 745.0;
 
-/// One batch entry's clusters: grid cells (reduce::cluster_on_grid) of one side chosen so that
-/// neither cloud has more than kCoarseClusters, and what every correction reuses.
-struct EntryPartition {
-  std::vector<int64_t> source_labels;  ///< cluster of each point of a (N)
+/// One batch entry's clusters: labels on the union of its clouds, the points sorted by cluster.
+struct EntryClusters {
+  std::vector<int64_t> source_labels;  ///< cluster of each point of a (N), in [0, clusters)
   std::vector<int64_t> target_labels;  ///< cluster of each point of b (M)
-  int64_t source_clusters = 0;
-  int64_t target_clusters = 0;
-  /// (L, largest cluster) indices into b's points, a cluster per row, padded with index 0.
-  at::Tensor target_index;
-  /// (L, largest cluster): true on the padding.
-  at::Tensor target_padding;
-  /// a's points repeated per target cluster (L, N, D) and b's points by cluster (L, largest, D):
-  /// one batched softmin gives every point of a its log-sum-exp over each target cluster.
-  at::Tensor source_points, target_points;
-  /// A tensorized reducer of their own: its cost matrix is built once per solve, and it never
-  /// evicts the loop's own from the loop's reducer.
-  std::shared_ptr<const reduce::Reducer> reducer;
+  int64_t clusters = 0;
+  /// Each cluster's points of a (resp. b), (1, n_k, D), empty where the cluster has none of them;
+  /// and the original indices of those points (long, on the clouds' device).
+  std::vector<at::Tensor> source_points, target_points;
+  std::vector<at::Tensor> source_index, target_index;
+  /// The clusters' masses A_K and B_L (float64, B scaled to A's total).
+  std::vector<double> source_mass, target_mass;
 };
 
-/// The partition of every batch entry of OT(a, b), or nothing where the correction does not apply:
-/// more than 3 dimensions (grid cells), more than kCoarsePairsAllowed pairs (or 4 times that once
-/// padded), points not on the CPU, or an entry with a single cluster on either side.
-std::optional<std::vector<EntryPartition>> coarse_partition(const Cloud& a, const Cloud& b, int p);
+/// Groups the union of x (N, D) and y (M, D) into up to `clusters` clusters by kLloydSteps of
+/// Lloyd's algorithm from farthest-point seeds; returns each point's cluster, x's first. Empty
+/// clusters are dropped (labels are dense). Deterministic.
+std::vector<int64_t> lloyd_clusters(const at::Tensor& x, const at::Tensor& y, int64_t clusters);
 
-/// What one correction did, over the batch.
-struct CoarseCorrectionReport {
-  int coarse_sweeps = 0;  ///< the most any entry took
-  /// The largest relative L1 error of the clusters' row marginals, before and after.
-  double error_before = 0.0;
-  double error_after = 0.0;
-  /// False when nothing was changed: an entry whose coarse solve failed (a non-finite scaling, or
-  /// no better than where it started) keeps its potentials, the others are corrected.
-  bool applied = false;
+/// Maximises Psi(v) = sum_L mass_L v_L - sum_i weights_i log sum_L exp(v_L + log_sums_iL) over v
+/// (float64; log_sums (N, L) float64 on the CPU, -inf where a point sees nothing of a cluster;
+/// clusters of zero mass keep v_L = 0). Returns v, or nothing when it cannot be trusted (a
+/// non-finite value). `error`, when given, receives the clusters' relative L1 mass error at v.
+std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums, const at::Tensor& weights,
+                                                      const std::vector<double>& mass, double* error = nullptr);
+
+/// Solves Laplacian(W) x = rhs with x[ground] = 0 by Grassmann-Taksar-Heyman elimination: W (n x n,
+/// row-major) symmetric with nonnegative entries (its diagonal ignored), rhs summing to zero. A
+/// node no edge joins to the ground's side gets x = kDisconnectedStep * sign of its accumulated rhs.
+std::vector<double> solve_laplacian(std::vector<double> weights, std::vector<double> rhs, int64_t ground);
+
+/// What the corrected sweeps did, over the batch.
+struct CorrectionReport {
+  /// The largest relative L1 mass error of the clusters after either half's Newton solve.
+  double cluster_error = 0.0;
+  /// Halves whose semi-dual could not be trusted (they took the plain update instead).
+  int plain_halves = 0;
 };
 
-/// Shifts `potentials` of OT(a, b) (balanced) by eps times the solution (u, v) of each batch
-/// entry's coarse problem above.
-CoarseCorrectionReport correct_on_clusters(const std::vector<EntryPartition>& partition, const Cloud& a,
-                                           const Cloud& b, double eps, PotentialPair& potentials);
+/// The corrected sweeps of OT(a, b) for one solve: its clusters, made once, and a reducer of the
+/// loop's kind for each cluster's points.
+class ClusterCorrection {
+ public:
+  /// Nothing where the correction does not apply: a batch entry whose union of clouds forms a
+  /// single cluster, or fewer than 2 points on either side.
+  static std::unique_ptr<ClusterCorrection> make(const Cloud& a, const Cloud& b, int p);
+
+  /// The segmented row pass from `g` (B, M) at `eps`: returns softmin_eps(C, log b + g / eps) (B, N)
+  /// in g's dtype, which the loop measures, and keeps the per-cluster sums for finish_sweep.
+  at::Tensor row_pass(const at::Tensor& g, double eps);
+
+  /// Completes a corrected sweep of `potentials` (OT(a, b), balanced) after row_pass at the same
+  /// eps: the corrected row half, then the segmented column pass and the corrected column half.
+  CorrectionReport finish_sweep(PotentialPair& potentials, double eps);
+
+  /// Multiply-adds of one sweep's two Newton solves, for the loop's cost model (a guess of
+  /// kSemiDualCostSteps steps each).
+  double newton_work() const;
+
+  const std::vector<EntryClusters>& entries() const { return entries_; }
+
+ private:
+  ClusterCorrection(const Cloud& a, const Cloud& b, std::vector<EntryClusters> entries,
+                    std::unique_ptr<reduce::Reducer> reducer);
+  // log S (N, L) of one entry (float64, CPU): per target cluster, log sum_{j in L} exp(h_j - C_ij / eps).
+  at::Tensor segmented_log_sums(const at::Tensor& source, const std::vector<at::Tensor>& cluster_points,
+                                const std::vector<at::Tensor>& cluster_index, const at::Tensor& h, double eps,
+                                int64_t clusters) const;
+
+  const Cloud& a_;
+  const Cloud& b_;
+  std::vector<EntryClusters> entries_;
+  std::unique_ptr<reduce::Reducer> reducer_;
+  std::vector<at::Tensor> row_log_sums_;  // per entry, from the last row_pass
+  double row_eps_ = 0.0;
+};
 
 }  // namespace sinkhorn::solver

@@ -18,20 +18,6 @@ namespace {
 // Annealing: sweeps per eps until the marginal error is under this, at most kSweepsPerScale.
 constexpr double kAnnealingTolerance = 1e-2;
 constexpr int kSweepsPerScale = 50;
-// The coarse correction at the final eps (coarse_correction.h): tried when OT(a, b)'s error falls,
-// but by less than kCoarseWorthRate per sweep over the last kRateWindow sweeps (not while it
-// grows: over-relaxation's transient), first after kCoarseInterval sweeps at the final eps (a
-// solve that converges sooner never pays for the clusters: on toy-500 training batches a first try
-// after 10 sweeps corrected in every solve, 2 corrections each, ~1 ms apiece, and the steps got no
-// faster), then at least kCoarseInterval sweeps after the previous one;
-// the interval grows by kCoarseIntervalGrowth after a correction that did not halve the error: the
-// slow mode is then not (only) between clusters, and each correction kicks the modes that the
-// over-relaxation had tuned to (measured: growth 2 cost up to +58% sweeps on some ring samples,
-// 8 none over +10%, and 37% -> 43% fewer sweeps in all; docs/benchmarks.md).
-constexpr double kCoarseWorthRate = 0.9;
-constexpr int kCoarseIntervalGrowth = 8;
-constexpr int kCoarseInterval = 60;
-
 // One transport problem of the loop: between `source` and `target`, with its potentials.
 struct Problem {
   const Cloud* source;
@@ -118,55 +104,113 @@ void averaged_update(const reduce::Reducer& reducer, const Problem& problem,
   pair.g = linear_combination(0.5, pair.g, 0.5 * lambda, softmin_of_f);
 }
 
-// When and how OT(a, b) is corrected on clusters at the final eps (coarse_correction.h).
-class CoarseCorrector {
+// When OT(a, b) takes a corrected sweep (coarse_correction.h) instead of the scheme's update.
+// Decided from measured rates and a cost model, one sweep ahead (a corrected sweep's row pass is
+// segmented by cluster, so its kind is chosen before its softmins are computed):
+//   - only after a plain update that did not halve OT(a, b)'s error (kFastRate), or at a new eps
+//     once corrections have paid in this solve; never two corrected sweeps in a row (a plain
+//     update between them measures the plain rate, and costs no Newton solve);
+//   - only when its cost, (1 + overhead) plain sweeps (the Newton solves against the pairs' work,
+//     and the dense pass over the pairs against a truncated one), is less than the plain sweeps
+//     still needed at the measured rate;
+//   - a corrected update pays when its error ratio c beats the plain rate p over its cost,
+//     c < p^(1 + overhead); when it does not, corrections pause for an interval that doubles.
+// The clusters are made at the first corrected sweep, so a solve that never crawls never pays for them.
+class CorrectionTrigger {
  public:
-  CoarseCorrector(const LoopSettings& settings, const Cloud& a, const Cloud& b)
-      : a_(a), b_(b),
+  CorrectionTrigger(const LoopSettings& settings, const reduce::Reducer& reducer, const Cloud& a, const Cloud& b)
+      : reducer_(reducer), a_(a), b_(b),
         allowed_(settings.coarse_correction_p && !settings.rho && !settings.agree_on_errors),
         p_(settings.coarse_correction_p.value_or(2)) {}
 
-  // Takes OT(a, b)'s error of this sweep; corrects its potentials when the loop is slow, and
-  // says whether it did.
-  bool corrected(double error, double eps, PotentialPair& potentials) {
-    if (!allowed_) return false;
-    if (error_before_) {  // the sweep after a correction: did it pay?
-      if (!(error < 0.5 * *error_before_)) interval_ *= kCoarseIntervalGrowth;
-      error_before_.reset();
-    }
-    remember_error(errors_, error);
-    if (++sweeps_since_ < interval_ || errors_.size() <= kRateWindow) return false;
-    const double rate = windowed_rate(errors_);
-    if (!(rate > kCoarseWorthRate && rate < 1.0)) return false;
-    if (!partition_) {
-      partition_ = coarse_partition(a_, b_, p_);
-      if (!partition_) {
-        allowed_ = false;
-        return false;
+  // A new eps: rates measured at the previous one no longer apply.
+  void new_eps() {
+    previous_error_.reset();
+    last_corrected_ = next_ = false;
+    first_ = allowed_ && paid_ && pause_ == 0;
+  }
+
+  // A sweep whose error was not measured (annealing's first at each eps).
+  void unmeasured() {
+    previous_error_.reset();
+    last_corrected_ = false;
+    next_ = std::exchange(first_, false) && correction() != nullptr;
+  }
+
+  // Whether the sweep now starting is a corrected one (its row pass segmented).
+  bool next() const { return next_; }
+
+  // The segmented row pass of a corrected sweep.
+  at::Tensor row_pass(const at::Tensor& g, double eps) { return correction_->row_pass(g, eps); }
+
+  void finish(PotentialPair& potentials, double eps) { correction_->finish_sweep(potentials, eps); }
+
+  // Takes OT(a, b)'s error measured at this sweep, before its update, and whether that update is
+  // the corrected one (next() when the sweep started); decides the next sweep.
+  void observe(double error, bool corrected_now, double tolerance) {
+    if (!allowed_) return;
+    const std::optional<double> previous = std::exchange(previous_error_, error);
+    const bool was_corrected = std::exchange(last_corrected_, corrected_now);
+    next_ = false;
+    // The first error at an eps: a corrected sweep next where corrections paid at the last one.
+    if (!previous) next_ = std::exchange(first_, false) && correction() != nullptr;
+    if (!previous || !(*previous > 0) || !std::isfinite(error)) return;
+    const double ratio = error / *previous;  // of the update before this sweep
+    if (was_corrected) {
+      const double cost = 1.0 + overhead();
+      if (plain_rate_ && !(ratio < std::pow(*plain_rate_, cost))) {
+        pause_ = interval_;
+        interval_ *= 2;
+        paid_ = false;
+      } else {
+        paid_ = true;
       }
+      return;
     }
-    c10::NoGradGuard no_grad;
-    const CoarseCorrectionReport report = correct_on_clusters(*partition_, a_, b_, eps, potentials);
-    sweeps_since_ = 0;
-    errors_.clear();
-    if (!report.applied) {
-      interval_ *= kCoarseIntervalGrowth;
-      return false;
+    plain_rate_ = ratio;
+    if (corrected_now) return;
+    if (pause_ > 0) {
+      --pause_;
+      return;
     }
-    error_before_ = error;
-    return true;
+    if (!(ratio > kFastRate && ratio < 1.0) || !(error > tolerance)) return;
+    // The plain sweeps still needed at this rate, against one corrected sweep's cost.
+    const double sweeps_left = std::log(tolerance / error) / std::log(ratio);
+    if (!(sweeps_left > 1.0 + overhead())) return;
+    next_ = correction() != nullptr;
   }
 
  private:
+  ClusterCorrection* correction() {
+    if (!correction_ && !tried_) {
+      tried_ = true;
+      correction_ = ClusterCorrection::make(a_, b_, p_);
+      if (!correction_) allowed_ = false;
+    }
+    return correction_.get();
+  }
+  // A corrected sweep's cost beyond a plain one, in plain sweeps: its Newton solves, and its dense
+  // pass where the loop's reducer skips pairs.
+  double overhead() {
+    if (!correction_) return 0.0;
+    const double pairs = static_cast<double>(a_.points.size(0)) * static_cast<double>(a_.points.size(1)) *
+                         static_cast<double>(b_.points.size(1));
+    const double dense_sweep = 2.0 * pairs * (static_cast<double>(a_.points.size(2)) + 8.0);
+    const std::optional<reduce::TruncationReport> truncation = reducer_.truncation();
+    const double visited = truncation && truncation->visited_fraction > 0 ? truncation->visited_fraction : 1.0;
+    return (1.0 + correction_->newton_work() / dense_sweep) / visited - 1.0;
+  }
+
+  const reduce::Reducer& reducer_;
   const Cloud& a_;
   const Cloud& b_;
   bool allowed_;
   int p_;
-  std::optional<std::vector<EntryPartition>> partition_;
-  std::vector<double> errors_;
-  int sweeps_since_ = 0;
-  int interval_ = kCoarseInterval;
-  std::optional<double> error_before_;
+  bool tried_ = false;
+  std::unique_ptr<ClusterCorrection> correction_;
+  std::optional<double> previous_error_, plain_rate_;
+  bool last_corrected_ = false, next_ = false, paid_ = false, first_ = false;
+  int pause_ = 0, interval_ = 2;
 };
 
 }  // namespace
@@ -192,12 +236,19 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   std::vector<char> frozen(problems.size(), false);
   // The problems' softmins are independent: one Reducer::softmins call, one message per sweep for
   // a sharded solve instead of one per problem.
-  const auto softmins_of_g = [&](double eps, std::vector<at::Tensor> softmins = {}) {
+  // OT(a, b)'s corrected sweeps, when the loop crawls (coarse_correction.h).
+  CorrectionTrigger trigger(settings, reducer, a, b);
+  // With `segmented`, OT(a, b)'s softmin is the row pass of a corrected sweep.
+  const auto softmins_of_g = [&](double eps, std::vector<at::Tensor> softmins = {}, bool segmented = false) {
     softmins.resize(problems.size());
     std::vector<reduce::SoftminRequest> requests;
     std::vector<size_t> asked;
     for (size_t k = 0; k < problems.size(); ++k) {
       if (frozen[k]) continue;
+      if (k == 0 && segmented) {
+        softmins[0] = trigger.row_pass(problems[0].potentials->g, eps);
+        continue;
+      }
       const Problem& problem = problems[k];
       requests.push_back({&problem.source->points, &problem.target->points,
                           linear_combination(1.0, problem.target->log_weights, 1.0 / eps, problem.potentials->g), eps});
@@ -210,11 +261,16 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   // One sweep over every problem not frozen. OT(a, b) takes alternating updates (over-relaxed by
   // omega) or, when `averaged`, GeomLoss's averaged ones; symmetric problems the averaged
   // symmetric update.
-  const auto update = [&](const std::vector<at::Tensor>& softmins, double eps, bool averaged, double omega) {
+  // With `corrected`, OT(a, b) completes the corrected sweep its segmented softmin began.
+  const auto update = [&](const std::vector<at::Tensor>& softmins, double eps, bool averaged, double omega,
+                          bool corrected = false) {
     const double lambda = damping(eps, rho);
     for (size_t k = 0; k < problems.size(); ++k) {
       if (frozen[k]) continue;
-      if (problems[k].symmetric) {
+      if (k == 0 && corrected) {
+        c10::NoGradGuard no_grad;
+        trigger.finish(*problems[0].potentials, eps);
+      } else if (problems[k].symmetric) {
         PotentialPair& pair = *problems[k].potentials;
         pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmins[k]);
         pair.g = pair.f;
@@ -273,11 +329,15 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     std::fill(frozen.begin(), frozen.end(), false);
     bool averaged = true;
     double previous_error = std::numeric_limits<double>::infinity();
+    trigger.new_eps();
     for (int sweep = 0; sweep < kSweepsPerScale; ++sweep) {
       util::throw_if_interrupted();
-      softmins = softmins_of_g(eps, std::move(softmins));
+      const bool corrected = trigger.next() && !frozen[0];
+      softmins = softmins_of_g(eps, std::move(softmins), corrected);
       if (sweep > 0) {
         update_marginal_errors(problems, softmins, eps, settings, frozen, errors);
+        // Before freezing: a corrected update that ends the eps has paid too.
+        if (!frozen[0]) trigger.observe(errors[0], corrected, kAnnealingTolerance);
         for (size_t q = 0; q < problems.size(); ++q) frozen[q] = frozen[q] || errors[q] < kAnnealingTolerance;
         if (std::all_of(frozen.begin(), frozen.end(), [](char done) { return done; })) break;
         if (!frozen[0]) {
@@ -285,35 +345,40 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
           previous_error = errors[0];
         }
       }
-      update(softmins, eps, averaged, 1.0);
+      if (sweep == 0) trigger.unmeasured();
+      update(softmins, eps, averaged, 1.0, corrected && !frozen[0]);
+      report.coarse_corrections += corrected && !frozen[0] ? 1 : 0;
       ++report.iterations;
     }
   }
   std::fill(frozen.begin(), frozen.end(), false);
   SchemeSelector scheme;
   if (settings.alternating_plain_rate) scheme.start_alternating(*settings.alternating_plain_rate);
-  CoarseCorrector coarse(settings, a, b);
+  trigger.new_eps();
   const double lambda = damping(final_eps, rho);
+  // Whether the update before this sweep was a corrected one (the scheme measures plain ones).
+  bool previous_corrected = false;
   // `softmins` already hold every problem's softmin of its current g (the final check below).
   bool softmins_current = false;
   for (int sweep = 0;;) {
     for (;; ++sweep) {
       util::throw_if_interrupted();
-      if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins));
+      const bool corrected = !softmins_current && trigger.next() && !frozen[0];
+      if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins), corrected);
       softmins_current = false;
       update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
       report.marginal_error = largest_of(errors, 0, errors.size());
       report.converged = report.marginal_error <= settings.tolerance;
       if (report.converged || sweep == settings.max_iterations) break;
       for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
-      // A correction changes f and g: the softmins of this sweep are stale, the next sweep measures.
-      if (!frozen[0] && coarse.corrected(errors[0], final_eps, state.ab)) {
-        ++report.coarse_corrections;
-        continue;
+      // The scheme watches OT(a, b) alone (problem 0), after its own updates.
+      if (!frozen[0]) {
+        trigger.observe(errors[0], corrected, settings.tolerance);
+        if (!previous_corrected) scheme.observe(errors[0]);
       }
-      // The scheme watches OT(a, b) alone (problem 0).
-      if (!frozen[0]) scheme.observe(errors[0]);
-      update(softmins, final_eps, scheme.averaged(), scheme.omega());
+      previous_corrected = corrected && !frozen[0];
+      update(softmins, final_eps, scheme.averaged(), scheme.omega(), previous_corrected);
+      report.coarse_corrections += previous_corrected ? 1 : 0;
       ++report.iterations;
     }
     // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates

@@ -55,10 +55,10 @@ struct LoopSettings {
   /// this plain contraction rate (SchemeSelector::start_alternating) instead of trying averaged
   /// ones first: a coarse solve of the same clouds found them the faster (LoopReport below).
   std::optional<double> alternating_plain_rate;
-  /// The cost's exponent p, to let the loop correct OT(a, b) on clusters of points when it crawls
-  /// at the final eps (coarse_correction.h: balanced problems in at most 3 dimensions, up to 2^20
-  /// pairs per batch entry, on the CPU; never with agree_on_errors). Unset: never. Its shifts are
-  /// constants to autograd: leave it unset for unrolled gradients.
+  /// The cost's exponent p, to let the loop take corrected sweeps of OT(a, b) on clusters of
+  /// points when it crawls, at any eps (coarse_correction.h: balanced problems, any dimension and
+  /// device; never with agree_on_errors). Unset: never. Its shifts are constants to autograd:
+  /// leave it unset for unrolled gradients.
   std::optional<int> coarse_correction_p;
   /// Sharded solves: makes the ranks agree on each problem's marginal errors (their maximum over
   /// the ranks) before the loop decides anything from them, so that every rank stops, freezes
