@@ -27,15 +27,6 @@ constexpr double kNegligibleStep = 1e-9;
 // log sum_L exp(z_iL) per row of z (N, L): float64, -inf for a row of -inf.
 at::Tensor row_log_sum_exp(const at::Tensor& z) { return at::logsumexp(z, {1}); }
 
-// Psi(v) = mass . v - weights . logsumexp_L(v_L + log_sums_iL); -inf where a row sees nothing.
-double semi_dual(const at::Tensor& log_sums, const at::Tensor& weights, const at::Tensor& mass,
-                 const at::Tensor& v) {
-  const at::Tensor lse = row_log_sum_exp(log_sums + v.unsqueeze(0));
-  // Rows of zero weight take no part (their -inf would give 0 * -inf).
-  const at::Tensor terms = at::where(weights > 0, weights * lse, at::zeros_like(lse));
-  return (mass * v).sum().item<double>() - terms.sum().item<double>();
-}
-
 }  // namespace
 
 std::vector<double> solve_laplacian(std::vector<double> weights, std::vector<double> rhs, int64_t ground) {
@@ -92,50 +83,93 @@ std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums
                                                       const std::vector<double>& mass, double* error) {
   const int64_t clusters = log_sums.size(1);
   SINKHORN_INTERNAL_CHECK(static_cast<int64_t>(mass.size()) == clusters, "one mass per cluster");
-  // Rows that see no cluster (all -inf) cannot send mass: out of the problem.
-  const at::Tensor sees = at::isfinite(log_sums.amax({1})) & (weights > 0);
-  const at::Tensor rows_weight = at::where(sees, weights, at::zeros_like(weights));
-  const at::Tensor rows_log_sums = at::where(sees.unsqueeze(1), log_sums, at::zeros_like(log_sums));
-  const double total = rows_weight.sum().item<double>();
+  const at::Tensor ls_tensor = log_sums.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor w_tensor = weights.to(at::kCPU, at::kDouble).contiguous();
+  const double* ls = ls_tensor.data_ptr<double>();
+  const double* all_weights = w_tensor.data_ptr<double>();
+  // Rows that see no cluster cannot send mass, rows of weight 0 have none: out of the problem.
+  // Plain loops (L <= 16 clusters): per step a few N L operations, where tensor ops would cost
+  // more in dispatch than in arithmetic on a training batch.
+  std::vector<int64_t> rows;
+  double total = 0.0;
+  for (int64_t i = 0; i < log_sums.size(0); ++i) {
+    const double* row = ls + i * clusters;
+    const bool sees = std::any_of(row, row + clusters, [](double value) { return std::isfinite(value); });
+    if (sees && all_weights[i] > 0) {
+      rows.push_back(i);
+      total += all_weights[i];
+    }
+  }
   double mass_total = 0.0;
   for (double m : mass) mass_total += m;
   if (!(total > 0) || !(mass_total > 0)) return std::nullopt;
   // The clusters' masses scaled to the rows' total (balanced inputs may differ by 1e-4): Psi then
   // has a maximiser.
-  std::vector<double> scaled_mass(mass);
-  for (double& m : scaled_mass) m *= total / mass_total;
-  const at::Tensor target = at::tensor(scaled_mass, at::kDouble);
-  const int64_t ground = std::max_element(scaled_mass.begin(), scaled_mass.end()) - scaled_mass.begin();
+  std::vector<double> target(mass);
+  for (double& m : target) m *= total / mass_total;
+  const int64_t ground = std::max_element(target.begin(), target.end()) - target.begin();
 
-  at::Tensor v = at::zeros({clusters}, at::kDouble);
-  double value = semi_dual(rows_log_sums, rows_weight, target, v);
+  // Psi(v), and optionally each row's softmax pi_i over the clusters (row-major, rows x L).
+  const auto psi = [&](const std::vector<double>& v, std::vector<double>* pi) {
+    double value = 0.0;
+    for (int64_t l = 0; l < clusters; ++l) value += target[l] * v[l];
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const double* row = ls + rows[r] * clusters;
+      double top = kNegativeInfinity;
+      for (int64_t l = 0; l < clusters; ++l) top = std::max(top, row[l] + v[l]);
+      double sum = 0.0;
+      for (int64_t l = 0; l < clusters; ++l) sum += std::exp(row[l] + v[l] - top);
+      value -= all_weights[rows[r]] * (top + std::log(sum));
+      if (pi) {
+        double* out = &(*pi)[r * clusters];
+        for (int64_t l = 0; l < clusters; ++l) out[l] = std::exp(row[l] + v[l] - top) / sum;
+      }
+    }
+    return value;
+  };
+
+  std::vector<double> v(static_cast<size_t>(clusters), 0.0), pi(rows.size() * clusters);
+  std::vector<double> gradient(static_cast<size_t>(clusters)), edges(static_cast<size_t>(clusters * clusters));
+  std::vector<double> trial(v.size());
+  double value = psi(v, &pi);
   double mass_error = std::numeric_limits<double>::infinity();
-  for (int step = 0; step <= kSemiDualNewtonSteps; ++step) {
-    const at::Tensor z = rows_log_sums + v.unsqueeze(0);
-    const at::Tensor plan = at::exp(z - row_log_sum_exp(z).unsqueeze(1)) * rows_weight.unsqueeze(1);  // (N, L)
-    const at::Tensor gradient = (target - plan.sum(0)).contiguous();
-    mass_error = gradient.abs().sum().item<double>() / total;
+  for (int step = 0;; ++step) {
+    // The gradient (each cluster's mass less what the rows send it) and the Hessian's edges
+    // W_LL' = sum_i a_i pi_iL pi_iL': sums of positive terms.
+    gradient = target;
+    std::fill(edges.begin(), edges.end(), 0.0);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const double weight = all_weights[rows[r]];
+      const double* p = &pi[r * clusters];
+      for (int64_t l = 0; l < clusters; ++l) {
+        if (p[l] == 0) continue;
+        const double sent = weight * p[l];
+        gradient[l] -= sent;
+        double* edge = &edges[l * clusters];
+        for (int64_t k = 0; k < clusters; ++k) edge[k] += sent * p[k];
+      }
+    }
+    mass_error = 0.0;
+    for (double g : gradient) mass_error += std::abs(g);
+    mass_error /= total;
     if (!std::isfinite(mass_error)) return std::nullopt;
     if (mass_error <= kSemiDualTolerance || step == kSemiDualNewtonSteps) break;
-    // The Hessian's edges W_LL' = sum_i a_i pi_iL pi_iL' = (plan^T pi)_LL': positive sums.
-    const at::Tensor pi = at::where(rows_weight.unsqueeze(1) > 0, plan / rows_weight.unsqueeze(1), at::zeros_like(plan));
-    const at::Tensor edges = at::mm(plan.t(), pi).contiguous();
-    std::vector<double> w(edges.data_ptr<double>(), edges.data_ptr<double>() + clusters * clusters);
-    std::vector<double> g(gradient.data_ptr<double>(), gradient.data_ptr<double>() + clusters);
-    const std::vector<double> direction = solve_laplacian(std::move(w), g, ground);
-    const at::Tensor x = at::tensor(direction, at::kDouble);
-    const double slope = (gradient * x).sum().item<double>();
+    const std::vector<double> x = solve_laplacian(edges, gradient, ground);
+    double slope = 0.0, longest = 0.0;
+    for (int64_t l = 0; l < clusters; ++l) {
+      slope += gradient[l] * x[l];
+      longest = std::max(longest, std::abs(x[l]));
+    }
     if (!(slope > 0) || !std::isfinite(slope)) break;  // no ascent direction left
     // A step beyond kDisconnectedStep (a pivot of e^-700: a crossing that underflows) starts shorter.
-    const double longest = x.abs().max().item<double>();
     double length = longest > kDisconnectedStep ? kDisconnectedStep / longest : 1.0;
     bool raised = false;
     for (int halving = 0; halving < kLineSearchHalvings; ++halving, length *= 0.5) {
-      const at::Tensor trial = v + length * x;
-      const double trial_value = semi_dual(rows_log_sums, rows_weight, target, trial);
+      for (int64_t l = 0; l < clusters; ++l) trial[l] = v[l] + length * x[l];
+      const double trial_value = psi(trial, nullptr);
       if (std::isfinite(trial_value) && trial_value >= value + kArmijo * length * slope) {
-        v = trial;
-        value = trial_value;
+        v.swap(trial);
+        value = psi(v, &pi);
         raised = true;
         break;
       }
@@ -143,12 +177,11 @@ std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums
     if (!raised || length * longest < kNegligibleStep) break;  // at the maximiser to rounding
   }
   if (error) *error = mass_error;
-  std::vector<double> result(v.data_ptr<double>(), v.data_ptr<double>() + clusters);
   for (int64_t l = 0; l < clusters; ++l) {
-    if (!std::isfinite(result[l])) return std::nullopt;
-    if (!(mass[l] > 0)) result[l] = 0.0;
+    if (!std::isfinite(v[l])) return std::nullopt;
+    if (!(mass[l] > 0)) v[l] = 0.0;
   }
-  return result;
+  return v;
 }
 
 std::vector<int64_t> lloyd_clusters(const at::Tensor& x, const at::Tensor& y, int64_t clusters) {
@@ -202,16 +235,38 @@ std::vector<double> cluster_masses(const at::Tensor& weights, const std::vector<
   return mass;
 }
 
-// Each cluster's points of `points` (N, D) as (1, n_k, D) and their indices, on points' device.
-void split_by_cluster(const at::Tensor& points, const std::vector<int64_t>& labels, int64_t clusters,
-                      std::vector<at::Tensor>& cluster_points, std::vector<at::Tensor>& cluster_index) {
+// `points` (M, D) by cluster, for the segmented passes of `rows` (R, D).
+ClusterSegments segments_of(const at::Tensor& points, const std::vector<int64_t>& labels, int64_t clusters,
+                            const at::Tensor& rows) {
   std::vector<std::vector<int64_t>> members(static_cast<size_t>(clusters));
   for (size_t i = 0; i < labels.size(); ++i) members[labels[i]].push_back(static_cast<int64_t>(i));
-  for (const std::vector<int64_t>& indices : members) {
-    const at::Tensor index = at::tensor(indices, at::kLong).to(points.device());
-    cluster_index.push_back(index);
-    cluster_points.push_back(points.index_select(0, index).unsqueeze(0).contiguous());
+  ClusterSegments segments;
+  size_t largest = 0;
+  for (int64_t c = 0; c < clusters; ++c) {
+    if (members[c].empty()) continue;
+    const at::Tensor index = at::tensor(members[c], at::kLong).to(points.device());
+    segments.ids.push_back(c);
+    segments.index.push_back(index);
+    segments.points.push_back(points.index_select(0, index).unsqueeze(0).contiguous());
+    largest = std::max(largest, members[c].size());
   }
+  const auto count = static_cast<int64_t>(segments.ids.size());
+  const auto width = static_cast<int64_t>(largest);
+  if (static_cast<double>(count) * width * rows.size(0) > static_cast<double>(kBatchedSegmentPairs)) return segments;
+  std::vector<int64_t> index(static_cast<size_t>(count * width), 0);
+  std::vector<uint8_t> padding(index.size(), 1);
+  for (int64_t k = 0; k < count; ++k) {
+    const std::vector<int64_t>& own = members[segments.ids[k]];
+    for (size_t t = 0; t < own.size(); ++t) {
+      index[k * width + static_cast<int64_t>(t)] = own[t];
+      padding[k * width + static_cast<int64_t>(t)] = 0;
+    }
+  }
+  segments.padded_index = at::tensor(index, at::kLong).to(points.device());
+  segments.padding = at::tensor(padding, at::kByte).to(at::kBool).reshape({count, width}).to(points.device());
+  segments.padded_points = points.index_select(0, segments.padded_index).reshape({count, width, points.size(1)});
+  segments.rows = rows.unsqueeze(0).expand({count, rows.size(0), rows.size(1)}).contiguous();
+  return segments;
 }
 
 std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tensor& a, const at::Tensor& y,
@@ -223,8 +278,8 @@ std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tenso
   entry.target_labels.assign(labels.begin() + n, labels.end());
   entry.clusters = *std::max_element(labels.begin(), labels.end()) + 1;
   if (entry.clusters < 2) return std::nullopt;
-  split_by_cluster(x.detach(), entry.source_labels, entry.clusters, entry.source_points, entry.source_index);
-  split_by_cluster(y.detach(), entry.target_labels, entry.clusters, entry.target_points, entry.target_index);
+  entry.target_segments = segments_of(y.detach(), entry.target_labels, entry.clusters, x.detach());
+  entry.source_segments = segments_of(x.detach(), entry.source_labels, entry.clusters, y.detach());
   entry.source_mass = cluster_masses(a, entry.source_labels, entry.clusters);
   entry.target_mass = cluster_masses(b, entry.target_labels, entry.clusters);
   return entry;
@@ -248,29 +303,37 @@ std::unique_ptr<ClusterCorrection> ClusterCorrection::make(const Cloud& a, const
   const Backend backend = reduce::resolve_backend(Backend::automatic, 1, x.size(1), y.size(1), x.size(2),
                                                   x.device(), /*needs_autograd=*/false);
   const Backend kind = x.device().is_cpu() || backend == Backend::online ? Backend::online : backend;
-  return std::unique_ptr<ClusterCorrection>(
+  auto correction = std::unique_ptr<ClusterCorrection>(
       new ClusterCorrection(a, b, std::move(entries), reduce::make_reducer(kind, p, x, y)));
+  correction->batched_reducer_ = reduce::make_reducer(Backend::tensorized, p, x, y);
+  return correction;
 }
 
 ClusterCorrection::ClusterCorrection(const Cloud& a, const Cloud& b, std::vector<EntryClusters> entries,
                                      std::unique_ptr<reduce::Reducer> reducer)
     : a_(a), b_(b), entries_(std::move(entries)), reducer_(std::move(reducer)) {}
 
-at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& source, const std::vector<at::Tensor>& cluster_points,
-                                                 const std::vector<at::Tensor>& cluster_index, const at::Tensor& h,
-                                                 double eps, int64_t clusters) const {
-  const at::Tensor rows = source.unsqueeze(0);
+at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& rows, const ClusterSegments& segments,
+                                                 const at::Tensor& h, double eps, int64_t clusters) const {
+  at::Tensor log_sums = at::full({rows.size(0), clusters}, kNegativeInfinity, at::kDouble);
+  const at::Tensor ids = at::tensor(segments.ids, at::kLong);
+  if (segments.rows.defined()) {
+    // One softmin over every cluster at once: (L, R).
+    const at::Tensor padded_h = h.index_select(0, segments.padded_index)
+                                    .reshape(segments.padding.sizes())
+                                    .masked_fill(segments.padding, kNegativeInfinity);
+    const at::Tensor softmins = batched_reducer_->softmin(segments.rows, segments.padded_points, padded_h, eps);
+    log_sums.index_copy_(1, ids, softmins.t().to(at::kCPU, at::kDouble) / -eps);
+    return log_sums;
+  }
+  const at::Tensor batched_rows = rows.unsqueeze(0);
   std::vector<reduce::SoftminRequest> requests;
-  std::vector<int64_t> asked;
-  for (int64_t l = 0; l < clusters; ++l) {
-    if (cluster_index[l].numel() == 0) continue;
-    requests.push_back({&rows, &cluster_points[l], h.index_select(0, cluster_index[l]).unsqueeze(0), eps});
-    asked.push_back(l);
+  for (size_t k = 0; k < segments.ids.size(); ++k) {
+    requests.push_back({&batched_rows, &segments.points[k], h.index_select(0, segments.index[k]).unsqueeze(0), eps});
   }
   const std::vector<at::Tensor> softmins = reducer_->softmins(requests);
-  at::Tensor log_sums = at::full({source.size(0), clusters}, kNegativeInfinity, at::kDouble);
-  for (size_t r = 0; r < asked.size(); ++r) {
-    log_sums.select(1, asked[r]).copy_(softmins[r][0].to(at::kCPU, at::kDouble) / -eps);
+  for (size_t k = 0; k < segments.ids.size(); ++k) {
+    log_sums.select(1, segments.ids[k]).copy_(softmins[k][0].to(at::kCPU, at::kDouble) / -eps);
   }
   return log_sums;
 }
@@ -283,8 +346,8 @@ at::Tensor ClusterCorrection::row_pass(const at::Tensor& g, double eps) {
   for (size_t e = 0; e < entries_.size(); ++e) {
     const auto i = static_cast<int64_t>(e);
     const at::Tensor h = b_.log_weights[i] + g[i].detach() / eps;
-    row_log_sums_.push_back(segmented_log_sums(a_.points[i], entries_[e].target_points, entries_[e].target_index, h,
-                                               eps, entries_[e].clusters));
+    row_log_sums_.push_back(
+        segmented_log_sums(a_.points[i], entries_[e].target_segments, h, eps, entries_[e].clusters));
     softmins.push_back(-eps * row_log_sum_exp(row_log_sums_.back()));
   }
   return at::stack(softmins).to(g.device(), g.scalar_type());
@@ -326,7 +389,7 @@ CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, doub
     const EntryClusters& entry = entries_[e];
     const at::Tensor h = a_.log_weights[i] + potentials.f[i] / eps;
     const at::Tensor log_sums =
-        segmented_log_sums(b_.points[i], entry.source_points, entry.source_index, h, eps, entry.clusters);
+        segmented_log_sums(b_.points[i], entry.source_segments, h, eps, entry.clusters);
     double error = 0.0;
     std::optional<std::vector<double>> u =
         maximise_semi_dual(log_sums, b_.weights[i].detach().to(at::kCPU, at::kDouble), entry.source_mass, &error);
@@ -344,6 +407,28 @@ CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, doub
   potentials.f = at::stack(f_rows).to(device, dtype);
   potentials.g = at::stack(g_rows).to(device, dtype);
   return report;
+}
+
+double ClusterCorrection::clustered_share(const at::Tensor& f, const at::Tensor& softmin, double eps) const {
+  c10::NoGradGuard no_grad;
+  const at::Tensor excess = (a_.weights.detach().to(at::kDouble) *
+                             at::expm1((f.detach().to(at::kDouble) - softmin.detach().to(at::kDouble)) / eps))
+                                .to(at::kCPU)
+                                .contiguous();
+  double share = 1.0;
+  for (size_t e = 0; e < entries_.size(); ++e) {
+    const double* r = excess[static_cast<int64_t>(e)].data_ptr<double>();
+    std::vector<double> by_cluster(static_cast<size_t>(entries_[e].clusters), 0.0);
+    double total = 0.0;
+    for (size_t i = 0; i < entries_[e].source_labels.size(); ++i) {
+      by_cluster[entries_[e].source_labels[i]] += r[i];
+      total += std::abs(r[i]);
+    }
+    double clustered = 0.0;
+    for (double sum : by_cluster) clustered += std::abs(sum);
+    if (total > 0) share = std::min(share, clustered / total);
+  }
+  return share;
 }
 
 double ClusterCorrection::newton_work() const {

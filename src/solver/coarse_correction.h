@@ -60,15 +60,30 @@ inline constexpr double kSemiDualTolerance = 1e-9;
 /// its couplings underflowed, so they lie beyond e^-745 (float64's smallest).
 inline constexpr double kDisconnectedStep = 745.0;
 
+/// Up to this many pairs (the clusters' padding included), a segmented pass is one batched
+/// softmin over stored cost matrices (two per solve, 16 MB each in float32); beyond, one
+/// streaming softmin per cluster.
+inline constexpr int64_t kBatchedSegmentPairs = int64_t{1} << 22;
+
+/// One cloud's points by cluster, as the other cloud's points (the rows) see them in a segmented
+/// pass: per nonempty cluster, its points (1, n_k, D) and their indices (long, on the clouds'
+/// device); for small problems also the batched layout of one softmin.
+struct ClusterSegments {
+  std::vector<int64_t> ids;  ///< the nonempty clusters
+  std::vector<at::Tensor> points, index;
+  /// Batched layout (undefined beyond kBatchedSegmentPairs): the rows repeated per cluster
+  /// (L, R, D), the clusters' points padded (L, largest, D), their indices (L * largest) and the
+  /// padding (L, largest).
+  at::Tensor rows, padded_points, padded_index, padding;
+};
+
 /// One batch entry's clusters: labels on the union of its clouds, the points sorted by cluster.
 struct EntryClusters {
   std::vector<int64_t> source_labels;  ///< cluster of each point of a (N), in [0, clusters)
   std::vector<int64_t> target_labels;  ///< cluster of each point of b (M)
   int64_t clusters = 0;
-  /// Each cluster's points of a (resp. b), (1, n_k, D), empty where the cluster has none of them;
-  /// and the original indices of those points (long, on the clouds' device).
-  std::vector<at::Tensor> source_points, target_points;
-  std::vector<at::Tensor> source_index, target_index;
+  ClusterSegments target_segments;  ///< b's clusters, for a's rows (the row half)
+  ClusterSegments source_segments;  ///< a's clusters, for b's rows (the column half)
   /// The clusters' masses A_K and B_L (float64, B scaled to A's total).
   std::vector<double> source_mass, target_mass;
 };
@@ -114,6 +129,12 @@ class ClusterCorrection {
   /// eps: the corrected row half, then the segmented column pass and the corrected column half.
   CorrectionReport finish_sweep(PotentialPair& potentials, double eps);
 
+  /// The share of OT(a, b)'s row error that lies on a's clusters, sum_K |sum_{i in K} r_i| /
+  /// sum_i |r_i| with r_i = a_i (exp((f_i - s_i) / eps) - 1) the rows' excess (s the softmin of g):
+  /// near 1 when the slow modes are the clusters' (what a corrected sweep removes), the smallest
+  /// over the batch entries with an error.
+  double clustered_share(const at::Tensor& f, const at::Tensor& softmin, double eps) const;
+
   /// Multiply-adds of one sweep's two Newton solves, for the loop's cost model (a guess of
   /// kSemiDualCostSteps steps each).
   double newton_work() const;
@@ -124,14 +145,14 @@ class ClusterCorrection {
   ClusterCorrection(const Cloud& a, const Cloud& b, std::vector<EntryClusters> entries,
                     std::unique_ptr<reduce::Reducer> reducer);
   // log S (N, L) of one entry (float64, CPU): per target cluster, log sum_{j in L} exp(h_j - C_ij / eps).
-  at::Tensor segmented_log_sums(const at::Tensor& source, const std::vector<at::Tensor>& cluster_points,
-                                const std::vector<at::Tensor>& cluster_index, const at::Tensor& h, double eps,
-                                int64_t clusters) const;
+  at::Tensor segmented_log_sums(const at::Tensor& rows, const ClusterSegments& segments, const at::Tensor& h,
+                                double eps, int64_t clusters) const;
 
   const Cloud& a_;
   const Cloud& b_;
   std::vector<EntryClusters> entries_;
-  std::unique_ptr<reduce::Reducer> reducer_;
+  std::unique_ptr<reduce::Reducer> reducer_;          // per cluster: the loop's kind
+  std::unique_ptr<reduce::Reducer> batched_reducer_;  // the batched layouts: stored matrices
   std::vector<at::Tensor> row_log_sums_;  // per entry, from the last row_pass
   double row_eps_ = 0.0;
 };

@@ -147,7 +147,8 @@ class CorrectionTrigger {
 
   // Takes OT(a, b)'s error measured at this sweep, before its update, and whether that update is
   // the corrected one (next() when the sweep started); decides the next sweep.
-  void observe(double error, bool corrected_now, double tolerance) {
+  void observe(double error, bool corrected_now, double tolerance, const at::Tensor& f, const at::Tensor& softmin,
+               double eps) {
     if (!allowed_) return;
     const std::optional<double> previous = std::exchange(previous_error_, error);
     const bool was_corrected = std::exchange(last_corrected_, corrected_now);
@@ -174,10 +175,14 @@ class CorrectionTrigger {
       return;
     }
     if (!(ratio > kFastRate && ratio < 1.0) || !(error > tolerance)) return;
-    // The plain sweeps still needed at this rate, against one corrected sweep's cost.
+    // A corrected sweep removes the share of the error that lies on clusters (measured); plain
+    // sweeps at this rate would need log(1 - share) / log(rate) sweeps for that, at most the
+    // sweeps still needed. It must save more than it costs (the clusters are made for the share).
     const double sweeps_left = std::log(tolerance / error) / std::log(ratio);
-    if (!(sweeps_left > 1.0 + overhead())) return;
-    next_ = correction() != nullptr;
+    if (!(sweeps_left > 1.0 + overhead()) || correction() == nullptr) return;
+    const double share = std::min(correction_->clustered_share(f, softmin, eps), kLargestShare);
+    const double saved = std::min(sweeps_left, std::log(1.0 - share) / std::log(ratio));
+    next_ = saved > 1.0 + overhead();
   }
 
  private:
@@ -211,6 +216,8 @@ class CorrectionTrigger {
   std::optional<double> previous_error_, plain_rate_;
   bool last_corrected_ = false, next_ = false, paid_ = false, first_ = false;
   int pause_ = 0, interval_ = 2;
+  // A share of 1 would promise every sweep saved: rounding keeps it below.
+  static constexpr double kLargestShare = 1.0 - 1e-6;
 };
 
 }  // namespace
@@ -337,7 +344,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       if (sweep > 0) {
         update_marginal_errors(problems, softmins, eps, settings, frozen, errors);
         // Before freezing: a corrected update that ends the eps has paid too.
-        if (!frozen[0]) trigger.observe(errors[0], corrected, kAnnealingTolerance);
+        if (!frozen[0]) trigger.observe(errors[0], corrected, kAnnealingTolerance, state.ab.f, softmins[0], eps);
         for (size_t q = 0; q < problems.size(); ++q) frozen[q] = frozen[q] || errors[q] < kAnnealingTolerance;
         if (std::all_of(frozen.begin(), frozen.end(), [](char done) { return done; })) break;
         if (!frozen[0]) {
@@ -373,7 +380,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
       // The scheme watches OT(a, b) alone (problem 0), after its own updates.
       if (!frozen[0]) {
-        trigger.observe(errors[0], corrected, settings.tolerance);
+        trigger.observe(errors[0], corrected, settings.tolerance, state.ab.f, softmins[0], final_eps);
         if (!previous_corrected) scheme.observe(errors[0]);
       }
       previous_corrected = corrected && !frozen[0];
