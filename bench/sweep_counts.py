@@ -11,6 +11,8 @@ loop compare exactly on a machine whose speed drifts. The problems:
   cube/blobs/sphere/torus at 2,000 and 5,000 points  bench/large_clouds.py's families (defaults:
       blur 0.05, tolerance 1e-4; 5,000 points take the multiscale backend)
   near-cube2000, near-mnist  near-identical clouds (a copy with noise), where averaged updates win
+  mixture3-5000, mixture16-5000, mixture64-5000  bench/clustered_clouds.py's 8-cluster mixtures
+      (blur 0.5): modes that must exchange mass through kernel values down to e^-240 (issue 35)
 Each line: the problem, `iterations` and `value` from `sinkhorn divergence ... --json`.
 
   /opt/sinkhorn/venv/bin/python bench/sweep_counts.py --binary build/sinkhorn --out /tmp/new.txt
@@ -27,9 +29,11 @@ import torch
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
+import clustered_clouds  # noqa: E402
 import large_clouds  # noqa: E402
 import training_step  # noqa: E402
 
+MIXTURE_DIMENSIONS = (3, 16, 64)
 TRAINING = {"mnist": (0, 50, 200, 600, 1200), "toy-500": (0, 100, 400, 1000), "features-16": (0, 200, 600)}
 
 
@@ -40,6 +44,8 @@ def flags_for(name):
         return ["--blur", "0.1", "--tolerance", "1e-3"]
     if name.startswith("features"):
         return ["--p", "1", "--blur", "0.05", "--tolerance", "1e-3"]
+    if name.startswith("mixture"):
+        return ["--blur", "0.5"]
     return []
 
 
@@ -90,6 +96,10 @@ def main():
     args = parser.parse_args()
     if not os.path.isdir(args.problems) or not os.listdir(args.problems):
         make_problems(args.problems, args.data_path)
+    for dimension in MIXTURE_DIMENSIONS:  # added later than the others: made where missing
+        name = f"mixture{dimension}-5000"
+        if not os.path.exists(os.path.join(args.problems, f"{name}_x.npy")):
+            save(args.problems, name, *clustered_clouds.make_pair(5000, dimension))
     names = sorted(f[:-6] for f in os.listdir(args.problems) if f.endswith("_x.npy"))
     lines, total = [], 0
     for name in names:

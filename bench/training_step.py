@@ -9,8 +9,8 @@ gradient, the optimiser step). Methods:
   ours-cli-tol1e-2  the same with --tolerance 1e-2 (the trainer's default is 1e-3)
   ours            the loop below in Python with sinkhorn.SamplesLoss (the trainer's settings:
                   tolerance 1e-3)
-  ours-coarse     the same with coarse_correction=True (the loop's correction on clusters of
-                  points, docs/numerics.md)
+  ours-plain      the same with coarse_correction=False (no corrected sweeps on clusters of
+                  points, docs/numerics.md; on by default since 2026-12)
   geomloss        the same loop with geomloss.SamplesLoss(backend="tensorized") at its defaults
                   (scaling 0.5, one sweep per eps, no tolerance): the issue's baseline
   dense           (E_eps only) the paper's Algorithm 1 written in this script: L log-domain
@@ -123,13 +123,13 @@ def dense_eeps(x, y, blur, iterations):
 
 def make_loss(method, settings):
     p, blur, eeps = settings["p"], settings["blur"], settings["eeps"]
-    if method in ("ours", "ours-coarse"):
+    if method in ("ours", "ours-plain"):
         sys.path.insert(0, os.path.join(ROOT, "build", "python"))
         import sinkhorn
         if eeps:
             return sinkhorn.SamplesLoss("primal", p=p, blur=blur, iterations=50, gradient="unrolled")
         return sinkhorn.SamplesLoss("sinkhorn", p=p, blur=blur, tolerance=1e-3,
-                                    coarse_correction=method == "ours-coarse")
+                                    coarse_correction=method != "ours-plain")
     if method == "geomloss":
         import geomloss
         if eeps:

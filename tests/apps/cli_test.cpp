@@ -225,7 +225,9 @@ TEST(LossOptions, EveryOptionOfTheTableIsAFlagThatSetsIt) {
   add_loss_options(parser);
   std::vector<std::string> arguments;
   for (const api::OptionSpec& spec : api::option_table()) {
-    arguments.push_back(std::string("--") + spec.flag);
+    // A flag whose sample is off (its default being on) is given as --no-<flag>.
+    const bool off = spec.kind == api::OptionKind::flag && api::to_text(spec.sample) == "false";
+    arguments.push_back(std::string(off ? "--no-" : "--") + spec.flag);
     if (spec.kind != api::OptionKind::flag) arguments.push_back(api::to_text(spec.sample));
   }
   const SinkhornOptions options = loss_options_from(parser.parse(arguments));
@@ -267,6 +269,8 @@ TEST_F(DivergenceCommand, OptionsTheLossIgnoresAndBadTimeoutsAreRefused) {
   expect_refusal({"--loss", "energy", "--reach", "1"}, "--reach does not apply to the kernel loss energy");
   expect_refusal({"--loss", "ot", "--gradient", "unrolled"}, "--gradient does not apply to the exact OT loss");
   expect_refusal({"--loss", "gaussian", "--coarse-correction"}, "--coarse-correction does not apply");
+  expect_refusal({"--loss", "gaussian", "--no-coarse-correction"}, "--coarse-correction does not apply");
+  expect_refusal({"--coarse-correction", "--no-coarse-correction"}, "exclude each other");
   expect_refusal({"--timeout", "abc"}, "--timeout");
   EXPECT_EQ(run_command({x_path, y_path, "--loss", "energy", "--blur", "0.5", "--backend", "tensorized"}), 0) << err.str();
 }

@@ -138,6 +138,14 @@ TEST(TrainConfig, JsonRoundTripKeepsEverySetting) {
   EXPECT_EQ(to_json(restored), json);
   EXPECT_THROW(train_config_from_json("{\"data\": 3}"), Error);
   EXPECT_THROW(train_config_from_json("not json"), Error);
+  // A run written before an option existed (or before its default changed) keeps what it had:
+  // without the key, coarse_correction is off, as those runs trained; new runs have it on.
+  EXPECT_TRUE(TrainConfig{}.loss.coarse_correction);
+  std::string old_run = to_json(TrainConfig{});
+  const size_t key = old_run.find("\"coarse_correction\": true,");
+  ASSERT_NE(key, std::string::npos) << old_run;
+  old_run.erase(key, std::string("\"coarse_correction\": true,").size());
+  EXPECT_FALSE(train_config_from_json(old_run).loss.coarse_correction);
 }
 
 TEST(Trainer, SolvesThatStopShortAreReportedOnceAndCountedAtTheEnd) {
