@@ -60,14 +60,14 @@ def clouds(n=61, m=47, d=3, seed=11):
 
 
 def single_process(data, case):
-    """The same case in this process: value, F, G and gradients (coarse_correction off, as sharded
-    solves always are)."""
+    """The same case in this process: value, F, G and gradients (the default options: a sharded
+    solve takes the one process's corrected sweeps too, docs/numerics.md)."""
     tensors = {k: torch.from_numpy(v).clone().requires_grad_() for k, v in data.items()}
     names = ["a", "x", "b", "y"] if case.get("weights", True) else ["x", "y"]
     inputs = [tensors[name] for name in names]
-    value = sinkhorn.SamplesLoss(**case["options"], coarse_correction=False)(*inputs)
+    value = sinkhorn.SamplesLoss(**case["options"])(*inputs)
     gradients = torch.autograd.grad(value, inputs)
-    F, G = sinkhorn.SamplesLoss(**case["options"], potentials=True, coarse_correction=False)(*inputs)
+    F, G = sinkhorn.SamplesLoss(**case["options"], potentials=True)(*inputs)
     # GeomLoss's (1, N) potentials of one pair of clouds, joined along their points.
     expected = {"value": value.detach().numpy(), "F": F.reshape(-1).numpy(), "G": G.reshape(-1).numpy()}
     expected.update({f"grad_{name}": g.numpy() for name, g in zip(names, gradients)})

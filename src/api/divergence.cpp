@@ -288,6 +288,18 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     context.loop.agree_on_errors = [group, device](std::vector<double>& errors) {
       group->allreduce_max(errors, device);
     };
+    // Corrected sweeps: each rank sums its own rows per cluster, the ranks gather them.
+    solver::LoopSettings::RowShards row_shards;
+    const int rank = group->rank();
+    row_shards.source_begin = dist::first_row(gathered.x_counts, rank);
+    row_shards.source_rows = gathered.x_counts[rank];
+    row_shards.target_begin = dist::first_row(gathered.y_counts, rank);
+    row_shards.target_rows = gathered.y_counts[rank];
+    row_shards.gather = [group, x_counts = gathered.x_counts, y_counts = gathered.y_counts](const at::Tensor& own,
+                                                                                           bool source) {
+      return group->allgather_rows(own, 0, source ? x_counts : y_counts);
+    };
+    context.loop.row_shards = std::move(row_shards);
   }
   context.reducer = reducer.get();
   at::Tensor value;

@@ -237,7 +237,7 @@ std::vector<double> cluster_masses(const at::Tensor& weights, const std::vector<
 
 // `points` (M, D) by cluster, for the segmented passes of `rows` (R, D).
 ClusterSegments segments_of(const at::Tensor& points, const std::vector<int64_t>& labels, int64_t clusters,
-                            const at::Tensor& rows) {
+                            const at::Tensor& rows, bool batched) {
   std::vector<std::vector<int64_t>> members(static_cast<size_t>(clusters));
   for (size_t i = 0; i < labels.size(); ++i) members[labels[i]].push_back(static_cast<int64_t>(i));
   ClusterSegments segments;
@@ -252,7 +252,9 @@ ClusterSegments segments_of(const at::Tensor& points, const std::vector<int64_t>
   }
   const auto count = static_cast<int64_t>(segments.ids.size());
   const auto width = static_cast<int64_t>(largest);
-  if (static_cast<double>(count) * width * rows.size(0) > static_cast<double>(kBatchedSegmentPairs)) return segments;
+  if (!batched || static_cast<double>(count) * width * rows.size(0) > static_cast<double>(kBatchedSegmentPairs)) {
+    return segments;
+  }
   std::vector<int64_t> index(static_cast<size_t>(count * width), 0);
   std::vector<uint8_t> padding(index.size(), 1);
   for (int64_t k = 0; k < count; ++k) {
@@ -269,8 +271,14 @@ ClusterSegments segments_of(const at::Tensor& points, const std::vector<int64_t>
   return segments;
 }
 
+// The rows `begin`, `count` of `points` (N, D), or all of them (count < 0).
+at::Tensor own_rows(const at::Tensor& points, int64_t begin, int64_t count) {
+  return count < 0 ? points : points.narrow(0, begin, count);
+}
+
 std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tensor& a, const at::Tensor& y,
-                                            const at::Tensor& b) {
+                                            const at::Tensor& b, bool batched,
+                                            const std::optional<LoopSettings::RowShards>& shards) {
   const int64_t n = x.size(0);
   const std::vector<int64_t> labels = lloyd_clusters(x, y, kCorrectionClusters);
   EntryClusters entry;
@@ -278,8 +286,11 @@ std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tenso
   entry.target_labels.assign(labels.begin() + n, labels.end());
   entry.clusters = *std::max_element(labels.begin(), labels.end()) + 1;
   if (entry.clusters < 2) return std::nullopt;
-  entry.target_segments = segments_of(y.detach(), entry.target_labels, entry.clusters, x.detach());
-  entry.source_segments = segments_of(x.detach(), entry.source_labels, entry.clusters, y.detach());
+  // The rows each pass reduces here: this rank's, or all of them.
+  const at::Tensor x_rows = shards ? own_rows(x, shards->source_begin, shards->source_rows) : x;
+  const at::Tensor y_rows = shards ? own_rows(y, shards->target_begin, shards->target_rows) : y;
+  entry.target_segments = segments_of(y.detach(), entry.target_labels, entry.clusters, x_rows.detach(), batched);
+  entry.source_segments = segments_of(x.detach(), entry.source_labels, entry.clusters, y_rows.detach(), batched);
   entry.source_mass = cluster_masses(a, entry.source_labels, entry.clusters);
   entry.target_mass = cluster_masses(b, entry.target_labels, entry.clusters);
   return entry;
@@ -287,25 +298,31 @@ std::optional<EntryClusters> entry_clusters(const at::Tensor& x, const at::Tenso
 
 }  // namespace
 
-std::unique_ptr<ClusterCorrection> ClusterCorrection::make(const Cloud& a, const Cloud& b, int p) {
+std::unique_ptr<ClusterCorrection> ClusterCorrection::make(const Cloud& a, const Cloud& b, int p,
+                                                          const reduce::Reducer& loop_reducer,
+                                                          const std::optional<LoopSettings::RowShards>& shards) {
   const at::Tensor& x = a.points;
   const at::Tensor& y = b.points;
   if (x.size(1) < 2 || y.size(1) < 2) return nullptr;
   c10::NoGradGuard no_grad;
+  // Where the loop stores cost matrices, the clusters' sums do too (one batched softmin); else
+  // they stream over each cluster's points with the loop's kind of kernels (linear memory, and a
+  // row's sums do not depend on the rows beside it: a sharded solve's ranks get the one
+  // process's rows bit for bit).
+  const bool batched = loop_reducer.name() == "tensorized";
   std::vector<EntryClusters> entries;
   for (int64_t e = 0; e < x.size(0); ++e) {
-    std::optional<EntryClusters> entry = entry_clusters(x[e], a.weights[e], y[e], b.weights[e]);
+    std::optional<EntryClusters> entry = entry_clusters(x[e], a.weights[e], y[e], b.weights[e], batched, shards);
     if (!entry) return nullptr;
     entries.push_back(std::move(*entry));
   }
-  // The clusters' sums stream over each cluster's points: the online kernels where they run
-  // (linear memory), stored matrices elsewhere.
-  const Backend backend = reduce::resolve_backend(Backend::automatic, 1, x.size(1), y.size(1), x.size(2),
-                                                  x.device(), /*needs_autograd=*/false);
-  const Backend kind = x.device().is_cpu() || backend == Backend::online ? Backend::online : backend;
+  const Backend stream = x.device().is_cpu() ? Backend::online
+                                             : reduce::resolve_backend(Backend::automatic, 1, x.size(1), y.size(1),
+                                                                       x.size(2), x.device(), /*needs_autograd=*/false);
   auto correction = std::unique_ptr<ClusterCorrection>(
-      new ClusterCorrection(a, b, std::move(entries), reduce::make_reducer(kind, p, x, y)));
+      new ClusterCorrection(a, b, std::move(entries), reduce::make_reducer(stream, p, x, y)));
   correction->batched_reducer_ = reduce::make_reducer(Backend::tensorized, p, x, y);
+  correction->shards_ = shards;
   return correction;
 }
 
@@ -313,8 +330,13 @@ ClusterCorrection::ClusterCorrection(const Cloud& a, const Cloud& b, std::vector
                                      std::unique_ptr<reduce::Reducer> reducer)
     : a_(a), b_(b), entries_(std::move(entries)), reducer_(std::move(reducer)) {}
 
-at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& rows, const ClusterSegments& segments,
-                                                 const at::Tensor& h, double eps, int64_t clusters) const {
+at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& all_rows, const ClusterSegments& segments,
+                                                 const at::Tensor& h, double eps, int64_t clusters,
+                                                 bool source_rows) const {
+  // This rank's rows (all of them in one process); their sums, then every rank's.
+  const at::Tensor rows = !shards_ ? all_rows
+                          : source_rows ? own_rows(all_rows, shards_->source_begin, shards_->source_rows)
+                                        : own_rows(all_rows, shards_->target_begin, shards_->target_rows);
   at::Tensor log_sums = at::full({rows.size(0), clusters}, kNegativeInfinity, at::kDouble);
   const at::Tensor ids = at::tensor(segments.ids, at::kLong);
   if (segments.rows.defined()) {
@@ -324,18 +346,20 @@ at::Tensor ClusterCorrection::segmented_log_sums(const at::Tensor& rows, const C
                                     .masked_fill(segments.padding, kNegativeInfinity);
     const at::Tensor softmins = batched_reducer_->softmin(segments.rows, segments.padded_points, padded_h, eps);
     log_sums.index_copy_(1, ids, softmins.t().to(at::kCPU, at::kDouble) / -eps);
-    return log_sums;
+  } else if (rows.size(0) > 0) {
+    const at::Tensor batched_rows = rows.unsqueeze(0).contiguous();
+    std::vector<reduce::SoftminRequest> requests;
+    for (size_t k = 0; k < segments.ids.size(); ++k) {
+      requests.push_back({&batched_rows, &segments.points[k], h.index_select(0, segments.index[k]).unsqueeze(0), eps});
+    }
+    const std::vector<at::Tensor> softmins = reducer_->softmins(requests);
+    for (size_t k = 0; k < segments.ids.size(); ++k) {
+      log_sums.select(1, segments.ids[k]).copy_(softmins[k][0].to(at::kCPU, at::kDouble) / -eps);
+    }
   }
-  const at::Tensor batched_rows = rows.unsqueeze(0);
-  std::vector<reduce::SoftminRequest> requests;
-  for (size_t k = 0; k < segments.ids.size(); ++k) {
-    requests.push_back({&batched_rows, &segments.points[k], h.index_select(0, segments.index[k]).unsqueeze(0), eps});
-  }
-  const std::vector<at::Tensor> softmins = reducer_->softmins(requests);
-  for (size_t k = 0; k < segments.ids.size(); ++k) {
-    log_sums.select(1, segments.ids[k]).copy_(softmins[k][0].to(at::kCPU, at::kDouble) / -eps);
-  }
-  return log_sums;
+  if (!shards_) return log_sums;
+  // -inf travels as the float64 it is; the group's device carries it.
+  return shards_->gather(log_sums.to(all_rows.device()), source_rows).to(at::kCPU, at::kDouble).contiguous();
 }
 
 at::Tensor ClusterCorrection::row_pass(const at::Tensor& g, double eps) {
@@ -347,7 +371,7 @@ at::Tensor ClusterCorrection::row_pass(const at::Tensor& g, double eps) {
     const auto i = static_cast<int64_t>(e);
     const at::Tensor h = b_.log_weights[i] + g[i].detach() / eps;
     row_log_sums_.push_back(
-        segmented_log_sums(a_.points[i], entries_[e].target_segments, h, eps, entries_[e].clusters));
+        segmented_log_sums(a_.points[i], entries_[e].target_segments, h, eps, entries_[e].clusters, true));
     softmins.push_back(-eps * row_log_sum_exp(row_log_sums_.back()));
   }
   return at::stack(softmins).to(g.device(), g.scalar_type());
@@ -389,7 +413,7 @@ CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, doub
     const EntryClusters& entry = entries_[e];
     const at::Tensor h = a_.log_weights[i] + potentials.f[i] / eps;
     const at::Tensor log_sums =
-        segmented_log_sums(b_.points[i], entry.source_segments, h, eps, entry.clusters);
+        segmented_log_sums(b_.points[i], entry.source_segments, h, eps, entry.clusters, false);
     double error = 0.0;
     std::optional<std::vector<double>> u =
         maximise_semi_dual(log_sums, b_.weights[i].detach().to(at::kCPU, at::kDouble), entry.source_mass, &error);

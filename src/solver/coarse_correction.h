@@ -119,7 +119,11 @@ class ClusterCorrection {
  public:
   /// Nothing where the correction does not apply: a batch entry whose union of clouds forms a
   /// single cluster, or fewer than 2 points on either side.
-  static std::unique_ptr<ClusterCorrection> make(const Cloud& a, const Cloud& b, int p);
+  /// `loop_reducer` is the loop's: its kind runs the per-cluster sums (the batched layout where it
+  /// stores matrices); with `shards`, each rank sums its own rows and the ranks gather them.
+  static std::unique_ptr<ClusterCorrection> make(const Cloud& a, const Cloud& b, int p,
+                                                 const reduce::Reducer& loop_reducer,
+                                                 const std::optional<LoopSettings::RowShards>& shards = std::nullopt);
 
   /// The segmented row pass from `g` (B, M) at `eps`: returns softmin_eps(C, log b + g / eps) (B, N)
   /// in g's dtype, which the loop measures, and keeps the per-cluster sums for finish_sweep.
@@ -146,13 +150,14 @@ class ClusterCorrection {
                     std::unique_ptr<reduce::Reducer> reducer);
   // log S (N, L) of one entry (float64, CPU): per target cluster, log sum_{j in L} exp(h_j - C_ij / eps).
   at::Tensor segmented_log_sums(const at::Tensor& rows, const ClusterSegments& segments, const at::Tensor& h,
-                                double eps, int64_t clusters) const;
+                                double eps, int64_t clusters, bool source_rows) const;
 
   const Cloud& a_;
   const Cloud& b_;
   std::vector<EntryClusters> entries_;
   std::unique_ptr<reduce::Reducer> reducer_;          // per cluster: the loop's kind
   std::unique_ptr<reduce::Reducer> batched_reducer_;  // the batched layouts: stored matrices
+  std::optional<LoopSettings::RowShards> shards_;
   std::vector<at::Tensor> row_log_sums_;  // per entry, from the last row_pass
   double row_eps_ = 0.0;
 };

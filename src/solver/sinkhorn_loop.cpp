@@ -120,7 +120,8 @@ class CorrectionTrigger {
  public:
   CorrectionTrigger(const LoopSettings& settings, const reduce::Reducer& reducer, const Cloud& a, const Cloud& b)
       : reducer_(reducer), a_(a), b_(b),
-        allowed_(settings.coarse_correction_p && !settings.rho && !settings.agree_on_errors),
+        allowed_(settings.coarse_correction_p && !settings.rho && (!settings.agree_on_errors || settings.row_shards)),
+        shards_(settings.row_shards),
         p_(settings.coarse_correction_p.value_or(2)) {}
 
   // A new eps: rates measured at the previous one no longer apply.
@@ -189,7 +190,7 @@ class CorrectionTrigger {
   ClusterCorrection* correction() {
     if (!correction_ && !tried_) {
       tried_ = true;
-      correction_ = ClusterCorrection::make(a_, b_, p_);
+      correction_ = ClusterCorrection::make(a_, b_, p_, reducer_, shards_);
       if (!correction_) allowed_ = false;
     }
     return correction_.get();
@@ -210,6 +211,7 @@ class CorrectionTrigger {
   const Cloud& a_;
   const Cloud& b_;
   bool allowed_;
+  std::optional<LoopSettings::RowShards> shards_;
   int p_;
   bool tried_ = false;
   std::unique_ptr<ClusterCorrection> correction_;

@@ -57,9 +57,19 @@ struct LoopSettings {
   std::optional<double> alternating_plain_rate;
   /// The cost's exponent p, to let the loop take corrected sweeps of OT(a, b) on clusters of
   /// points when it crawls, at any eps (coarse_correction.h: balanced problems, any dimension and
-  /// device; never with agree_on_errors). Unset: never. Its shifts are constants to autograd:
+  /// device; sharded only with row_shards). Unset: never. Its shifts are constants to autograd:
   /// leave it unset for unrolled gradients.
   std::optional<int> coarse_correction_p;
+  /// Sharded solves: the rows of each cloud this rank reduces, and how a per-row result of them
+  /// becomes every rank's rows (in rank order, along dim 0), so that corrected sweeps split their
+  /// segmented passes over the ranks and gather N x L numbers per half. Unset: one process.
+  struct RowShards {
+    int64_t source_begin = 0, source_rows = 0;  ///< a's rows here
+    int64_t target_begin = 0, target_rows = 0;  ///< b's rows here
+    /// own (rows here, L) -> (all rows, L); `source` says which cloud's rows.
+    std::function<at::Tensor(const at::Tensor& own, bool source)> gather;
+  };
+  std::optional<RowShards> row_shards;
   /// Sharded solves: makes the ranks agree on each problem's marginal errors (their maximum over
   /// the ranks) before the loop decides anything from them, so that every rank stops, freezes
   /// and changes scheme at the same sweep and runs the same collectives. Unset: one process.

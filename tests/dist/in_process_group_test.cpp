@@ -1,6 +1,6 @@
 // Sharded solves with ranks that are threads of one process (dist/in_process_group.h): 2 and 3
 // ranks against the one-process solve (values, potentials and gradients, rank blocks joined; bit
-// for bit on the online backend), and
+// for bit on the online backend), their corrected sweeps on clusters, and
 // the ranks' agreement: a differing option or a refused block fails every rank, naming it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -113,6 +113,54 @@ INSTANTIATE_TEST_SUITE_P(RanksBackendsLosses, InProcessRanks,
                                            std::make_tuple(3, Backend::tensorized, Loss::ot_eps),
                                            std::make_tuple(2, Backend::automatic, Loss::primal),
                                            std::make_tuple(2, Backend::online, Loss::ot_eps)));
+
+// Corrected sweeps (solver/coarse_correction.h) in a sharded solve: each rank sums its own rows
+// per cluster and the ranks gather them, so 2 and 3 ranks take the one process's corrected sweeps
+// on a clustered mixture whose plain loop crawls, and end where it does to rounding (the online
+// kernels form 16-D costs by matrix products whose blocking follows the rows' count: an ulp).
+TEST(InProcessRanks, TakeTheOneProcesssCorrectedSweepsOnAClusteredMixture) {
+  at::set_num_threads(1);
+  at::manual_seed(11);
+  const at::Tensor centres = at::randn({6, 16}, at::kDouble);
+  const auto mixture = [&](int64_t n, double scale, uint64_t seed) {
+    at::manual_seed(seed);
+    const at::Tensor labels = at::randint(0, 6, {n}, at::kLong);
+    return scale * centres.index_select(0, labels) + 0.1 * at::randn({n, 16}, at::kDouble);
+  };
+  const at::Tensor x = mixture(120, 1.0, 1), y = mixture(100, 0.9, 2);
+  const at::Tensor a = testing::random_weights(120), b = testing::random_weights(100);
+  SinkhornOptions options;
+  options.blur = 0.5;
+  options.backend = Backend::online;
+  options.loss = Loss::ot_eps;
+  const auto solve = [&](const at::Tensor& xs, const at::Tensor& ys, const at::Tensor& as, const at::Tensor& bs,
+                         const std::shared_ptr<const Group>& group) {
+    RankOutcome outcome;
+    outcome.result = api::divergence_over(as, xs, bs, ys, options, group);
+    return outcome;
+  };
+  const RankOutcome single = solve(x, y, a, b, nullptr);
+  ASSERT_GT(single.result.diagnostics.corrected_sweeps, 0);
+  ASSERT_TRUE(single.result.diagnostics.converged);
+  for (int ranks : {2, 3}) {
+    const std::vector<RankOutcome> sharded = on_ranks(ranks, [&](int r, std::shared_ptr<const Group> group) {
+      return solve(block(x, ranks, r), block(y, ranks, r), block(a, ranks, r), block(b, ranks, r), group);
+    });
+    std::vector<at::Tensor> f_ab;
+    for (const RankOutcome& outcome : sharded) {
+      ASSERT_EQ(outcome.error, "");
+      EXPECT_EQ(outcome.result.diagnostics.corrected_sweeps, single.result.diagnostics.corrected_sweeps) << ranks;
+      EXPECT_EQ(outcome.result.diagnostics.iterations, single.result.diagnostics.iterations) << ranks;
+      EXPECT_NEAR(outcome.result.value.item<double>(), single.result.value.item<double>(),
+                  1e-13 * std::abs(single.result.value.item<double>()))
+          << ranks;
+      f_ab.push_back(outcome.result.potentials.f_ab);
+    }
+    EXPECT_LE((at::cat(f_ab) - single.result.potentials.f_ab).abs().max().item<double>(),
+              1e-13 * (1 + single.result.potentials.f_ab.abs().max().item<double>()))
+        << ranks;
+  }
+}
 
 TEST(InProcessRanks, ADifferingOptionFailsEveryRankNamingIt) {
   at::manual_seed(52);

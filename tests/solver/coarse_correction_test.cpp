@@ -143,7 +143,8 @@ TEST(ClusterCorrection, ACorrectedSweepRaisesTheDualAtLeastAsAPlainOnePerBatchEn
     gs.push_back(plain_sweep(x, a, y, b, at::zeros({160}, at::kDouble), 4 * eps).g);
   }
   const solver::Cloud cloud_a = cloud(at::stack(xs), at::stack(as)), cloud_b = cloud(at::stack(ys), at::stack(bs));
-  const std::unique_ptr<solver::ClusterCorrection> correction = solver::ClusterCorrection::make(cloud_a, cloud_b, 2);
+  const auto online = reduce::make_reducer(Backend::online, 2, cloud_a.points, cloud_b.points);
+  const std::unique_ptr<solver::ClusterCorrection> correction = solver::ClusterCorrection::make(cloud_a, cloud_b, 2, *online);
   ASSERT_NE(correction, nullptr);
   solver::PotentialPair potentials{at::zeros({2, 160}, at::kDouble), at::stack(gs)};
   const at::Tensor softmin = correction->row_pass(potentials.g, eps);
@@ -175,7 +176,7 @@ TEST(ClusterCorrection, ACorrectedSweepRaisesTheDualAtLeastAsAPlainOnePerBatchEn
   // The first entry alone: the same potentials.
   const solver::Cloud alone_a = cloud(xs[0].unsqueeze(0), as[0].unsqueeze(0));
   const solver::Cloud alone_b = cloud(ys[0].unsqueeze(0), bs[0].unsqueeze(0));
-  const std::unique_ptr<solver::ClusterCorrection> single = solver::ClusterCorrection::make(alone_a, alone_b, 2);
+  const std::unique_ptr<solver::ClusterCorrection> single = solver::ClusterCorrection::make(alone_a, alone_b, 2, *online);
   solver::PotentialPair alone{at::zeros({1, 160}, at::kDouble), gs[0].unsqueeze(0)};
   single->row_pass(alone.g, eps);
   single->finish_sweep(alone, eps);
@@ -184,11 +185,12 @@ TEST(ClusterCorrection, ACorrectedSweepRaisesTheDualAtLeastAsAPlainOnePerBatchEn
 }
 
 TEST(ClusterCorrection, DoesNotApplyToASingleClusterOrASinglePoint) {
+  const auto online = reduce::make_reducer(Backend::online, 2, at::zeros({1, 1, 3}), at::zeros({1, 1, 3}));
   const at::Tensor same = at::zeros({1, 30, 3}, at::kDouble);  // every point at one place
   const at::Tensor w = at::full({1, 30}, 1.0 / 30, at::kDouble);
-  EXPECT_EQ(solver::ClusterCorrection::make(cloud(same, w), cloud(same, w), 2), nullptr);
+  EXPECT_EQ(solver::ClusterCorrection::make(cloud(same, w), cloud(same, w), 2, *online), nullptr);
   const at::Tensor one = at::zeros({1, 1, 3}, at::kDouble);
-  EXPECT_EQ(solver::ClusterCorrection::make(cloud(one, at::ones({1, 1}, at::kDouble)), cloud(same, w), 2), nullptr);
+  EXPECT_EQ(solver::ClusterCorrection::make(cloud(one, at::ones({1, 1}, at::kDouble)), cloud(same, w), 2, *online), nullptr);
 }
 
 struct LoopOutcome {
