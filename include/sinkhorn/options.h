@@ -92,7 +92,8 @@ struct SinkhornOptions {
   Backend backend = Backend::automatic;
   /// When OT(a, b)'s error falls slowly, take corrected sweeps: each half-sweep also shifts the
   /// potential by the best constant per cluster of points (Lloyd clusters of both clouds, any
-  /// dimension and device: docs/numerics.md, "Corrected sweeps on clusters"), which moves the mass that must
+  /// dimension; CPU tensors, CUDA ones once run on a GPU: docs/numerics.md, "Corrected sweeps on
+  /// clusters"), which moves the mass that must
   /// cross between a mixture's modes at once. Chosen per sweep from the measured rates and a cost
   /// model; balanced problems with envelope gradients, sharded solves included. On by
   /// default (8 blobs in 64-D, 5,000 points: 1,113 sweeps unconverged -> 21).

@@ -269,3 +269,20 @@ def test_corrected_sweeps_stop_a_crawling_ring_and_a_64d_mixture_at_their_values
     loss(xg, y).backward()
     assert torch.isfinite(xg.grad).all()
     assert loss(x, y).item() == pytest.approx(value, rel=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not sinkhorn._C.cuda_kernels, reason="needs a GPU and the CUDA kernels")
+def test_corrected_sweeps_on_cuda_match_the_cpu(monkeypatch):
+    """Corrected sweeps on CUDA tensors (off there until this check has run them on a GPU:
+    SINKHORN_CUDA_CORRECTED_SWEEPS=1) take the CPU's sweeps on a 16-D mixture and reach its value."""
+    monkeypatch.setenv("SINKHORN_CUDA_CORRECTED_SWEEPS", "1")
+    centres = torch.randn(8, 16, generator=torch.Generator().manual_seed(11))
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.multinomial(1.0 + 0.1 * torch.rand(8, generator=generator), 2000, replacement=True,
+                               generator=generator)
+    x = centres[labels] + 0.1 * torch.randn(2000, 16, generator=generator)
+    y = 0.9 * centres[labels.flip(0)[:1800]] + 0.1 * torch.randn(1800, 16, generator=generator)
+    cpu = sinkhorn.solve(x, y, blur=0.5)
+    cuda = sinkhorn.solve(x.cuda(), y.cuda(), blur=0.5)
+    assert cpu.corrected_sweeps > 0 and cuda.corrected_sweeps > 0 and cuda.converged
+    assert cuda.value.item() == pytest.approx(cpu.value.item(), rel=1e-4)
