@@ -31,6 +31,10 @@ at::Tensor row_log_sum_exp(const at::Tensor& z) { return at::logsumexp(z, {1}); 
 
 std::vector<double> solve_laplacian(std::vector<double> weights, std::vector<double> rhs, int64_t ground) {
   const auto n = static_cast<int64_t>(rhs.size());
+  // A cut-off node's accumulated rhs below this is rounding of masses that balance: no step.
+  double scale = 0.0;
+  for (double r : rhs) scale += std::abs(r);
+  const double noise = 1e-12 * scale;
   // position[k]: when k was eliminated (n for the ground, which never is).
   std::vector<int64_t> position(static_cast<size_t>(n), n), order;
   std::vector<double> pivot(static_cast<size_t>(n), 0.0), x(static_cast<size_t>(n), 0.0);
@@ -66,7 +70,7 @@ std::vector<double> solve_laplacian(std::vector<double> weights, std::vector<dou
     const int64_t k = *it;
     if (!(pivot[k] > 0)) {
       // No edge joins k (nor what was eliminated into it) to the rest: its couplings underflowed.
-      x[k] = rhs[k] > 0 ? kDisconnectedStep : (rhs[k] < 0 ? -kDisconnectedStep : 0.0);
+      x[k] = rhs[k] > noise ? kDisconnectedStep : (rhs[k] < -noise ? -kDisconnectedStep : 0.0);
       continue;
     }
     const double* row = &weights[k * n];
@@ -185,41 +189,53 @@ std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums
 }
 
 std::vector<int64_t> lloyd_clusters(const at::Tensor& x, const at::Tensor& y, int64_t clusters) {
-  const at::Tensor points = at::cat({x.detach(), y.detach()}).to(at::kCPU, at::kDouble).contiguous();
+  const int64_t total = x.size(0) + y.size(0);
+  // Lloyd on every k-th point of the union (all of them up to kLloydSample), in float64.
+  const int64_t stride = (total + kLloydSample - 1) / kLloydSample;
+  const at::Tensor points = at::cat({x.detach().slice(0, 0, x.size(0), stride), y.detach().slice(0, 0, y.size(0), stride)})
+                                .to(at::kCPU, at::kDouble)
+                                .contiguous();
   const int64_t n = points.size(0);
   clusters = std::max<int64_t>(1, std::min(clusters, n));
   const at::Tensor squared_norms = (points * points).sum(1);
-  const auto squared_distances = [&](const at::Tensor& centres) {  // (n, K), clamped at 0
-    return (squared_norms.unsqueeze(1) + (centres * centres).sum(1).unsqueeze(0) - 2 * at::mm(points, centres.t()))
-        .clamp_min(0);
+  const auto nearest_centre = [](const at::Tensor& cloud, const at::Tensor& centres) {  // |p - c|^2 by expansion
+    const at::Tensor p = cloud.scalar_type() == at::kDouble ? cloud : cloud.to(at::kFloat);
+    const at::Tensor c = centres.to(p.options());
+    return (-2 * at::mm(p, c.t()) + (c * c).sum(1).unsqueeze(0)).argmin(1);  // |p|^2 is the same per row
   };
   // Farthest-point seeds (Gonzalez 1985) from point 0: each seed the point farthest from the others.
   std::vector<int64_t> seeds{0};
-  at::Tensor nearest = ((points - points[0]) * (points - points[0])).sum(1);
+  const auto distance_to = [&](int64_t s) {
+    return (squared_norms - 2 * at::mv(points, points[s]) + squared_norms[s]).clamp_min(0);
+  };
+  at::Tensor nearest = distance_to(0);
   while (static_cast<int64_t>(seeds.size()) < clusters) {
     const int64_t far = nearest.argmax().item<int64_t>();
     if (!(nearest[far].item<double>() > 0)) break;  // fewer distinct points than clusters
     seeds.push_back(far);
-    nearest = at::minimum(nearest, ((points - points[far]) * (points - points[far])).sum(1));
+    nearest = at::minimum(nearest, distance_to(far));
   }
   at::Tensor centres = points.index_select(0, at::tensor(seeds, at::kLong));
-  at::Tensor labels = squared_distances(centres).argmin(1);
+  at::Tensor labels = nearest_centre(points, centres);
   for (int step = 0; step < kLloydSteps; ++step) {
     const int64_t k = centres.size(0);
     const at::Tensor counts = at::zeros({k}, at::kDouble).index_add_(0, labels, at::ones({n}, at::kDouble));
     const at::Tensor sums = at::zeros({k, points.size(1)}, at::kDouble).index_add_(0, labels, points);
     // An empty cluster keeps its centre.
     centres = at::where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1), centres);
-    const at::Tensor moved = squared_distances(centres).argmin(1);
+    const at::Tensor moved = nearest_centre(points, centres);
     const bool same = moved.equal(labels);
     labels = moved;
     if (same) break;
   }
-  // Dense labels: clusters in order of first appearance.
-  std::vector<int64_t> dense(static_cast<size_t>(centres.size(0)), -1), result(static_cast<size_t>(n));
+  // Every point's nearest centre, in its cloud's dtype; dense labels, clusters in order of first appearance.
+  const at::Tensor all = at::cat({nearest_centre(x.detach(), centres), nearest_centre(y.detach(), centres)})
+                             .to(at::kCPU)
+                             .contiguous();
+  std::vector<int64_t> dense(static_cast<size_t>(centres.size(0)), -1), result(static_cast<size_t>(total));
   int64_t next = 0;
-  const int64_t* raw = labels.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
+  const int64_t* raw = all.data_ptr<int64_t>();
+  for (int64_t i = 0; i < total; ++i) {
     if (dense[raw[i]] < 0) dense[raw[i]] = next++;
     result[i] = dense[raw[i]];
   }
@@ -252,7 +268,9 @@ ClusterSegments segments_of(const at::Tensor& points, const std::vector<int64_t>
   }
   const auto count = static_cast<int64_t>(segments.ids.size());
   const auto width = static_cast<int64_t>(largest);
-  if (!batched || static_cast<double>(count) * width * rows.size(0) > static_cast<double>(kBatchedSegmentPairs)) {
+  const double limit = static_cast<double>(kBatchedSegmentPairs);
+  if (!batched || static_cast<double>(count) * width * rows.size(0) > limit ||
+      static_cast<double>(count) * rows.size(0) * rows.size(1) > limit) {
     return segments;
   }
   std::vector<int64_t> index(static_cast<size_t>(count * width), 0);
@@ -309,7 +327,7 @@ std::unique_ptr<ClusterCorrection> ClusterCorrection::make(const Cloud& a, const
   // they stream over each cluster's points with the loop's kind of kernels (linear memory, and a
   // row's sums do not depend on the rows beside it: a sharded solve's ranks get the one
   // process's rows bit for bit).
-  const bool batched = loop_reducer.name() == "tensorized";
+  const bool batched = loop_reducer.name() == "tensorized" && x.size(0) <= kBatchedSegmentEntries;
   std::vector<EntryClusters> entries;
   for (int64_t e = 0; e < x.size(0); ++e) {
     std::optional<EntryClusters> entry = entry_clusters(x[e], a.weights[e], y[e], b.weights[e], batched, shards);
@@ -453,6 +471,18 @@ double ClusterCorrection::clustered_share(const at::Tensor& f, const at::Tensor&
     if (total > 0) share = std::min(share, clustered / total);
   }
   return share;
+}
+
+double ClusterCorrection::labels_checksum() const {
+  double sum = 0.0;
+  for (const EntryClusters& entry : entries_) {
+    sum += static_cast<double>(entry.clusters);
+    int64_t i = 0;
+    for (const std::vector<int64_t>* labels : {&entry.source_labels, &entry.target_labels}) {
+      for (const int64_t label : *labels) sum += static_cast<double>((label + 1) * (i++ % 9973 + 1));
+    }
+  }
+  return sum;
 }
 
 double ClusterCorrection::newton_work() const {

@@ -61,10 +61,15 @@ inline constexpr double kSemiDualTolerance = 1e-9;
 /// its couplings underflowed, so they lie beyond e^-745 (float64's smallest).
 inline constexpr double kDisconnectedStep = 745.0;
 
-/// Up to this many pairs (the clusters' padding included), a segmented pass is one batched
-/// softmin over stored cost matrices (two per solve, 16 MB each in float32); beyond, one
-/// streaming softmin per cluster.
+/// Up to this many pairs (the clusters' padding included) and this many numbers in the rows
+/// repeated per cluster, a segmented pass is one batched softmin over stored cost matrices (two
+/// per batch entry, for batches of at most kBatchedSegmentEntries: the tensorized reducer keeps
+/// four); beyond, one streaming softmin per cluster.
 inline constexpr int64_t kBatchedSegmentPairs = int64_t{1} << 22;
+inline constexpr int64_t kBatchedSegmentEntries = 2;
+/// Lloyd's steps run on at most this many points of the union (every k-th); every point then
+/// takes its nearest centre, in the clouds' dtype.
+inline constexpr int64_t kLloydSample = 16384;
 
 /// One cloud's points by cluster, as the other cloud's points (the rows) see them in a segmented
 /// pass: per nonempty cluster, its points (1, n_k, D) and their indices (long, on the clouds'
@@ -139,6 +144,10 @@ class ClusterCorrection {
   /// near 1 when the slow modes are the clusters' (what a corrected sweep removes), the smallest
   /// over the batch entries with an error.
   double clustered_share(const at::Tensor& f, const at::Tensor& softmin, double eps) const;
+
+  /// A number that differs between two ClusterCorrections of the same clouds whose clusters
+  /// differ (exact in float64): what a sharded solve's ranks compare before they correct.
+  double labels_checksum() const;
 
   /// Multiply-adds of one sweep's two Newton solves, for the loop's cost model (a guess of
   /// kSemiDualCostSteps steps each).

@@ -132,11 +132,13 @@ class CorrectionTrigger {
         allowed_(settings.coarse_correction_p && !settings.rho && (!settings.agree_on_errors || settings.row_shards) &&
                  (a.points.device().is_cpu() || cuda_corrections_enabled())),
         shards_(settings.row_shards),
+        agree_(settings.row_shards ? settings.agree_on_errors : nullptr),
         p_(settings.coarse_correction_p.value_or(2)) {}
 
   // A new eps: rates measured at the previous one no longer apply.
   void new_eps() {
     previous_error_.reset();
+    plain_rate_.reset();
     last_corrected_ = next_ = false;
     first_ = allowed_ && paid_ && pause_ == 0;
   }
@@ -158,8 +160,9 @@ class CorrectionTrigger {
 
   // Takes OT(a, b)'s error measured at this sweep, before its update, and whether that update is
   // the corrected one (next() when the sweep started); decides the next sweep.
-  void observe(double error, bool corrected_now, double tolerance, const at::Tensor& f, const at::Tensor& softmin,
-               double eps) {
+  // `budget`: the sweeps this eps still allows.
+  void observe(double error, bool corrected_now, double tolerance, int budget, const at::Tensor& f,
+               const at::Tensor& softmin, double eps) {
     if (!allowed_) return;
     const std::optional<double> previous = std::exchange(previous_error_, error);
     const bool was_corrected = std::exchange(last_corrected_, corrected_now);
@@ -169,8 +172,9 @@ class CorrectionTrigger {
     if (!previous || !(*previous > 0) || !std::isfinite(error)) return;
     const double ratio = error / *previous;  // of the update before this sweep
     if (was_corrected) {
-      const double cost = 1.0 + overhead();
-      if (plain_rate_ && !(ratio < std::pow(*plain_rate_, cost))) {
+      // Against the plain rate at this eps; at an eps's first corrected sweep there is none yet.
+      if (!plain_rate_) return;
+      if (!(ratio < std::pow(*plain_rate_, 1.0 + overhead()))) {
         pause_ = interval_;
         interval_ *= 2;
         paid_ = false;
@@ -189,7 +193,7 @@ class CorrectionTrigger {
     // A corrected sweep removes the share of the error that lies on clusters (measured); plain
     // sweeps at this rate would need log(1 - share) / log(rate) sweeps for that, at most the
     // sweeps still needed. It must save more than it costs (the clusters are made for the share).
-    const double sweeps_left = std::log(tolerance / error) / std::log(ratio);
+    const double sweeps_left = std::min<double>(budget, std::log(tolerance / error) / std::log(ratio));
     if (!(sweeps_left > 1.0 + overhead()) || correction() == nullptr) return;
     const double share = std::min(correction_->clustered_share(f, softmin, eps), kLargestShare);
     const double saved = std::min(sweeps_left, std::log(1.0 - share) / std::log(ratio));
@@ -201,6 +205,14 @@ class CorrectionTrigger {
     if (!correction_ && !tried_) {
       tried_ = true;
       correction_ = ClusterCorrection::make(a_, b_, p_, reducer_, shards_);
+      // A sharded solve's ranks must take the same corrected sweeps (their collectives differ
+      // from a plain sweep's): each clusters the same clouds alike, which they check here once.
+      if (agree_) {
+        const double mark = correction_ ? correction_->labels_checksum() : -1.0;
+        std::vector<double> extremes{mark, -mark};
+        agree_(extremes);  // the largest mark and minus the smallest
+        if (!(extremes[0] == -extremes[1] && extremes[0] >= 0)) correction_.reset();
+      }
       if (!correction_) allowed_ = false;
     }
     return correction_.get();
@@ -222,6 +234,7 @@ class CorrectionTrigger {
   const Cloud& b_;
   bool allowed_;
   std::optional<LoopSettings::RowShards> shards_;
+  std::function<void(std::vector<double>&)> agree_;  // the ranks' maximum (sharded solves)
   int p_;
   bool tried_ = false;
   std::unique_ptr<ClusterCorrection> correction_;
@@ -356,7 +369,10 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       if (sweep > 0) {
         update_marginal_errors(problems, softmins, eps, settings, frozen, errors);
         // Before freezing: a corrected update that ends the eps has paid too.
-        if (!frozen[0]) trigger.observe(errors[0], corrected, kAnnealingTolerance, state.ab.f, softmins[0], eps);
+        if (!frozen[0]) {
+          trigger.observe(errors[0], corrected, kAnnealingTolerance, kSweepsPerScale - sweep, state.ab.f, softmins[0],
+                          eps);
+        }
         for (size_t q = 0; q < problems.size(); ++q) frozen[q] = frozen[q] || errors[q] < kAnnealingTolerance;
         if (std::all_of(frozen.begin(), frozen.end(), [](char done) { return done; })) break;
         if (!frozen[0]) {
@@ -392,7 +408,8 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
       // The scheme watches OT(a, b) alone (problem 0), after its own updates.
       if (!frozen[0]) {
-        trigger.observe(errors[0], corrected, settings.tolerance, state.ab.f, softmins[0], final_eps);
+        trigger.observe(errors[0], corrected, settings.tolerance, settings.max_iterations - sweep, state.ab.f,
+                        softmins[0], final_eps);
         if (!previous_corrected) scheme.observe(errors[0]);
       }
       previous_corrected = corrected && !frozen[0];

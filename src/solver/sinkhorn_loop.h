@@ -85,7 +85,7 @@ struct LoopReport {
   double marginal_error = 0.0;
   /// marginal_error <= tolerance.
   bool converged = false;
-  /// Coarse corrections of OT(a, b) applied at the final eps (coarse_correction.h).
+  /// Corrected sweeps of OT(a, b), at every eps (coarse_correction.h).
   int coarse_corrections = 0;
   /// Set when OT(a, b) ended on alternating updates: the plain rate they were chosen on.
   std::optional<double> alternating_plain_rate;
