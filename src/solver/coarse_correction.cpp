@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <tuple>
+#include <utility>
 
 #include "util/check.h"
 
@@ -395,6 +397,33 @@ at::Tensor ClusterCorrection::row_pass(const at::Tensor& g, double eps) {
   return at::stack(softmins).to(g.device(), g.scalar_type());
 }
 
+namespace {
+
+// One half of a corrected sweep for one batch entry, from its rows' per-cluster log sums: the
+// semi-dual's maximiser v over the other cloud's clusters (0, the plain half, where it cannot be
+// trusted). Returns the other cloud's potential shifted by eps v on its clusters and the rows'
+// exact update -eps log sum_L e^{v_L} S_iL, both float64 on the CPU.
+std::pair<at::Tensor, at::Tensor> corrected_half(const at::Tensor& log_sums, const at::Tensor& row_weights,
+                                                 const std::vector<double>& cluster_mass,
+                                                 const std::vector<int64_t>& cluster_labels, const at::Tensor& other,
+                                                 int64_t clusters, double eps, CorrectionReport& report) {
+  double error = 0.0;
+  std::optional<std::vector<double>> v =
+      maximise_semi_dual(log_sums, row_weights.detach().to(at::kCPU, at::kDouble), cluster_mass, &error);
+  if (!v) {
+    v = std::vector<double>(static_cast<size_t>(clusters), 0.0);
+    ++report.plain_halves;
+  } else {
+    report.cluster_error = std::max(report.cluster_error, error);
+  }
+  const at::Tensor shifts = at::tensor(*v, at::kDouble);
+  const at::Tensor labels = at::tensor(cluster_labels, at::kLong);
+  return {other.detach().to(at::kCPU, at::kDouble) + eps * shifts.index_select(0, labels),
+          -eps * row_log_sum_exp(log_sums + shifts.unsqueeze(0))};
+}
+
+}  // namespace
+
 CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, double eps) {
   SINKHORN_INTERNAL_CHECK(row_log_sums_.size() == entries_.size() && row_eps_ == eps,
                           "finish_sweep follows row_pass at the same eps");
@@ -402,25 +431,13 @@ CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, doub
   CorrectionReport report;
   const auto device = potentials.f.device();
   const auto dtype = potentials.f.scalar_type();
-  std::vector<at::Tensor> f_rows, g_rows;
+  std::vector<at::Tensor> f_rows(entries_.size()), g_rows(entries_.size());
   // The row half: v on b's clusters, g shifted, f the exact row update.
   for (size_t e = 0; e < entries_.size(); ++e) {
     const auto i = static_cast<int64_t>(e);
     const EntryClusters& entry = entries_[e];
-    const at::Tensor& log_sums = row_log_sums_[e];
-    double error = 0.0;
-    std::optional<std::vector<double>> v =
-        maximise_semi_dual(log_sums, a_.weights[i].detach().to(at::kCPU, at::kDouble), entry.target_mass, &error);
-    if (!v) {
-      v = std::vector<double>(static_cast<size_t>(entry.clusters), 0.0);
-      ++report.plain_halves;
-    } else {
-      report.cluster_error = std::max(report.cluster_error, error);
-    }
-    const at::Tensor shifts = at::tensor(*v, at::kDouble);
-    const at::Tensor labels = at::tensor(entry.target_labels, at::kLong);
-    g_rows.push_back(potentials.g[i].detach().to(at::kCPU, at::kDouble) + eps * shifts.index_select(0, labels));
-    f_rows.push_back(-eps * row_log_sum_exp(log_sums + shifts.unsqueeze(0)));
+    std::tie(g_rows[e], f_rows[e]) = corrected_half(row_log_sums_[e], a_.weights[i], entry.target_mass,
+                                                    entry.target_labels, potentials.g[i], entry.clusters, eps, report);
   }
   potentials.f = at::stack(f_rows).to(device, dtype);
   potentials.g = at::stack(g_rows).to(device, dtype);
@@ -430,21 +447,9 @@ CorrectionReport ClusterCorrection::finish_sweep(PotentialPair& potentials, doub
     const auto i = static_cast<int64_t>(e);
     const EntryClusters& entry = entries_[e];
     const at::Tensor h = a_.log_weights[i] + potentials.f[i] / eps;
-    const at::Tensor log_sums =
-        segmented_log_sums(b_.points[i], entry.source_segments, h, eps, entry.clusters, false);
-    double error = 0.0;
-    std::optional<std::vector<double>> u =
-        maximise_semi_dual(log_sums, b_.weights[i].detach().to(at::kCPU, at::kDouble), entry.source_mass, &error);
-    if (!u) {
-      u = std::vector<double>(static_cast<size_t>(entry.clusters), 0.0);
-      ++report.plain_halves;
-    } else {
-      report.cluster_error = std::max(report.cluster_error, error);
-    }
-    const at::Tensor shifts = at::tensor(*u, at::kDouble);
-    const at::Tensor labels = at::tensor(entry.source_labels, at::kLong);
-    f_rows[e] = potentials.f[i].to(at::kCPU, at::kDouble) + eps * shifts.index_select(0, labels);
-    g_rows[e] = -eps * row_log_sum_exp(log_sums + shifts.unsqueeze(0));
+    const at::Tensor log_sums = segmented_log_sums(b_.points[i], entry.source_segments, h, eps, entry.clusters, false);
+    std::tie(f_rows[e], g_rows[e]) = corrected_half(log_sums, b_.weights[i], entry.source_mass, entry.source_labels,
+                                                    potentials.f[i], entry.clusters, eps, report);
   }
   potentials.f = at::stack(f_rows).to(device, dtype);
   potentials.g = at::stack(g_rows).to(device, dtype);

@@ -119,12 +119,14 @@ bool cuda_corrections_enabled() {
 //   - only after a plain update that did not halve OT(a, b)'s error (kFastRate), or at a new eps
 //     once corrections have paid in this solve; never two corrected sweeps in a row (a plain
 //     update between them measures the plain rate, and costs no Newton solve);
-//   - only when its cost, (1 + overhead) plain sweeps (the Newton solves against the pairs' work,
-//     and the dense pass over the pairs against a truncated one), is less than the plain sweeps
-//     still needed at the measured rate;
+//   - only when the sweeps it saves exceed its cost, (1 + overhead) plain sweeps (the Newton
+//     solves against the pairs' work, and a dense pass against a truncated one): it removes the
+//     measured share of the error that lies on clusters, which plain sweeps at the measured rate
+//     would take log(1 - share) / log(rate) sweeps to remove, at most the sweeps still needed;
 //   - a corrected update pays when its error ratio c beats the plain rate p over its cost,
 //     c < p^(1 + overhead); when it does not, corrections pause for an interval that doubles.
-// The clusters are made at the first corrected sweep, so a solve that never crawls never pays for them.
+// The clusters are made the first time the rates ask for a corrected sweep, so a solve that never
+// crawls never pays for them.
 class CorrectionTrigger {
  public:
   CorrectionTrigger(const LoopSettings& settings, const reduce::Reducer& reducer, const Cloud& a, const Cloud& b)
