@@ -25,6 +25,8 @@ constexpr int kLineSearchHalvings = 60;
 // Newton at the maximiser to rounding: a step that moves no shift by more than this many eps
 // (Psi's increases there are noise, which the line search would go on taking).
 constexpr double kNegligibleStep = 1e-9;
+// A row's scaled sum below this is evaluated in the log domain (maximise_semi_dual's Psi).
+constexpr double kScaledFloor = 1e-290;
 
 // log sum_L exp(z_iL) per row of z (N, L): float64, -inf for a row of -inf.
 at::Tensor row_log_sum_exp(const at::Tensor& z) { return at::logsumexp(z, {1}); }
@@ -115,20 +117,47 @@ std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums
   for (double& m : target) m *= total / mass_total;
   const int64_t ground = std::max_element(target.begin(), target.end()) - target.begin();
 
+  // Each row's sums scaled by its largest, s_iL = S_iL / max_L S_iL in [0, 1], exponentiated once:
+  // an evaluation of Psi at v then takes L exponentials (e^{v_L - max v}) and N logarithms instead
+  // of N L exponentials (the Newton steps' line searches evaluate it a few dozen times per solve).
+  // A row whose scaled sum falls under kScaledFloor (its mass on clusters whose shift is far below
+  // the largest) is evaluated in the log domain instead; above it, a term that underflows is under
+  // 1e-18 of its row's sum, below float64's rounding.
+  std::vector<double> row_top(rows.size()), scaled(rows.size() * clusters);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const double* row = ls + rows[r] * clusters;
+    row_top[r] = *std::max_element(row, row + clusters);
+    for (int64_t l = 0; l < clusters; ++l) scaled[r * clusters + l] = std::exp(row[l] - row_top[r]);
+  }
+  std::vector<double> lifted(static_cast<size_t>(clusters));
   // Psi(v), and optionally each row's softmax pi_i over the clusters (row-major, rows x L).
   const auto psi = [&](const std::vector<double>& v, std::vector<double>* pi) {
-    double value = 0.0;
-    for (int64_t l = 0; l < clusters; ++l) value += target[l] * v[l];
+    double value = 0.0, highest = kNegativeInfinity;
+    for (int64_t l = 0; l < clusters; ++l) {
+      value += target[l] * v[l];
+      highest = std::max(highest, v[l]);
+    }
+    for (int64_t l = 0; l < clusters; ++l) lifted[l] = std::exp(v[l] - highest);
     for (size_t r = 0; r < rows.size(); ++r) {
+      const double* s = &scaled[r * clusters];
+      double sum = 0.0;
+      for (int64_t l = 0; l < clusters; ++l) sum += s[l] * lifted[l];
+      double* out = pi ? &(*pi)[r * clusters] : nullptr;
+      if (sum >= kScaledFloor) {
+        value -= all_weights[rows[r]] * (row_top[r] + highest + std::log(sum));
+        if (out) {
+          for (int64_t l = 0; l < clusters; ++l) out[l] = s[l] * lifted[l] / sum;
+        }
+        continue;
+      }
       const double* row = ls + rows[r] * clusters;
       double top = kNegativeInfinity;
       for (int64_t l = 0; l < clusters; ++l) top = std::max(top, row[l] + v[l]);
-      double sum = 0.0;
-      for (int64_t l = 0; l < clusters; ++l) sum += std::exp(row[l] + v[l] - top);
-      value -= all_weights[rows[r]] * (top + std::log(sum));
-      if (pi) {
-        double* out = &(*pi)[r * clusters];
-        for (int64_t l = 0; l < clusters; ++l) out[l] = std::exp(row[l] + v[l] - top) / sum;
+      double exact = 0.0;
+      for (int64_t l = 0; l < clusters; ++l) exact += std::exp(row[l] + v[l] - top);
+      value -= all_weights[rows[r]] * (top + std::log(exact));
+      if (out) {
+        for (int64_t l = 0; l < clusters; ++l) out[l] = std::exp(row[l] + v[l] - top) / exact;
       }
     }
     return value;
@@ -152,8 +181,11 @@ std::optional<std::vector<double>> maximise_semi_dual(const at::Tensor& log_sums
         const double sent = weight * p[l];
         gradient[l] -= sent;
         double* edge = &edges[l * clusters];
-        for (int64_t k = 0; k < clusters; ++k) edge[k] += sent * p[k];
+        for (int64_t k = l; k < clusters; ++k) edge[k] += sent * p[k];  // the upper triangle; W is symmetric
       }
+    }
+    for (int64_t l = 0; l < clusters; ++l) {
+      for (int64_t k = 0; k < l; ++k) edges[l * clusters + k] = edges[k * clusters + l];
     }
     mass_error = 0.0;
     for (double g : gradient) mass_error += std::abs(g);
