@@ -349,14 +349,17 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
     for rank, (process, (out, err)) in enumerate(zip(two, outputs)):
         assert process.returncode == 0, f"rank {rank}: {err}"
     assert not (tmp_path / "two" / "metrics.csv").read_text() == "" and outputs[1] == ("", "")
-    # The plan of the data-parallel solve, said once by rank 0: a batch of 150 is gathered.
+    # The plan of the data-parallel solve, said once by rank 0: a batch of 150 is gathered (auto
+    # splits its problems over the ranks or not, from the group's latency measured then; the
+    # sharded plan's collectives every sweep would cost 300 times what it saves).
     assert outputs[0][1].count("data-parallel solve, auto:") == 1, outputs[0][1]
     assert "the batch is gathered once per step" in outputs[0][1], outputs[0][1]
-    # The sharded solve, asked for, follows one rank as well.
-    sharded = launch_cli(2, common + ["--steps", "16", "--out", str(tmp_path / "sharded"),
-                                      "--data-parallel-solve", "sharded"], free_port())
-    for process, (out, err) in zip(sharded, finish(sharded, timeout=300)):
-        assert process.returncode == 0, err
+    # Each plan, asked for, follows one rank as well.
+    for plan in ("split", "gathered", "sharded"):
+        other = launch_cli(2, common + ["--steps", "16", "--out", str(tmp_path / plan),
+                                        "--data-parallel-solve", plan], free_port())
+        for process, (out, err) in zip(other, finish(other, timeout=300)):
+            assert process.returncode == 0, err
     half = launch_cli(2, common + ["--steps", "8", "--out", str(tmp_path / "resumed")], free_port())
     for process, (out, err) in zip(half, finish(half, timeout=300)):
         assert process.returncode == 0, err
@@ -365,7 +368,7 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     expected = samples_of(tmp_path / "one", tmp_path)
     scale = np.abs(expected).max()
-    for run in ("two", "sharded", "resumed"):
+    for run in ("two", "split", "gathered", "sharded", "resumed"):
         error = np.abs(samples_of(tmp_path / run, tmp_path) - expected).max() / scale
         assert error <= 1e-5, f"{run}: samples differ from one rank's by {error:.3g} (relative)"
     # The loss column: the whole batch's loss on every step, as in one process.
@@ -407,6 +410,51 @@ def test_a_rank_lost_during_training_ends_the_run_and_keeps_its_checkpoint(tmp_p
         probe.communicate(timeout=60)
     assert line.startswith("resuming"), line
     assert probe.returncode in (0, 128 + signal.SIGTERM)
+
+
+def test_a_stop_request_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """SIGTERM to rank 1 of a 2-rank `sinkhorn train`: the request rides on the next gradient
+    all-reduce, so both ranks stop at the start of the same step (rank 1 with 143, rank 0, stopped
+    by its peer, as interrupted: 130), rank 0 writes that step's checkpoint, and the run resumes."""
+    if not os.path.exists(BINARY):
+        pytest.skip("no build/sinkhorn next to this package")
+    out = tmp_path / "run"
+    arguments = ["train", "--data", "ring8", "--batch-size", "100", "--steps", "1000000", "--eval-every", "1000000",
+                 "--checkpoint-every", "1000000", "--log-every", "1", "--threads", "1", "--timeout", "20",
+                 "--out", str(out)]
+    processes = launch_cli(2, arguments, free_port())
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.csv").exists() or len((out / "metrics.csv").read_text().splitlines()) < 5:
+            assert time.monotonic() < deadline, "no steps logged within 120 s"
+            assert processes[0].poll() is None, processes[0].communicate()[1]
+            time.sleep(0.2)
+        processes[1].send_signal(signal.SIGTERM)
+        outputs = finish(processes, timeout=60)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert processes[1].returncode == 128 + signal.SIGTERM, outputs[1][1]
+    assert processes[0].returncode == 128 + signal.SIGINT, outputs[0][1]
+    # Rank 1 says only that it took the signal (ranks other than 0 print nothing else).
+    assert outputs[1][0] == "" and outputs[1][1].strip().startswith("sinkhorn train: SIGTERM: stopping after this step"), outputs[1]
+    stopped = re.search(r"interrupted at step (\d+); checkpoint saved", outputs[0][1])
+    assert stopped, outputs[0][1]
+    step = int(stopped.group(1))
+    # Rank 0 logged every step up to that one and none after it: the ranks stopped together
+    # (a rank that went on alone would have waited in a collective until the timeout, status 3).
+    logged = [int(line.split(",")[0]) for line in (out / "metrics.csv").read_text().splitlines()[2:]]
+    assert logged[-1] == step, (logged[-3:], step)
+    probe = subprocess.Popen([BINARY, "train", "--resume", "--out", str(out), "--threads", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = probe.stdout.readline()
+    finally:
+        probe.send_signal(signal.SIGTERM)
+        probe.communicate(timeout=60)
+    assert line.startswith(f"resuming {out} at step {step} "), line
 
 
 def test_the_distributed_flow_example_follows_one_process(tmp_path):

@@ -12,8 +12,11 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <numeric>
 #include <utility>
 
 #include "api/inputs.h"
@@ -50,6 +53,10 @@ struct SolveContext {
   int p = 2;
   // Multiscale backend: the grid cell of its clusters; 0 for the other backends.
   double multiscale_cell = 0;
+  // A problem-split solve (api::ProblemSplit): joins the ranks' problems after the loop, and
+  // reduces the envelope gradients of this rank's rows only.
+  std::function<void(solver::DualState&, solver::LoopReport&)> join_problems;
+  const reduce::Reducer* gradient_reducer = nullptr;
   // Outputs.
   solver::DualState state;
   solver::LoopReport report;
@@ -75,7 +82,11 @@ at::Tensor solve(SolveContext& context, const solver::Cloud& a, const solver::Cl
     loop.alternating_plain_rate = start.alternating_plain_rate;
     coarse_sweeps = start.sweeps;
   }
-  context.report = solver::sinkhorn_loop(*context.reducer, a, b, loop, context.state);
+  const bool any_problem = std::find(loop.solved.begin(), loop.solved.end(), true) != loop.solved.end();
+  // From four ranks on, the ranks past the third own no problem: they only join.
+  context.report = any_problem ? solver::sinkhorn_loop(*context.reducer, a, b, loop, context.state) : solver::LoopReport{};
+  if (!any_problem) context.report.converged = true;
+  if (context.join_problems) context.join_problems(context.state, context.report);
   context.report.iterations += coarse_sweeps;
   return solver::sinkhorn_loss_value(context.loss, *context.reducer, a, b, context.state,
                                      context.loop.epsilons.back(), context.loop.rho);
@@ -87,8 +98,9 @@ class EnvelopeFunction : public torch::autograd::Function<EnvelopeFunction> {
                             const at::Tensor& b, const at::Tensor& y, SolveContext* context) {
     const solver::Cloud cloud_a = make_cloud(x, a), cloud_b = make_cloud(y, b);
     at::Tensor value = solve(*context, cloud_a, cloud_b);
+    const reduce::Reducer& reducer = context->gradient_reducer ? *context->gradient_reducer : *context->reducer;
     const solver::EnvelopeGradients gradients = solver::envelope_gradients(
-        context->loss, *context->reducer, cloud_a, cloud_b, context->state,
+        context->loss, reducer, cloud_a, cloud_b, context->state,
         context->loop.epsilons.back(), context->loop.rho, context->gradients_wanted);
     const std::pair<const char*, const at::Tensor*> saved[] = {
         {"a", &gradients.a}, {"x", &gradients.x}, {"b", &gradients.b}, {"y", &gradients.y}};
@@ -131,13 +143,57 @@ at::Tensor own_rows(const at::Tensor& potential, const std::vector<int64_t>& cou
   return potential.narrow(-1, dist::first_row(counts, rank), counts[rank]);
 }
 
-}  // namespace
+// After a problem-split loop: every rank's potentials of the problems it solved, and its report,
+// in one all-gather (float64, exact for float32 potentials); each problem is taken from its owner.
+// `like`: the solve's points (batch, dtype and device of the potentials).
+void join_split_problems(const api::ProblemSplit& split, const at::Tensor& like, solver::DualState& state,
+                         solver::LoopReport& report) {
+  const dist::Group& group = *split.group;
+  const int ranks = group.size();
+  const int64_t batch = like.size(0);
+  const int64_t n = split.x_counts.empty() ? 0 : std::accumulate(split.x_counts.begin(), split.x_counts.end(), int64_t{0});
+  const int64_t m = std::accumulate(split.y_counts.begin(), split.y_counts.end(), int64_t{0});
+  const at::TensorOptions options = like.options().dtype(at::kDouble);
+  const auto packed = [&](const at::Tensor& potential, int64_t rows) {
+    return potential.defined() ? potential.detach().to(at::kDouble).reshape({-1}) : at::zeros({batch * rows}, options);
+  };
+  const at::Tensor numbers = at::tensor({static_cast<double>(report.iterations),
+                                         static_cast<double>(report.coarse_corrections), report.marginal_error,
+                                         report.converged ? 1.0 : 0.0},
+                                        at::kDouble)
+                                 .to(options.device());
+  const at::Tensor local = at::cat({packed(state.ab.f, n), packed(state.ab.g, m), packed(state.aa.f, n),
+                                    packed(state.bb.f, m), numbers});
+  const at::Tensor all = group.allgather_rows(local.unsqueeze(0), 0, std::vector<int64_t>(ranks, 1)).to(at::kCPU);
+  const at::ScalarType dtype = like.scalar_type();
+  const auto unpacked = [&](int problem, int64_t offset, int64_t rows) {
+    return all[api::problem_owner(problem, ranks)]
+        .narrow(0, offset, batch * rows)
+        .reshape({batch, rows})
+        .to(like.device(), dtype);
+  };
+  state.ab.f = unpacked(0, 0, n);
+  state.ab.g = unpacked(0, batch * n, m);
+  state.aa.f = state.aa.g = unpacked(1, batch * (n + m), n);
+  state.bb.f = state.bb.g = unpacked(2, batch * (2 * n + m), m);
+  const int64_t first_number = batch * (2 * n + 2 * m);
+  const at::Tensor reports = all.narrow(1, first_number, 4).contiguous();
+  const double* r = reports.data_ptr<double>();
+  const double* cross = r + 4 * api::problem_owner(0, ranks);
+  report.coarse_corrections = static_cast<int>(cross[1]);
+  for (int rank = 0; rank < std::min(ranks, 3); ++rank) {
+    const double* own = r + 4 * rank;
+    report.iterations = std::max(report.iterations, static_cast<int>(own[0]));
+    report.marginal_error = std::max(report.marginal_error, own[2]);
+    report.converged = report.converged && own[3] != 0.0;
+  }
+}
 
-namespace api {
-
-DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_given, const at::Tensor& b_given,
+// divergence_over (rows sharded over `group_ptr`) and divergence_split (`split`): at most one of them.
+DivergenceResult divergence_impl(const at::Tensor& a_given, const at::Tensor& x_given, const at::Tensor& b_given,
                                  const at::Tensor& y_given, const SinkhornOptions& options,
-                                 const std::shared_ptr<const dist::Group>& group_ptr) {
+                                 const std::shared_ptr<const dist::Group>& group_ptr, const api::ProblemSplit* split) {
+  using namespace api;
   const dist::Group* group = group_ptr.get();
   validate(options);
   // A sharded solve works on the union of the ranks' blocks, which every rank now holds.
@@ -153,7 +209,7 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
   const api::BatchedInputs inputs = api::prepare_inputs(a, x, b, y, options);
   DivergenceResult result;
   Diagnostics& diagnostics = result.diagnostics;
-  diagnostics.world_size = group ? group->size() : 1;
+  diagnostics.world_size = group ? group->size() : (split ? split->group->size() : 1);
 
   ProblemShape shape;
   shape.batch = inputs.x.size(0);
@@ -301,6 +357,23 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     };
     context.loop.row_shards = std::move(row_shards);
   }
+  // A problem split where the solve allows it: the debiased losses' independent problems, envelope
+  // gradients (unrolled ones would differentiate through another rank's solve), and not the
+  // multiscale backend (its coarse start solves every problem). Otherwise every rank solves whole.
+  std::unique_ptr<reduce::Reducer> gradient_reducer;
+  if (split && split->group->size() > 1 && plan.solve_symmetric && !unrolled && resolved != Backend::multiscale) {
+    const int rank = split->group->rank(), ranks = split->group->size();
+    for (int k = 0; k < 3; ++k) context.loop.solved[k] = problem_owner(k, ranks) == rank;
+    context.join_problems = [split, like = x_centred](solver::DualState& state, solver::LoopReport& report) {
+      join_split_problems(*split, like, state, report);
+    };
+    std::vector<dist::Shard> shards{dist::make_shard(x_centred, split->x_counts, rank),
+                                    dist::make_shard(y_centred, split->y_counts, rank)};
+    gradient_reducer = std::make_unique<dist::ShardedReducer>(
+        reduce::make_reducer(resolved, p, x_centred, y_centred, context.multiscale_cell), split->group,
+        std::move(shards));
+    context.gradient_reducer = gradient_reducer.get();
+  }
   context.reducer = reducer.get();
   at::Tensor value;
   if (!wanted.any()) {
@@ -329,6 +402,21 @@ DivergenceResult divergence_over(const at::Tensor& a_given, const at::Tensor& x_
     diagnostics.truncation_seconds = truncation->rebuild_seconds;
   }
   return result;
+}
+
+}  // namespace
+
+namespace api {
+
+DivergenceResult divergence_over(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
+                                 const SinkhornOptions& options, const std::shared_ptr<const dist::Group>& group) {
+  return divergence_impl(a, x, b, y, options, group, nullptr);
+}
+
+DivergenceResult divergence_split(const at::Tensor& a, const at::Tensor& x, const at::Tensor& b, const at::Tensor& y,
+                                  const SinkhornOptions& options, const ProblemSplit& split) {
+  SINKHORN_INTERNAL_CHECK(split.group, "a problem split needs a group");
+  return divergence_impl(a, x, b, y, options, {}, &split);
 }
 
 }  // namespace api

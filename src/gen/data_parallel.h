@@ -40,16 +40,21 @@ class DataParallel {
 
   /// The gradient of the whole batch's loss: each rank's backward reached `module`'s parameters
   /// through its own rows only, so the ranks' gradients add up (one all-reduce for all of them).
-  void sum_gradients(torch::nn::Module& module) const;
+  /// `flag` rides along: the result is true on every rank when it is true on any (a stop request,
+  /// agreed without a collective of its own).
+  bool sum_gradients(torch::nn::Module& module, bool flag = false) const;
 
-  /// How this run's steps solve their loss across the ranks (gathered or sharded), decided at the
-  /// first call from `choice` and, for automatic, a cost model: a sharded solve saves (1 - 1/P)
-  /// of each sweep's reductions (rows x columns x 3 problems at kPairsPerSecondPerThread per
-  /// thread) and pays kCollectivesPerSweep collectives per sweep, each costing the group's latency
-  /// measured here (the median of 7 all-reduces of one number); a gathered solve pays one
-  /// all-gather of the batch per step. Every rank decides alike (the latency is all-reduced).
-  /// `message` receives the decision with its numbers, once. Always false in one process.
-  bool gathers(int64_t rows, int64_t columns, DataParallelSolve choice, std::string* message);
+  /// How this run's steps solve their loss across the ranks (gathered, split or sharded; never
+  /// automatic), decided at the first call from `choice` and, for automatic, a cost model fed by the
+  /// group's latency measured here (the median of 7 all-reduces of one number, the ranks' largest):
+  ///   - sharded saves (1 - 1/P) of each sweep's reductions (rows x columns x 3 problems at
+  ///     kPairsPerSecondPerThread per thread) and pays kCollectivesPerSweep collectives per sweep;
+  ///   - split, against gathered, saves the symmetric problems' reductions on the rank that solves
+  ///     OT(a, b) (rows^2 + columns^2 pairs per sweep, at least kSymmetricSweeps sweeps) and pays one
+  ///     collective per solve.
+  /// Every rank decides alike. `message` receives the decision with its numbers, once. In one
+  /// process: gathered (nothing is exchanged).
+  DataParallelSolve plan(int64_t rows, int64_t columns, DataParallelSolve choice, std::string* message);
 
   /// All ranks' rows of this rank's `block` of a global batch of `rows` rows (even_blocks), in
   /// rank order: differentiable, the gradient reaching `block` as this rank's rows of it.
@@ -63,7 +68,7 @@ class DataParallel {
  private:
   const dist::Group* group_;
   at::Device device_;
-  std::optional<bool> gathers_;  // decided at the first call
+  std::optional<DataParallelSolve> plan_;  // decided at the first call
 };
 
 /// The cost model's reduction rate: pairs (one exp each) per second per thread, from the kernels'
@@ -73,5 +78,9 @@ inline constexpr double kPairsPerSecondPerThread = 1e9;
 /// Collectives per sweep of a sharded solve: the softmins' all-gather, the error's all-reduce and
 /// the extrapolation's.
 inline constexpr int kCollectivesPerSweep = 3;
+/// What the symmetric problems cost a solve, in sweeps of their pairs at kPairsPerSecondPerThread:
+/// measured on 500-point ring8 training batches, 8-12 ms of a 32-36 ms divergence (value and
+/// gradient) is theirs, 16-24 such sweeps (docs/benchmarks.md, "Data-parallel training").
+inline constexpr int kSymmetricSweeps = 16;
 
 }  // namespace sinkhorn::gen

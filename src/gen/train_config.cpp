@@ -92,6 +92,7 @@ const NameTable<LearningRateSchedule>& schedule_names() {
 const NameTable<DataParallelSolve>& data_parallel_solve_names() {
   static const NameTable<DataParallelSolve> names{{DataParallelSolve::automatic, "auto"},
                                                   {DataParallelSolve::gathered, "gathered"},
+                                                  {DataParallelSolve::split, "split"},
                                                   {DataParallelSolve::sharded, "sharded"}};
   return names;
 }

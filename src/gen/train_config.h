@@ -70,6 +70,8 @@ enum class LearningRateSchedule {
 enum class DataParallelSolve {
   automatic,  ///< from the measured latency of the group and the problem's size
   gathered,   ///< all-gather the batch once; every rank solves it whole, no per-sweep collective
+  split,      ///< gathered, and the divergence's three problems solved on different ranks (one more
+              ///< all-gather, of the potentials, per solve); each rank's gradients of its own rows
   sharded,    ///< each rank reduces its rows; the potentials are all-gathered every sweep
 };
 

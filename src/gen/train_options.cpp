@@ -182,7 +182,8 @@ std::vector<TrainOptionSpec> build_table() {
 
   TrainOptionSpec solve = enum_setting(
       "data_parallel_solve", "data-parallel-solve", "NAME",
-      "under torchrun: auto (default), gathered (all-gather the batch once, every rank solves it whole) or "
+      "under torchrun: auto (default), gathered (all-gather the batch once, every rank solves it whole), "
+      "split (gathered, the divergence's three problems on different ranks, potentials exchanged once) or "
       "sharded (each rank its rows, potentials exchanged every sweep)",
       [](auto& c) -> auto& { return c.data_parallel_solve; }, parse_data_parallel_solve, "sharded");
   solve.may_be_absent = true;  // runs written before the setting existed

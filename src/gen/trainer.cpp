@@ -162,6 +162,14 @@ struct Trainer::State {
     }
   }
 
+  // How the ranks solve the loss (gen/data_parallel.h), decided at the first call and said once.
+  DataParallelSolve plan() {
+    std::string decision;
+    const DataParallelSolve solve = ranks.plan(config.batch_size, config.batch_size, config.data_parallel_solve, &decision);
+    if (!decision.empty()) notes.push_back("data-parallel solve, " + decision);
+    return solve;
+  }
+
   // The loss between two batches: on raw samples (fixed cost) or on critic features (learned cost).
   // Under torchrun each rank holds its rows of the generated batch and the whole real batch (every
   // rank draws it). Either the generated rows are gathered once and every rank solves the whole
@@ -169,14 +177,15 @@ struct Trainer::State {
   // decides, once per run). Either way the value is the whole batch's and each rank's gradient
   // reaches its own rows. The critic's features of the real batch are computed on each rank's
   // share and gathered too, so that its parameters' gradients add up over the ranks once.
-  at::Tensor loss(const at::Tensor& generated, const at::Tensor& real) {
+  // `non_finite_samples`: where given and every generated row is gathered here (a fixed cost), set
+  // when one is not finite, and the loss is not computed.
+  at::Tensor loss(const at::Tensor& generated, const at::Tensor& real, bool* non_finite_samples = nullptr) {
     const auto features = [&](const at::Tensor& samples) {
       return networks.critic ? networks.critic->forward(samples) : samples.flatten(1);
     };
     std::shared_ptr<const dist::Group> group = ranks.shared_group();
-    std::string decision;
-    const bool gathered = ranks.gathers(config.batch_size, config.batch_size, config.data_parallel_solve, &decision);
-    if (!decision.empty()) notes.push_back("data-parallel solve, " + decision);
+    const DataParallelSolve solve = plan();
+    const bool gathered = solve != DataParallelSolve::sharded;
     at::Tensor x = features(generated), y;
     if (!ranks.distributed() || (gathered && !networks.critic)) {
       y = features(real);
@@ -184,11 +193,18 @@ struct Trainer::State {
       y = features(ranks.share(real));
       if (gathered) y = ranks.gather(y, config.batch_size);
     }
-    if (gathered) {
-      x = ranks.gather(x, config.batch_size);
-      group = nullptr;
+    if (gathered) x = ranks.gather(x, config.batch_size);
+    if (non_finite_samples && !networks.critic && !all_finite(x)) {
+      *non_finite_samples = true;
+      return {};
     }
-    const DivergenceResult result = api::divergence_over({}, x, {}, y, config.loss, group);
+    DivergenceResult result;
+    if (ranks.distributed() && solve == DataParallelSolve::split) {
+      const std::vector<int64_t> blocks = dist::even_blocks(config.batch_size, group->size());
+      result = api::divergence_split({}, x, {}, y, config.loss, api::ProblemSplit{group, blocks, blocks});
+    } else {
+      result = api::divergence_over({}, x, {}, y, config.loss, gathered ? nullptr : group);
+    }
     note_convergence(result.diagnostics);
     return result.value;
   }
@@ -493,8 +509,11 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
   // request is also taken between critic updates.
   const auto stop_requested = [&] { return !ranks.distributed() && stop && stop->load(); };
 
+  // In a group the stop request rides on the previous step's gradient all-reduce (no collective of
+  // its own): the ranks stop together at the start of the step after the one that saw it.
+  bool stop_agreed = false;
   while (step < config.steps) {
-    if (ranks.on_any_rank(stop && stop->load())) return stop_now();
+    if (ranks.distributed() ? stop_agreed : (stop && stop->load())) return stop_now();
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;
     at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
@@ -525,16 +544,22 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     // Drawn whole (the same global batch on every rank), generated in shares.
     const at::Tensor generated = networks.generator->forward(
         ranks.share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
-    if (ranks.on_any_rank(!all_finite(generated))) {
-      return stopped_by_non_finite(next, "the generator produced non-finite samples");
+    // Non-finite samples stop every rank: where the loss gathers the generated rows themselves,
+    // each rank sees all of them there; otherwise the ranks agree here.
+    bool non_finite_samples = false;
+    const bool sees_every_row = !ranks.distributed() || (!networks.critic && plan() != DataParallelSolve::sharded);
+    if (!sees_every_row && ranks.on_any_rank(!all_finite(generated))) non_finite_samples = true;
+    at::Tensor value;
+    if (!non_finite_samples) {
+      value = loss(generated, data->sample(config.batch_size, generator).to(device), &non_finite_samples);
     }
-    const at::Tensor value = loss(generated, data->sample(config.batch_size, generator).to(device));
+    if (non_finite_samples) return stopped_by_non_finite(next, "the generator produced non-finite samples");
     report.loss = value.item<double>();
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
     value.backward();
-    ranks.sum_gradients(*networks.generator);
+    stop_agreed = ranks.sum_gradients(*networks.generator, stop && stop->load());
     for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
         return stopped_by_non_finite(next, "a gradient of the generator is not finite");

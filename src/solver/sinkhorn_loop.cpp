@@ -11,6 +11,7 @@
 
 #include "solver/acceleration.h"
 #include "solver/coarse_correction.h"
+#include "util/check.h"
 #include "solver/potential_arithmetic.h"
 #include "util/interrupt.h"
 
@@ -259,15 +260,20 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   const double final_eps = settings.epsilons.back();
   const bool fixed = settings.fixed_iterations.has_value();
 
-  std::vector<Problem> problems{{&a, &b, &state.ab, false}};
-  if (settings.solve_symmetric) {
-    problems.push_back({&a, &a, &state.aa, !fixed});
-    problems.push_back({&b, &b, &state.bb, !fixed});
-  }
+  // OT(a, b) is problems[0] when this process solves it (`cross`); a rank of a problem-split
+  // solve may hold only the symmetric ones.
+  const bool cross = settings.solved[0];
+  std::vector<Problem> problems;
+  if (cross) problems.push_back({&a, &b, &state.ab, false});
+  if (settings.solve_symmetric && settings.solved[1]) problems.push_back({&a, &a, &state.aa, !fixed});
+  if (settings.solve_symmetric && settings.solved[2]) problems.push_back({&b, &b, &state.bb, !fixed});
+  SINKHORN_INTERNAL_CHECK(!problems.empty(), "a solve with no problem to solve");
   // Problems that have converged at the final eps stop there (frozen): the three problems are
   // independent, and a converged one would only confirm its error every sweep, at up to half of
   // the sweep's reductions, while OT(a, b) (the slowest, its plan farthest from diagonal) goes on.
   std::vector<char> frozen(problems.size(), false);
+  // Whether OT(a, b) is solved here and still sweeping.
+  const auto cross_active = [&] { return cross && !frozen[0]; };
   // The problems' softmins are independent: one Reducer::softmins call, one message per sweep for
   // a sharded solve instead of one per problem.
   // OT(a, b)'s corrected sweeps, when the loop crawls (coarse_correction.h).
@@ -366,25 +372,25 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     trigger.new_eps();
     for (int sweep = 0; sweep < kSweepsPerScale; ++sweep) {
       util::throw_if_interrupted();
-      const bool corrected = trigger.next() && !frozen[0];
+      const bool corrected = cross_active() && trigger.next();
       softmins = softmins_of_g(eps, std::move(softmins), corrected);
       if (sweep > 0) {
         update_marginal_errors(problems, softmins, eps, settings, frozen, errors);
         // Before freezing: a corrected update that ends the eps has paid too.
-        if (!frozen[0]) {
+        if (cross_active()) {
           trigger.observe(errors[0], corrected, kAnnealingTolerance, kSweepsPerScale - sweep, state.ab.f, softmins[0],
                           eps);
         }
         for (size_t q = 0; q < problems.size(); ++q) frozen[q] = frozen[q] || errors[q] < kAnnealingTolerance;
         if (std::all_of(frozen.begin(), frozen.end(), [](char done) { return done; })) break;
-        if (!frozen[0]) {
+        if (cross_active()) {
           averaged = averaged && errors[0] < kFastRate * previous_error;
           previous_error = errors[0];
         }
       }
       if (sweep == 0) trigger.unmeasured();
-      update(softmins, eps, averaged, 1.0, corrected && !frozen[0]);
-      report.coarse_corrections += corrected && !frozen[0] ? 1 : 0;
+      update(softmins, eps, averaged, 1.0, corrected && cross_active());
+      report.coarse_corrections += corrected && cross_active() ? 1 : 0;
       ++report.iterations;
     }
   }
@@ -400,7 +406,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   for (int sweep = 0;;) {
     for (;; ++sweep) {
       util::throw_if_interrupted();
-      const bool corrected = !softmins_current && trigger.next() && !frozen[0];
+      const bool corrected = !softmins_current && cross_active() && trigger.next();
       if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins), corrected);
       softmins_current = false;
       update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
@@ -409,19 +415,19 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
       if (report.converged || sweep == settings.max_iterations) break;
       for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
       // The scheme watches OT(a, b) alone (problem 0), after its own updates.
-      if (!frozen[0]) {
+      if (cross_active()) {
         trigger.observe(errors[0], corrected, settings.tolerance, settings.max_iterations - sweep, state.ab.f,
                         softmins[0], final_eps);
         if (!previous_corrected) scheme.observe(errors[0]);
       }
-      previous_corrected = corrected && !frozen[0];
+      previous_corrected = corrected && cross_active();
       update(softmins, final_eps, scheme.averaged(), scheme.omega(), previous_corrected);
       report.coarse_corrections += previous_corrected ? 1 : 0;
       ++report.iterations;
     }
     // Last extrapolations. g = lambda T(f) is the best g for f (averaged and relaxed iterates
     // leave g off it); for the symmetric potentials f = lambda softmin(f) is the exact update.
-    state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
+    if (cross) state.ab.g = scaled(lambda, softmin_over(reducer, b, a, state.ab.f, final_eps));
     for (size_t k = 0; k < problems.size(); ++k) {
       if (problems[k].symmetric) {
         problems[k].potentials->f = scaled(lambda, softmins[k]);

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -49,6 +50,12 @@ struct LoopSettings {
   std::optional<int> fixed_iterations;
   /// Also solve OT_eps(a, a) and OT_eps(b, b) (needed by the debiased losses).
   bool solve_symmetric = true;
+  /// Which of OT(a, b), OT(a, a), OT(b, b) this process solves (the last two only with
+  /// solve_symmetric); the others' potentials are left as they are. A problem-split solve
+  /// (api::ProblemSplit) hands them to different ranks: each problem freezes on its own errors, so
+  /// it takes the sweeps it takes in a joint solve (up to a symmetric problem's second
+  /// extrapolation when OT(a, b)'s final check fails, and a shared max_iterations).
+  std::array<bool, 3> solved{true, true, true};
   /// Start annealing from the potentials already in the state (coarse_to_fine_start), not from zero.
   bool warm_start = false;
   /// At the final eps, OT(a, b) takes alternating updates from the first sweep, over-relaxed from

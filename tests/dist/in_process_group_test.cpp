@@ -9,6 +9,7 @@
 
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +160,73 @@ TEST(InProcessRanks, TakeTheOneProcesssCorrectedSweepsOnAClusteredMixture) {
     EXPECT_LE((at::cat(f_ab) - single.result.potentials.f_ab).abs().max().item<double>(),
               1e-13 * (1 + single.result.potentials.f_ab.abs().max().item<double>()))
         << ranks;
+  }
+}
+
+// The problem split of data-parallel training (api::ProblemSplit): every rank holds the whole
+// clouds, OT(a, b), OT(a, a) and OT(b, b) are solved on ranks 0, 1 (and 2), the potentials are
+// exchanged once. The three problems are independent, so the value and the potentials are the
+// one process's to rounding; each rank's gradient holds its own rows only, and the ranks' sum is
+// the one process's gradient. From four ranks on, the ranks past the third solve nothing. A loss
+// without symmetric problems (OT_eps) is solved whole on every rank.
+TEST(InProcessRanks, SplitTheProblemsAndEndWhereOneProcessEnds) {
+  at::set_num_threads(1);
+  at::manual_seed(23);
+  const at::Tensor x = at::randn({41, 2}, at::kDouble), y = 0.7 * at::randn({35, 2}, at::kDouble) + 0.5;
+  const at::Tensor a = testing::random_weights(41), b = testing::random_weights(35);
+  for (const Loss loss : {Loss::divergence, Loss::ot_eps}) {
+    for (const Backend backend : {Backend::online, Backend::tensorized}) {
+      SinkhornOptions options;
+      options.blur = 0.1;
+      options.tolerance = 1e-9;
+      options.loss = loss;
+      options.backend = backend;
+      const auto solve = [&](const std::optional<api::ProblemSplit>& split) {
+        RankOutcome outcome;
+        const at::Tensor xg = x.clone().requires_grad_(true), yg = y.clone().requires_grad_(true);
+        outcome.result = split ? api::divergence_split(a, xg, b, yg, options, *split)
+                               : api::divergence_over(a, xg, b, yg, options, nullptr);
+        const std::vector<at::Tensor> gradients = torch::autograd::grad({outcome.result.value}, {xg, yg});
+        outcome.grad_x = gradients[0];
+        outcome.grad_y = gradients[1];
+        return outcome;
+      };
+      const RankOutcome single = solve(std::nullopt);
+      ASSERT_TRUE(single.result.diagnostics.converged);
+      for (int ranks : {2, 3, 4}) {
+        SCOPED_TRACE(::testing::Message() << "loss " << static_cast<int>(loss) << ", backend "
+                                          << static_cast<int>(backend) << ", " << ranks << " ranks");
+        const std::vector<RankOutcome> split = on_ranks(ranks, [&](int, std::shared_ptr<const Group> group) {
+          return solve(api::ProblemSplit{group, even_blocks(41, ranks), even_blocks(35, ranks)});
+        });
+        at::Tensor grad_x = at::zeros_like(x), grad_y = at::zeros_like(y);
+        for (int r = 0; r < ranks; ++r) {
+          const RankOutcome& outcome = split[r];
+          ASSERT_EQ(outcome.error, "");
+          EXPECT_EQ(outcome.result.diagnostics.world_size, ranks);
+          EXPECT_TRUE(outcome.result.diagnostics.converged);
+          EXPECT_LE(outcome.result.diagnostics.iterations, single.result.diagnostics.iterations);
+          EXPECT_NEAR(outcome.result.value.item<double>(), single.result.value.item<double>(),
+                      1e-12 * std::abs(single.result.value.item<double>()));
+          grad_x += outcome.grad_x;
+          grad_y += outcome.grad_y;
+          if (loss == Loss::divergence) {
+            // Rows another rank owns are 0 here: their gradients are that rank's to compute.
+            const std::vector<int64_t> counts = even_blocks(41, ranks);
+            const at::Tensor others = at::cat({outcome.grad_x.narrow(0, 0, first_row(counts, r)),
+                                               outcome.grad_x.narrow(0, first_row(counts, r) + counts[r],
+                                                                     41 - first_row(counts, r) - counts[r])});
+            EXPECT_EQ(others.abs().sum().item<double>(), 0.0);
+          }
+        }
+        // OT_eps is solved whole on every rank: each holds the whole gradient.
+        const double copies = loss == Loss::divergence ? 1.0 : ranks;
+        EXPECT_LE((grad_x / copies - single.grad_x).abs().max().item<double>(),
+                  1e-10 * (1 + single.grad_x.abs().max().item<double>()));
+        EXPECT_LE((grad_y / copies - single.grad_y).abs().max().item<double>(),
+                  1e-10 * (1 + single.grad_y.abs().max().item<double>()));
+      }
+    }
   }
 }
 
