@@ -4,7 +4,10 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <iomanip>
 #include <iostream>
+#include <string>
+#include <utility>
 
 #include "arguments.h"
 #include "cli.h"
@@ -96,7 +99,8 @@ ArgumentParser train_parser() {
   parser.integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)")
       .flag("resume", "continue the run in --out from its checkpoint, with its settings (" + resumable_flags() + " may change)")
-      .flag("overwrite", "start again in an --out folder that already holds a run");
+      .flag("overwrite", "start again in an --out folder that already holds a run")
+      .flag("timings", "at the end, where the steps spent their time, per step (under torchrun every rank says its own)");
   add_loss_options(parser);
   return parser;
 }
@@ -104,6 +108,26 @@ ArgumentParser train_parser() {
 // Problems that did not stop the run, one line each; on a terminal after the progress bar's line.
 void print_warnings(std::ostream& err, bool terminal, const std::vector<std::string>& warnings) {
   for (const std::string& warning : warnings) err << (terminal ? "\n" : "") << "sinkhorn train: warning: " << warning << "\n";
+}
+
+// The --timings line: milliseconds per step of each phase (gen::StepTimings).
+void print_timings(std::ostream& err, const gen::StepTimings& t, const dist::World* world) {
+  if (t.steps == 0) return;
+  const double per_step = 1e3 / static_cast<double>(t.steps);
+  const double total = t.critic + t.generate + t.gather + t.solve + t.backward + t.reduce + t.update;
+  err << "sinkhorn train: " << (world ? "rank " + std::to_string(world->rank()) + ": " : "") << "time per step over "
+      << t.steps << " steps, in ms: ";
+  const std::pair<const char*, double> phases[] = {{"critic", t.critic},     {"generate", t.generate},
+                                                   {"gather", t.gather},     {"solve", t.solve},
+                                                   {"backward", t.backward}, {"reduce", t.reduce},
+                                                   {"update", t.update},     {"total", total}};
+  bool first = true;
+  for (const auto& [name, seconds] : phases) {
+    if (seconds == 0 && std::string(name) != "total") continue;
+    err << (first ? "" : ", ") << name << " " << std::fixed << std::setprecision(3) << seconds * per_step;
+    first = false;
+  }
+  err << std::defaultfloat << "\n";
 }
 
 }  // namespace
@@ -181,6 +205,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
       &stop_requested);
   progress.finish();
   print_warnings(err, false, outcome.warnings);
+  if (args.flag("timings")) print_timings(err_stream, trainer->timings(), world.get());
   switch (outcome.status) {
     case gen::TrainStatus::interrupted: {
       const int signal = stop_signal.load();

@@ -32,6 +32,21 @@
 namespace sinkhorn::gen {
 namespace {
 
+// Adds the wall seconds of its scope to a StepTimings field (host time: on CUDA a phase's kernels
+// are counted where the host waits for them).
+class PhaseClock {
+ public:
+  explicit PhaseClock(double& seconds) : seconds_(seconds) {}
+  PhaseClock(const PhaseClock&) = delete;
+  PhaseClock& operator=(const PhaseClock&) = delete;
+  ~PhaseClock() { seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& seconds_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+
 constexpr int64_t kLatticeRows = 15;  // the paper's latent-manifold figure
 
 std::string step_tag(int64_t step) {
@@ -93,6 +108,7 @@ struct Trainer::State {
   int64_t solves = 0, unconverged_solves = 0;
   double largest_unconverged_error = 0;
   DataParallel ranks{nullptr, at::kCPU};   // the ranks training together (torchrun), or one process
+  StepTimings timings;                     // where this process's steps spent their time
 
   bool writes_files() const { return ranks.writes_files(); }
 
@@ -193,11 +209,15 @@ struct Trainer::State {
       y = features(ranks.share(real));
       if (gathered) y = ranks.gather(y, config.batch_size);
     }
-    if (gathered) x = ranks.gather(x, config.batch_size);
+    if (gathered) {
+      const PhaseClock clock(timings.gather);
+      x = ranks.gather(x, config.batch_size);
+    }
     if (non_finite_samples && !networks.critic && !all_finite(x)) {
       *non_finite_samples = true;
       return {};
     }
+    const PhaseClock clock(timings.solve);
     DivergenceResult result;
     if (ranks.distributed() && solve == DataParallelSolve::split) {
       const std::vector<int64_t> blocks = dist::even_blocks(config.batch_size, group->size());
@@ -521,6 +541,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     report.step = next;
     report.steps = config.steps;
     if (networks.critic) {
+      const PhaseClock clock(timings.critic);
       // Only a run that can be stopped between critic updates pays for the copy (in a group the
       // ranks stop at step boundaries only).
       std::optional<CriticStepSnapshot> before;
@@ -542,8 +563,12 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     }
     // Drawn on the CPU, then moved: the same latents and batches on any device.
     // Drawn whole (the same global batch on every rank), generated in shares.
-    const at::Tensor generated = networks.generator->forward(
-        ranks.share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
+    at::Tensor generated;
+    {
+      const PhaseClock clock(timings.generate);
+      generated = networks.generator->forward(
+          ranks.share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
+    }
     // Non-finite samples stop every rank: where the loss gathers the generated rows themselves,
     // each rank sees all of them there; otherwise the ranks agree here.
     bool non_finite_samples = false;
@@ -558,14 +583,24 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     if (!std::isfinite(report.loss)) return stopped_by_non_finite(next, "the loss is " + std::to_string(report.loss));
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
-    value.backward();
-    stop_agreed = ranks.sum_gradients(*networks.generator, stop && stop->load());
+    {
+      const PhaseClock clock(timings.backward);
+      value.backward();
+    }
+    {
+      const PhaseClock clock(timings.reduce);
+      stop_agreed = ranks.sum_gradients(*networks.generator, stop && stop->load());
+    }
     for (const auto& parameter : networks.generator->parameters()) {
       if (parameter.grad().defined() && !all_finite(parameter.grad())) {
         return stopped_by_non_finite(next, "a gradient of the generator is not finite");
       }
     }
-    generator_optimizer->step();
+    {
+      const PhaseClock clock(timings.update);
+      generator_optimizer->step();
+    }
+    ++timings.steps;
     step = next;
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     report.seconds = seconds;
@@ -604,6 +639,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
 
 Evaluation Trainer::evaluate() { return state_->evaluate(state_->evaluation_samples()); }
 const TrainConfig& Trainer::config() const { return state_->config; }
+const StepTimings& Trainer::timings() const { return state_->timings; }
 int64_t Trainer::step() const { return state_->step; }
 const std::vector<std::string>& Trainer::repairs() const { return state_->repairs; }
 

@@ -68,6 +68,20 @@ struct TrainOutcome {
 };
 
 
+/// Where a run's training steps spent their time (wall seconds summed over the steps run by this
+/// process; evaluations, pictures and checkpoints excluded): what a user weighs before adding ranks
+/// (docs/distributed.md), and the measured input of bench/data_parallel_model.py.
+struct StepTimings {
+  int64_t steps = 0;
+  double critic = 0;    ///< the learned cost's critic updates (their solves and collectives included)
+  double generate = 0;  ///< latents and the generator's forward pass
+  double gather = 0;    ///< the all-gathers of a gathered or split batch
+  double solve = 0;     ///< the loss: the solve and its envelope gradients (a split solve's exchange included)
+  double backward = 0;  ///< the generator's backward pass
+  double reduce = 0;    ///< the all-reduce of the generator's gradients (and the stop request)
+  double update = 0;    ///< the optimizer's step
+};
+
 /// Settings a resumed run may change; everything else comes from the checkpoint.
 struct ResumeOverrides {
   /// The new total number of steps (extends or shortens the run).
@@ -114,6 +128,8 @@ class Trainer {
   TrainOutcome run(const std::function<void(const StepReport&)>& on_step = {},
                    const std::atomic<bool>* stop = nullptr);
 
+  /// This process's step timings so far.
+  const StepTimings& timings() const;
   /// The held-out evaluation of the current generator (deterministic: fixed latent sample).
   Evaluation evaluate();
   /// The run's settings (the saved ones with the overrides, after a resume).
