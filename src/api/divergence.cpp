@@ -313,10 +313,14 @@ DivergenceResult divergence_impl(const at::Tensor& a_given, const at::Tensor& x_
   if (group) {
     x_own = x_centred.narrow(1, dist::first_row(gathered.x_counts, group->rank()), gathered.x_counts[group->rank()]);
   }
+  // The multiscale backend's row clusters: finer than its columns' where they stay crowded
+  // (solver/multiscale.h); a cell the caller set is kept for both.
+  double row_cell = 0;
   if (resolved == Backend::multiscale) {
     context.multiscale_cell = plan.refine_cell
                                   ? solver::refined_cluster_scale(plan.cell, x_centred.detach(), y_centred.detach())
                                   : plan.cell;
+    if (plan.refine_cell) row_cell = solver::refined_row_scale(context.multiscale_cell, x_centred.detach(), y_centred.detach());
   }
   if (resolved == Backend::tensorized) {
     reduce::check_dense_fits(shape.batch, plan.dense_rows, plan.dense_columns, x_centred.element_size(),
@@ -328,7 +332,7 @@ DivergenceResult divergence_impl(const at::Tensor& a_given, const at::Tensor& x_
   }
   context.p = p;
   std::unique_ptr<reduce::Reducer> reducer =
-      reduce::make_reducer(resolved, p, x_own, y_centred, context.multiscale_cell);
+      reduce::make_reducer(resolved, p, x_own, y_centred, context.multiscale_cell, row_cell);
   // The points the solve reduces over. Unrolled through a sharded solve, they enter only this
   // rank's reductions, so their adjoint is summed over the ranks (dist/sharded_autograd.h).
   at::Tensor x_solved = x_centred, y_solved = y_centred;

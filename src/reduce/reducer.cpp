@@ -49,7 +49,7 @@ std::vector<at::Tensor> Reducer::softmins(const std::vector<SoftminRequest>& req
 }
 
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
-                                      double cluster_scale) {
+                                      double cluster_scale, double row_cluster_scale) {
   switch (backend) {
     case Backend::reference:
       return make_reference_reducer(p);
@@ -60,7 +60,7 @@ std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& 
       SINKHORN_CHECK_ARG(x.device().is_cpu() && y.device().is_cpu(), "backend",
                          "multiscale runs on CPU tensors, got " << x.device());
       SINKHORN_CHECK_ARG(cluster_scale > 0, "cluster_scale", "must be a positive cell size, got " << cluster_scale);
-      return make_multiscale_cpu_reducer(p, cluster_scale);
+      return make_multiscale_cpu_reducer(p, cluster_scale, row_cluster_scale);
     case Backend::tensorized:
       break;
     case Backend::automatic:

@@ -81,9 +81,9 @@ class Reducer {
 
 /// The backend that runs `backend` (resolved: not Backend::automatic) for cost exponent p (1 or 2)
 /// on clouds x (B, N, D) and y (B, M, D); `cluster_scale` is the multiscale backend's grid cell
-/// (unused by the others).
+/// (unused by the others), `row_cluster_scale` its row clusters' (0: the same).
 std::unique_ptr<Reducer> make_reducer(Backend backend, int p, const at::Tensor& x, const at::Tensor& y,
-                                      double cluster_scale = 0);
+                                      double cluster_scale = 0, double row_cluster_scale = 0);
 
 /// The one place that decides what Backend::automatic means: tensorized when autograd must run
 /// through the reductions (unrolled gradients); on CUDA tensors (with the CUDA reducer built)

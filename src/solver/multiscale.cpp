@@ -69,27 +69,39 @@ double default_cluster_scale(double diameter, double blur, int64_t dimension, in
   return std::max(2.0 * blur, diameter / (std::sqrt(d) * std::pow(2.0 * static_cast<double>(points), 1.0 / d)));
 }
 
+namespace {
+
+// Points per cell of side `side`, on average over the points (sum over cells of n_c^2 / N).
+double occupancy(const at::Tensor& points, double side) {
+  const reduce::GridClusters clusters = reduce::cluster_on_grid(points, at::ones({points.size(0)}, points.options()), side);
+  double squares = 0;
+  for (int64_t c = 0; c < clusters.size(); ++c) {
+    const double count = static_cast<double>(clusters.starts[c + 1] - clusters.starts[c]);
+    squares += count * count;
+  }
+  return squares / static_cast<double>(std::max<int64_t>(1, points.size(0)));
+}
+
+// Whether every cloud and batch entry holds at least `least` points per cell of side `side`.
+bool crowded_at(double side, const at::Tensor& x, const at::Tensor& y, double least) {
+  for (const at::Tensor* cloud : {&x, &y}) {
+    for (int64_t b = 0; b < cloud->size(0); ++b) {
+      if (occupancy((*cloud)[b], side) < least) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 double refined_cluster_scale(double cell, const at::Tensor& x, const at::Tensor& y) {
-  const auto occupancy = [](const at::Tensor& points, double side) {
-    const reduce::GridClusters clusters = reduce::cluster_on_grid(points, at::ones({points.size(0)}, points.options()), side);
-    double squares = 0;
-    for (int64_t c = 0; c < clusters.size(); ++c) {
-      const double count = static_cast<double>(clusters.starts[c + 1] - clusters.starts[c]);
-      squares += count * count;
-    }
-    return squares / static_cast<double>(std::max<int64_t>(1, points.size(0)));
-  };
-  const auto crowded_at = [&](double side) {
-    for (const at::Tensor* cloud : {&x, &y}) {
-      for (int64_t b = 0; b < cloud->size(0); ++b) {
-        if (occupancy((*cloud)[b], side) < kHalvedCellOccupancy) return false;
-      }
-    }
-    return true;
-  };
   // A few halvings at most: each divides the slack by 2 and multiplies the clusters by up to 2^D.
-  for (int halvings = 0; halvings < 3 && crowded_at(cell / 2); ++halvings) cell /= 2;
+  for (int halvings = 0; halvings < 3 && crowded_at(cell / 2, x, y, kHalvedCellOccupancy); ++halvings) cell /= 2;
   return cell;
+}
+
+double refined_row_scale(double cell, const at::Tensor& x, const at::Tensor& y) {
+  return crowded_at(cell / 2, x, y, kHalvedRowCellOccupancy) ? cell / 2 : cell;
 }
 
 CoarseStart coarse_to_fine_start(const Cloud& a, const Cloud& b, const LoopSettings& settings, int p, double cell,

@@ -32,6 +32,18 @@ inline constexpr double kHalvedCellOccupancy = 64;
 /// halved cells were slower or would be, and on a torus of 30,000 points (26 halved) too.
 double refined_cluster_scale(double cell, const at::Tensor& x, const at::Tensor& y);
 
+/// Points per row cell, on average over the points, that a halved row cell must still hold.
+inline constexpr double kHalvedRowCellOccupancy = 8;
+
+/// The cell of the row clusters (the reductions' rows, whose cluster radius is the truncation
+/// bound's slack; the columns are bounded one by one): `cell` halved once where, in every cloud and
+/// batch entry, the halved cells would still hold kHalvedRowCellOccupancy points on average, so
+/// that the kernels' row blocks stay several rows deep. Measured at N = 100,000
+/// (docs/benchmarks.md, "Large clouds"): the cube's pairs visited 22% -> 17%, 22.2 -> 18.4 s; the
+/// torus 21% -> 19%; the sphere the same time; the blobs (3 points per halved cell) keep theirs
+/// (halved: 13% -> 10% of the pairs but 15.8 -> 27.8 s, the kernels' per-block costs).
+double refined_row_scale(double cell, const at::Tensor& x, const at::Tensor& y);
+
 /// What the coarse solve leaves for the fine loop.
 struct CoarseStart {
   /// The eps left for the fine loop; all of settings.epsilons when none was coarse enough.

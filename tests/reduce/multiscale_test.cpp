@@ -8,7 +8,10 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <set>
+#include <tuple>
+#include <utility>
 
 #include "reduce/cpu/multiscale_reducer.h"
 #include "reduce/cpu/online_kernels.h"
@@ -309,9 +312,12 @@ TEST(BlockSparseKernels, WeightedReductionsAlsoGiveTheSoftminInTheSamePass) {
 }
 
 TEST(MultiscaleReducer, AgreesWithReferenceWhileSkippingMostPairs) {
+  // Row clusters of the columns' cell, and of half of it (solver::refined_row_scale): the bound
+  // holds for any row clusters, and the finer ones skip more pairs.
+  for (const double row_cell : {0.15, 0.075}) {
   for (const int p : {1, 2}) {
     for (const bool single : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "p " << p << (single ? " float32" : " float64"));
+      SCOPED_TRACE(::testing::Message() << "p " << p << (single ? " float32" : " float64") << ", row cell " << row_cell);
       at::manual_seed(17);
       const at::ScalarType dtype = single ? at::kFloat : at::kDouble;
       const at::Tensor x = (at::rand({2, 1500, 3}, at::kDouble) * 2).to(dtype);
@@ -320,7 +326,7 @@ TEST(MultiscaleReducer, AgreesWithReferenceWhileSkippingMostPairs) {
       at::Tensor h = (y.select(2, 0) * 3 - y.select(2, 1)).to(dtype);
       h.narrow(1, 0, 5).fill_(-std::numeric_limits<double>::infinity());
       const double eps = p == 2 ? 0.005 : 0.01;
-      const auto multiscale = make_multiscale_cpu_reducer(p, 0.15);
+      const auto multiscale = make_multiscale_cpu_reducer(p, 0.15, row_cell);
       const auto reference = make_reference_reducer(p);
       const testing::ReductionGaps gaps = testing::reduction_gaps(*multiscale, *reference, x, y, h, eps);
       // Truncation changes softmin by at most eps * kTruncatedMass; the rest is float rounding.
@@ -332,8 +338,44 @@ TEST(MultiscaleReducer, AgreesWithReferenceWhileSkippingMostPairs) {
       ASSERT_TRUE(report.has_value());
       EXPECT_LT(report->visited_fraction, 0.5) << "truncation should skip most pairs at this eps";
       EXPECT_GE(report->rebuilds, 2);  // one per batch entry at least
+      if (row_cell < 0.15) {
+        const auto coarse_rows = make_multiscale_cpu_reducer(p, 0.15);
+        testing::reduction_gaps(*coarse_rows, *reference, x, y, h, eps);
+        EXPECT_LT(report->visited_fraction, coarse_rows->truncation()->visited_fraction);
+      }
     }
   }
+  }
+}
+
+// The row cell is halved exactly where the halved cells hold kHalvedRowCellOccupancy points on
+// average over the points (sum of n_c^2 / N), in both clouds; counted here by hashing each point's
+// cell, independently of the grid clusters.
+TEST(MultiscaleCells, RowCellsAreHalvedWhereTheyStayCrowded) {
+  const auto occupancy = [](const at::Tensor& points, double side) {
+    std::map<std::tuple<int64_t, int64_t, int64_t>, int64_t> counts;
+    const at::Tensor c = points.contiguous();
+    for (int64_t i = 0; i < c.size(0); ++i) {
+      const double* q = c.data_ptr<double>() + 3 * i;
+      ++counts[{static_cast<int64_t>(std::floor(q[0] / side)), static_cast<int64_t>(std::floor(q[1] / side)),
+                static_cast<int64_t>(std::floor(q[2] / side))}];
+    }
+    double squares = 0;
+    for (const auto& [cell, n] : counts) squares += static_cast<double>(n) * static_cast<double>(n);
+    return squares / static_cast<double>(c.size(0));
+  };
+  at::manual_seed(29);
+  const at::Tensor dense = at::rand({1, 20000, 3}, at::kDouble), sparse = at::rand({1, 2000, 3}, at::kDouble);
+  for (const double cell : {0.2, 0.1}) {
+    for (const auto& [x, y] : {std::pair{dense, dense + 0.01}, std::pair{dense, sparse}}) {
+      const double least = std::min(occupancy(x[0], cell / 2), occupancy(y[0], cell / 2));
+      const double expected = least >= solver::kHalvedRowCellOccupancy ? cell / 2 : cell;
+      EXPECT_EQ(solver::refined_row_scale(cell, x, y), expected) << "cell " << cell << ", least " << least;
+    }
+  }
+  // Both outcomes occur above: 20,000 points in cells of 0.1 hold ~20, halved ~2.5.
+  EXPECT_EQ(solver::refined_row_scale(0.2, dense, dense + 0.01), 0.1);
+  EXPECT_EQ(solver::refined_row_scale(0.1, dense, dense + 0.01), 0.1);
 }
 
 TEST(MultiscaleReducer, RecomputesItsBlocksWhenThePotentialsMove) {

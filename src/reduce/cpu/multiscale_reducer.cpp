@@ -24,7 +24,7 @@ namespace {
 
 // Spread of h - h_reference (in units of log-mass) allowed before the blocks are recomputed,
 // and the dropped mass the blocks are built for: kBuildMass e^kDrift = kTruncatedMass.
-constexpr double kDrift = 4.0;
+constexpr double kDrift = 2.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
 
 // Columns between two kept ranges below which they are visited as one.
@@ -77,7 +77,7 @@ cpu::OnlineProblem<T> problem_over(cpu::Reduction reduction, const at::Tensor& x
 
 class MultiscaleCpuReducer final : public Reducer {
  public:
-  MultiscaleCpuReducer(int p, double cell) : p_(p), cell_(cell) {}
+  MultiscaleCpuReducer(int p, double cell, double row_cell) : p_(p), cell_(cell), row_cell_(row_cell > 0 ? row_cell : cell) {}
 
   at::Tensor softmin(const at::Tensor& x, const at::Tensor& y, const at::Tensor& h, double eps) const override {
     return run(cpu::Reduction::softmin, x, y, h, eps);
@@ -115,8 +115,8 @@ class MultiscaleCpuReducer final : public Reducer {
   at::Tensor run_entry(cpu::Reduction reduction, const at::Tensor& x, const at::Tensor& y, const at::Tensor& h,
                        double eps) const {
     const at::ScalarType dtype = c10::CppTypeToScalarType<T>::value;
-    const SortedCloud& rows = sorted(x, dtype);
-    const SortedCloud& columns = sorted(y, dtype);
+    const SortedCloud& rows = sorted(x, dtype, row_cell_);
+    const SortedCloud& columns = sorted(y, dtype, cell_);
     const int64_t m = y.size(0), d = x.size(1);
     at::Tensor h_sorted = at::full({columns.points_t.size(1)}, -std::numeric_limits<double>::infinity(),
                                    rows.points.options());
@@ -145,16 +145,17 @@ class MultiscaleCpuReducer final : public Reducer {
     return at::empty_like(out).index_copy_(0, rows.order, out);
   }
 
-  // The cloud's clusters and sorted copies, computed on first use.
-  const SortedCloud& sorted(const at::Tensor& points, at::ScalarType dtype) const {
-    const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), points.stride(0), dtype);
+  // The cloud's clusters of side `cell` and sorted copies, computed on first use (a cloud that is
+  // both rows and columns has two).
+  const SortedCloud& sorted(const at::Tensor& points, at::ScalarType dtype, double cell) const {
+    const auto key = std::make_tuple(points.data_ptr(), points.size(0), points.size(1), points.stride(0), dtype, cell);
     auto found = clouds_.find(key);
     if (found != clouds_.end() && found->second.version == CloudPair::version(points)) return found->second;
     const at::Tensor values = points.detach().to(dtype).contiguous();
 
     SortedCloud cloud;
     // Uniform weights: the truncation bound holds for any centre; weights only shift it.
-    cloud.clusters = cluster_on_grid(values, at::ones({values.size(0)}, values.options()), cell_);
+    cloud.clusters = cluster_on_grid(values, at::ones({values.size(0)}, values.options()), cell);
     cloud.order = at::tensor(cloud.clusters.order, at::kLong);
     cloud.points = values.index_select(0, cloud.order).contiguous();
     cloud.points_t = at::zeros({values.size(1), padded_size(values.size(0))}, values.options());
@@ -333,8 +334,8 @@ class MultiscaleCpuReducer final : public Reducer {
   }
 
   int p_;
-  double cell_;
-  mutable std::map<std::tuple<void*, int64_t, int64_t, int64_t, at::ScalarType>, SortedCloud> clouds_;
+  double cell_, row_cell_;
+  mutable std::map<std::tuple<void*, int64_t, int64_t, int64_t, at::ScalarType, double>, SortedCloud> clouds_;
   mutable uint64_t generations_ = 0;
   mutable std::map<std::pair<void*, void*>, Truncation> truncations_;
   mutable std::map<std::pair<void*, void*>, LastSoftmin> last_softmins_;
@@ -344,8 +345,8 @@ class MultiscaleCpuReducer final : public Reducer {
 
 }  // namespace
 
-std::unique_ptr<Reducer> make_multiscale_cpu_reducer(int p, double cell) {
-  return std::make_unique<MultiscaleCpuReducer>(p, cell);
+std::unique_ptr<Reducer> make_multiscale_cpu_reducer(int p, double cell, double row_cell) {
+  return std::make_unique<MultiscaleCpuReducer>(p, cell, row_cell);
 }
 
 }  // namespace sinkhorn::reduce

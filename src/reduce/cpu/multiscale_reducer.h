@@ -28,8 +28,9 @@ namespace sinkhorn::reduce {
 /// Largest softmax mass of a row that a truncated reduction may ignore.
 inline constexpr double kTruncatedMass = 1e-7;
 
-/// The multiscale backend's reducer: clusters of side `cell` (CPU tensors, float32 or float64,
-/// any batch). Not differentiable: envelope gradients only.
-std::unique_ptr<Reducer> make_multiscale_cpu_reducer(int p, double cell);
+/// The multiscale backend's reducer: column clusters of side `cell`, row clusters of side
+/// `row_cell` (0: `cell`; solver/multiscale.h, refined_row_scale) (CPU tensors, float32 or
+/// float64, any batch). Not differentiable: envelope gradients only.
+std::unique_ptr<Reducer> make_multiscale_cpu_reducer(int p, double cell, double row_cell = 0);
 
 }  // namespace sinkhorn::reduce
