@@ -92,9 +92,11 @@ ArgumentParser train_parser() {
       "sampling noise is far larger).\n"
       "Under torchrun (WORLD_SIZE > 1) the ranks train one model: --batch-size stays the global\n"
       "batch, each rank generates its share, the loss is the whole batch's; rank 0 writes --out.\n"
-      "Use torchrun when the generator's (or critic's) forward and backward dominate a step: each\n"
-      "rank runs them on its share; the loss is solved whole on every rank after one all-gather of\n"
-      "the batch (--data-parallel-solve, said once; docs/distributed.md).");
+      "Use torchrun when the generator's (or critic's) forward and backward dominate a step (see\n"
+      "--timings): each rank runs them on its share; the batch is all-gathered once and the loss\n"
+      "solved on every rank, its three problems split over the ranks, or sharded for batches of\n"
+      "thousands (--data-parallel-solve, said once). Each step pays two or three collectives: on\n"
+      "one machine's loopback 0.3-1.5 ms each, more than a toy's step saves (docs/distributed.md).");
   add_train_options(parser);
   parser.integer("threads", "N", "CPU threads (default: every core)", 0, kMaxThreads)
       .option("timeout", "SECONDS", "under torchrun: a rank lost or stalled this long ends the others (default 60)")

@@ -1,6 +1,6 @@
 """Data-parallel training on this machine (issue 33): `sinkhorn train` in one process against two
 ranks (torchrun's environment on 127.0.0.1, bench/two_ranks.sh), 1 thread each, the same global
-batch, with the loss gathered once per step or sharded (--data-parallel-solve), over batch sizes:
+batch, with the loss gathered once per step, split or sharded (--data-parallel-solve), over batch sizes:
 where the crossover between the two plans lies. Prints a Markdown table of training seconds per
 step (metrics.csv's `seconds` at the last step over the steps run).
 
@@ -29,8 +29,9 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[200, 1000, 4000])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    print("| batch | 1 rank (ms/step) | 2 ranks gathered | 2 ranks sharded | speed-up gathered | speed-up sharded |")
-    print("|---|---|---|---|---|---|")
+    print("| batch | 1 rank (ms/step) | 2 ranks gathered | 2 ranks split | 2 ranks sharded | speed-up gathered | "
+          "speed-up split | speed-up sharded |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for batch in args.batches:
             common = ["train", "--data", args.data, "--batch-size", str(batch), "--steps", str(args.steps),
@@ -39,9 +40,10 @@ def main():
             one = seconds_per_step([BINARY] + common, os.path.join(work, "one"), args.steps)
             two = {mode: seconds_per_step(["bash", os.path.join(ROOT, "bench", "two_ranks.sh"), BINARY] + common +
                                           ["--data-parallel-solve", mode], os.path.join(work, mode), args.steps)
-                   for mode in ("gathered", "sharded")}
-            print(f"| {batch} | {one * 1e3:.1f} | {two['gathered'] * 1e3:.1f} | {two['sharded'] * 1e3:.1f} | "
-                  f"{one / two['gathered']:.2f} | {one / two['sharded']:.2f} |", flush=True)
+                   for mode in ("gathered", "split", "sharded")}
+            print(f"| {batch} | {one * 1e3:.1f} | {two['gathered'] * 1e3:.1f} | {two['split'] * 1e3:.1f} | "
+                  f"{two['sharded'] * 1e3:.1f} | {one / two['gathered']:.2f} | {one / two['split']:.2f} | "
+                  f"{one / two['sharded']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

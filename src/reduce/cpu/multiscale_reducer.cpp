@@ -23,7 +23,10 @@ namespace sinkhorn::reduce {
 namespace {
 
 // Spread of h - h_reference (in units of log-mass) allowed before the blocks are recomputed,
-// and the dropped mass the blocks are built for: kBuildMass e^kDrift = kTruncatedMass.
+// and the dropped mass the blocks are built for: kBuildMass e^kDrift = kTruncatedMass. A smaller
+// margin keeps fewer blocks and rebuilds them more often: at N = 100,000 (docs/benchmarks.md,
+// "Large clouds") 2 against 4 took the torus 21.7 -> 20.0 s and the cube 18.5 -> 17.0 s, the blobs
+// 15.8 -> 16.8 s (8 rebuilds instead of 6); 1 rebuilt the blobs' blocks 13 times (22.6 s).
 constexpr double kDrift = 2.0;
 const double kBuildMass = kTruncatedMass * std::exp(-kDrift);
 
