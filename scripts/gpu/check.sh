@@ -5,7 +5,8 @@
 #      machine with a registry) into a prefix with dpkg -x;
 #   2. configures against the machine's own PyTorch (python3 there) and that prefix, builds with
 #      all its cores for its GPU's architecture;
-#   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp), the Python package's tests
+#   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp; again with the opt-in
+#      tensor-core softmin, SINKHORN_CUDA_TENSOR_CORES=1), the Python package's tests
 #      on CUDA tensors (when this machine's Python has its headers), `sinkhorn divergence
 #      --device cuda` and `sinkhorn train --device cuda` (ring8, and MNIST when .gpu-deps/mnist has
 #      it), each under its own time limit;
@@ -73,10 +74,15 @@ fi
 grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E "registers|spill" | head -n 4 >"$results/ptxas-fast-kernel.txt"
 
 # The kernels first (minutes of checks), then the numbers, then the rest of the tests.
-step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
+step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaTensorCoreSoftmin.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \
   --gtest_output="xml:$results/cuda-kernel-tests.xml"
 # 10^6 points take minutes (130 s for the 3-D divergence on an H200): only with SINKHORN_GPU_LARGE=1.
 [[ "${SINKHORN_GPU_QUICK:-0}" == 1 ]] || step gpu-benchmark 180 "$build/sinkhorn_gpu_benchmark" --out "$results" --max-n "$([[ "${SINKHORN_GPU_LARGE:-0}" == 1 ]] && echo 1000000 || echo 100000)"
+# The tensor-core softmin (opt-in until this check has passed on a GPU): the same benchmark with it
+# on; its sweeps at D = 64 and its 100 online iterations are the ones to compare.
+mkdir -p "$results/tensor-cores"
+[[ "${SINKHORN_GPU_QUICK:-0}" == 1 ]] || step gpu-benchmark-tensor-cores 120 env SINKHORN_CUDA_TENSOR_CORES=1 \
+  "$build/sinkhorn_gpu_benchmark" --out "$results/tensor-cores" --max-n 100000
 step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
   --gtest_output="xml:$results/cuda-solve-tests.xml"
 step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*:TrainerDevice.*:DeviceOption.*' \

@@ -1,9 +1,12 @@
 #include "reduce/cuda/cuda_reducer.h"
 
 #include <ATen/ATen.h>
+
 #include <c10/core/GradMode.h>
 
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "platform/cuda_module_loader.h"
@@ -71,7 +74,18 @@ class OnlineCudaReducer final : public Reducer {
     problem.eps = eps;
     problem.reduction = reduction;
     problem.out = out.data_ptr<T>();
+    problem.tensor_cores = tensor_cores_requested();
     return problem;
+  }
+
+  // The tensor-core softmin has not run on a GPU yet: it stays off unless
+  // SINKHORN_CUDA_TENSOR_CORES=1 (scripts/gpu/check.sh sets it for its test and benchmark).
+  static bool tensor_cores_requested() {
+    static const bool requested = [] {
+      const char* value = std::getenv("SINKHORN_CUDA_TENSOR_CORES");
+      return value != nullptr && std::string(value) == "1";
+    }();
+    return requested;
   }
 
   int p_;

@@ -257,6 +257,238 @@ void dispatch_cost(const CudaProblem<float>& problem) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tensor-core softmin (float32, p = 2, 16 <= D <= 64; opt-in, CudaProblem::tensor_cores).
+//
+// softmin_i = |x_i|^2 / 2 - eps log sum_j exp(h_j - |y_j|^2 / (2 eps) + <x_i, y_j> / eps): the dot
+// products on tensor cores (mma.sync m16n8k8, TF32 operands, float32 accumulators) in three
+// passes, x = x_hi + x_lo and y = y_hi + y_lo split into TF32 parts (x_hi = tf32(x), x_lo =
+// tf32(x - x_hi)): <x, y> ~ <x_hi, y_hi> + <x_hi, y_lo> + <x_lo, y_hi> ("3xTF32"); the small terms
+// in an accumulator of their own. |x_i|^2 / 2 never enters an exponent (it is a constant of the
+// row, added at the end in double); |y_j|^2 / 2 is folded into h in double per column. Error bound
+// (docs/numerics.md, "Tensor cores"): every exponent is off by at most about
+// (3 D + 16) u |x_i| |y_j| / eps + u |v|, u = 2^-24, so softmin by at most
+// (3 D + 16) u max_j |x_i| |y_j| plus the fast kernel's u (|softmin| + eps): centred clouds keep
+// |x| |y| near the cost scale. TF32 alone would be 2^13 times worse.
+//
+// Layout: a block of 4 warps, each 16 rows (their x in registers as A fragments, hi and lo); tiles
+// of 64 columns of y staged in shared memory as TF32 bit patterns (row stride D + 4 words: the B
+// fragments' loads hit 32 distinct banks); per tile each thread holds 2 rows x 16 columns of
+// exponents, their max, one rescale of the running sums, one ex2 per pair. The quad of threads
+// sharing a row merges its (max, sum) pairs by shuffles at the end.
+
+constexpr int kTensorWarps = 4;
+constexpr int kTensorRows = 16 * kTensorWarps;  // rows per block
+constexpr int kTensorTile = 64;                 // columns per shared tile: 8 MMA column blocks
+
+__device__ __forceinline__ uint32_t to_tf32(float v) {
+  uint32_t r;
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+#else
+  r = __float_as_uint(v) & 0xffffe000u;  // never run: the launch checks the device is sm_80 or newer
+#endif
+  return r;
+}
+
+// c += a b for a 16 x 8 (rows x k) and b 8 x 8 (k x columns) of TF32, c 16 x 8 of float32. Lane l
+// (g = l / 4, t = l % 4) holds a[r] at (g + 8 (r % 2), t + 4 (r / 2)), b[r] at (t + 4 r, g) and
+// c[r] at (g + 8 (r / 2), 2 t + r % 2) (PTX ISA, "Matrix fragments for mma.m16n8k8").
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+template <int KSTEPS>
+__global__ void __launch_bounds__(kTensorWarps * 32)
+    tensor_core_softmin_kernel(const CudaProblem<float> problem, int64_t split_columns, double* partials) {
+  constexpr int DP = KSTEPS * 8;  // D padded with zeros to whole MMA steps
+  constexpr int S = DP + 4;
+  __shared__ uint32_t y_hi[kTensorTile * S];
+  __shared__ uint32_t y_lo[kTensorTile * S];
+  __shared__ float h_tile[kTensorTile];
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int64_t b = blockIdx.y, n = problem.n, m = problem.m, d = problem.d;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kTensorRows + warp * 16;
+  const int64_t first = static_cast<int64_t>(blockIdx.z) * split_columns;
+  const int64_t last = min(m, first + split_columns);
+  const float* x = problem.x + b * n * d;
+  const float* y = problem.y + b * m * d;
+  const float* h = problem.h + b * m;
+  const double inv_eps = 1.0 / problem.eps;
+  const float dot_scale = static_cast<float>(kLog2e * inv_eps);
+
+  uint32_t a_hi[KSTEPS][4], a_lo[KSTEPS][4];
+#pragma unroll
+  for (int s = 0; s < KSTEPS; ++s) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t row = row0 + g + 8 * (r % 2);
+      const int64_t k = 8 * s + t + 4 * (r / 2);
+      const float v = row < n && k < d ? x[row * d + k] : 0.f;
+      a_hi[s][r] = to_tf32(v);
+      a_lo[s][r] = to_tf32(v - __uint_as_float(a_hi[s][r]));
+    }
+  }
+  // Rows g and g + 8 of this warp's 16: running max (base 2) and sum.
+  float run_max[2] = {-INFINITY, -INFINITY};
+  double run_sum[2] = {0.0, 0.0};
+
+  for (int64_t j0 = first; j0 < last; j0 += kTensorTile) {
+    const int columns = static_cast<int>(min(static_cast<int64_t>(kTensorTile), last - j0));
+    __syncthreads();  // the previous tile is consumed
+    for (int e = threadIdx.x; e < kTensorTile * DP; e += kTensorWarps * 32) {
+      const int c = e / DP, k = e - c * DP;
+      const float v = c < columns && k < d ? y[(j0 + c) * d + k] : 0.f;
+      const uint32_t hi = to_tf32(v);
+      y_hi[c * S + k] = hi;
+      y_lo[c * S + k] = to_tf32(v - __uint_as_float(hi));
+    }
+    for (int c = threadIdx.x; c < kTensorTile; c += kTensorWarps * 32) {
+      float value = -INFINITY;  // no column, or no weight
+      if (c < columns && h[j0 + c] > -INFINITY) {
+        double squared = 0.0;
+        for (int64_t k = 0; k < d; ++k) {
+          const double coordinate = y[(j0 + c) * d + k];
+          squared += coordinate * coordinate;
+        }
+        value = static_cast<float>((static_cast<double>(h[j0 + c]) - 0.5 * squared * inv_eps) * kLog2e);
+      }
+      h_tile[c] = value;
+    }
+    __syncthreads();
+
+    float v[kTensorTile / 8][4];
+#pragma unroll
+    for (int block = 0; block < kTensorTile / 8; ++block) {
+      float big[4] = {0.f, 0.f, 0.f, 0.f}, small[4] = {0.f, 0.f, 0.f, 0.f};
+      const int column = block * 8 + g;
+#pragma unroll
+      for (int s = 0; s < KSTEPS; ++s) {
+        const int k = 8 * s + t;
+        const uint32_t hi0 = y_hi[column * S + k], hi1 = y_hi[column * S + k + 4];
+        const uint32_t lo0 = y_lo[column * S + k], lo1 = y_lo[column * S + k + 4];
+        mma_tf32(small, a_lo[s], hi0, hi1);
+        mma_tf32(small, a_hi[s], lo0, lo1);
+        mma_tf32(big, a_hi[s], hi0, hi1);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        v[block][r] = fmaf(big[r] + small[r], dot_scale, h_tile[block * 8 + 2 * t + r % 2]);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {  // row g (c[0], c[1]) and row g + 8 (c[2], c[3])
+      float top = -INFINITY;
+#pragma unroll
+      for (int block = 0; block < kTensorTile / 8; ++block) top = fmaxf(top, fmaxf(v[block][2 * q], v[block][2 * q + 1]));
+      if (top == -INFINITY) continue;
+      if (top > run_max[q]) {
+        run_sum[q] *= exp2(static_cast<double>(run_max[q]) - top);  // 0 on the first
+        run_max[q] = top;
+      }
+      float sum = 0.f;
+#pragma unroll
+      for (int block = 0; block < kTensorTile / 8; ++block) {
+        sum += fast_exp2(v[block][2 * q] - run_max[q]) + fast_exp2(v[block][2 * q + 1] - run_max[q]);
+      }
+      run_sum[q] += sum;
+    }
+  }
+  // The four threads of a quad hold the same rows' other columns: merge their (max, sum).
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    double top = run_max[q], sum = run_sum[q];
+#pragma unroll
+    for (int offset = 1; offset <= 2; offset <<= 1) {
+      const double other_top = __shfl_xor_sync(0xffffffffu, top, offset);
+      const double other_sum = __shfl_xor_sync(0xffffffffu, sum, offset);
+      const double next = fmax(top, other_top);
+      if (next > -INFINITY) {
+        sum = sum * exp2(top - next) + other_sum * exp2(other_top - next);
+        top = next;
+      }
+    }
+    const int64_t row = row0 + g + 8 * q;
+    if (t != 0 || row >= n) continue;
+    // The row's |x_i|^2 / 2 enters as a shift of the base-2 maximum: -eps (top ln 2 + log sum) + |x_i|^2 / 2.
+    double squared = 0.0;
+    for (int64_t k = 0; k < d; ++k) {
+      const double coordinate = x[row * d + k];
+      squared += coordinate * coordinate;
+    }
+    const double shifted = top - 0.5 * squared * inv_eps * kLog2e;
+    if (partials != nullptr) {
+      double* record = partials + (static_cast<int64_t>(blockIdx.z) * problem.batch * n + b * n + row) * 2;
+      record[0] = top > -INFINITY ? shifted : top;
+      record[1] = sum;
+    } else {
+      problem.out[b * n + row] = static_cast<float>(-problem.eps * ((top > -INFINITY ? shifted : top) * kLn2 + log(sum)));
+    }
+  }
+}
+
+template <int KSTEPS>
+void launch_tensor_core_softmin(const CudaProblem<float>& problem) {
+  const auto stream = static_cast<cudaStream_t>(problem.stream);
+  const int64_t row_blocks = (problem.n + kTensorRows - 1) / kTensorRows;
+  // As launch_fast: split the columns until about eight blocks per multiprocessor run.
+  const int64_t blocks = row_blocks * problem.batch;
+  const int64_t wanted = 8 * static_cast<int64_t>(multiprocessors());
+  const int64_t tiles = (problem.m + kTensorTile - 1) / kTensorTile;
+  const int64_t splits = std::clamp<int64_t>((wanted + blocks - 1) / blocks, 1, std::min<int64_t>(tiles, 65535));
+  const int64_t split_columns = (tiles + splits - 1) / splits * kTensorTile;
+  const int64_t used_splits = (problem.m + split_columns - 1) / split_columns;
+  check(row_blocks <= 0x7fffffff && problem.batch <= 65535 ? cudaSuccess : cudaErrorInvalidConfiguration,
+        "sinkhorn CUDA reduction: too many rows or batch entries for one launch");
+  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(problem.batch),
+                  static_cast<unsigned>(used_splits));
+  double* partials = nullptr;
+  if (used_splits > 1) {
+    const size_t bytes = static_cast<size_t>(used_splits * problem.batch * problem.n) * 2 * sizeof(double);
+    check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream), "sinkhorn CUDA reduction workspace");
+  }
+  tensor_core_softmin_kernel<KSTEPS><<<grid, kTensorWarps * 32, 0, stream>>>(problem, split_columns, partials);
+  cudaError_t status = cudaGetLastError();
+  if (partials != nullptr) {
+    if (status == cudaSuccess) {
+      const int64_t rows = problem.batch * problem.n;
+      // The partial records are (max, sum): the softmin merge of any dimension reads them.
+      merge_kernel<1, 2, Reduction::softmin><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(
+          problem, static_cast<int>(used_splits), partials);
+      status = cudaGetLastError();
+    }
+    cudaFreeAsync(partials, stream);
+  }
+  check(status, "sinkhorn tensor-core CUDA softmin launch");
+}
+
+bool tensor_core_device() {
+  int device = 0, major = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  return major >= 8;
+}
+
+void dispatch_tensor_core_softmin(const CudaProblem<float>& problem) {
+  switch ((problem.d + 7) / 8) {
+    case 2: return launch_tensor_core_softmin<2>(problem);
+    case 3: return launch_tensor_core_softmin<3>(problem);
+    case 4: return launch_tensor_core_softmin<4>(problem);
+    case 5: return launch_tensor_core_softmin<5>(problem);
+    case 6: return launch_tensor_core_softmin<6>(problem);
+    case 7: return launch_tensor_core_softmin<7>(problem);
+    case 8: return launch_tensor_core_softmin<8>(problem);
+  }
+  throw std::logic_error("sinkhorn CUDA reduction: no tensor-core kernel for this dimension");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Generic kernel: any dtype and D, one pair at a time.
 
 constexpr int kThreads = 128;                 // rows per block
@@ -551,8 +783,16 @@ bool has_fast_kernel(int64_t d, Reduction reduction) {
   return (d >= 1 && d <= 4) || (d == 64 && reduction != Reduction::softmax_cost_gradient);
 }
 
+bool has_tensor_core_kernel(int64_t d, int p, Reduction reduction) {
+  return reduction == Reduction::softmin && p == 2 && d >= kTensorCoreMinDimension && d <= kTensorCoreMaxDimension;
+}
+
 void online_reduce(const CudaProblem<float>& problem) {
   if (problem.n == 0 || problem.batch == 0) return;
+  if (problem.tensor_cores && problem.m > 0 && !problem.force_generic &&
+      has_tensor_core_kernel(problem.d, problem.p, problem.reduction) && tensor_core_device()) {
+    return dispatch_tensor_core_softmin(problem);
+  }
   if (problem.m == 0 || problem.force_generic || !has_fast_kernel(problem.d, problem.reduction)) {
     return launch_generic(problem);
   }

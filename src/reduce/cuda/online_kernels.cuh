@@ -56,6 +56,10 @@ struct CudaProblem {
   void* stream = nullptr; ///< a cudaStream_t; nullptr: the default stream
   /// Tests only: run the generic kernel even where a fast one exists.
   bool force_generic = false;
+  /// The tensor-core softmin (3xTF32 dot products) where has_tensor_core_kernel and the device is
+  /// sm_80 or newer. Opt-in until a GPU has run it (the CUDA reducer sets it from
+  /// SINKHORN_CUDA_TENSOR_CORES=1; docs/numerics.md, "Tensor cores", for its error bound).
+  bool tensor_cores = false;
 };
 
 /// Launches the reduction; throws std::runtime_error with CUDA's message if the launch fails.
@@ -65,6 +69,13 @@ void online_reduce(const CudaProblem<double>& problem);
 /// True when online_reduce runs the fast float32 kernel for this problem (the others run the
 /// generic one).
 bool has_fast_kernel(int64_t d, Reduction reduction);
+
+/// Dimensions of the tensor-core softmin: D padded to whole MMA steps of 8, its x rows in registers.
+inline constexpr int64_t kTensorCoreMinDimension = 16, kTensorCoreMaxDimension = 64;
+
+/// True when online_reduce with tensor_cores set runs the tensor-core kernel (float32 softmin,
+/// p = 2, kTensorCoreMinDimension <= d <= kTensorCoreMaxDimension, on an sm_80 or newer device).
+bool has_tensor_core_kernel(int64_t d, int p, Reduction reduction);
 
 /// How the dense softmin spreads a row over threads. Both read the matrix once, in 16-byte loads
 /// when m % 4 == 0 and the matrix and h start on 16-byte boundaries; which is nearer the memory
