@@ -6,7 +6,8 @@
 #   2. configures against the machine's own PyTorch (python3 there) and that prefix, builds with
 #      all its cores for its GPU's architecture;
 #   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp; again with the opt-in
-#      tensor-core softmin, SINKHORN_CUDA_TENSOR_CORES=1), the Python package's tests
+#      tensor-core softmin, SINKHORN_CUDA_TENSOR_CORES=1), the loop's opt-in batched error reads
+#      (SINKHORN_CUDA_BATCHED_READS=1: the solves against the CPU, MNIST training), the Python package's tests
 #      on CUDA tensors (when this machine's Python has its headers), `sinkhorn divergence
 #      --device cuda` and `sinkhorn train --device cuda` (ring8, and MNIST when .gpu-deps/mnist has
 #      it), each under its own time limit;
@@ -85,6 +86,9 @@ mkdir -p "$results/tensor-cores"
   "$build/sinkhorn_gpu_benchmark" --out "$results/tensor-cores" --max-n 100000
 step cuda-solve-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaReducer.*:CudaSolve.*' \
   --gtest_output="xml:$results/cuda-solve-tests.xml"
+# The loop's batched reads of the marginal errors (opt-in until here): the same solves against the CPU.
+step cuda-solve-batched-reads 120 env SINKHORN_CUDA_BATCHED_READS=1 "$build/tests/sinkhorn_cuda_tests" \
+  --gtest_filter='CudaSolve.*' --gtest_output="xml:$results/cuda-solve-batched-reads.xml"
 step cuda-training-tests 120 "$build/tests/sinkhorn_tests" --gtest_filter='*Cuda*:TrainerDevice.*:DeviceOption.*' \
   --gtest_output="xml:$results/cuda-training-tests.xml"
 # Which libraries the test binary binds to first (libstdc++ must precede libtorch: the wheel's copy
@@ -137,6 +141,9 @@ if [[ "${SINKHORN_GPU_QUICK:-0}" != 1 ]]; then
   if [[ -d .gpu-deps/mnist ]]; then
     step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
     cp "$work/mnist/metrics.csv" "$results/train-mnist-metrics.csv" 2>/dev/null
+    step cli-train-mnist-batched-reads 120 env SINKHORN_CUDA_BATCHED_READS=1 "$build/sinkhorn" train --data mnist \
+      --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --timings --out "$work/mnist-batched"
+    cp "$work/mnist-batched/metrics.csv" "$results/train-mnist-batched-reads-metrics.csv" 2>/dev/null
     step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
   fi
 fi

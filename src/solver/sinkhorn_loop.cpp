@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -64,6 +65,22 @@ void update_marginal_errors(const std::vector<Problem>& problems, const std::vec
   if (settings.agree_on_errors) settings.agree_on_errors(errors);
 }
 
+// Each problem's largest marginal error over its batch entries as one float64 tensor on the
+// problems' device, NaN for the problems `frozen`: nothing waits for the device (read_errors does,
+// once for several sweeps).
+at::Tensor marginal_errors_on_device(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
+                                    double eps, const LoopSettings& settings, const std::vector<char>& frozen) {
+  std::vector<at::Tensor> values;
+  for (size_t k = 0; k < problems.size(); ++k) {
+    const at::Tensor& f = problems[k].potentials->f;
+    values.push_back(frozen[k] ? at::full({}, std::numeric_limits<double>::quiet_NaN(), f.options().dtype(at::kDouble))
+                               : marginal_error_per_entry(problems[k].source->weights, f, softmins[k], eps, settings.rho)
+                                     .amax()
+                                     .to(at::kDouble));
+  }
+  return at::stack(values);
+}
+
 std::vector<double> marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
                                     double eps, const LoopSettings& settings) {
   std::vector<double> errors;
@@ -105,6 +122,13 @@ void averaged_update(const reduce::Reducer& reducer, const Problem& problem,
   const at::Tensor softmin_of_f = softmin_over(reducer, *problem.target, *problem.source, pair.f, eps);
   pair.f = linear_combination(0.5, pair.f, 0.5 * lambda, softmin_of_g);
   pair.g = linear_combination(0.5, pair.g, 0.5 * lambda, softmin_of_f);
+}
+
+// Batched reads of the marginal errors have not run on a GPU yet (scripts/gpu/check.sh runs them
+// with SINKHORN_CUDA_BATCHED_READS=1): until they have, CUDA solves read every sweep.
+bool cuda_batched_reads_enabled() {
+  const char* value = std::getenv("SINKHORN_CUDA_BATCHED_READS");
+  return value != nullptr && std::string(value) == "1";
 }
 
 // Corrected sweeps on CUDA tensors have not run on a GPU yet (issue 34's check runs them with
@@ -247,6 +271,24 @@ class CorrectionTrigger {
   // A share of 1 would promise every sweep saved: rounding keeps it below.
   static constexpr double kLargestShare = 1.0 - 1e-6;
 };
+
+// Batched reads of the marginal errors on a device: the sweeps timed one by one first, the time a
+// read costs beyond the sweep it waits for (a round trip to the host with the device idle while
+// the host decides and launches again; about 50 us on a PCIe or NVLink host, to be measured on a
+// GPU), the share of a sweep's time that may go to reads, and the longest interval (the sweeps a
+// solve may run past its convergence before it knows).
+constexpr int kTimedSweeps = 3;
+constexpr double kReadSeconds = 50e-6;
+constexpr double kReadShare = 0.1;
+constexpr int kLongestReadInterval = 16;
+
+// The sweeps between reads: `asked` when positive, else chosen so that reads cost at most
+// kReadShare of the sweeps' time, from the measured seconds per sweep (reads included).
+int read_interval(int asked, double sweep_seconds) {
+  if (asked > 0) return asked;
+  const double wanted = kReadSeconds / (kReadShare * std::max(sweep_seconds, 1e-9));
+  return static_cast<int>(std::clamp(std::ceil(wanted), 1.0, static_cast<double>(kLongestReadInterval)));
+}
 
 }  // namespace
 
@@ -403,13 +445,63 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
   bool previous_corrected = false;
   // `softmins` already hold every problem's softmin of its current g (the final check below).
   bool softmins_current = false;
+  // Batched reads (settings.read_errors_every, device solves): the first kTimedSweeps sweeps are
+  // read one by one and timed, then the errors of `interval` sweeps wait on the device and are read
+  // at once, their decisions replayed in order; the sweeps in between keep the last decisions.
+  const int read_every =
+      settings.read_errors_every == 1 && a.points.is_cuda() && cuda_batched_reads_enabled() ? 0 : settings.read_errors_every;
+  const bool batched_reads = read_every != 1 && !settings.agree_on_errors;
+  int interval = 1;
+  std::vector<at::Tensor> pending;  // errors of sweeps not read yet, oldest first
+  auto timed_from = std::chrono::steady_clock::now();
+  int timed_sweeps = 0;
   for (int sweep = 0;;) {
     for (;; ++sweep) {
       util::throw_if_interrupted();
-      const bool corrected = !softmins_current && cross_active() && trigger.next();
+      const bool corrected = !softmins_current && interval == 1 && cross_active() && trigger.next();
       if (!softmins_current) softmins = softmins_of_g(final_eps, std::move(softmins), corrected);
+      if (interval > 1 && !softmins_current) {
+        pending.push_back(marginal_errors_on_device(problems, softmins, final_eps, settings, frozen));
+        if (static_cast<int>(pending.size()) < interval && sweep < settings.max_iterations) {
+          update(softmins, final_eps, scheme.averaged(), scheme.omega());
+          ++report.iterations;
+          continue;
+        }
+        // One wait for the device, then the decisions of every sweep read, in order.
+        const at::Tensor read = at::stack(pending).to(at::kCPU).contiguous();
+        pending.clear();
+        ++report.error_reads;
+        const double* values = read.data_ptr<double>();
+        bool stop = sweep == settings.max_iterations;
+        for (int64_t s = 0; s < read.size(0) && !stop; ++s) {
+          for (size_t k = 0; k < problems.size(); ++k) {
+            const double value = values[s * read.size(1) + static_cast<int64_t>(k)];
+            if (!frozen[k]) errors[k] = value;
+          }
+          report.marginal_error = largest_of(errors, 0, errors.size());
+          report.converged = report.marginal_error <= settings.tolerance;
+          if (report.converged) {
+            stop = true;  // the sweeps since then only lowered it: the final check below measures it
+            break;
+          }
+          for (size_t k = 0; k < problems.size(); ++k) frozen[k] = errors[k] <= settings.tolerance;
+          if (cross_active()) scheme.observe(errors[0]);
+        }
+        if (stop) break;
+        update(softmins, final_eps, scheme.averaged(), scheme.omega());
+        ++report.iterations;
+        previous_corrected = false;
+        continue;
+      }
       softmins_current = false;
       update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
+      ++report.error_reads;
+      if (batched_reads && ++timed_sweeps == kTimedSweeps) {
+        interval = read_interval(read_every, std::chrono::duration<double>(
+                                                                 std::chrono::steady_clock::now() - timed_from)
+                                                                     .count() /
+                                                                 kTimedSweeps);
+      }
       report.marginal_error = largest_of(errors, 0, errors.size());
       report.converged = report.marginal_error <= settings.tolerance;
       if (report.converged || sweep == settings.max_iterations) break;
@@ -442,6 +534,7 @@ LoopReport sinkhorn_loop(const reduce::Reducer& reducer, const Cloud& a, const C
     std::fill(frozen.begin(), frozen.end(), false);
     softmins = softmins_of_g(final_eps, std::move(softmins));
     update_marginal_errors(problems, softmins, final_eps, settings, frozen, errors);
+    ++report.error_reads;
     report.marginal_error = largest_of(errors, 0, errors.size());
     report.converged = report.marginal_error <= settings.tolerance;
     if (report.converged || sweep == settings.max_iterations) break;

@@ -77,6 +77,15 @@ struct LoopSettings {
     std::function<at::Tensor(const at::Tensor& own, bool source)> gather;
   };
   std::optional<RowShards> row_shards;
+  /// At the final eps, how often the marginal errors are read on the host: 1, every sweep (the
+  /// CPU's way, exact decisions); k > 1, every k sweeps; 0, every k sweeps with k chosen from the
+  /// first sweeps' measured time so that reads cost at most a tenth of the sweeps (up to 16). The
+  /// errors of the sweeps between reads wait on the device and their decisions (convergence,
+  /// freezing, the scheme's rates) are replayed at the read, so they act up to k - 1 sweeps late:
+  /// a solve may run that many sweeps past convergence, and its final check is exact as ever. For
+  /// device solves, where each read stops the device (docs/numerics.md, "The loop"). Corrected
+  /// sweeps and sharded solves read every sweep.
+  int read_errors_every = 1;
   /// Sharded solves: makes the ranks agree on each problem's marginal errors (their maximum over
   /// the ranks) before the loop decides anything from them, so that every rank stops, freezes
   /// and changes scheme at the same sweep and runs the same collectives. Unset: one process.
@@ -94,6 +103,9 @@ struct LoopReport {
   bool converged = false;
   /// Corrected sweeps of OT(a, b), at every eps (coarse_correction.h).
   int coarse_corrections = 0;
+  /// Reads of the marginal errors on the host at the final eps, its final checks included: one per
+  /// sweep, or one per read_errors_every sweeps (each a wait for the device in a device solve).
+  int error_reads = 0;
   /// Set when OT(a, b) ended on alternating updates: the plain rate they were chosen on.
   std::optional<double> alternating_plain_rate;
 };

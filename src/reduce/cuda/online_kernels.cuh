@@ -80,7 +80,8 @@ bool has_tensor_core_kernel(int64_t d, int p, Reduction reduction);
 /// How the dense softmin spreads a row over threads. Both read the matrix once, in 16-byte loads
 /// when m % 4 == 0 and the matrix and h start on 16-byte boundaries; which is nearer the memory
 /// bandwidth is measured by the GPU benchmark (docs/benchmarks.md, "GPU"), and the slower one
-/// goes once a GPU has told.
+/// goes once a GPU has told. Block per row is the default meanwhile: warp per row has not run on a
+/// GPU yet.
 enum class DenseSchedule {
   /// One warp per row, eight rows per block: no block-wide reduction, four 16-byte loads in
   /// flight per thread, and the running max rescaled once per four columns.
@@ -98,8 +99,9 @@ struct DenseSoftminProblem {
   double eps = 1.0;
   T* out = nullptr;         ///< device (batch, n), apart from cost and h: -eps log sum_j exp(h_j - cost_ij / eps)
   void* stream = nullptr;
-  /// Threads per row (see DenseSchedule).
-  DenseSchedule schedule = DenseSchedule::warp_per_row;
+  /// Threads per row (see DenseSchedule). Block per row, the one a GPU has measured, until the
+  /// GPU check has run warp per row (never a default that has not run on its hardware).
+  DenseSchedule schedule = DenseSchedule::block_per_row;
 };
 
 /// The softmin over a stored cost matrix, same contract as the online softmin: exponents in base
