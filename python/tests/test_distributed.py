@@ -341,9 +341,14 @@ def test_two_rank_training_follows_one_rank_and_resumes_with_any_count(tmp_path)
         pytest.skip("no build/sinkhorn next to this package")
     common = ["train", "--data", "ring8", "--batch-size", "150", "--eval-every", "1000", "--eval-samples", "200",
               "--threads", "1", "--checkpoint-every", "8", "--timeout", "60", "--lr-schedule", "constant"]
-    single = subprocess.run([BINARY] + common + ["--steps", "16", "--out", str(tmp_path / "one")],
+    single = subprocess.run([BINARY] + common + ["--steps", "16", "--out", str(tmp_path / "one"), "--timings"],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
+    # --timings: one line of the steps' phases (one process: no rank named; the split's gather is 0).
+    timing = re.search(r"sinkhorn train: time per step over 16 steps, in ms: generate ([0-9.]+), .*solve ([0-9.]+), "
+                       r".*total ([0-9.]+)", single.stderr)
+    assert timing, single.stderr
+    assert 0 < float(timing.group(2)) < float(timing.group(3)), single.stderr
     two = launch_cli(2, common + ["--steps", "16", "--out", str(tmp_path / "two")], free_port())
     outputs = finish(two, timeout=300)
     for rank, (process, (out, err)) in enumerate(zip(two, outputs)):

@@ -151,7 +151,7 @@ void join_split_problems(const api::ProblemSplit& split, const at::Tensor& like,
   const dist::Group& group = *split.group;
   const int ranks = group.size();
   const int64_t batch = like.size(0);
-  const int64_t n = split.x_counts.empty() ? 0 : std::accumulate(split.x_counts.begin(), split.x_counts.end(), int64_t{0});
+  const int64_t n = std::accumulate(split.x_counts.begin(), split.x_counts.end(), int64_t{0});
   const int64_t m = std::accumulate(split.y_counts.begin(), split.y_counts.end(), int64_t{0});
   const at::TensorOptions options = like.options().dtype(at::kDouble);
   const auto packed = [&](const at::Tensor& potential, int64_t rows) {

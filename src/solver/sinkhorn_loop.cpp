@@ -6,15 +6,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <string>
 
 #include "solver/acceleration.h"
 #include "solver/coarse_correction.h"
-#include "util/check.h"
 #include "solver/potential_arithmetic.h"
+#include "util/check.h"
 #include "util/interrupt.h"
+#include "util/opt_in.h"
 
 namespace sinkhorn::solver {
 namespace {
@@ -37,37 +36,9 @@ at::Tensor softmin_over(const reduce::Reducer& reducer, const Cloud& source, con
                          linear_combination(1.0, target.log_weights, 1.0 / eps, target_potential), eps);
 }
 
-// Each problem's largest marginal error over its batch entries, written into errors[k] for the
-// problems not `frozen`: on the host directly, on a device with one
-// synchronisation for all of them (each .item() would wait for the device).
-void update_marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
-                            double eps, const LoopSettings& settings, const std::vector<char>& frozen,
-                            std::vector<double>& errors) {
-  const std::optional<double>& rho = settings.rho;
-  errors.resize(problems.size(), std::numeric_limits<double>::quiet_NaN());
-  std::vector<at::Tensor> on_device;
-  std::vector<size_t> device_problems;
-  for (size_t k = 0; k < problems.size(); ++k) {
-    if (frozen[k]) continue;
-    const at::Tensor& weights = problems[k].source->weights;
-    const at::Tensor& f = problems[k].potentials->f;
-    if (f.device().is_cpu()) {
-      errors[k] = largest_marginal_error(weights, f, softmins[k], eps, rho);
-    } else {
-      on_device.push_back(marginal_error_per_entry(weights, f, softmins[k], eps, rho).amax());
-      device_problems.push_back(k);
-    }
-  }
-  if (!on_device.empty()) {
-    const at::Tensor values = at::stack(on_device).to(at::kCPU, at::kDouble).contiguous();
-    for (size_t k = 0; k < device_problems.size(); ++k) errors[device_problems[k]] = values.data_ptr<double>()[k];
-  }
-  if (settings.agree_on_errors) settings.agree_on_errors(errors);
-}
-
 // Each problem's largest marginal error over its batch entries as one float64 tensor on the
-// problems' device, NaN for the problems `frozen`: nothing waits for the device (read_errors does,
-// once for several sweeps).
+// problems' device, NaN for the problems `frozen`: nothing waits for the device until the values
+// are read (every sweep by update_marginal_errors, or once for several with batched reads).
 at::Tensor marginal_errors_on_device(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
                                     double eps, const LoopSettings& settings, const std::vector<char>& frozen) {
   std::vector<at::Tensor> values;
@@ -79,6 +50,29 @@ at::Tensor marginal_errors_on_device(const std::vector<Problem>& problems, const
                                      .to(at::kDouble));
   }
   return at::stack(values);
+}
+
+// Each problem's largest marginal error over its batch entries, written into errors[k] for the
+// problems not `frozen`: on the host directly, on a device with one
+// synchronisation for all of them (each .item() would wait for the device; every problem of a
+// solve lives on one device).
+void update_marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
+                            double eps, const LoopSettings& settings, const std::vector<char>& frozen,
+                            std::vector<double>& errors) {
+  const std::optional<double>& rho = settings.rho;
+  errors.resize(problems.size(), std::numeric_limits<double>::quiet_NaN());
+  if (!problems.front().potentials->f.device().is_cpu()) {
+    const at::Tensor values = marginal_errors_on_device(problems, softmins, eps, settings, frozen).to(at::kCPU).contiguous();
+    for (size_t k = 0; k < problems.size(); ++k) {
+      if (!frozen[k]) errors[k] = values.data_ptr<double>()[k];
+    }
+  } else {
+    for (size_t k = 0; k < problems.size(); ++k) {
+      if (!frozen[k]) errors[k] = largest_marginal_error(problems[k].source->weights, problems[k].potentials->f,
+                                                         softmins[k], eps, rho);
+    }
+  }
+  if (settings.agree_on_errors) settings.agree_on_errors(errors);
 }
 
 std::vector<double> marginal_errors(const std::vector<Problem>& problems, const std::vector<at::Tensor>& softmins,
@@ -126,17 +120,11 @@ void averaged_update(const reduce::Reducer& reducer, const Problem& problem,
 
 // Batched reads of the marginal errors have not run on a GPU yet (scripts/gpu/check.sh runs them
 // with SINKHORN_CUDA_BATCHED_READS=1): until they have, CUDA solves read every sweep.
-bool cuda_batched_reads_enabled() {
-  const char* value = std::getenv("SINKHORN_CUDA_BATCHED_READS");
-  return value != nullptr && std::string(value) == "1";
-}
+bool cuda_batched_reads_enabled() { return util::opted_in("SINKHORN_CUDA_BATCHED_READS"); }
 
 // Corrected sweeps on CUDA tensors have not run on a GPU yet (issue 34's check runs them with
 // SINKHORN_CUDA_CORRECTED_SWEEPS=1): until they have, CUDA solves take the plain loop.
-bool cuda_corrections_enabled() {
-  const char* value = std::getenv("SINKHORN_CUDA_CORRECTED_SWEEPS");
-  return value != nullptr && std::string(value) == "1";
-}
+bool cuda_corrections_enabled() { return util::opted_in("SINKHORN_CUDA_CORRECTED_SWEEPS"); }
 
 // When OT(a, b) takes a corrected sweep (coarse_correction.h) instead of the scheme's update.
 // Decided from measured rates and a cost model, one sweep ahead (a corrected sweep's row pass is

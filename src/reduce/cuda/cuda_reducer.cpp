@@ -4,7 +4,6 @@
 
 #include <c10/core/GradMode.h>
 
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -12,6 +11,7 @@
 #include "platform/cuda_module_loader.h"
 #include "reduce/cuda/cuda_reductions.h"
 #include "util/check.h"
+#include "util/opt_in.h"
 
 namespace sinkhorn::reduce {
 namespace {
@@ -81,10 +81,7 @@ class OnlineCudaReducer final : public Reducer {
   // The tensor-core softmin has not run on a GPU yet: it stays off unless
   // SINKHORN_CUDA_TENSOR_CORES=1 (scripts/gpu/check.sh sets it for its test and benchmark).
   static bool tensor_cores_requested() {
-    static const bool requested = [] {
-      const char* value = std::getenv("SINKHORN_CUDA_TENSOR_CORES");
-      return value != nullptr && std::string(value) == "1";
-    }();
+    static const bool requested = util::opted_in("SINKHORN_CUDA_TENSOR_CORES");
     return requested;
   }
 

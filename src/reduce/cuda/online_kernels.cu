@@ -202,18 +202,21 @@ __global__ void merge_kernel(const CudaProblem<float> problem, int splits, const
   }
 }
 
-template <int DIM, int P, Reduction R>
-void launch_fast(const CudaProblem<float>& problem) {
-  using Shape = FastShape<DIM>;
+// A launch over row blocks x batch entries x column splits. Few rows leave most multiprocessors
+// idle: the columns are split, each split a whole number of tiles, until about eight blocks per
+// multiprocessor run; the splits' partial (max, sum, ...) records, `width` doubles per row, are
+// then merged by `merge(splits, partials)`. `kernel(grid, split_columns, partials)` launches the
+// reduction (partials null for one split).
+template <typename Kernel, typename Merge>
+void launch_split(const CudaProblem<float>& problem, int64_t rows_per_block, int64_t tile, int width,
+                  const Kernel& kernel, const Merge& merge, const char* what) {
   const auto stream = static_cast<cudaStream_t>(problem.stream);
-  const int64_t row_blocks = (problem.n + kFastThreads - 1) / kFastThreads;
-  // Few rows leave most multiprocessors idle: split the columns so that about eight blocks per
-  // multiprocessor run, each split a whole number of tiles, then merge the partial sums.
+  const int64_t row_blocks = (problem.n + rows_per_block - 1) / rows_per_block;
   const int64_t blocks = row_blocks * problem.batch;
   const int64_t wanted = 8 * static_cast<int64_t>(multiprocessors());
-  const int64_t tiles = (problem.m + Shape::tile - 1) / Shape::tile;
+  const int64_t tiles = (problem.m + tile - 1) / tile;
   const int64_t splits = std::clamp<int64_t>((wanted + blocks - 1) / blocks, 1, std::min<int64_t>(tiles, 65535));
-  const int64_t split_columns = (tiles + splits - 1) / splits * Shape::tile;
+  const int64_t split_columns = (tiles + splits - 1) / splits * tile;
   const int64_t used_splits = (problem.m + split_columns - 1) / split_columns;
   check(row_blocks <= 0x7fffffff && problem.batch <= 65535 ? cudaSuccess : cudaErrorInvalidConfiguration,
         "sinkhorn CUDA reduction: too many rows or batch entries for one launch");
@@ -221,21 +224,39 @@ void launch_fast(const CudaProblem<float>& problem) {
                   static_cast<unsigned>(used_splits));
   double* partials = nullptr;
   if (used_splits > 1) {
-    const size_t bytes = static_cast<size_t>(used_splits * problem.batch * problem.n) * partial_width<DIM>(R) * sizeof(double);
+    const size_t bytes = static_cast<size_t>(used_splits * problem.batch * problem.n) * width * sizeof(double);
     check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream), "sinkhorn CUDA reduction workspace");
   }
-  fast_kernel<DIM, P, R><<<grid, kFastThreads, 0, stream>>>(problem, split_columns, partials);
+  kernel(grid, split_columns, partials);
   cudaError_t status = cudaGetLastError();
   if (partials != nullptr) {
     if (status == cudaSuccess) {
-      const int64_t rows = problem.batch * problem.n;
-      merge_kernel<DIM, P, R><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(
-          problem, static_cast<int>(used_splits), partials);
+      merge(static_cast<int>(used_splits), partials);
       status = cudaGetLastError();
     }
     cudaFreeAsync(partials, stream);
   }
-  check(status, "sinkhorn online CUDA reduction launch");
+  check(status, what);
+}
+
+// The merge of the splits' partial records of every row (merge_kernel).
+template <int DIM, int P, Reduction R>
+void launch_merge(const CudaProblem<float>& problem, int splits, const double* partials) {
+  const int64_t rows = problem.batch * problem.n;
+  merge_kernel<DIM, P, R><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, static_cast<cudaStream_t>(problem.stream)>>>(
+      problem, splits, partials);
+}
+
+template <int DIM, int P, Reduction R>
+void launch_fast(const CudaProblem<float>& problem) {
+  launch_split(
+      problem, kFastThreads, FastShape<DIM>::tile, partial_width<DIM>(R),
+      [&](const dim3& grid, int64_t split_columns, double* partials) {
+        fast_kernel<DIM, P, R><<<grid, kFastThreads, 0, static_cast<cudaStream_t>(problem.stream)>>>(
+            problem, split_columns, partials);
+      },
+      [&](int splits, const double* partials) { launch_merge<DIM, P, R>(problem, splits, partials); },
+      "sinkhorn online CUDA reduction launch");
 }
 
 template <int DIM, int P>
@@ -435,37 +456,15 @@ __global__ void __launch_bounds__(kTensorWarps * 32)
 
 template <int KSTEPS>
 void launch_tensor_core_softmin(const CudaProblem<float>& problem) {
-  const auto stream = static_cast<cudaStream_t>(problem.stream);
-  const int64_t row_blocks = (problem.n + kTensorRows - 1) / kTensorRows;
-  // As launch_fast: split the columns until about eight blocks per multiprocessor run.
-  const int64_t blocks = row_blocks * problem.batch;
-  const int64_t wanted = 8 * static_cast<int64_t>(multiprocessors());
-  const int64_t tiles = (problem.m + kTensorTile - 1) / kTensorTile;
-  const int64_t splits = std::clamp<int64_t>((wanted + blocks - 1) / blocks, 1, std::min<int64_t>(tiles, 65535));
-  const int64_t split_columns = (tiles + splits - 1) / splits * kTensorTile;
-  const int64_t used_splits = (problem.m + split_columns - 1) / split_columns;
-  check(row_blocks <= 0x7fffffff && problem.batch <= 65535 ? cudaSuccess : cudaErrorInvalidConfiguration,
-        "sinkhorn CUDA reduction: too many rows or batch entries for one launch");
-  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(problem.batch),
-                  static_cast<unsigned>(used_splits));
-  double* partials = nullptr;
-  if (used_splits > 1) {
-    const size_t bytes = static_cast<size_t>(used_splits * problem.batch * problem.n) * 2 * sizeof(double);
-    check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream), "sinkhorn CUDA reduction workspace");
-  }
-  tensor_core_softmin_kernel<KSTEPS><<<grid, kTensorWarps * 32, 0, stream>>>(problem, split_columns, partials);
-  cudaError_t status = cudaGetLastError();
-  if (partials != nullptr) {
-    if (status == cudaSuccess) {
-      const int64_t rows = problem.batch * problem.n;
-      // The partial records are (max, sum): the softmin merge of any dimension reads them.
-      merge_kernel<1, 2, Reduction::softmin><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(
-          problem, static_cast<int>(used_splits), partials);
-      status = cudaGetLastError();
-    }
-    cudaFreeAsync(partials, stream);
-  }
-  check(status, "sinkhorn tensor-core CUDA softmin launch");
+  // Its partial records are (max, sum), as the softmin's of any dimension: one merge serves.
+  launch_split(
+      problem, kTensorRows, kTensorTile, 2,
+      [&](const dim3& grid, int64_t split_columns, double* partials) {
+        tensor_core_softmin_kernel<KSTEPS><<<grid, kTensorWarps * 32, 0, static_cast<cudaStream_t>(problem.stream)>>>(
+            problem, split_columns, partials);
+      },
+      [&](int splits, const double* partials) { launch_merge<1, 2, Reduction::softmin>(problem, splits, partials); },
+      "sinkhorn tensor-core CUDA softmin launch");
 }
 
 bool tensor_core_device() {
