@@ -7,7 +7,8 @@
 #      all its cores for its GPU's architecture;
 #   3. runs the CUDA tests, the GPU benchmark (bench/gpu_benchmark.cpp; again with the opt-in
 #      tensor-core softmin, SINKHORN_CUDA_TENSOR_CORES=1), the loop's opt-in batched error reads
-#      (SINKHORN_CUDA_BATCHED_READS=1: the solves against the CPU, MNIST training), the Python package's tests
+#      (SINKHORN_CUDA_BATCHED_READS=1: the solves against the CPU, MNIST training; and with batches
+#      drawn on the GPU, --draw-on device: ring8 and MNIST training), the Python package's tests
 #      on CUDA tensors (when this machine's Python has its headers), `sinkhorn divergence
 #      --device cuda` and `sinkhorn train --device cuda` (ring8, and MNIST when .gpu-deps/mnist has
 #      it), each under its own time limit;
@@ -138,12 +139,19 @@ step cli-divergence 60 bash -c "'$build/sinkhorn' divergence '$work/x.npy' '$wor
 if [[ "${SINKHORN_GPU_QUICK:-0}" != 1 ]]; then
   step cli-train-ring8 60 "$build/sinkhorn" train --data ring8 --device cuda --steps 100 --out "$work/ring8"
   cp "$work/ring8/metrics.csv" "$results/train-ring8-metrics.csv" 2>/dev/null
+  # Issue 34's item 1 as a whole (both opt-in until here): batches drawn on the GPU, errors read in batches.
+  step cli-train-ring8-on-device 60 env SINKHORN_CUDA_BATCHED_READS=1 "$build/sinkhorn" train --data ring8 --device cuda \
+    --draw-on device --steps 100 --timings --out "$work/ring8-on-device"
+  cp "$work/ring8-on-device/metrics.csv" "$results/train-ring8-on-device-metrics.csv" 2>/dev/null
   if [[ -d .gpu-deps/mnist ]]; then
     step cli-train-mnist 120 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --out "$work/mnist"
     cp "$work/mnist/metrics.csv" "$results/train-mnist-metrics.csv" 2>/dev/null
     step cli-train-mnist-batched-reads 120 env SINKHORN_CUDA_BATCHED_READS=1 "$build/sinkhorn" train --data mnist \
       --data-path .gpu-deps/mnist --split test --device cuda --steps 200 --timings --out "$work/mnist-batched"
     cp "$work/mnist-batched/metrics.csv" "$results/train-mnist-batched-reads-metrics.csv" 2>/dev/null
+    step cli-train-mnist-on-device 120 env SINKHORN_CUDA_BATCHED_READS=1 "$build/sinkhorn" train --data mnist \
+      --data-path .gpu-deps/mnist --split test --device cuda --draw-on device --steps 200 --timings --out "$work/mnist-on-device"
+    cp "$work/mnist-on-device/metrics.csv" "$results/train-mnist-on-device-metrics.csv" 2>/dev/null
     step cli-train-mnist-cpu 60 "$build/sinkhorn" train --data mnist --data-path .gpu-deps/mnist --split test --device cpu --threads "$jobs" --steps 20 --out "$work/mnist-cpu"
   fi
 fi

@@ -97,8 +97,17 @@ const NameTable<DataParallelSolve>& data_parallel_solve_names() {
   return names;
 }
 
+const NameTable<DrawOn>& draw_on_names() {
+  static const NameTable<DrawOn> names{{DrawOn::host, "host"}, {DrawOn::device, "device"}};
+  return names;
+}
+
 }  // namespace
 
+std::string to_string(DrawOn draw_on) { return name_of(draw_on_names(), draw_on); }
+DrawOn parse_draw_on(const std::string& name, const std::string& argument) {
+  return parse_name(draw_on_names(), name, argument);
+}
 std::string to_string(DataParallelSolve solve) { return name_of(data_parallel_solve_names(), solve); }
 DataParallelSolve parse_data_parallel_solve(const std::string& name, const std::string& argument) {
   return parse_name(data_parallel_solve_names(), name, argument);

@@ -75,9 +75,17 @@ enum class DataParallelSolve {
   sharded,    ///< each rank reduces its rows; the potentials are all-gathered every sweep
 };
 
+/// Where a step's random numbers (latents, data batches, toy samples) are drawn.
+enum class DrawOn {
+  host,    ///< on the CPU, then copied: a seed gives the same batches on any device
+  device,  ///< on the run's device (--device): no copy per step; on a GPU, Philox streams, not the CPU's
+};
+
 /// Names, as config.json, the command line and messages write them ("fixed", "rmsprop", ...).
 std::string to_string(DataParallelSolve solve);
 DataParallelSolve parse_data_parallel_solve(const std::string& name, const std::string& argument);
+std::string to_string(DrawOn draw_on);
+DrawOn parse_draw_on(const std::string& name, const std::string& argument);
 std::string to_string(CostKind cost);
 std::string to_string(OptimizerKind optimizer);
 std::string to_string(LearningRateSchedule schedule);
@@ -133,11 +141,17 @@ struct TrainConfig {
   /// choice gives the one-process loss), so a resume may change it.
   DataParallelSolve data_parallel_solve = DataParallelSolve::automatic;
   /// Where the networks, their optimisers' state, the batches and the loss live: cpu, cuda or
-  /// cuda:K (config.json writes its name). Random numbers are drawn on the CPU whatever the device (and the batches moved), so
-  /// a run draws the same latents and data on any device. Not a setting a run must keep: a resumed
+  /// cuda:K (config.json writes its name). Random numbers are drawn as draw_on says. Not a setting a run must keep: a resumed
   /// run may continue on another device (checkpoints are read onto the CPU, then moved), and a
   /// config.json or checkpoint without it (written before it existed) means "cpu".
   c10::Device device{c10::kCPU};
+  /// Where each step's latents and batches are drawn. host: on the CPU and copied, so a run draws
+  /// the same latents and data on any device. device: where the run lives, with the step's stream
+  /// seeded alike (a step's draws stay a function of (seed, step), so a resume on the same device
+  /// is exact), and an image set's bytes copied there once; on a GPU the streams are Philox's, so
+  /// a seed gives other batches than on the CPU. Not part of what the run is: a resume may change
+  /// it. The evaluations' latents are drawn on the host either way, so scores compare.
+  DrawOn draw_on = DrawOn::host;
 };
 
 /// Throws sinkhorn::Error naming the first bad setting (Error::argument(): its field name here,

@@ -189,6 +189,14 @@ std::vector<TrainOptionSpec> build_table() {
   solve.may_be_absent = true;  // runs written before the setting existed
   table.push_back(std::move(solve));
 
+  TrainOptionSpec draw_on = enum_setting(
+      "draw_on", "draw-on", "WHERE",
+      "host (default: latents and batches drawn on the CPU and copied, the same on any device) or device "
+      "(drawn on --device, an image set copied there once: no copy per step; on a GPU other streams)",
+      [](auto& c) -> auto& { return c.draw_on; }, parse_draw_on, "device");
+  draw_on.may_be_absent = true;  // runs written before the setting existed drew on the host
+  table.push_back(std::move(draw_on));
+
   // The device: a name in the one grammar (platform/devices.h), kept as a c10::Device.
   TrainOptionSpec device = entry("device", "device", "NAME",
                                  "cpu (default) or cuda[:K]: where the networks, batches and loss live (with --resume: "
@@ -211,7 +219,7 @@ std::vector<TrainOptionSpec> build_table() {
     // The folder is where a resume finds the run (it may have moved since); the rest may change
     // without changing what the run is.
     spec.may_change_on_resume = key == "out_dir" || key == "steps" || key == "learning_rate" || key == "device" ||
-                                key == "data_parallel_solve";
+                                key == "data_parallel_solve" || key == "draw_on";
   }
   return table;
 }

@@ -144,7 +144,11 @@ struct Trainer::State {
       move_state(*critic_optimizer, device);
     }
     heldout = data->heldout().to(device);
+    data->place_on(draw_device());
   }
+
+  // Where a step's latents and batches are drawn (TrainConfig::draw_on).
+  at::Device draw_device() const { return config.draw_on == DrawOn::device ? device : at::Device(at::kCPU); }
 
   std::string path(const std::string& name) const { return folder->file(name); }
 
@@ -536,7 +540,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     if (ranks.distributed() ? stop_agreed : (stop && stop->load())) return stop_now();
     const auto started = std::chrono::steady_clock::now();
     const int64_t next = step + 1;
-    at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next));
+    at::Generator generator = generator_for(config.seed, static_cast<uint64_t>(next), draw_device());
     StepReport report;
     report.step = next;
     report.steps = config.steps;
@@ -561,8 +565,8 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
       }
       report.critic_loss = critic_value;
     }
-    // Drawn on the CPU, then moved: the same latents and batches on any device.
-    // Drawn whole (the same global batch on every rank), generated in shares.
+    // Drawn where draw_device() says (by default the CPU, then moved: the same latents and batches
+    // on any device). Drawn whole (the same global batch on every rank), generated in shares.
     at::Tensor generated;
     {
       const PhaseClock clock(timings.generate);

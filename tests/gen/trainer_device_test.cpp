@@ -151,6 +151,61 @@ TEST(TrainerDevice, ARing8RunOnTheGpuResumesOnTheCpuAndBack) {
   EXPECT_TRUE(at::allclose(a, b.cpu(), 1e-4, 1e-4));
 }
 
+// --draw-on device on a GPU: the latents and batches come from the GPU's own (Philox) streams, one
+// per step as on the host, so a resume on the GPU is exact; and they are other draws than the
+// host's. Toys and image sets (their bytes copied to the GPU once).
+TEST(TrainerDevice, DrawingOnTheGpuResumesExactlyAndDrawsItsOwnStreams) {
+  SKIP_WITHOUT_GPU();
+  ScratchFolder folder;
+  testing::write_bytes(folder.file("train-images-idx3-ubyte"), testing::idx_bytes({40, 28, 28}, testing::patterned_pixels(40)));
+  for (const bool images : {false, true}) {
+    const std::string tag = images ? "images-" : "ring8-";
+    TrainConfig c = small_run(folder.file(tag + "whole"));
+    if (images) {
+      c.data.name = "mnist";
+      c.data.path = folder.path();
+      c.data.heldout = 8;
+      c.generator.latent_dim = 3;
+      c.loss.blur = 5.0;
+      c.batch_size = 8;
+      c.eval_samples = 8;
+      c.eval_blur = 5.0;
+    }
+    c.device = c10::Device("cuda");
+    c.draw_on = DrawOn::device;
+    c.steps = 6;
+    std::vector<at::Tensor> whole;
+    {
+      Trainer run = Trainer::start(c, false);
+      run_to_the_end(run);
+      whole = run.generator_state();
+    }
+    TrainConfig half = c;
+    half.out_dir = folder.file(tag + "split");
+    half.steps = 3;
+    ASSERT_EQ(Trainer::start(half, false).run().status, TrainStatus::finished);
+    {
+      ResumeOverrides more;
+      more.steps = 6;
+      Trainer resumed = Trainer::resume(half.out_dir, more);
+      EXPECT_EQ(resumed.config().draw_on, DrawOn::device);
+      run_to_the_end(resumed);
+      const std::vector<at::Tensor> again = resumed.generator_state();
+      ASSERT_EQ(whole.size(), again.size());
+      for (size_t k = 0; k < whole.size(); ++k) EXPECT_TRUE(whole[k].equal(again[k])) << tag << "tensor " << k;
+    }
+    TrainConfig host = c;
+    host.out_dir = folder.file(tag + "host");
+    host.draw_on = DrawOn::host;
+    Trainer drawn_on_host = Trainer::start(host, false);
+    run_to_the_end(drawn_on_host);
+    const std::vector<at::Tensor> other = drawn_on_host.generator_state();
+    bool all_equal = true;
+    for (size_t k = 0; k < whole.size(); ++k) all_equal = all_equal && whole[k].equal(other[k]);
+    EXPECT_FALSE(all_equal) << tag << "the GPU's streams drew what the host's did";
+  }
+}
+
 TEST(TrainerDevice, ALearnedCostRunWithRmspropOnTheGpuResumesOnTheCpu) {
   SKIP_WITHOUT_GPU();
   ScratchFolder folder;

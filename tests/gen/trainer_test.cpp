@@ -1,5 +1,6 @@
 #include "gen/trainer.h"
 
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include "gen/gen_test_support.h"
 #include "gen/models/networks.h"
 #include "gen/recipes.h"
+#include "gen/seeds.h"
 #include "gen/small_runs.h"
 #include "gen/train_options.h"
 #include "io/file_bytes.h"
@@ -231,6 +233,53 @@ TEST(Trainer, ResumedRunEndsWithExactlyTheParametersOfAnUninterruptedOne) {
   // metrics.csv reads as one run: every step once.
   const std::string metrics = read_text(folder.file("split/metrics.csv"));
   EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 1 + 1 + 8);
+}
+
+// --draw-on device: a step's generator is the default generator of the run's device, cloned and
+// reseeded. On the CPU that must be the host stream exactly, whatever the default generator drew
+// before (a reseed restarts the twister and drops a cached Gaussian), or CPU runs would depend on
+// what else the process drew.
+TEST(StepStreams, ADeviceStreamOnTheCpuDrawsWhatTheHostStreamDraws) {
+  at::Generator default_generator = at::globalContext().defaultGenerator(at::kCPU);
+  const uint64_t kept_seed = default_generator.current_seed();
+  for (const uint64_t stream : {uint64_t{1}, uint64_t{2}, uint64_t{977}, kEvaluationStream}) {
+    // The default generator in another state each time, with Gaussians drawn one at a time (fewer
+    // than 16 numbers), so that one may be cached.
+    at::manual_seed(stream + 5);
+    at::randn({3});
+    at::Generator host = generator_for(42, stream), device = generator_for(42, stream, at::kCPU);
+    EXPECT_TRUE(at::randn({3}, host).equal(at::randn({3}, device))) << stream;
+    EXPECT_TRUE(at::rand({40}, host).equal(at::rand({40}, device))) << stream;
+    EXPECT_TRUE(at::randint(1000, {9}, host, at::kLong).equal(at::randint(1000, {9}, device, at::kLong))) << stream;
+  }
+  // Streams of different steps or seeds differ.
+  at::Generator a = generator_for(42, 1, at::kCPU), b = generator_for(42, 2, at::kCPU), c = generator_for(43, 1, at::kCPU);
+  const at::Tensor first = at::rand({8}, a);
+  EXPECT_FALSE(first.equal(at::rand({8}, b)));
+  EXPECT_FALSE(first.equal(at::rand({8}, c)));
+  at::manual_seed(kept_seed);
+}
+
+// On the CPU, drawing "on the device" is drawing on the host: the same run, step for step, for a
+// toy (the mixture's centres placed once) and an image set (its bytes placed once).
+TEST(Trainer, DrawingOnTheDeviceOfACpuRunIsTheHostRun) {
+  ScratchFolder folder;
+  for (const bool images : {false, true}) {
+    const std::string tag = images ? "images-" : "ring8-";
+    TrainConfig host = images ? small_image_run(folder, folder.file(tag + "host")) : small_run(folder.file(tag + "host"));
+    host.steps = 4;
+    TrainConfig device = host;
+    device.out_dir = folder.file(tag + "device");
+    device.draw_on = DrawOn::device;
+    std::vector<double> host_losses, device_losses;
+    Trainer a = Trainer::start(host, false);
+    ASSERT_EQ(a.run([&](const StepReport& r) { host_losses.push_back(r.loss); }).status, TrainStatus::finished);
+    Trainer b = Trainer::start(device, false);
+    ASSERT_EQ(b.run([&](const StepReport& r) { device_losses.push_back(r.loss); }).status, TrainStatus::finished);
+    EXPECT_EQ(host_losses, device_losses) << tag;
+    expect_same_state(a.generator_state(), b.generator_state());
+    EXPECT_EQ(train_config_from_json(read_text(folder.file(tag + "device/config.json"))).draw_on, DrawOn::device);
+  }
 }
 
 TEST(Trainer, InterruptedRunSavesACheckpointAndResumesExactly) {
@@ -478,6 +527,9 @@ TEST(Trainer, BadSettingsFailNamingTheFlag) {
   EXPECT_NE(message_of([](TrainConfig& c) { c.loss.blur = -1; }).find("--blur"), std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { find_train_option("cost")->set(c, std::string("random")); })
                 .find("--cost must be one of fixed, learned, got 'random'"),
+            std::string::npos);
+  EXPECT_NE(message_of([](TrainConfig& c) { find_train_option("draw_on")->set(c, std::string("gpu")); })
+                .find("--draw-on must be one of host, device, got 'gpu'"),
             std::string::npos);
   EXPECT_NE(message_of([](TrainConfig& c) { c.generator.architecture = "dcgan"; }).find("--generator dcgan"),
             std::string::npos);

@@ -33,13 +33,20 @@ ToyModes toy_modes(const std::string& name) {
 }
 
 at::Tensor sample_toy(const std::string& name, int64_t n, at::Generator& generator) {
+  ToyModes modes = toy_modes(name);
+  if (modes.centres.defined()) modes.centres = modes.centres.to(generator.device());
+  return sample_toy(name, modes, n, generator);
+}
+
+at::Tensor sample_toy(const std::string& name, const ToyModes& modes, int64_t n, at::Generator& generator) {
   SINKHORN_CHECK(n >= 1, "sample_toy: n must be positive, got " << n);
-  const auto options = at::TensorOptions().dtype(at::kFloat);
+  SINKHORN_CHECK(!modes.centres.defined() || modes.centres.device() == generator.device(),
+                 "sample_toy: the modes are on " << modes.centres.device() << ", the generator on " << generator.device());
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(generator.device());
   const auto uniform = [&](int64_t count) { return at::rand({count}, generator, options); };
   const auto normal = [&](double std) { return std * at::randn({n, 2}, generator, options); };
-  const ToyModes modes = toy_modes(name);
   if (modes.centres.defined()) {
-    const at::Tensor which = at::randint(modes.centres.size(0), {n}, generator, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor which = at::randint(modes.centres.size(0), {n}, generator, options.dtype(at::kLong));
     return modes.centres.index_select(0, which) + normal(modes.std);
   }
   if (name == "swiss_roll") {

@@ -18,6 +18,7 @@ bool is_toy(const std::string& name);
 ///  swiss_roll the swiss roll t (cos t, sin t) / 5, t in [1.5 pi, 4.5 pi], noise 0.05
 ///  moons      two interleaved half circles of radius 1 (centred, scaled by 2), noise 0.05
 ///  ellipse    the ellipse with semi-axes 2 and 1 turned by 30 degrees, noise 0.02
+/// on the generator's device.
 at::Tensor sample_toy(const std::string& name, int64_t n, at::Generator& generator);
 
 /// For mixtures of Gaussians (ring8, grid25): the centres (modes x 2) and the common std;
@@ -27,6 +28,10 @@ struct ToyModes {
   double std = 0;
 };
 ToyModes toy_modes(const std::string& name);
+
+/// sample_toy with toy_modes(name) given, on the generator's device: a caller drawing every step
+/// keeps them there rather than copying the centres each time.
+at::Tensor sample_toy(const std::string& name, const ToyModes& modes, int64_t n, at::Generator& generator);
 
 /// Mode coverage, the usual GAN measure on mixtures: a sample is of high quality when it lies within
 /// 3 std of its nearest centre; a mode is covered when it holds at least a fifth of its fair share

@@ -19,14 +19,21 @@ class ToyData final : public TrainingData {
     name_ = name;
     at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(kHeldoutSeed);
     heldout_ = sample_toy(name, heldout, generator);
+    modes_ = toy_modes(name);
   }
-  at::Tensor sample(int64_t n, at::Generator& generator) const override { return sample_toy(name_, n, generator); }
+  at::Tensor sample(int64_t n, at::Generator& generator) const override {
+    return sample_toy(name_, modes_, n, generator);
+  }
+  void place_on(const at::Device& device) override {
+    if (modes_.centres.defined()) modes_.centres = modes_.centres.to(device);
+  }
   const at::Tensor& heldout() const override { return heldout_; }
   std::vector<int64_t> sample_shape() const override { return {2}; }
   int64_t training_size() const override { return 0; }
 
  private:
   at::Tensor heldout_;
+  ToyModes modes_;
 };
 
 class ImageData final : public TrainingData {
@@ -40,9 +47,13 @@ class ImageData final : public TrainingData {
     heldout_ = to_unit(images.narrow(0, n - heldout, heldout));
   }
   at::Tensor sample(int64_t n, at::Generator& generator) const override {
-    const at::Tensor index = at::randint(train_.size(0), {n}, generator, at::TensorOptions().dtype(at::kLong));
+    SINKHORN_CHECK(train_.device() == generator.device(),
+                   "the " << name_ << " images are on " << train_.device() << ", the generator on " << generator.device());
+    const at::Tensor index =
+        at::randint(train_.size(0), {n}, generator, at::TensorOptions().dtype(at::kLong).device(train_.device()));
     return to_unit(train_.index_select(0, index));
   }
+  void place_on(const at::Device& device) override { train_ = train_.to(device); }
   const at::Tensor& heldout() const override { return heldout_; }
   std::vector<int64_t> sample_shape() const override { return train_.sizes().slice(1).vec(); }
   int64_t training_size() const override { return train_.size(0); }

@@ -26,8 +26,12 @@ struct DataSpec {
 class TrainingData {
  public:
   virtual ~TrainingData() = default;
-  /// n samples, float32, shape (n, sample_shape...), drawn with `generator`.
+  /// n samples, float32, shape (n, sample_shape...), drawn with `generator` on its device, which
+  /// must be where the data was placed (the CPU unless place_on moved it).
   virtual at::Tensor sample(int64_t n, at::Generator& generator) const = 0;
+  /// Moves what sample() reads (an image set's training bytes, a mixture's centres) to `device`,
+  /// once, so that drawing there copies nothing. The held-out set stays on the CPU.
+  virtual void place_on(const at::Device& device) = 0;
   /// The fixed held-out set, float32 (heldout, sample_shape...).
   virtual const at::Tensor& heldout() const = 0;
   /// (2) for toys, (C, H, W) for images.

@@ -89,7 +89,7 @@ torch::Tensor GeneratorImpl::forward(const torch::Tensor& z) {
 }
 
 torch::Tensor GeneratorImpl::sample_latent(int64_t n, at::Generator& generator) const {
-  const auto options = at::TensorOptions().dtype(at::kFloat);
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(generator.device());
   if (spec_.latent == "gaussian") return at::randn({n, spec_.latent_dim}, generator, options);
   return 2 * at::rand({n, spec_.latent_dim}, generator, options) - 1;
 }

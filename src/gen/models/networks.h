@@ -36,7 +36,7 @@ class GeneratorImpl : public torch::nn::Module {
   explicit GeneratorImpl(GeneratorSpec spec);
   /// (n, latent_dim) -> (n, sample_shape...).
   torch::Tensor forward(const torch::Tensor& z);
-  /// n latent vectors drawn from the latent distribution with `generator`.
+  /// n latent vectors drawn from the latent distribution with `generator`, on its device.
   torch::Tensor sample_latent(int64_t n, at::Generator& generator) const;
   /// A rows x rows lattice spanning the latent square (uniform: [-1, 1]^2; gaussian: +-2 std),
   /// row-major, for the latent-manifold picture of a 2-D latent.
