@@ -74,6 +74,10 @@ if grep -q "Python package ON" "$results/configure.log"; then
   step build-python 120 cmake --build "$build" -j "$jobs" --target sinkhorn_python sinkhorn_python_files
 fi
 grep -A2 "fast_kernelILi3ELi2ELNS1_9ReductionE0" "$results/build.log" | grep -E "registers|spill" | head -n 4 >"$results/ptxas-fast-kernel.txt"
+# The tensor-core softmin at D <= 16 and D <= 64 (its A fragments alone take 64 registers at 64).
+for steps in 2 8; do
+  grep -A2 "tensor_core_softmin_kernelILi${steps}E" "$results/build.log" | grep -E "registers|spill" | head -n 4
+done >"$results/ptxas-tensor-core-kernel.txt"
 
 # The kernels first (minutes of checks), then the numbers, then the rest of the tests.
 step cuda-kernel-tests 120 "$build/tests/sinkhorn_cuda_tests" --gtest_filter='CudaOnlineKernels.*:CudaTensorCoreSoftmin.*:CudaDenseSoftmin.*:CudaExpThroughput.*' \

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -311,6 +312,11 @@ __device__ __forceinline__ uint32_t to_tf32(float v) {
   return r;
 }
 
+// The float a TF32 register stands for. The ISA leaves the 13 low bits of a .tf32 register
+// implementation-defined: cleared here, so that x - tf32_value(to_tf32(x)) is the part the MMA
+// does not see.
+__device__ __forceinline__ float tf32_value(uint32_t r) { return __uint_as_float(r & 0xffffe000u); }
+
 // c += a b for a 16 x 8 (rows x k) and b 8 x 8 (k x columns) of TF32, c 16 x 8 of float32. Lane l
 // (g = l / 4, t = l % 4) holds a[r] at (g + 8 (r % 2), t + 4 (r / 2)), b[r] at (t + 4 r, g) and
 // c[r] at (g + 8 (r / 2), 2 t + r % 2) (PTX ISA, "Matrix fragments for mma.m16n8k8").
@@ -321,6 +327,8 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       "{%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // an image for an older architecture: tensor_core_device() never launches it
 #endif
 }
 
@@ -353,7 +361,7 @@ __global__ void __launch_bounds__(kTensorWarps * 32)
       const int64_t k = 8 * s + t + 4 * (r / 2);
       const float v = row < n && k < d ? x[row * d + k] : 0.f;
       a_hi[s][r] = to_tf32(v);
-      a_lo[s][r] = to_tf32(v - __uint_as_float(a_hi[s][r]));
+      a_lo[s][r] = to_tf32(v - tf32_value(a_hi[s][r]));
     }
   }
   // Rows g and g + 8 of this warp's 16: running max (base 2) and sum.
@@ -368,19 +376,29 @@ __global__ void __launch_bounds__(kTensorWarps * 32)
       const float v = c < columns && k < d ? y[(j0 + c) * d + k] : 0.f;
       const uint32_t hi = to_tf32(v);
       y_hi[c * S + k] = hi;
-      y_lo[c * S + k] = to_tf32(v - __uint_as_float(hi));
+      y_lo[c * S + k] = to_tf32(v - tf32_value(hi));
     }
-    for (int c = threadIdx.x; c < kTensorTile; c += kTensorWarps * 32) {
-      float value = -INFINITY;  // no column, or no weight
-      if (c < columns && h[j0 + c] > -INFINITY) {
-        double squared = 0.0;
-        for (int64_t k = 0; k < d; ++k) {
+    {
+      // h'_j = (h_j - |y_j|^2 / (2 eps)) log2(e), |y_j|^2 in double: two threads per column (every
+      // thread of the block, so that the pair's shuffle has its whole warp), each half of the
+      // coordinates, interleaved so that a warp's loads are contiguous.
+      static_assert(2 * kTensorTile == kTensorWarps * 32, "two threads per column of a tile");
+      const int c = threadIdx.x >> 1, half = threadIdx.x & 1;
+      double squared = 0.0;
+      if (c < columns) {
+        for (int64_t k = half; k < d; k += 2) {
           const double coordinate = y[(j0 + c) * d + k];
           squared += coordinate * coordinate;
         }
-        value = static_cast<float>((static_cast<double>(h[j0 + c]) - 0.5 * squared * inv_eps) * kLog2e);
       }
-      h_tile[c] = value;
+      squared += __shfl_xor_sync(0xffffffffu, squared, 1);
+      if (half == 0) {
+        float value = -INFINITY;  // no column, or no weight
+        if (c < columns && h[j0 + c] > -INFINITY) {
+          value = static_cast<float>((static_cast<double>(h[j0 + c]) - 0.5 * squared * inv_eps) * kLog2e);
+        }
+        h_tile[c] = value;
+      }
     }
     __syncthreads();
 
@@ -467,11 +485,28 @@ void launch_tensor_core_softmin(const CudaProblem<float>& problem) {
       "sinkhorn tensor-core CUDA softmin launch");
 }
 
+// The current device is sm_80 or newer, and the kernel's image that runs there came from sm_80 PTX
+// or newer: a build for older architectures only, JIT-compiled on an A100 or H100, has the MMA
+// compiled out. Asked once per device.
 bool tensor_core_device() {
-  int device = 0, major = 0;
+  int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: usable, 2: not
+  if (device < kDevices) {
+    const int state = known[device].load(std::memory_order_relaxed);
+    if (state != 0) return state == 1;
+  }
+  int major = 0;
   check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  return major >= 8;
+  bool usable = major >= 8;
+  if (usable) {
+    cudaFuncAttributes attributes{};
+    check(cudaFuncGetAttributes(&attributes, tensor_core_softmin_kernel<2>), "cudaFuncGetAttributes");
+    usable = attributes.ptxVersion >= 80;
+  }
+  if (device < kDevices) known[device].store(usable ? 1 : 2, std::memory_order_relaxed);
+  return usable;
 }
 
 void dispatch_tensor_core_softmin(const CudaProblem<float>& problem) {
