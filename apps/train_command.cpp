@@ -116,15 +116,18 @@ void print_warnings(std::ostream& err, bool terminal, const std::vector<std::str
 void print_timings(std::ostream& err, const gen::StepTimings& t, const dist::World* world) {
   if (t.steps == 0) return;
   const double per_step = 1e3 / static_cast<double>(t.steps);
-  const double total = t.critic + t.generate + t.gather + t.solve + t.backward + t.reduce + t.update;
+  const double phases = t.critic + t.generate + t.gather + t.solve + t.backward + t.reduce + t.update;
   err << "sinkhorn train: " << (world ? "rank " + std::to_string(world->rank()) + ": " : "") << "time per step over "
       << t.steps << " steps, in ms: ";
-  const std::pair<const char*, double> phases[] = {{"critic", t.critic},     {"generate", t.generate},
+  // other: what a step does between its phases (a learned cost's features of the generated batch,
+  // the finiteness checks and, on a GPU, their waits).
+  const std::pair<const char*, double> parts[] = {{"critic", t.critic},     {"generate", t.generate},
                                                    {"gather", t.gather},     {"solve", t.solve},
                                                    {"backward", t.backward}, {"reduce", t.reduce},
-                                                   {"update", t.update},     {"total", total}};
+                                                   {"update", t.update},     {"other", std::max(0.0, t.step - phases)},
+                                                   {"total", t.step}};
   bool first = true;
-  for (const auto& [name, seconds] : phases) {
+  for (const auto& [name, seconds] : parts) {
     if (seconds == 0 && std::string(name) != "total") continue;
     err << (first ? "" : ", ") << name << " " << std::fixed << std::setprecision(3) << seconds * per_step;
     first = false;
@@ -196,6 +199,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
   for (const std::string& repair : trainer->repairs()) err << "sinkhorn train: repaired: " << repair << "\n";
   out << std::flush;
 
+  if (args.flag("timings")) trainer->time_phases_on_device(true);
   const bool terminal = &err == &std::cerr && ::isatty(STDERR_FILENO);
   ProgressReporter progress(err, terminal, trainer->step(), trainer->config().steps);
   const gen::TrainOutcome outcome = trainer->run(

@@ -2,10 +2,12 @@
 
 #include <torch/nn.h>
 #include <torch/optim.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <utility>
 #include <cmath>
 #include <filesystem>
@@ -32,17 +34,30 @@
 namespace sinkhorn::gen {
 namespace {
 
-// Adds the wall seconds of its scope to a StepTimings field (host time: on CUDA a phase's kernels
-// are counted where the host waits for them).
+// Adds the wall seconds of its scope to a StepTimings field. Host time: on a GPU a phase's kernels
+// are counted where the host waits for them, unless `wait_for` names the device, whose queue the
+// scope's end then drains (Trainer::time_phases_on_device).
 class PhaseClock {
  public:
-  explicit PhaseClock(double& seconds) : seconds_(seconds) {}
+  PhaseClock(double& seconds, const std::optional<at::Device>& wait_for) : seconds_(seconds), wait_for_(wait_for) {}
   PhaseClock(const PhaseClock&) = delete;
   PhaseClock& operator=(const PhaseClock&) = delete;
-  ~PhaseClock() { seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ~PhaseClock() {
+    if (wait_for_) {
+      try {
+        const c10::impl::DeviceGuardImplInterface* device = c10::impl::getDeviceGuardImpl(wait_for_->type());
+        device->synchronizeDevice(wait_for_->has_index() ? wait_for_->index() : device->getDevice().index());
+      } catch (...) {
+        // A device error here resurfaces at the next operation on the device, which reports it;
+        // a destructor must not throw.
+      }
+    }
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
 
  private:
   double& seconds_;
+  const std::optional<at::Device>& wait_for_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
@@ -109,6 +124,8 @@ struct Trainer::State {
   double largest_unconverged_error = 0;
   DataParallel ranks{nullptr, at::kCPU};   // the ranks training together (torchrun), or one process
   StepTimings timings;                     // where this process's steps spent their time
+  std::optional<at::Device> phase_waits_for;  // the device each phase waits for (time_phases_on_device)
+  bool updating_critic = false;            // in a step's critic updates (timings.critic counts them whole)
 
   bool writes_files() const { return ranks.writes_files(); }
 
@@ -213,15 +230,17 @@ struct Trainer::State {
       y = features(ranks.share(real));
       if (gathered) y = ranks.gather(y, config.batch_size);
     }
+    // Inside a critic update its own clock counts the gathers and the solve.
+    double counted_by_the_critic = 0;
     if (gathered) {
-      const PhaseClock clock(timings.gather);
+      const PhaseClock clock(updating_critic ? counted_by_the_critic : timings.gather, phase_waits_for);
       x = ranks.gather(x, config.batch_size);
     }
     if (non_finite_samples && !networks.critic && !all_finite(x)) {
       *non_finite_samples = true;
       return {};
     }
-    const PhaseClock clock(timings.solve);
+    const PhaseClock clock(updating_critic ? counted_by_the_critic : timings.solve, phase_waits_for);
     DivergenceResult result;
     if (ranks.distributed() && solve == DataParallelSolve::split) {
       const std::vector<int64_t> blocks = dist::even_blocks(config.batch_size, group->size());
@@ -545,7 +564,12 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     report.step = next;
     report.steps = config.steps;
     if (networks.critic) {
-      const PhaseClock clock(timings.critic);
+      const PhaseClock clock(timings.critic, phase_waits_for);
+      struct Updating {
+        bool& flag;
+        explicit Updating(bool& f) : flag(f) { flag = true; }
+        ~Updating() { flag = false; }
+      } updating(updating_critic);
       // Only a run that can be stopped between critic updates pays for the copy (in a group the
       // ranks stop at step boundaries only).
       std::optional<CriticStepSnapshot> before;
@@ -569,7 +593,7 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     // on any device). Drawn whole (the same global batch on every rank), generated in shares.
     at::Tensor generated;
     {
-      const PhaseClock clock(timings.generate);
+      const PhaseClock clock(timings.generate, phase_waits_for);
       generated = networks.generator->forward(
           ranks.share(networks.generator->sample_latent(config.batch_size, generator)).to(device));
     }
@@ -588,11 +612,11 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
     set_learning_rate(*generator_optimizer, learning_rate_at(config, next));
     generator_optimizer->zero_grad();
     {
-      const PhaseClock clock(timings.backward);
+      const PhaseClock clock(timings.backward, phase_waits_for);
       value.backward();
     }
     {
-      const PhaseClock clock(timings.reduce);
+      const PhaseClock clock(timings.reduce, phase_waits_for);
       stop_agreed = ranks.sum_gradients(*networks.generator, stop && stop->load());
     }
     for (const auto& parameter : networks.generator->parameters()) {
@@ -601,12 +625,14 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
       }
     }
     {
-      const PhaseClock clock(timings.update);
+      const PhaseClock clock(timings.update, phase_waits_for);
       generator_optimizer->step();
     }
     ++timings.steps;
     step = next;
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    timings.step += step_seconds;
+    seconds += step_seconds;
     report.seconds = seconds;
 
     const bool last = step == config.steps;
@@ -644,6 +670,11 @@ TrainOutcome Trainer::State::run(const std::function<void(const StepReport&)>& o
 Evaluation Trainer::evaluate() { return state_->evaluate(state_->evaluation_samples()); }
 const TrainConfig& Trainer::config() const { return state_->config; }
 const StepTimings& Trainer::timings() const { return state_->timings; }
+
+void Trainer::time_phases_on_device(bool on) {
+  state_->phase_waits_for.reset();
+  if (on && !state_->device.is_cpu()) state_->phase_waits_for = state_->device;
+}
 int64_t Trainer::step() const { return state_->step; }
 const std::vector<std::string>& Trainer::repairs() const { return state_->repairs; }
 

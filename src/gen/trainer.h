@@ -75,11 +75,12 @@ struct StepTimings {
   int64_t steps = 0;
   double critic = 0;    ///< the learned cost's critic updates (their solves and collectives included)
   double generate = 0;  ///< latents and the generator's forward pass
-  double gather = 0;    ///< the all-gathers of a gathered or split batch
-  double solve = 0;     ///< the loss: the solve and its envelope gradients (a split solve's exchange included)
+  double gather = 0;    ///< the all-gathers of a gathered or split batch (the generator's update's)
+  double solve = 0;     ///< the generator's loss: the solve and its envelope gradients (a split solve's exchange included)
   double backward = 0;  ///< the generator's backward pass
   double reduce = 0;    ///< the all-reduce of the generator's gradients (and the stop request)
   double update = 0;    ///< the optimizer's step
+  double step = 0;      ///< the whole steps: the phases and the checks between them
 };
 
 /// Settings a resumed run may change; everything else comes from the checkpoint.
@@ -130,6 +131,11 @@ class Trainer {
 
   /// This process's step timings so far.
   const StepTimings& timings() const;
+  /// With `on`, each phase of a step ends by waiting for the run's device to finish its work, so
+  /// that on a GPU timings() gives each phase its own kernels' time (otherwise a phase's kernels
+  /// count where the host next waits), at one device synchronisation per phase. Nothing changes on
+  /// the CPU. Off by default; `sinkhorn train --timings` turns it on.
+  void time_phases_on_device(bool on);
   /// The held-out evaluation of the current generator (deterministic: fixed latent sample).
   Evaluation evaluate();
   /// The run's settings (the saved ones with the overrides, after a resume).

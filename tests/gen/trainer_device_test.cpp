@@ -206,6 +206,25 @@ TEST(TrainerDevice, DrawingOnTheGpuResumesExactlyAndDrawsItsOwnStreams) {
   }
 }
 
+// --timings on a GPU: each phase waits for the device at its end, so the phases hold their own
+// kernels' time and still partition the steps.
+TEST(TrainerDevice, PhasesWaitingForTheGpuPartitionTheSteps) {
+  SKIP_WITHOUT_GPU();
+  ScratchFolder folder;
+  TrainConfig c = small_run(folder.file("run"));
+  c.device = c10::Device("cuda");
+  c.steps = 6;
+  Trainer trainer = Trainer::start(c, false);
+  trainer.time_phases_on_device(true);
+  run_to_the_end(trainer);
+  const StepTimings& t = trainer.timings();
+  EXPECT_GT(t.generate, 0);
+  EXPECT_GT(t.solve, 0);
+  EXPECT_GT(t.backward, 0);
+  EXPECT_GT(t.update, 0);
+  EXPECT_LE(t.critic + t.generate + t.gather + t.solve + t.backward + t.reduce + t.update, t.step);
+}
+
 TEST(TrainerDevice, ALearnedCostRunWithRmspropOnTheGpuResumesOnTheCpu) {
   SKIP_WITHOUT_GPU();
   ScratchFolder folder;

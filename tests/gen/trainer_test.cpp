@@ -282,6 +282,34 @@ TEST(Trainer, DrawingOnTheDeviceOfACpuRunIsTheHostRun) {
   }
 }
 
+// StepTimings: the phases partition a step, nothing counted twice (a learned cost's critic updates
+// count their own solves, which the generator's solve phase then leaves out), so their sum stays
+// within the steps' wall time; and asking for device waits changes nothing on the CPU.
+TEST(Trainer, StepTimingsCountEachPhaseOnce) {
+  ScratchFolder folder;
+  for (const bool learned : {false, true}) {
+    TrainConfig c = small_run(folder.file(learned ? "learned" : "fixed"));
+    c.steps = 4;
+    if (learned) {
+      c.cost = CostKind::learned;
+      c.critic.architecture = "mlp";
+      c.critic_steps = 3;
+    }
+    Trainer trainer = Trainer::start(c, false);
+    trainer.time_phases_on_device(true);
+    ASSERT_EQ(trainer.run().status, TrainStatus::finished);
+    const StepTimings& t = trainer.timings();
+    EXPECT_EQ(t.steps, 4);
+    const double phases = t.critic + t.generate + t.gather + t.solve + t.backward + t.reduce + t.update;
+    EXPECT_GT(t.solve, 0);
+    EXPECT_GT(t.generate, 0);
+    EXPECT_EQ(t.critic > 0, learned);
+    // Each phase's interval lies inside its step's and apart from the others': a phase counted
+    // twice (the critic's solves also in the solve phase) can push the sum past the steps' time.
+    EXPECT_LE(phases, t.step);
+  }
+}
+
 TEST(Trainer, InterruptedRunSavesACheckpointAndResumesExactly) {
   ScratchFolder folder;
   Trainer whole = Trainer::start(small_run(folder.file("whole")), false);
