@@ -176,6 +176,7 @@ int train_command(const std::vector<std::string>& arguments, std::ostream& out_s
     overrides.steps = args.integer("steps");
     overrides.learning_rate = args.number("lr");
     if (args.value("device")) overrides.device = device_from(args);
+    overrides.settings = resumed_settings_from(args);
     if (launch && overrides.device && overrides.device->is_cuda() && !overrides.device->has_index()) {
       overrides.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(launch->local_rank));
     }

@@ -1,5 +1,6 @@
 #include "train_options.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,26 +21,45 @@ void add_train_options(ArgumentParser& parser) {
   }
 }
 
+namespace {
+
+// The value given for a setting's flag, as the table holds it.
+gen::TrainValue value_of(const gen::TrainOptionSpec& spec, const ParsedArguments& args) {
+  switch (spec.kind) {
+    case gen::TrainOptionKind::integer:
+      return *args.integer(spec.flag);
+    case gen::TrainOptionKind::number:
+      return *args.number(spec.flag);
+    default:
+      return *args.value(spec.flag);
+  }
+}
+
+}  // namespace
+
 gen::TrainConfig train_config_from(const ParsedArguments& args) {
   gen::TrainConfig c =
       gen::recipe_for(args.value("data").value_or("ring8"), gen::parse_cost(args.value("cost").value_or("fixed"), "cost"));
   for (const gen::TrainOptionSpec& spec : gen::train_option_table()) {
     if (*spec.flag == '\0' || !args.value(spec.flag)) continue;
-    gen::TrainValue value;
-    switch (spec.kind) {
-      case gen::TrainOptionKind::integer:
-        value = *args.integer(spec.flag);
-        break;
-      case gen::TrainOptionKind::number:
-        value = *args.number(spec.flag);
-        break;
-      default:
-        value = *args.value(spec.flag);
-    }
-    spec.set(c, value);
+    spec.set(c, value_of(spec, args));
   }
   c.loss = loss_options_from(args, c.loss);
   return c;
+}
+
+std::map<std::string, gen::TrainValue> resumed_settings_from(const ParsedArguments& args) {
+  std::map<std::string, gen::TrainValue> settings;
+  for (const gen::TrainOptionSpec& spec : gen::train_option_table()) {
+    const std::string key = spec.key;
+    // The folder, the length, the rate and the device have fields of their own (ResumeOverrides).
+    if (!spec.may_change_on_resume || key == "out_dir" || key == "steps" || key == "learning_rate" || key == "device" ||
+        *spec.flag == '\0' || !args.value(spec.flag)) {
+      continue;
+    }
+    settings[key] = value_of(spec, args);
+  }
+  return settings;
 }
 
 bool may_change_on_resume(const std::string& flag) {

@@ -2,8 +2,12 @@
 // (src/gen/train_options.h): declared, read and refused on resume the same way for every setting.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "arguments.h"
 #include "gen/train_config.h"
+#include "gen/train_options.h"
 
 namespace sinkhorn::cli {
 
@@ -16,9 +20,13 @@ void add_train_options(ArgumentParser& parser);
 gen::TrainConfig train_config_from(const ParsedArguments& args);
 
 /// Whether --`flag` may be given with --resume: the settings a run may change when it continues
-/// (the table's may_change_on_resume: --out, --steps, --lr, --device) and the command's own
-/// --threads and --timeout.
+/// (the table's may_change_on_resume: --out, --steps, --lr, --device, --draw-on,
+/// --data-parallel-solve) and the command's own --threads and --timeout.
 bool may_change_on_resume(const std::string& flag);
+
+/// The resumable settings given in args other than --out, --steps, --lr and --device (which
+/// ResumeOverrides holds in fields of their own), by key: ResumeOverrides::settings.
+std::map<std::string, gen::TrainValue> resumed_settings_from(const ParsedArguments& args);
 
 /// The settings' flags a resume may give, for messages: "--steps, --lr, --device and ...".
 std::string resumable_flags();

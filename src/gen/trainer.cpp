@@ -460,6 +460,24 @@ void Trainer::start_folder(State& started, bool overwrite) {
   }
 }
 
+namespace {
+
+// What a resume changes in the saved settings (their checks: validate(), after).
+void apply_overrides(const ResumeOverrides& overrides, TrainConfig& config) {
+  if (overrides.steps) config.steps = *overrides.steps;
+  if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
+  if (overrides.device) config.device = *overrides.device;
+  for (const auto& [key, value] : overrides.settings) {
+    const TrainOptionSpec* spec = find_train_option(key);
+    SINKHORN_CHECK_ARG(spec != nullptr && spec->may_change_on_resume, key,
+                       "cannot change when resuming (the run keeps the settings in its checkpoint)");
+    check_train_value(*spec, value);
+    spec->set(config, value);
+  }
+}
+
+}  // namespace
+
 Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overrides, const dist::Group* group) {
   if (group && group->rank() != 0) {
     // Rank 0 resumes the folder first (it may move a checkpoint a killed run left committing);
@@ -469,9 +487,7 @@ Trainer Trainer::resume(const std::string& out_dir, const ResumeOverrides& overr
     const Checkpoint checkpoint = Checkpoint::read(out_dir + "/" + kCheckpointFile, "out_dir");
     TrainConfig config = checkpoint.config();
     config.out_dir = out_dir;
-    if (overrides.steps) config.steps = *overrides.steps;
-    if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
-    if (overrides.device) config.device = *overrides.device;
+    apply_overrides(overrides, config);
     auto state = std::make_unique<State>(std::move(config), &checkpoint);
     state->ranks = DataParallel(group, state->device);
     state->load_checkpoint(checkpoint);
@@ -506,10 +522,8 @@ Trainer Trainer::resume_folder(const std::string& out_dir, const ResumeOverrides
                        *overrides.steps << " is below the step of the checkpoint in '" << out_dir << "' ("
                                         << checkpoint.step() << "): a run resumes from its checkpoint, so --steps must "
                                         << "be at least " << checkpoint.step());
-    config.steps = *overrides.steps;
   }
-  if (overrides.learning_rate) config.learning_rate = *overrides.learning_rate;
-  if (overrides.device) config.device = *overrides.device;
+  apply_overrides(overrides, config);
   validate(config);  // names learning_rate or steps: the saved settings passed Checkpoint::read
   auto state = std::make_unique<State>(std::move(config), &checkpoint);
   state->load_checkpoint(checkpoint);

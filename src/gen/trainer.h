@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "gen/run_folder.h"
 #include "gen/saved_generator.h"
 #include "gen/train_config.h"
+#include "gen/train_options.h"
 
 namespace sinkhorn::dist {
 class Group;
@@ -93,6 +95,10 @@ struct ResumeOverrides {
   /// The checkpoint is read onto the CPU and moved, so a run saved on a GPU continues on a CPU.
   /// (Initialised, so that the older two-field braces {steps, learning_rate} stay warning-free.)
   std::optional<c10::Device> device = std::nullopt;
+  /// The table's other settings that a resume may change (TrainOptionSpec::may_change_on_resume:
+  /// "draw_on", "data_parallel_solve"), by key, as the table writes them ("device", "split").
+  /// A key the table does not let a resume change is refused naming it.
+  std::map<std::string, TrainValue> settings = {};
 };
 
 class Trainer {

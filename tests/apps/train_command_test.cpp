@@ -13,6 +13,7 @@
 #include "gen/recipes.h"
 #include "gen/gen_test_support.h"
 #include "gen/run_folder.h"
+#include "gen/trainer.h"
 #include "io/array_io.h"
 #include "io/pictures.h"
 #include "io/zip_archive.h"
@@ -53,6 +54,34 @@ TEST_F(TrainCommand, TrainsResumesAndSamples) {
   EXPECT_EQ(io::read_png(path("s.png")).channels, 3);
   EXPECT_EQ(run_command({"sample", "--checkpoint", path("run"), "--lattice", "5", "--out", path("l.png")}), 2);
   EXPECT_NE(err.str().find("--lattice needs a generator of images"), std::string::npos) << err.str();
+}
+
+// Every setting the table lets a resume change is changed by its flag (not only accepted), and
+// kept in config.json; a setting that may not change is refused by the library too, naming it.
+TEST_F(TrainCommand, AResumeChangesTheSettingsItMayChange) {
+  ASSERT_EQ(run_command(quick_train("run", 2)), 0) << err.str();
+  const auto saved = [&] { return gen::train_config_from_json(testing::read_text(path("run/config.json"))); };
+  EXPECT_EQ(saved().draw_on, gen::DrawOn::host);
+  EXPECT_EQ(saved().data_parallel_solve, gen::DataParallelSolve::automatic);
+  ASSERT_EQ(run_command({"train", "--resume", "--out", path("run"), "--steps", "3", "--lr", "0.002", "--draw-on", "device",
+                         "--data-parallel-solve", "split", "--threads", "1"}),
+            0)
+      << err.str();
+  const gen::TrainConfig after = saved();
+  EXPECT_EQ(after.steps, 3);
+  EXPECT_EQ(after.learning_rate, 0.002);
+  EXPECT_EQ(after.draw_on, gen::DrawOn::device);
+  EXPECT_EQ(after.data_parallel_solve, gen::DataParallelSolve::split);
+  expect_error({"train", "--resume", "--out", path("run"), "--steps", "4", "--draw-on", "elsewhere"},
+               "--draw-on must be one of host, device, got 'elsewhere'");
+  gen::ResumeOverrides seed;
+  seed.settings["seed"] = 7LL;
+  try {
+    gen::Trainer::resume(path("run"), seed);
+    ADD_FAILURE() << "a resume changed the seed";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.argument(), "seed") << error.what();
+  }
 }
 
 TEST_F(TrainCommand, StartsFromTheRecipeOfItsDataAndCostWithTheGivenFlagsOnTop) {

@@ -485,30 +485,6 @@ void launch_tensor_core_softmin(const CudaProblem<float>& problem) {
       "sinkhorn tensor-core CUDA softmin launch");
 }
 
-// The current device is sm_80 or newer, and the kernel's image that runs there came from sm_80 PTX
-// or newer: a build for older architectures only, JIT-compiled on an A100 or H100, has the MMA
-// compiled out. Asked once per device.
-bool tensor_core_device() {
-  int device = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  constexpr int kDevices = 64;
-  static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: usable, 2: not
-  if (device < kDevices) {
-    const int state = known[device].load(std::memory_order_relaxed);
-    if (state != 0) return state == 1;
-  }
-  int major = 0;
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  bool usable = major >= 8;
-  if (usable) {
-    cudaFuncAttributes attributes{};
-    check(cudaFuncGetAttributes(&attributes, tensor_core_softmin_kernel<2>), "cudaFuncGetAttributes");
-    usable = attributes.ptxVersion >= 80;
-  }
-  if (device < kDevices) known[device].store(usable ? 1 : 2, std::memory_order_relaxed);
-  return usable;
-}
-
 void dispatch_tensor_core_softmin(const CudaProblem<float>& problem) {
   switch ((problem.d + 7) / 8) {
     case 2: return launch_tensor_core_softmin<2>(problem);
@@ -819,6 +795,30 @@ bool has_fast_kernel(int64_t d, Reduction reduction) {
 
 bool has_tensor_core_kernel(int64_t d, int p, Reduction reduction) {
   return reduction == Reduction::softmin && p == 2 && d >= kTensorCoreMinDimension && d <= kTensorCoreMaxDimension;
+}
+
+// The current device is sm_80 or newer, and the kernel's image that runs there came from sm_80 PTX
+// or newer: a build for older architectures only, JIT-compiled on an A100 or H100, has the MMA
+// compiled out. Asked once per device.
+bool tensor_core_device() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: usable, 2: not
+  if (device < kDevices) {
+    const int state = known[device].load(std::memory_order_relaxed);
+    if (state != 0) return state == 1;
+  }
+  int major = 0;
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  bool usable = major >= 8;
+  if (usable) {
+    cudaFuncAttributes attributes{};
+    check(cudaFuncGetAttributes(&attributes, tensor_core_softmin_kernel<2>), "cudaFuncGetAttributes");
+    usable = attributes.ptxVersion >= 80;
+  }
+  if (device < kDevices) known[device].store(usable ? 1 : 2, std::memory_order_relaxed);
+  return usable;
 }
 
 void online_reduce(const CudaProblem<float>& problem) {

@@ -76,6 +76,9 @@ inline constexpr int64_t kTensorCoreMinDimension = 16, kTensorCoreMaxDimension =
 /// True when online_reduce with tensor_cores set runs the tensor-core kernel (float32 softmin,
 /// p = 2, kTensorCoreMinDimension <= d <= kTensorCoreMaxDimension, on an sm_80 or newer device).
 bool has_tensor_core_kernel(int64_t d, int p, Reduction reduction);
+/// Whether the current device runs the tensor-core kernel: sm_80 or newer, with the kernel's image
+/// from sm_80 PTX or newer (otherwise online_reduce takes the fast kernel).
+bool tensor_core_device();
 
 /// How the dense softmin spreads a row over threads. Both read the matrix once, in 16-byte loads
 /// when m % 4 == 0 and the matrix and h start on 16-byte boundaries; which is nearer the memory
