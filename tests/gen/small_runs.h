@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "gen/gen_test_support.h"
 #include "gen/train_config.h"
 
 namespace sinkhorn::testing {
@@ -25,6 +26,25 @@ inline gen::TrainConfig small_run(const std::string& out) {
   c.checkpoint_every = 100;
   c.log_every = 1;
   c.out_dir = out;
+  return c;
+}
+
+// An image run on 40 hand-made 28 x 28 images written into `folder`: a DCGAN generator with batch
+// norm (its running statistics are buffers that a resume must restore too).
+inline gen::TrainConfig small_image_run(const ScratchFolder& folder, const std::string& out) {
+  write_bytes(folder.file("train-images-idx3-ubyte"), idx_bytes({40, 28, 28}, patterned_pixels(40)));
+  gen::TrainConfig c = small_run(out);
+  c.data.name = "mnist";
+  c.data.path = folder.path();
+  c.data.heldout = 8;
+  c.generator.architecture = "dcgan";
+  c.generator.width = 4;
+  c.generator.latent_dim = 3;
+  c.loss.blur = 5.0;
+  c.batch_size = 8;
+  c.steps = 6;
+  c.eval_samples = 8;
+  c.eval_blur = 5.0;
   return c;
 }
 

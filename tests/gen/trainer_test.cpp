@@ -27,26 +27,8 @@ namespace sinkhorn::gen {
 namespace {
 
 using testing::ScratchFolder;
+using testing::small_image_run;
 using testing::small_run;
-
-// An image run on 40 hand-made 28 x 28 images: a DCGAN generator with batch norm (its running
-// statistics are buffers that a resume must restore too).
-TrainConfig small_image_run(const ScratchFolder& folder, const std::string& out) {
-  testing::write_bytes(folder.file("train-images-idx3-ubyte"), testing::idx_bytes({40, 28, 28}, testing::patterned_pixels(40)));
-  TrainConfig c = small_run(out);
-  c.data.name = "mnist";
-  c.data.path = folder.path();
-  c.data.heldout = 8;
-  c.generator.architecture = "dcgan";
-  c.generator.width = 4;
-  c.generator.latent_dim = 3;
-  c.loss.blur = 5.0;
-  c.batch_size = 8;
-  c.steps = 6;
-  c.eval_samples = 8;
-  c.eval_blur = 5.0;
-  return c;
-}
 
 // Runs `config` from the start to its end; the critic's loss at every step (NaN where it has none).
 std::vector<double> critic_losses_of_run(const TrainConfig& config) {
