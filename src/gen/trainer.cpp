@@ -35,30 +35,37 @@ namespace sinkhorn::gen {
 namespace {
 
 // Adds the wall seconds of its scope to a StepTimings field. Host time: on a GPU a phase's kernels
-// are counted where the host waits for them, unless `wait_for` names the device, whose queue the
-// scope's end then drains (Trainer::time_phases_on_device).
+// are counted where the host waits for them, unless `wait_for` names the device, which the scope
+// then waits for at its start (the work launched before it is not its own) and at its end
+// (Trainer::time_phases_on_device).
 class PhaseClock {
  public:
-  PhaseClock(double& seconds, const std::optional<at::Device>& wait_for) : seconds_(seconds), wait_for_(wait_for) {}
+  PhaseClock(double& seconds, std::optional<at::Device> wait_for) : seconds_(seconds), wait_for_(wait_for) {
+    wait();
+    start_ = std::chrono::steady_clock::now();
+  }
   PhaseClock(const PhaseClock&) = delete;
   PhaseClock& operator=(const PhaseClock&) = delete;
   ~PhaseClock() {
-    if (wait_for_) {
-      try {
-        const c10::impl::DeviceGuardImplInterface* device = c10::impl::getDeviceGuardImpl(wait_for_->type());
-        device->synchronizeDevice(wait_for_->has_index() ? wait_for_->index() : device->getDevice().index());
-      } catch (...) {
-        // A device error here resurfaces at the next operation on the device, which reports it;
-        // a destructor must not throw.
-      }
+    try {
+      wait();
+    } catch (...) {
+      // A device error here resurfaces at the next operation on the device, which reports it;
+      // a destructor must not throw.
     }
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
 
  private:
+  void wait() const {
+    if (!wait_for_) return;
+    const c10::impl::DeviceGuardImplInterface* device = c10::impl::getDeviceGuardImpl(wait_for_->type());
+    device->synchronizeDevice(wait_for_->has_index() ? wait_for_->index() : device->getDevice().index());
+  }
+
   double& seconds_;
-  const std::optional<at::Device>& wait_for_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  const std::optional<at::Device> wait_for_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 

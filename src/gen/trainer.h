@@ -137,10 +137,10 @@ class Trainer {
 
   /// This process's step timings so far.
   const StepTimings& timings() const;
-  /// With `on`, each phase of a step ends by waiting for the run's device to finish its work, so
-  /// that on a GPU timings() gives each phase its own kernels' time (otherwise a phase's kernels
-  /// count where the host next waits), at one device synchronisation per phase. Nothing changes on
-  /// the CPU. Off by default; `sinkhorn train --timings` turns it on.
+  /// With `on`, each phase of a step starts and ends by waiting for the run's device to finish its
+  /// work, so that on a GPU timings() gives each phase its own kernels' time (otherwise a phase's
+  /// kernels count where the host next waits), at two device synchronisations per phase. Nothing
+  /// changes on the CPU. Off by default; `sinkhorn train --timings` turns it on.
   void time_phases_on_device(bool on);
   /// The held-out evaluation of the current generator (deterministic: fixed latent sample).
   Evaluation evaluate();

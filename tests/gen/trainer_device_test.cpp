@@ -199,7 +199,7 @@ TEST(TrainerDevice, DrawingOnTheGpuResumesExactlyAndDrawsItsOwnStreams) {
   }
 }
 
-// --timings on a GPU: each phase waits for the device at its end, so the phases hold their own
+// --timings on a GPU: each phase waits for the device at its start and end, so the phases hold their own
 // kernels' time and still partition the steps.
 TEST(TrainerDevice, PhasesWaitingForTheGpuPartitionTheSteps) {
   SKIP_WITHOUT_GPU();
